@@ -1,0 +1,193 @@
+"""The classes a plugin subclasses: one per kind of component.
+
+Each component is a keyword-only dataclass; its fields are the options a user sets in TOML
+(declare them with `kdbench.option`). Register the class, not an instance, from the matching
+hook in `kdbench.hookspecs`; the harness builds one instance per config table.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar, Literal, Protocol
+
+import torch
+from torch import nn
+
+from kdbench.errors import OptionError
+from kdbench.options import option
+
+if TYPE_CHECKING:  # qiskit is slow to import; annotations only
+    from qiskit.circuit import Parameter, QuantumCircuit
+
+
+@dataclass(kw_only=True)
+class Component:
+    """Base of every plugin component."""
+
+    kind: ClassVar[str] = "component"
+    name: ClassVar[str]
+
+    def check(self) -> None:
+        """Reject option values that are valid one by one but not together (raise OptionError)."""
+
+    @classmethod
+    def summary(cls) -> str:
+        """The first line of the class docstring."""
+        return (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+
+
+@dataclass(kw_only=True)
+class Dataset(Component):
+    """A labelled image data set, from which the harness draws class-balanced subsets."""
+
+    kind: ClassVar[str] = "dataset"
+    class_names: ClassVar[tuple[str, ...]]
+    image_shape: ClassVar[tuple[int, int, int]] = (1, 28, 28)
+
+    classes: list[int] | None = option(
+        None, help="labels to keep, in this order (default: all)", minimum=0
+    )
+    train_per_class: int = option(150, help="training images per class", minimum=1)
+    val_per_class: int = option(
+        50, help="validation images per class, held out of training", minimum=1
+    )
+    test_per_class: int | None = option(
+        150, help="test images per class (omit for the whole test set)", minimum=1
+    )
+    sample_seed: int | None = option(
+        None, help="seed of the per-class sampling (default: the cell's seed)"
+    )
+
+    def fetch(self, root: Path) -> None:
+        """Put the data set's files under `root`, verified; raise DataError if impossible."""
+        raise NotImplementedError
+
+    def load(self, root: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return (uint8 images [N, H, W], int64 labels [N]) of `split` ('train' or 'test')."""
+        raise NotImplementedError
+
+    @property
+    def selected_classes(self) -> list[int]:
+        return (
+            list(self.classes) if self.classes is not None else list(range(len(self.class_names)))
+        )
+
+    def check(self) -> None:
+        classes, available = self.selected_classes, len(self.class_names)
+        if len(set(classes)) != len(classes):
+            raise OptionError("classes", f"repeats a label: {classes}")
+        if len(classes) < 2:
+            raise OptionError("classes", "needs at least 2 labels")
+        outside = [c for c in classes if c >= available]
+        if outside:
+            raise OptionError("classes", f"{outside} not among the labels 0..{available - 1}")
+
+
+@dataclass(kw_only=True)
+class Teacher(Component):
+    """A classical classifier, trained (or loaded) once and frozen while it teaches."""
+
+    kind: ClassVar[str] = "teacher"
+
+    epochs: int = option(10, help="training epochs", minimum=1)
+    lr: float = option(1e-3, help="Adam learning rate", minimum=0, exclusive_minimum=True)
+    batch_size: int = option(64, help="training batch size", minimum=1)
+    train_per_class: int | None = option(
+        None, help="training images per class (default: every image of the class)", minimum=1
+    )
+    checkpoint: str | None = option(
+        None, help="load this state dict (torch.save) instead of training"
+    )
+    device: Literal["auto", "cpu", "cuda"] = option("auto", help="auto: CUDA when present")
+
+    def build(self, num_classes: int, image_shape: tuple[int, int, int]) -> nn.Module:
+        """Return an untrained network mapping images [B, C, H, W] to logits [B, num_classes]."""
+        raise NotImplementedError
+
+
+class CircuitFunction(Protocol):
+    """A compiled circuit: differentiable map from parameter values to outcome probabilities."""
+
+    executions: int
+    shots: int
+
+    def __call__(self, inputs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """inputs [B, n_inputs], weights [n_weights] -> probabilities [B, 2**num_qubits]."""
+        ...
+
+
+@dataclass(kw_only=True)
+class Backend(Component):
+    """Runs parameterized Qiskit circuits and returns measurement probabilities."""
+
+    kind: ClassVar[str] = "backend"
+
+    def compile(
+        self,
+        circuit: QuantumCircuit,
+        inputs: Sequence[Parameter],
+        weights: Sequence[Parameter],
+        *,
+        seed: int,
+    ) -> CircuitFunction:
+        """Prepare `circuit` once; the result is called with a batch of parameter values."""
+        raise NotImplementedError
+
+
+@dataclass(kw_only=True)
+class Encoder(Component):
+    """Loads classical features into qubits: a circuit fragment and its parameter values."""
+
+    kind: ClassVar[str] = "encoder"
+
+    def num_features(self, qubits: int) -> int:
+        """How many classical features the student's front must produce."""
+        raise NotImplementedError
+
+    def circuit(self, qubits: int) -> tuple[QuantumCircuit, list[Parameter]]:
+        """The encoding fragment on `qubits` qubits and its input parameters, in order."""
+        raise NotImplementedError
+
+    def parameter_values(self, features: torch.Tensor) -> torch.Tensor:
+        """Features [B, num_features] -> values of the fragment's parameters, differentiably."""
+        return math.pi * torch.tanh(features)
+
+
+@dataclass(frozen=True)
+class StudentContext:
+    """What the harness hands a student when building it for one cell."""
+
+    num_classes: int
+    image_shape: tuple[int, int, int]
+    backend: Backend
+    encoder: Encoder | None
+    seed: int
+
+
+@dataclass(kw_only=True)
+class Student(Component):
+    """A small model that learns from labels and, optionally, from a teacher."""
+
+    kind: ClassVar[str] = "student"
+
+    encoder: str | None = option(None, help="encoder instance or plugin name")
+
+    def max_classes(self) -> int | None:
+        """The most classes this student can read out (None: no limit)."""
+        return None
+
+    def build(self, context: StudentContext) -> nn.Module:
+        """Return a module mapping images [B, C, H, W] to class probabilities [B, num_classes]."""
+        raise NotImplementedError
+
+
+KINDS: dict[str, type[Component]] = {
+    "datasets": Dataset,
+    "teachers": Teacher,
+    "students": Student,
+    "encoders": Encoder,
+    "backends": Backend,
+}

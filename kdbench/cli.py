@@ -1,0 +1,295 @@
+"""The `kdbench` command line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+import kdbench
+from kdbench.errors import KdbenchError
+
+# Tables are wide: when piped (CI, logs), do not squeeze them into 80 columns.
+console = Console() if sys.stdout.isatty() else Console(width=200)
+errors = Console(stderr=True)
+
+
+class Group(click.Group):
+    """Turns a KdbenchError into one line on stderr and exit code 2."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except KdbenchError as exc:
+            errors.print(f"[red]Error:[/red] {exc}", markup=True, highlight=False, soft_wrap=True)
+            ctx.exit(exc.exit_code)
+
+
+@click.group(cls=Group)
+@click.version_option(kdbench.__version__, prog_name="kdbench")
+def cli() -> None:
+    """Benchmark classical-to-quantum knowledge distillation."""
+
+
+def resolve_tracking_uri(option: str | None, configured: str | None = None) -> str:
+    """The --tracking-uri option, else the config's, else $MLFLOW_TRACKING_URI, else sqlite."""
+    from kdbench.tracking import DEFAULT_URI
+
+    return option or configured or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+
+
+tracking_option = click.option(
+    "--tracking-uri",
+    help="MLflow tracking URI (default: config, $MLFLOW_TRACKING_URI, sqlite:///mlflow.db)",
+)
+data_option = click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False),
+    help="data directory (default: $KDBENCH_DATA or ~/.cache/kdbench/data)",
+)
+
+
+@cli.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.option("--dry-run", is_flag=True, help="print the expanded matrix and stop")
+@tracking_option
+@data_option
+def run(config: str, dry_run: bool, tracking_uri: str | None, data_dir: str | None) -> None:
+    """Train and evaluate every cell of the matrix in CONFIG, logging each to MLflow."""
+    from kdbench.config import load_spec
+    from kdbench.matrix import expand
+    from kdbench.plugins import registry
+
+    spec = load_spec(config, registry())
+    cells = expand(spec)
+    if dry_run:
+        table = Table(title=f"{len(cells)} cells of {config}")
+        for column in ("cell id", "dataset", "teacher", "student", "backend", "seed"):
+            table.add_column(column)
+        for cell in cells:
+            table.add_row(cell.id, *cell.group, str(cell.seed))
+        console.print(table)
+        return
+    _run(spec, cells, tracking_uri, data_dir)
+
+
+def _run(spec, cells, uri_option: str | None, data_dir: str | None) -> None:
+    from kdbench import paths
+    from kdbench.plugins import registry
+    from kdbench.report import results_table, summarize
+    from kdbench.runner import Events, preflight, run_cell
+    from kdbench.tracking import ROLE_TAG, Tracker
+
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # its table-creation chatter
+    root = paths.data_dir(data_dir or spec.experiment.data_dir)
+    preflight(cells, root)
+    uri = resolve_tracking_uri(uri_option, spec.experiment.tracking_uri)
+    tracker = Tracker(uri, spec.experiment.name)
+    parent = tracker.start_run(
+        f"{Path(spec.file).name}", {ROLE_TAG: "invocation", "kdbench.config_file": spec.file}
+    )
+    tracker.log_files(parent, [(Path(spec.file).name, Path(spec.file).read_bytes())])
+    outcomes = []
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=errors,
+        transient=False,
+    ) as progress:
+        overall = progress.add_task("cells", total=len(cells))
+        current = progress.add_task("", total=None)
+
+        class Display(Events):
+            def phase(self, cell, text, total=None):
+                progress.reset(current, total=total, description=f"  {cell.label}: {text}")
+
+            def epoch(self, cell, metrics):
+                progress.advance(current)
+
+        try:
+            for cell in cells:
+                outcome = run_cell(
+                    cell,
+                    registry=registry(),
+                    tracker=tracker,
+                    parent_id=parent,
+                    data_root=root,
+                    cache=paths.cache_dir(),
+                    events=Display(),
+                )
+                outcomes.append(outcome)
+                if outcome.status == "FAILED":
+                    errors.print(
+                        f"[red]FAILED[/red] {cell.label}: {outcome.error}", highlight=False
+                    )
+                progress.advance(overall)
+        except KeyboardInterrupt:
+            tracker.finish(parent, "KILLED")
+            errors.print("interrupted; finished cells are in MLflow")
+            sys.exit(130)
+    failed = [o for o in outcomes if o.status == "FAILED"]
+    tracker.finish(parent, "FAILED" if failed else "FINISHED")
+    console.print(results_table(summarize(o.result for o in outcomes if o.result)))
+    console.print(
+        f"{len(outcomes) - len(failed)} cells finished, {len(failed)} failed; "
+        f"experiment '{spec.experiment.name}' in {uri}"
+    )
+    console.print(f"browse: kdbench ui --tracking-uri {uri}", highlight=False)
+    if failed:
+        sys.exit(1)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def plugins(as_json: bool) -> None:
+    """List plugins, their hooks and what they register, with options."""
+    from kdbench.options import describe
+    from kdbench.plugins import registry
+
+    reg = registry()
+    listing = []
+    for info in reg.plugins:
+        registered = {
+            kind: [
+                {
+                    "name": name,
+                    "summary": reg.components[kind][name].summary(),
+                    "options": [vars(o) for o in describe(reg.components[kind][name])],
+                }
+                for name in names
+            ]
+            for kind, names in info.registered.items()
+        }
+        listing.append(
+            {
+                "name": info.name,
+                "distribution": info.distribution,
+                "version": info.version,
+                "builtin": info.builtin,
+                "hooks": info.hooks,
+                "registered": registered,
+                "problems": info.problems,
+            }
+        )
+    if as_json:
+        click.echo(json.dumps(listing, indent=2, default=str))
+        return
+    for plugin in listing:
+        source = "built-in" if plugin["builtin"] else plugin["distribution"]
+        console.print(
+            f"[bold]{plugin['name']}[/bold] {plugin['version']} ({source}) "
+            f"hooks: {', '.join(plugin['hooks']) or '-'}"
+        )
+        for problem in plugin["problems"]:
+            console.print(f"  [red]problem:[/red] {problem}", highlight=False)
+        for kind, items in plugin["registered"].items():
+            for item in items:
+                console.print(f"  {kind[:-1]} [cyan]{item['name']}[/cyan]: {item['summary']}")
+                for o in item["options"]:
+                    console.print(
+                        f"      {o['name']} ({o['type']}, default {o['default']!r}): {o['help']}",
+                        highlight=False,
+                    )
+
+
+@cli.group()
+def data() -> None:
+    """Get and check the data sets."""
+
+
+@data.command()
+@click.argument("datasets", nargs=-1)
+@data_option
+def fetch(datasets: tuple[str, ...], data_dir: str | None) -> None:
+    """Fetch and verify DATASETS (default: every registered data set)."""
+    from kdbench import paths
+    from kdbench.plugins import registry
+
+    reg = registry()
+    root = paths.data_dir(data_dir)
+    for name in datasets or reg.names("datasets"):
+        dataset = reg.get("datasets", name)()
+        errors.print(f"{name}: fetching into {root}")
+        dataset.fetch(root)
+        console.print(f"{name}: ok ({root})")
+
+
+@cli.command()
+@tracking_option
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+def ui(tracking_uri: str | None, host: str, port: int) -> None:
+    """Start the MLflow UI on the tracking store."""
+    uri = resolve_tracking_uri(tracking_uri)
+    command = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "ui",
+        "--backend-store-uri",
+        uri,
+        "--host",
+        host,
+        "--port",
+        str(port),
+    ]
+    console.print(f"MLflow UI on http://{host}:{port} for {uri}", highlight=False)
+    sys.exit(subprocess.call(command))
+
+
+@cli.command()
+@click.argument("config", required=False, type=click.Path(dir_okay=False))
+@click.option("--experiment", help="experiment name (default: the config's)")
+@tracking_option
+def report(config: str | None, experiment: str | None, tracking_uri: str | None) -> None:
+    """Print the results table of an experiment from MLflow."""
+    from kdbench.report import Result, results_table, summarize
+    from kdbench.tracking import Tracker
+
+    configured = None
+    if config:
+        from kdbench.config import load_spec
+        from kdbench.plugins import registry
+
+        spec = load_spec(config, registry())
+        experiment = experiment or spec.experiment.name
+        configured = spec.experiment.tracking_uri
+    if not experiment:
+        raise KdbenchError("report needs a CONFIG or --experiment NAME")
+    tracker = Tracker(resolve_tracking_uri(tracking_uri, configured), experiment, create=False)
+    results = []
+    for run in tracker.cell_runs():
+        tags, metrics = run.data.tags, run.data.metrics
+        results.append(
+            Result(
+                tags["kdbench.dataset"],
+                tags["kdbench.teacher"],
+                tags["kdbench.student"],
+                tags["kdbench.backend"],
+                int(tags["kdbench.seed"]),
+                metrics["test_accuracy"],
+                metrics.get("teacher_test_accuracy"),
+            )
+        )
+    if not results:
+        raise KdbenchError(f"experiment '{experiment}' has no finished cells")
+    console.print(
+        results_table(summarize(reversed(results)), title=f"{experiment}: test accuracy (%)")
+    )
+
+
+def main() -> None:
+    from kdbench.plugins import registry
+
+    registry().manager.hook.register_commands(cli=cli)
+    cli()

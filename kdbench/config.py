@@ -1,0 +1,248 @@
+"""TOML config -> a validated, typed `Spec`. Every error names the file and the key path."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+from kdbench.api import Component
+from kdbench.errors import ConfigError, OptionError, PluginError, did_you_mean, one_of
+from kdbench.options import build, option, resolved
+from kdbench.plugins import Registry
+
+NO_TEACHER = "none"
+COMPONENT_KINDS = ("datasets", "teachers", "students", "encoders", "backends")
+MATRIX_KEYS = ("datasets", "teachers", "students", "backends", "seeds")
+
+
+@dataclass(kw_only=True)
+class ExperimentConfig:
+    """[experiment]: where runs are logged and with which seeds."""
+
+    name: str = option("kdbench", help="MLflow experiment name")
+    seeds: list[int] = option([0], help="seeds of every cell", minimum=0)
+    tracking_uri: str | None = option(
+        None, help="MLflow tracking URI (default sqlite:///mlflow.db)"
+    )
+    data_dir: str | None = option(None, help="data directory (default $KDBENCH_DATA or the cache)")
+
+
+@dataclass(kw_only=True)
+class TrainConfig:
+    """[train]: how every student is trained (paper §4.6)."""
+
+    epochs: int = option(10, help="training epochs", minimum=1)
+    batch_size: int = option(32, help="mini-batch size", minimum=1)
+    lr: float = option(1e-3, help="Adam learning rate", minimum=0, exclusive_minimum=True)
+
+
+@dataclass(kw_only=True)
+class DistillConfig:
+    """[distill]: the loss CE(s, y)·ce_weight + KL(σ(t/τ) ‖ σ(s/τ))·kd_weight (paper Eq. 6)."""
+
+    temperature: float = option(
+        3.0, help="τ of the softened distributions", minimum=0, exclusive_minimum=True
+    )
+    kd_weight: float = option(0.9, help="λ, weight of the KL term", minimum=0)
+    ce_weight: float = option(1.0, help="weight of the cross-entropy term", minimum=0)
+    t2_scaling: bool = option(False, help="multiply the KL term by τ² (Hinton); not in the paper")
+
+
+@dataclass(frozen=True)
+class Instance:
+    """A named, configured component: a table such as [students.q3], or a bare plugin name."""
+
+    kind: str
+    name: str
+    plugin: str
+    component: Any
+
+    def resolved(self) -> dict[str, Any]:
+        return {"plugin": self.plugin, **resolved(self.component)}
+
+
+@dataclass(frozen=True)
+class MatrixEntry:
+    datasets: list[str]
+    teachers: list[str]
+    students: list[str]
+    backends: list[str]
+    seeds: list[int]
+
+
+@dataclass
+class Spec:
+    """A whole validated config."""
+
+    file: str
+    experiment: ExperimentConfig
+    train: TrainConfig
+    distill: DistillConfig
+    instances: dict[str, dict[str, Instance]] = field(default_factory=dict)
+    matrix: list[MatrixEntry] = field(default_factory=list)
+
+    def instance(self, kind: str, name: str) -> Instance:
+        return self.instances[kind][name]
+
+
+def load_spec(path: str | Path, registry: Registry) -> Spec:
+    """Read and validate a config file; raise ConfigError on the first problem."""
+    path = Path(path)
+    file = str(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError("no such file", file=file) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read: {exc}", file=file) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"invalid TOML: {exc}", file=file) from None
+    return parse_spec(raw, file, registry)
+
+
+def parse_spec(raw: dict[str, Any], file: str, registry: Registry) -> Spec:
+    """Validate an already parsed TOML document."""
+    allowed = ("experiment", "train", "distill", *COMPONENT_KINDS, "matrix")
+    for key in raw:
+        if key not in allowed:
+            raise ConfigError(
+                f"unknown section{did_you_mean(key, allowed)}; allowed: {one_of(allowed)}",
+                file=file,
+                key=key,
+            )
+    spec = Spec(
+        file=file,
+        experiment=build(
+            ExperimentConfig, _table(raw, "experiment", file), file=file, key="experiment"
+        ),
+        train=build(TrainConfig, _table(raw, "train", file), file=file, key="train"),
+        distill=build(DistillConfig, _table(raw, "distill", file), file=file, key="distill"),
+    )
+    if not spec.experiment.seeds:
+        raise ConfigError("needs at least one seed", file=file, key="experiment.seeds")
+    for kind in COMPONENT_KINDS:
+        spec.instances[kind] = {}
+        for name, table in _table(raw, kind, file).items():
+            if not isinstance(table, dict):
+                raise ConfigError("expected a table of options", file=file, key=f"{kind}.{name}")
+            _define(spec, registry, kind, name, table)
+    _parse_matrix(spec, raw.get("matrix"), registry)
+    return spec
+
+
+def _table(raw: dict[str, Any], key: str, file: str) -> dict[str, Any]:
+    value = raw.get(key, {})
+    if not isinstance(value, dict):
+        raise ConfigError("expected a table", file=file, key=key)
+    return value
+
+
+def _define(
+    spec: Spec, registry: Registry, kind: str, name: str, table: dict[str, Any]
+) -> Instance:
+    key = f"{kind}.{name}"
+    options = dict(table)
+    plugin = options.pop("plugin", name)
+    if not isinstance(plugin, str):
+        raise ConfigError("expected a plugin name (string)", file=spec.file, key=f"{key}.plugin")
+    if name == NO_TEACHER:
+        raise ConfigError(f"'{NO_TEACHER}' is reserved for 'no teacher'", file=spec.file, key=key)
+    try:
+        cls = registry.get(kind, plugin)
+    except PluginError as exc:
+        raise ConfigError(str(exc), file=spec.file, key=f"{key}.plugin" if table else key) from None
+    component: Component = build(cls, options, file=spec.file, key=key)
+    try:
+        component.check()
+    except OptionError as exc:
+        raise ConfigError(exc.message, file=spec.file, key=f"{key}.{exc.key}") from None
+    instance = Instance(kind, name, plugin, component)
+    spec.instances[kind][name] = instance
+    return instance
+
+
+def _reference(spec: Spec, registry: Registry, kind: str, name: Any, key: str) -> Instance:
+    """An instance by name; a bare plugin name defines an instance with default options."""
+    if not isinstance(name, str):
+        raise ConfigError(f"expected a name, got {name!r}", file=spec.file, key=key)
+    if name in spec.instances[kind]:
+        return spec.instances[kind][name]
+    if name not in registry.components[kind]:
+        choices = [*spec.instances[kind], *registry.components[kind]]
+        raise ConfigError(
+            f"unknown {kind[:-1]} '{name}'{did_you_mean(name, choices)};"
+            f" defined or available: {one_of(set(choices))}",
+            file=spec.file,
+            key=key,
+        )
+    return _define(spec, registry, kind, name, {})
+
+
+def _parse_matrix(spec: Spec, raw: Any, registry: Registry) -> None:
+    if raw is None:
+        raise ConfigError("no [[matrix]] entry: nothing to run", file=spec.file, key="matrix")
+    if not isinstance(raw, list) or not all(isinstance(e, dict) for e in raw):
+        raise ConfigError("expected [[matrix]] tables", file=spec.file, key="matrix")
+    for i, entry in enumerate(raw):
+        where = f"matrix[{i}]"
+        for key in entry:
+            if key not in MATRIX_KEYS:
+                raise ConfigError(
+                    f"unknown key{did_you_mean(key, MATRIX_KEYS)}; allowed: {one_of(MATRIX_KEYS)}",
+                    file=spec.file,
+                    key=f"{where}.{key}",
+                )
+        lists = {}
+        for key, default in (
+            ("datasets", None),
+            ("teachers", [NO_TEACHER]),
+            ("students", None),
+            ("backends", ["statevector"]),
+        ):
+            value = entry.get(key, default)
+            if value is None:
+                raise ConfigError("is required", file=spec.file, key=f"{where}.{key}")
+            if not isinstance(value, list) or not value:
+                raise ConfigError(
+                    "expected a non-empty list of names", file=spec.file, key=f"{where}.{key}"
+                )
+            lists[key] = value
+        seeds = entry.get("seeds", spec.experiment.seeds)
+        if (
+            not isinstance(seeds, list)
+            or not seeds
+            or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)
+        ):
+            raise ConfigError(
+                "expected a non-empty list of integers >= 0", file=spec.file, key=f"{where}.seeds"
+            )
+        for kind, names in lists.items():
+            for j, name in enumerate(names):
+                if kind == "teachers" and name == NO_TEACHER:
+                    continue
+                _reference(spec, registry, kind, name, f"{where}.{kind}[{j}]")
+        spec.matrix.append(MatrixEntry(seeds=list(seeds), **lists))
+    _check_students(spec, registry)
+
+
+def _check_students(spec: Spec, registry: Registry) -> None:
+    """Resolve each student's encoder and refuse datasets it cannot read out."""
+    for entry_index, entry in enumerate(spec.matrix):
+        for name in entry.students:
+            student = spec.instance("students", name)
+            encoder = student.component.encoder
+            if encoder is not None:
+                _reference(spec, registry, "encoders", encoder, f"students.{name}.encoder")
+            limit = student.component.max_classes()
+            for dataset_name in entry.datasets:
+                classes = len(spec.instance("datasets", dataset_name).component.selected_classes)
+                if limit is not None and classes > limit:
+                    raise ConfigError(
+                        f"student '{name}' reads out at most {limit} classes but dataset"
+                        f" '{dataset_name}' has {classes}; use fewer classes or more qubits",
+                        file=spec.file,
+                        key=f"matrix[{entry_index}]",
+                    )

@@ -1,0 +1,148 @@
+"""Class-balanced train/validation/test subsets of any registered data set.
+
+A cell of a benchmark trains on a few images per class; which images is decided here, from
+the data set's options and a seed, so that every plugin gets the same sampling rules.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from kdbench.api import Dataset
+from kdbench.errors import DataError
+
+# Raw (images, labels) by (resolved root, data set name, split). Many cells of a run reuse
+# one data set, and decoding 60000 images each time would dominate short cells. Keyed by
+# name rather than through functools.cache, since the loader is the (unhashable) instance.
+_raw_cache: dict[tuple[str, str, str], tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+@dataclass
+class Splits:
+    """Images (float32 in [0, 1], [N, C, H, W]) and labels (int64, 0..C-1) of one cell.
+
+    Label k is the k-th selected class; `class_names[k]` is its name. `teacher_x/y` is the
+    teacher's training pool: training images of the selected classes minus validation.
+    """
+
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    val_x: torch.Tensor
+    val_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    teacher_x: torch.Tensor
+    teacher_y: torch.Tensor
+    class_names: list[str]
+
+
+def load_raw(dataset: Dataset, root: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """`dataset.load(root, split)`, cached in-process per (root, data set name, split)."""
+    key = (str(Path(root).expanduser().resolve()), dataset.name, split)
+    if key not in _raw_cache:
+        _raw_cache[key] = dataset.load(Path(root).expanduser(), split)
+    return _raw_cache[key]
+
+
+def clear_cache() -> None:
+    """Forget loaded data sets (for tests, or to free memory)."""
+    _raw_cache.clear()
+
+
+def _check_classes(dataset: Dataset) -> list[int]:
+    classes = dataset.selected_classes
+    n = len(dataset.class_names)
+    if not classes:
+        raise DataError(f"{dataset.name}: classes is empty; select at least one label")
+    for c in classes:
+        if not 0 <= c < n:
+            raise DataError(
+                f"{dataset.name}: class {c} is not a label of this data set (labels are 0..{n - 1})"
+            )
+    repeated = sorted({c for c in classes if classes.count(c) > 1})
+    if repeated:
+        raise DataError(f"{dataset.name}: classes lists {repeated} more than once")
+    return classes
+
+
+def _to_float(images: torch.Tensor, shape: tuple[int, int, int]) -> torch.Tensor:
+    return images.reshape(-1, *shape).to(torch.float32) / 255.0
+
+
+def make_splits(
+    dataset: Dataset, root: Path, seed: int, teacher_per_class: int | None = None
+) -> Splits:
+    """Draw the class-balanced subsets of one cell.
+
+    Per selected class, from the training split: `val_per_class` validation images and,
+    disjoint from them, `train_per_class` training images; from the test split
+    `test_per_class` images (None: all). The teacher pool is every training image of the
+    class except the validation ones, or `teacher_per_class` of them. Sampling uses
+    `dataset.sample_seed` when set, else `seed`. Raises DataError for a bad class list or
+    a class with too few images.
+    """
+    classes = _check_classes(dataset)
+    if teacher_per_class is not None and teacher_per_class < 1:
+        raise ValueError(f"teacher_per_class must be >= 1, got {teacher_per_class}")
+    generator = torch.Generator().manual_seed(
+        dataset.sample_seed if dataset.sample_seed is not None else seed
+    )
+    train_images, train_labels = load_raw(dataset, root, "train")
+    test_images, test_labels = load_raw(dataset, root, "test")
+    parts: dict[str, list[torch.Tensor]] = {k: [] for k in ("train", "val", "test", "teacher")}
+    labels: dict[str, list[torch.Tensor]] = {k: [] for k in parts}
+
+    def need(have: int, want: int, c: int, what: str) -> None:
+        if have < want:
+            name = dataset.class_names[c]
+            label = f"{c}" if name == str(c) else f"{c} ({name})"
+            raise DataError(
+                f"{dataset.name}: class {label} has {have} {what} images,"
+                f" fewer than the {want} requested"
+            )
+
+    for new_label, c in enumerate(classes):
+        # A full permutation per class: the generator advances the same way whatever the
+        # requested sizes, so changing one size never reshuffles another subset, and larger
+        # requests extend smaller ones.
+        pool = (train_labels == c).nonzero().squeeze(1)
+        pool = pool[torch.randperm(len(pool), generator=generator)]
+        n_val, n_train = dataset.val_per_class, dataset.train_per_class
+        need(len(pool), n_val + n_train, c, "training (train_per_class + val_per_class)")
+        teacher = pool[n_val:]
+        if teacher_per_class is not None:
+            need(len(teacher), teacher_per_class, c, "non-validation training (teacher)")
+            teacher = teacher[:teacher_per_class]
+        test = (test_labels == c).nonzero().squeeze(1)
+        test = test[torch.randperm(len(test), generator=generator)]
+        if dataset.test_per_class is not None:
+            need(len(test), dataset.test_per_class, c, "test")
+            test = test[: dataset.test_per_class]
+
+        chosen = {
+            "val": (train_images, pool[:n_val]),
+            "train": (train_images, pool[n_val : n_val + n_train]),
+            "teacher": (train_images, teacher),
+            "test": (test_images, test),
+        }
+        for key, (images, index) in chosen.items():
+            parts[key].append(images[index])
+            labels[key].append(torch.full((len(index),), new_label, dtype=torch.int64))
+
+    shape = dataset.image_shape
+    x = {k: _to_float(torch.cat(v), shape) for k, v in parts.items()}
+    y = {k: torch.cat(v) for k, v in labels.items()}
+    return Splits(
+        train_x=x["train"],
+        train_y=y["train"],
+        val_x=x["val"],
+        val_y=y["val"],
+        test_x=x["test"],
+        test_y=y["test"],
+        teacher_x=x["teacher"],
+        teacher_y=y["teacher"],
+        class_names=[dataset.class_names[c] for c in classes],
+    )

@@ -1,0 +1,154 @@
+"""Finding plugins (entry-point group `kdbench`) and collecting what they register.
+
+Built-in plugins come through the same entry points as third-party ones. Environment:
+- KDBENCH_LOAD_PLUGINS: comma-separated names; only these third-party plugins load
+  ("" loads none). Built-ins are not affected.
+- KDBENCH_BLOCK_PLUGINS: comma-separated names never to load, built-ins included.
+A name is an entry-point name or a distribution name. A plugin that fails to import or
+misbehaves is reported in `Registry.plugins` and skipped; the others still load.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import cache
+
+import pluggy
+
+from kdbench import hookspecs
+from kdbench.api import KINDS, Component
+from kdbench.errors import PluginError, did_you_mean, one_of
+
+GROUP = "kdbench"
+BUILTIN_DISTRIBUTION = "kdbench"
+
+
+@dataclass
+class PluginInfo:
+    """One loaded (or failed) plugin, as `kdbench plugins` shows it."""
+
+    name: str
+    distribution: str
+    version: str
+    hooks: list[str] = field(default_factory=list)
+    registered: dict[str, list[str]] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def builtin(self) -> bool:
+        return self.distribution == BUILTIN_DISTRIBUTION
+
+
+@dataclass
+class Registry:
+    """Every registered component by kind ('datasets', 'teachers', ...) and name."""
+
+    components: dict[str, dict[str, type[Component]]]
+    plugins: list[PluginInfo]
+    manager: pluggy.PluginManager
+
+    def names(self, kind: str) -> list[str]:
+        return sorted(self.components[kind])
+
+    def get(self, kind: str, name: str) -> type[Component]:
+        """The component class registered as `name`, or a PluginError naming the choices."""
+        found = self.components[kind].get(name)
+        if found is None:
+            raise PluginError(
+                f"unknown {kind[:-1]} plugin '{name}'{did_you_mean(name, self.components[kind])};"
+                f" available: {one_of(self.components[kind])}"
+            )
+        return found
+
+    def owner(self, kind: str, name: str) -> PluginInfo:
+        return next(p for p in self.plugins if name in p.registered.get(kind, []))
+
+
+def _names(variable: str, environ: Mapping[str, str]) -> set[str] | None:
+    if variable not in environ:
+        return None
+    return {part.strip() for part in environ[variable].split(",") if part.strip()}
+
+
+def _entry_points() -> Iterable[importlib.metadata.EntryPoint]:
+    # Built-ins first, so that they win a name clash with a third-party plugin.
+    points = importlib.metadata.entry_points(group=GROUP)
+    return sorted(points, key=lambda ep: (_distribution(ep) != BUILTIN_DISTRIBUTION, ep.name))
+
+
+def _distribution(ep: importlib.metadata.EntryPoint) -> str:
+    return ep.dist.name if ep.dist is not None else "?"
+
+
+def load_registry(
+    environ: Mapping[str, str] | None = None, extra: Iterable[tuple[str, object]] = ()
+) -> Registry:
+    """Load plugins from entry points (and `extra` (name, module) pairs) and collect them."""
+    environ = os.environ if environ is None else environ
+    only, blocked = (
+        _names("KDBENCH_LOAD_PLUGINS", environ),
+        _names("KDBENCH_BLOCK_PLUGINS", environ),
+    )
+    manager = pluggy.PluginManager(GROUP)
+    manager.add_hookspecs(hookspecs)
+    infos: dict[str, PluginInfo] = {}
+
+    for ep in _entry_points():
+        dist = _distribution(ep)
+        names = {ep.name, dist}
+        if blocked and names & blocked:
+            continue
+        if dist != BUILTIN_DISTRIBUTION and only is not None and not names & only:
+            continue
+        version = ep.dist.version if ep.dist is not None else "?"
+        info = infos.setdefault(ep.name, PluginInfo(ep.name, dist, version))
+        try:
+            manager.register(ep.load(), name=ep.name)
+        except Exception as exc:  # a broken third-party plugin must not take kdbench down
+            info.problems.append(f"failed to load: {type(exc).__name__}: {exc}")
+    for name, module in extra:
+        infos[name] = PluginInfo(name, getattr(module, "__name__", name), "in-process")
+        manager.register(module, name=name)
+
+    components: dict[str, dict[str, type[Component]]] = {kind: {} for kind in KINDS}
+    for kind, base in KINDS.items():
+        caller = getattr(manager.hook, f"register_{kind}")
+        for impl in reversed(caller.get_hookimpls()):  # pluggy keeps registration order reversed
+            info = infos[impl.plugin_name]
+            info.hooks.append(f"register_{kind}")
+
+            def register(cls: type, *, _kind: str = kind, _base=base, _info=info) -> None:
+                _add(components[_kind], _kind, _base, cls, _info)
+
+            try:
+                impl.function(register=register)
+            except Exception as exc:
+                info.problems.append(f"register_{kind} failed: {type(exc).__name__}: {exc}")
+    for impl in manager.hook.register_commands.get_hookimpls():
+        infos[impl.plugin_name].hooks.append("register_commands")
+    return Registry(components, list(infos.values()), manager)
+
+
+def _add(
+    table: dict[str, type[Component]], kind: str, base: type, cls: type, info: PluginInfo
+) -> None:
+    name = getattr(cls, "name", None)
+    if not (isinstance(cls, type) and issubclass(cls, base) and isinstance(name, str)):
+        info.problems.append(
+            f"registered {cls!r} as a {kind[:-1]}: not a {base.__name__} with a name"
+        )
+        return
+    if name in table:
+        info.problems.append(f"{kind[:-1]} '{name}' is already registered; kept the first")
+        return
+    table[name] = cls
+    info.registered.setdefault(kind, []).append(name)
+
+
+@cache
+def registry() -> Registry:
+    """The process-wide registry, loaded on first use."""
+    return load_registry()

@@ -1,0 +1,217 @@
+"""Running cells: data, teacher, student, training, and what goes to MLflow."""
+
+from __future__ import annotations
+
+import io
+import json
+import platform
+import time
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+import kdbench
+from kdbench import figures
+from kdbench.api import StudentContext
+from kdbench.data import load_raw, make_splits
+from kdbench.distill import EpochMetrics, Split, evaluate, fit, probabilities_to_log
+from kdbench.errors import KdbenchError
+from kdbench.matrix import Cell
+from kdbench.plugins import Registry
+from kdbench.report import Result
+from kdbench.teachers import load_checkpoint, prepare_teacher, teacher_logits
+from kdbench.tracking import CELL_ID_TAG, ROLE_TAG, Tracker, flatten
+
+
+@dataclass
+class CellOutcome:
+    cell: Cell
+    run_id: str
+    status: str  # FINISHED or FAILED
+    result: Result | None = None
+    error: str | None = None
+    seconds: float = 0.0
+
+
+class Events:
+    """What a runner tells its display; the CLI draws a rich progress from these."""
+
+    def phase(self, cell: Cell, text: str, total: int | None = None) -> None: ...
+    def epoch(self, cell: Cell, metrics: EpochMetrics) -> None: ...
+
+
+def preflight(cells: Sequence[Cell], data_root: Path) -> None:
+    """Fail before anything is logged: data present and intact, teacher checkpoints loadable."""
+    for dataset in {c.dataset.plugin: c.dataset for c in cells}.values():
+        for split in ("train", "test"):
+            load_raw(dataset.component, data_root, split)
+    seen = set()
+    for cell in cells:
+        if cell.teacher and cell.teacher.component.checkpoint:
+            key = (cell.teacher.name, cell.dataset.name)
+            if key not in seen:
+                seen.add(key)
+                classes = len(cell.dataset.component.selected_classes)
+                model = cell.teacher.component.build(classes, cell.dataset.component.image_shape)
+                load_checkpoint(model, cell.teacher.component.checkpoint)
+
+
+def versions(cell: Cell, registry: Registry) -> dict[str, str]:
+    """kdbench's version and that of each plugin the cell uses."""
+    found = {
+        "kdbench.version": kdbench.__version__,
+        "torch.version": torch.__version__,
+        "python.version": platform.python_version(),
+    }
+    for instance in (cell.dataset, cell.teacher, cell.student, cell.encoder, cell.backend):
+        if instance is not None:
+            owner = registry.owner(instance.kind, instance.plugin)
+            found[f"plugin.{owner.name}.version"] = owner.version
+    return found
+
+
+def run_cell(
+    cell: Cell,
+    *,
+    registry: Registry,
+    tracker: Tracker,
+    parent_id: str,
+    data_root: Path,
+    cache: Path,
+    events: Events,
+) -> CellOutcome:
+    """Train and evaluate one cell into its own child run; a failure is recorded, not raised."""
+    tags = {
+        ROLE_TAG: "cell",
+        CELL_ID_TAG: cell.id,
+        "kdbench.dataset": cell.dataset.name,
+        "kdbench.teacher": cell.teacher_name,
+        "kdbench.student": cell.student.name,
+        "kdbench.backend": cell.backend.name,
+        "kdbench.seed": str(cell.seed),
+    }
+    run_id = tracker.start_run(cell.label, tags, parent=parent_id)
+    started = time.perf_counter()
+    try:
+        tracker.log_params(run_id, {**flatten(cell.config()), **versions(cell, registry)})
+        result = _train(cell, tracker, run_id, data_root, cache, events)
+    except (Exception, KeyboardInterrupt) as exc:
+        reason = str(exc) if isinstance(exc, KdbenchError) else f"{type(exc).__name__}: {exc}"
+        tracker.set_tag(run_id, "kdbench.error", reason[:5000])
+        if not isinstance(exc, (KdbenchError, KeyboardInterrupt)):
+            tracker.log_files(run_id, [("traceback.txt", traceback.format_exc().encode())])
+        tracker.finish(run_id, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        return CellOutcome(
+            cell, run_id, "FAILED", error=reason, seconds=time.perf_counter() - started
+        )
+    seconds = time.perf_counter() - started
+    tracker.log_metrics(run_id, {"wall_seconds": seconds})
+    tracker.finish(run_id)
+    return CellOutcome(cell, run_id, "FINISHED", result, seconds=seconds)
+
+
+def _train(
+    cell: Cell, tracker: Tracker, run_id: str, data_root: Path, cache: Path, events: Events
+) -> Result:
+    spec, seed = cell.spec, cell.seed
+    events.phase(cell, "loading data")
+    teacher_per_class = cell.teacher.component.train_per_class if cell.teacher else None
+    splits = make_splits(cell.dataset.component, data_root, seed, teacher_per_class)
+    num_classes = len(splits.class_names)
+    train, val = Split(splits.train_x, splits.train_y), Split(splits.val_x, splits.val_y)
+    test = Split(splits.test_x, splits.test_y)
+    metrics: dict[str, float] = {}
+
+    if cell.teacher is not None:
+        events.phase(cell, f"teacher {cell.teacher.name}", cell.teacher.component.epochs)
+        teacher = prepare_teacher(
+            cell.teacher,
+            cell.dataset,
+            splits,
+            seed,
+            cache,
+            on_epoch=lambda m: events.epoch(cell, m),
+        )
+        for part in (train, val, test):
+            part.teacher_logits = teacher_logits(teacher.model, part.x)
+        metrics |= {
+            "teacher_val_accuracy": teacher.val_accuracy,
+            "teacher_test_accuracy": teacher.test_accuracy,
+        }
+        tracker.set_tag(run_id, "kdbench.teacher_source", teacher.source)
+
+    torch.manual_seed(seed)
+    encoder = cell.encoder.component if cell.encoder else None
+    model = cell.student.component.build(
+        StudentContext(
+            num_classes=num_classes,
+            image_shape=tuple(splits.train_x.shape[1:]),
+            backend=cell.backend.component,
+            encoder=encoder,
+            seed=seed,
+        )
+    )
+    distill = spec.distill if cell.teacher else None
+
+    def on_epoch(m: EpochMetrics) -> None:
+        tracker.log_metrics(run_id, {k: v for k, v in vars(m).items() if k != "epoch"}, m.epoch)
+        events.epoch(cell, m)
+
+    events.phase(cell, f"student {cell.student.name}", spec.train.epochs)
+    fitted = fit(
+        model,
+        _log_probs,
+        train,
+        val,
+        num_classes=num_classes,
+        epochs=spec.train.epochs,
+        batch_size=spec.train.batch_size,
+        lr=spec.train.lr,
+        seed=seed,
+        distill=distill,
+        on_epoch=on_epoch,
+    )
+    tested = evaluate(model, _log_probs, test, num_classes, distill)
+    circuit = getattr(model, "circuit", None)
+    runner = getattr(model, "run_circuit", None)
+    metrics |= {
+        "test_accuracy": tested.accuracy,
+        "test_loss": tested.loss,
+        "best_epoch": fitted.best_epoch,
+        "best_val_accuracy": fitted.history[fitted.best_epoch - 1].val_accuracy,
+        "student_parameters": sum(p.numel() for p in model.parameters()),
+    }
+    if circuit is not None:
+        metrics |= {"circuit_depth": circuit.depth(), "circuit_width": circuit.num_qubits}
+    if runner is not None:
+        metrics |= {"circuit_executions": runner.executions, "shots": runner.shots}
+    tracker.log_metrics(run_id, metrics)
+
+    weights = io.BytesIO()
+    torch.save(model.state_dict(), weights)
+    tracker.log_files(run_id, [
+        ("config.json", json.dumps(cell.config(), indent=2).encode()),
+        ("loss_curve.png", figures.loss_curve(fitted.history, cell.label)),
+        ("confusion_matrix.png",
+         figures.confusion_matrix(tested.confusion, splits.class_names, cell.label)),
+        ("confusion_matrix.json", json.dumps(tested.confusion.tolist()).encode()),
+        ("student_state_dict.pt", weights.getvalue()),
+    ])  # fmt: skip
+    return Result(
+        cell.dataset.name,
+        cell.teacher_name,
+        cell.student.name,
+        cell.backend.name,
+        seed,
+        tested.accuracy,
+        metrics.get("teacher_test_accuracy"),
+    )
+
+
+def _log_probs(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return probabilities_to_log(model(x))

@@ -1,0 +1,151 @@
+"""Teachers: load from a checkpoint, or train once and cache on disk (keyed by what shaped them)."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from kdbench.config import Instance
+from kdbench.data import Splits
+from kdbench.distill import EpochMetrics, Split, evaluate, fit, logits_to_log
+from kdbench.errors import KdbenchError
+from kdbench.matrix import PROTOCOL_VERSION, digest
+
+
+@dataclass
+class PreparedTeacher:
+    """A frozen teacher and how good it is (its accuracies are reported beside the students)."""
+
+    model: nn.Module
+    val_accuracy: float
+    test_accuracy: float
+    source: str  # "trained", "cache" or "checkpoint"
+    cache_key: str
+
+
+def device_for(choice: str) -> torch.device:
+    if choice == "cuda" or (choice == "auto" and torch.cuda.is_available()):
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def cache_key(teacher: Instance, dataset: Instance, seed: int) -> str:
+    """Everything that shapes a trained teacher; the student-side sample sizes do not."""
+    data = {
+        k: v
+        for k, v in dataset.resolved().items()
+        if k not in ("train_per_class", "test_per_class")
+    }
+    options = {k: v for k, v in teacher.resolved().items() if k != "device"}
+    return digest({"protocol": PROTOCOL_VERSION, "teacher": options, "dataset": data, "seed": seed})
+
+
+def load_checkpoint(model: nn.Module, path: str) -> None:
+    """Load a state dict saved with torch.save, refusing anything else (weights_only)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise KdbenchError(f"teacher checkpoint {path}: no such file") from None
+    except Exception as exc:
+        raise KdbenchError(
+            f"teacher checkpoint {path}: not a loadable state dict ({exc})"
+        ) from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise KdbenchError(f"teacher checkpoint {path}: not a state dict of tensors")
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise KdbenchError(
+            f"teacher checkpoint {path} does not fit the architecture: {first}"
+        ) from None
+
+
+@contextmanager
+def _locked(path: Path):
+    """An exclusive lock, so two processes never train the same teacher at once."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _save_atomically(state: dict, meta: dict, target: Path) -> None:
+    with tempfile.NamedTemporaryFile(dir=target.parent, suffix=".tmp", delete=False) as tmp:
+        torch.save(state, tmp.name)
+    os.replace(tmp.name, target)
+    target.with_suffix(".json").write_text(json.dumps(meta, indent=2))
+
+
+def prepare_teacher(
+    teacher: Instance,
+    dataset: Instance,
+    splits: Splits,
+    seed: int,
+    cache: Path,
+    on_epoch: Callable[[EpochMetrics], None] | None = None,
+) -> PreparedTeacher:
+    """The frozen teacher of a cell: from its checkpoint, the cache, or trained now and cached."""
+    options = teacher.component
+    num_classes = len(splits.class_names)
+    model = options.build(num_classes, tuple(splits.train_x.shape[1:]))
+    device = device_for(options.device)
+    key = cache_key(teacher, dataset, seed)
+    val, test = Split(splits.val_x, splits.val_y), Split(splits.test_x, splits.test_y)
+
+    def accuracies() -> tuple[float, float]:
+        model.to(device)
+        return tuple(
+            evaluate(model, _log_probs, part, num_classes, device=device).accuracy
+            for part in (val, test)
+        )
+
+    if options.checkpoint:
+        load_checkpoint(model, options.checkpoint)
+        source = "checkpoint"
+    else:
+        target = cache / "teachers" / f"{key}.pt"
+        with _locked(target.with_suffix(".lock")):
+            if target.exists():
+                load_checkpoint(model, str(target))
+                source = "cache"
+            else:
+                torch.manual_seed(seed)
+                model.to(device)
+                fit(
+                    model, _log_probs, Split(splits.teacher_x, splits.teacher_y), val,
+                    num_classes=num_classes, epochs=options.epochs, batch_size=options.batch_size,
+                    lr=options.lr, seed=seed, device=device, on_epoch=on_epoch,
+                )  # fmt: skip
+                meta = {"teacher": teacher.resolved(), "dataset": dataset.resolved(), "seed": seed}
+                _save_atomically({k: v.cpu() for k, v in model.state_dict().items()}, meta, target)
+                source = "trained"
+    val_accuracy, test_accuracy = accuracies()
+    model.eval().requires_grad_(False)
+    return PreparedTeacher(model, val_accuracy, test_accuracy, source, key)
+
+
+def _log_probs(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return logits_to_log(model(x))
+
+
+def teacher_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+    """The frozen teacher's logits on every image, computed once per cell, on the CPU."""
+    device = next(model.parameters()).device
+    model.eval()
+    with torch.no_grad():
+        return torch.cat(
+            [model(x[i : i + batch_size].to(device)).cpu() for i in range(0, len(x), batch_size)]
+        )

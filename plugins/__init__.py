@@ -1,0 +1,1 @@
+"""kdbench's built-in plugins, registered through the `kdbench` entry-point group."""

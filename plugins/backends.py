@@ -1,0 +1,416 @@
+"""Built-in backends: turn a parameterized Qiskit circuit into a differentiable torch function."""
+
+from __future__ import annotations
+
+import cmath
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+import torch
+
+from kdbench import Backend, hookimpl, option
+from kdbench.errors import OptionError
+
+if TYPE_CHECKING:  # qiskit is slow to import; it is imported when a circuit is compiled
+    from qiskit.circuit import Parameter, QuantumCircuit
+
+# Operations with no effect on the probabilities before the final measurement.
+_SKIPPED = frozenset({"measure", "barrier"})
+# Gates that map each basis state to one basis state times a phase, with no angle.
+_FIXED_MONOMIAL = frozenset({"id", "x", "y", "z", "s", "sdg", "t", "cx", "cz", "swap", "ccx"})
+_ROTATIONS = frozenset({"rx", "ry", "rz", "p"})
+SUPPORTED_GATES = tuple(sorted(_FIXED_MONOMIAL | _ROTATIONS | {"h"}))
+"""Names of the Qiskit gates the statevector backend simulates."""
+
+# Below this, an imaginary part is rounding noise (phases are products of unit numbers).
+_IMAG_TOL = 1e-12
+# At most this many multinomial samples are drawn at once, to bound the index tensor.
+_SAMPLE_CHUNK = 1 << 24
+
+
+@dataclass(kw_only=True)
+class Statevector(Backend):
+    """Exact batched statevector simulation in torch, autograd gradients.
+
+    The circuit is compiled once into a short list of tensor operations on a [B, 2**n] state:
+    constant permutation and phase gates (x, y, z, s, sdg, t, cx, cz, swap, ccx, rz/p with a
+    fixed angle) are fused into one gather-and-multiply; h, rx and ry combine the two halves
+    of a qubit's axis; rz and p with a parameter multiply by per-sample phases. A circuit of
+    real gates (h, x, y, z, ry, cx, cz, swap, ccx, ...) runs in a real dtype.
+
+    With `shots` set, each row of probabilities is replaced by the frequencies of `shots`
+    multinomial draws (a generator seeded with the compile seed, so runs repeat). Gradients
+    use the straight-through estimator: the forward value is the sampled frequencies, the
+    backward pass is that of the exact probabilities, so training still works.
+    """
+
+    name: ClassVar[str] = "statevector"
+
+    shots: int | None = option(
+        None,
+        help="sample this many shots per circuit (multinomial) instead of exact probabilities",
+        minimum=1,
+    )
+
+    def check(self) -> None:
+        """Reject a shot count below one (the TOML loader checks it too; code may not)."""
+        if self.shots is not None and self.shots < 1:
+            raise OptionError("shots", f"must be >= 1, got {self.shots!r}")
+
+    def compile(
+        self,
+        circuit: QuantumCircuit,
+        inputs: Sequence[Parameter],
+        weights: Sequence[Parameter],
+        *,
+        seed: int,
+    ) -> CompiledStatevector:
+        """Compile `circuit` once; raise ValueError for an unsupported gate or angle."""
+        self.check()
+        return CompiledStatevector(circuit, inputs, weights, shots=self.shots, seed=seed)
+
+
+@hookimpl
+def register_backends(register) -> None:
+    """Register the built-in backends."""
+    register(Statevector)
+
+
+class CompiledStatevector:
+    """A circuit compiled for `Statevector`: call it with inputs [B, n_in] and weights [n_w].
+
+    Returns the probabilities [B, 2**num_qubits] of all qubits in Qiskit's order (bit q of the
+    index is qubit q), as `qiskit.quantum_info.Statevector(...).probabilities()` gives them.
+    `executions` counts circuits evaluated (B per call) and `shots` the shots spent (0 when
+    exact). `is_real` tells whether the state is simulated in a real dtype.
+    """
+
+    def __init__(
+        self,
+        circuit: QuantumCircuit,
+        inputs: Sequence[Parameter],
+        weights: Sequence[Parameter],
+        *,
+        shots: int | None,
+        seed: int,
+    ):
+        self.num_qubits = circuit.num_qubits
+        self.num_inputs = len(inputs)
+        self.num_weights = len(weights)
+        self.shots_per_circuit = shots
+        self.seed = seed
+        self.executions = 0
+        self.shots = 0
+        builder = _Builder(circuit, list(inputs), list(weights))
+        self._ops = builder.ops
+        self.is_real = all(op.real for op in self._ops)
+        # angle_g = slope_g * values[:, column_g] + offset_g; halved where the gate uses θ/2.
+        self._columns = torch.tensor(builder.columns, dtype=torch.long)
+        self._slopes = torch.tensor(builder.slopes, dtype=torch.float64)
+        self._offsets = torch.tensor(builder.offsets, dtype=torch.float64)
+        self._generators: dict[torch.device, torch.Generator] = {}
+        self._tables: dict[tuple[torch.device, torch.dtype], tuple[torch.Tensor, ...]] = {}
+
+    @property
+    def num_operations(self) -> int:
+        """How many tensor operations one call runs (after fusing constant gates)."""
+        return len(self._ops)
+
+    def __call__(self, inputs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """inputs [B, n_inputs], weights [n_weights] -> probabilities [B, 2**num_qubits]."""
+        if inputs.dim() != 2 or inputs.shape[1] != self.num_inputs:
+            raise ValueError(
+                f"inputs must have shape [B, {self.num_inputs}], got {list(inputs.shape)}"
+            )
+        if weights.shape != (self.num_weights,):
+            raise ValueError(
+                f"weights must have shape [{self.num_weights}], got {list(weights.shape)}"
+            )
+        dtype = torch.promote_types(inputs.dtype, weights.dtype)
+        if dtype not in (torch.float32, torch.float64):
+            dtype = torch.float64
+        device = inputs.device
+        batch = inputs.shape[0]
+
+        cos = sin = None
+        if len(self._columns):
+            values = torch.cat(
+                [inputs.to(dtype), weights.to(device=device, dtype=dtype).expand(batch, -1)], 1
+            )
+            columns, slopes, offsets = self._angle_table(device, dtype)
+            angles = torch.addcmul(offsets, values[:, columns], slopes)
+            # One cos and one sin for every parameterized gate of the circuit.
+            cos, sin = torch.cos(angles), torch.sin(angles)
+
+        state_dtype = dtype if self.is_real else _complex(dtype)
+        state = torch.zeros(batch, 2**self.num_qubits, dtype=state_dtype, device=device)
+        state[:, 0] = 1
+        for op in self._ops:
+            state = op.apply(state, cos, sin, self.num_qubits)
+        probs = state.square() if self.is_real else state.real.square() + state.imag.square()
+
+        self.executions += batch
+        if self.shots_per_circuit is None:
+            return probs
+        self.shots += batch * self.shots_per_circuit
+        sampled = self._sample(probs.detach())
+        # Straight-through: the value is `sampled` exactly (probs - probs.detach() is 0), the
+        # gradient that of the exact probabilities.
+        return sampled + (probs - probs.detach())
+
+    def _angle_table(self, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+        """The angle table on `device` in `dtype`, copied there once."""
+        key = (device, dtype)
+        if key not in self._tables:
+            self._tables[key] = (
+                self._columns.to(device),
+                self._slopes.to(device, dtype),
+                self._offsets.to(device, dtype),
+            )
+        return self._tables[key]
+
+    def _sample(self, probs: torch.Tensor) -> torch.Tensor:
+        """Frequencies of `shots_per_circuit` multinomial draws from each row of `probs`."""
+        shots = self.shots_per_circuit
+        assert shots is not None
+        generator = self._generators.get(probs.device)
+        if generator is None:
+            generator = torch.Generator(device=probs.device).manual_seed(self.seed)
+            self._generators[probs.device] = generator
+        counts = torch.zeros_like(probs)
+        chunk = max(1, _SAMPLE_CHUNK // max(1, probs.shape[0]))
+        for start in range(0, shots, chunk):
+            draws = min(chunk, shots - start)
+            outcomes = torch.multinomial(probs, draws, replacement=True, generator=generator)
+            counts.scatter_add_(1, outcomes, torch.ones_like(outcomes, dtype=probs.dtype))
+        return counts / shots
+
+
+def _complex(dtype: torch.dtype) -> torch.dtype:
+    return torch.complex64 if dtype == torch.float32 else torch.complex128
+
+
+def _halves(state: torch.Tensor, qubit: int, num_qubits: int) -> tuple[torch.Tensor, ...]:
+    """The amplitudes with qubit `qubit` at 0 and at 1, each [B, 2**(n-1-q), 2**q]."""
+    view = state.reshape(state.shape[0], 2 ** (num_qubits - 1 - qubit), 2, 2**qubit)
+    return view[:, :, 0], view[:, :, 1]
+
+
+def _join(new0: torch.Tensor, new1: torch.Tensor) -> torch.Tensor:
+    return torch.stack((new0, new1), dim=2).reshape(new0.shape[0], -1)
+
+
+class _Monomial:
+    """new[k] = phase[k] * old[perm[k]]: fused constant permutation and diagonal gates."""
+
+    def __init__(self, perm: np.ndarray | None, phase: np.ndarray | None):
+        self.perm, self.phase = perm, phase
+        self.real = phase is None or not np.iscomplexobj(phase)
+        self._cache: dict[tuple[torch.device, torch.dtype], tuple[Any, Any]] = {}
+
+    def apply(self, state, cos, sin, num_qubits):
+        key = (state.device, state.dtype)
+        if key not in self._cache:
+            perm = None if self.perm is None else torch.from_numpy(self.perm).to(state.device)
+            phase = None if self.phase is None else torch.from_numpy(self.phase)
+            self._cache[key] = (perm, None if phase is None else phase.to(state.device, key[1]))
+        perm, phase = self._cache[key]
+        if perm is not None:
+            state = state.index_select(1, perm)
+        return state if phase is None else state * phase
+
+
+class _Fixed1q:
+    """A constant single-qubit matrix (h, or rx/ry with a fixed angle)."""
+
+    def __init__(self, qubit: int, matrix: np.ndarray):
+        self.qubit = qubit
+        self.real = not np.any(matrix.imag)
+        self.matrix = matrix.real.copy() if self.real else matrix
+
+    def apply(self, state, cos, sin, num_qubits):
+        a0, a1 = _halves(state, self.qubit, num_qubits)
+        (m00, m01), (m10, m11) = self.matrix.tolist()
+        return _join(m00 * a0 + m01 * a1, m10 * a0 + m11 * a1)
+
+
+class _Rotation:
+    """rx, ry, rz or p whose angle depends on a parameter; column `index` of cos and sin."""
+
+    def __init__(self, kind: str, qubit: int, index: int):
+        self.kind, self.qubit, self.index = kind, qubit, index
+        self.real = kind == "ry"
+
+    def apply(self, state, cos, sin, num_qubits):
+        c = cos[:, self.index, None, None]
+        s = sin[:, self.index, None, None]
+        if self.kind in ("rz", "p"):
+            # Diagonal: one multiply of the [B, L, 2, R] view by per-sample phases [B, 1, 2, 1].
+            e1 = torch.complex(c, s)
+            e0 = torch.ones_like(e1) if self.kind == "p" else torch.complex(c, -s)
+            view = state.reshape(state.shape[0], 2 ** (num_qubits - 1 - self.qubit), 2, -1)
+            return (view * torch.stack((e0, e1), dim=2)).reshape(state.shape)
+        a0, a1 = _halves(state, self.qubit, num_qubits)
+        if self.kind == "ry":
+            return _join(c * a0 - s * a1, s * a0 + c * a1)
+        minus_i_s = s * -1j
+        return _join(c * a0 + minus_i_s * a1, minus_i_s * a0 + c * a1)
+
+
+class _Builder:
+    """Walks a circuit once and emits the operations and the angle table."""
+
+    def __init__(self, circuit: QuantumCircuit, inputs: list, weights: list):
+        self.num_qubits = circuit.num_qubits
+        self.columns: list[int] = []
+        self.slopes: list[float] = []
+        self.offsets: list[float] = []
+        self.ops: list[Any] = []
+        self._params: dict[Any, int] = {}
+        for column, param in enumerate([*inputs, *weights]):
+            if param in self._params:
+                raise ValueError(f"parameter '{param.name}' is listed twice in inputs/weights")
+            self._params[param] = column
+        self._index = np.arange(2**self.num_qubits, dtype=np.int64)
+        # Constant monomial gates not yet emitted: they are fused until a gate touching one
+        # of their qubits arrives; other gates commute with them and are emitted first.
+        self._perm: np.ndarray | None = None
+        self._phase: np.ndarray | None = None
+        self._pending: set[int] = set()
+        for instruction in circuit.data:
+            operation = instruction.operation
+            qubits = [circuit.find_bit(q).index for q in instruction.qubits]
+            if operation.name not in _SKIPPED:
+                self._add(operation.name, qubits, list(operation.params))
+        self._flush()
+
+    def _add(self, name: str, qubits: list[int], params: list) -> None:
+        if name in _FIXED_MONOMIAL:
+            self._monomial(*self._fixed(name, qubits), qubits)
+        elif name == "h":
+            self._emit(_Fixed1q(qubits[0], np.array([[1, 1], [1, -1]]) / math.sqrt(2)), qubits)
+        elif name in _ROTATIONS:
+            column, slope, offset = self._angle(name, qubits, params[0])
+            if column is None:
+                self._fixed_rotation(name, qubits[0], offset)
+            else:
+                # Store the angle each formula uses: θ/2 for rx, ry, rz and θ for p.
+                scale = 0.5
+                self.columns.append(column)
+                self.slopes.append(scale * slope)
+                self.offsets.append(scale * offset)
+                self._emit(_Rotation(name, qubits[0], len(self.columns) - 1), qubits)
+        else:
+            raise ValueError(
+                f"statevector backend: unsupported gate '{name}' on qubits {qubits}; "
+                f"supported: {', '.join(SUPPORTED_GATES)} (and measure, barrier)"
+            )
+
+    def _fixed(self, name: str, q: list[int]) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """(perm, phase) of a constant monomial gate, with new[k] = phase[k] * old[perm[k]]."""
+        k = self._index
+        bit = [(k >> qubit) & 1 for qubit in q]
+        flip = [1 << qubit for qubit in q]
+        if name == "id":
+            return None, None
+        if name == "x":
+            return k ^ flip[0], None
+        if name == "y":
+            # Y = i·[[0, -1], [1, 0]]; the global phase i does not change probabilities and
+            # leaving it out keeps Y real.
+            return k ^ flip[0], np.where(bit[0] == 1, 1.0, -1.0)
+        if name == "z":
+            return None, np.where(bit[0] == 1, -1.0, 1.0)
+        if name in ("s", "sdg", "t"):
+            angle = {"s": math.pi / 2, "sdg": -math.pi / 2, "t": math.pi / 4}[name]
+            return None, np.where(bit[0] == 1, cmath.exp(1j * angle), 1.0)
+        if name == "cx":
+            return np.where(bit[0] == 1, k ^ flip[1], k), None
+        if name == "cz":
+            return None, np.where((bit[0] & bit[1]) == 1, -1.0, 1.0)
+        if name == "swap":
+            differ = bit[0] ^ bit[1]
+            return k ^ (differ * (flip[0] | flip[1])), None
+        # ccx
+        return np.where((bit[0] & bit[1]) == 1, k ^ flip[2], k), None
+
+    def _fixed_rotation(self, name: str, qubit: int, angle: float) -> None:
+        c, s = math.cos(angle / 2), math.sin(angle / 2)
+        bit = (self._index >> qubit) & 1
+        if name == "rx":
+            self._emit(_Fixed1q(qubit, np.array([[c, -1j * s], [-1j * s, c]])), [qubit])
+        elif name == "ry":
+            self._emit(_Fixed1q(qubit, np.array([[c, -s], [s, c]])), [qubit])
+        elif name == "rz":
+            self._monomial(None, np.where(bit == 1, complex(c, s), complex(c, -s)), [qubit])
+        else:  # p
+            self._monomial(None, np.where(bit == 1, cmath.exp(1j * angle), 1.0), [qubit])
+
+    def _angle(self, gate: str, qubits: list[int], value: Any) -> tuple[int | None, float, float]:
+        """(column, slope, offset) of a gate angle slope * values[column] + offset."""
+        from qiskit.circuit import ParameterExpression
+
+        where = f"statevector backend: gate '{gate}' on qubits {qubits}"
+        if not isinstance(value, ParameterExpression):
+            try:
+                return None, 0.0, float(value)
+            except (TypeError, ValueError):
+                raise ValueError(f"{where}: angle {value!r} is not a real number") from None
+        if not value.parameters:
+            return None, 0.0, _real(value, where)
+        if len(value.parameters) > 1:
+            names = ", ".join(sorted(p.name for p in value.parameters))
+            raise ValueError(f"{where}: angle {value} depends on several parameters ({names})")
+        (param,) = value.parameters
+        if param not in self._params:
+            raise ValueError(f"{where}: parameter '{param.name}' is in neither inputs nor weights")
+        slope = value.gradient(param)
+        if isinstance(slope, ParameterExpression) and slope.parameters:
+            raise ValueError(f"{where}: angle {value} is not of the form a*{param.name} + b")
+        return self._params[param], _real(slope, where), _real(value.bind({param: 0.0}), where)
+
+    def _monomial(self, perm: np.ndarray | None, phase: np.ndarray | None, qubits) -> None:
+        # Applying (p1, f1) then (p2, f2): new[k] = f2[k] f1[p2[k]] old[p1[p2[k]]].
+        if perm is not None:
+            if self._phase is not None:
+                self._phase = self._phase[perm]
+            self._perm = perm if self._perm is None else self._perm[perm]
+        if phase is not None:
+            self._phase = phase if self._phase is None else self._phase * phase
+        self._pending.update(qubits)
+
+    def _emit(self, op: Any, qubits: list[int]) -> None:
+        if self._pending.intersection(qubits):
+            self._flush()
+        last = self.ops[-1] if self.ops else None
+        if isinstance(op, _Fixed1q) and isinstance(last, _Fixed1q) and last.qubit == op.qubit:
+            # Consecutive constant gates on one qubit become one 2x2 matrix.
+            self.ops[-1] = _Fixed1q(op.qubit, op.matrix @ last.matrix)
+        else:
+            self.ops.append(op)
+
+    def _flush(self) -> None:
+        perm, phase = self._perm, self._phase
+        self._perm, self._phase, self._pending = None, None, set()
+        if perm is not None and np.array_equal(perm, self._index):
+            perm = None
+        if phase is not None:
+            # A global phase does not change probabilities; without it, phases such as
+            # S·S = Z or rz(π) are real and keep the circuit in a real dtype.
+            phase = phase / phase[0]
+            if np.iscomplexobj(phase) and np.abs(phase.imag).max() < _IMAG_TOL:
+                phase = phase.real.copy()
+            if np.allclose(phase, 1.0, rtol=0.0, atol=_IMAG_TOL):
+                phase = None
+        if perm is not None or phase is not None:
+            self.ops.append(_Monomial(perm, phase))
+
+
+def _real(value: Any, where: str) -> float:
+    number = complex(value)
+    if abs(number.imag) > _IMAG_TOL:
+        raise ValueError(f"{where}: angle coefficient {number} is not real")
+    return number.real

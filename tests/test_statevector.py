@@ -1,0 +1,265 @@
+"""The `statevector` backend against Qiskit's own simulator, finite differences and statistics."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from qiskit import QuantumCircuit
+from qiskit.circuit import Parameter, ParameterVector
+from qiskit.quantum_info import Statevector as QiskitStatevector
+
+from kdbench_plugins import backends
+from kdbench_plugins.backends import Statevector
+
+ONE_QUBIT = ["h", "x", "y", "z", "s", "sdg", "t"]
+ROTATIONS = ["rx", "ry", "rz", "p"]
+
+
+def random_circuit(rng: np.random.Generator, num_qubits: int, depth: int):
+    """A circuit drawing every supported gate, with angles from inputs, weights, floats and
+    linear expressions; returns (circuit, inputs, weights)."""
+    inputs = list(ParameterVector("x", 3))
+    weights = list(ParameterVector("w", 4))
+    names = list(ONE_QUBIT)
+    if num_qubits >= 2:
+        names += ["cx", "cz", "swap"]
+    if num_qubits >= 3:
+        names += ["ccx"]
+    circuit = QuantumCircuit(num_qubits, num_qubits)
+    # Superpositions first, so that most phase gates show in the probabilities.
+    circuit.h(range(num_qubits))
+    for _ in range(depth):
+        # Half rotations, so that parameters (and so gradients) are in most circuits.
+        name = str(rng.choice(ROTATIONS if rng.random() < 0.5 else names))
+        if name in ROTATIONS:
+            qubit = int(rng.integers(num_qubits))
+            kind = rng.choice(["float", "input", "weight"], p=[0.2, 0.4, 0.4])
+            if kind == "float":
+                angle = float(rng.uniform(-4, 4))
+            else:
+                param = (inputs if kind == "input" else weights)[rng.integers(3)]
+                # Also a linear expression a*p + b, which the backend evaluates itself.
+                angle = param if rng.random() < 0.5 else rng.uniform(-2, 2) * param + 0.3
+            getattr(circuit, name)(angle, qubit)
+        else:
+            arity = {"cx": 2, "cz": 2, "swap": 2, "ccx": 3}.get(name, 1)
+            qubits = [int(q) for q in rng.permutation(num_qubits)[:arity]]
+            getattr(circuit, name)(*qubits)
+        if rng.random() < 0.1:
+            circuit.barrier()
+    circuit.measure(range(num_qubits), range(num_qubits))
+    return circuit, inputs, weights
+
+
+def randn(*shape: int, seed: int) -> torch.Tensor:
+    """Fixed float64 normal draws, so that every run sees the same values."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(*shape, dtype=torch.float64, generator=generator)
+
+
+def assert_close(actual: torch.Tensor, expected: torch.Tensor, atol: float) -> None:
+    # torch.testing.assert_close costs most of a second on its first call.
+    assert actual.shape == expected.shape
+    np.testing.assert_allclose(actual.detach().numpy(), expected.detach().numpy(), 0, atol)
+
+
+def qiskit_probabilities(circuit, inputs, weights, x, w) -> np.ndarray:
+    """Qiskit's probabilities of `circuit` bound to the values of one sample."""
+    values = dict(zip(inputs, x.tolist(), strict=True))
+    values.update(zip(weights, w.tolist(), strict=True))
+    used = {p: values[p] for p in circuit.parameters}
+    bound = circuit.remove_final_measurements(inplace=False).assign_parameters(used)
+    return QiskitStatevector(bound).probabilities()
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_random_circuits_match_qiskit(seed):
+    rng = np.random.default_rng(seed)
+    num_qubits = 1 + seed % 5
+    circuit, inputs, weights = random_circuit(rng, num_qubits, depth=8 + 4 * num_qubits)
+    fn = Statevector().compile(circuit, inputs, weights, seed=0)
+    x = torch.tensor(rng.uniform(-3, 3, (4, len(inputs))))
+    w = torch.tensor(rng.uniform(-3, 3, len(weights)))
+    probs = fn(x, w)
+    assert probs.shape == (4, 2**num_qubits)
+    assert probs.dtype == torch.float64
+    for row in range(4):
+        expected = qiskit_probabilities(circuit, inputs, weights, x[row], w)
+        np.testing.assert_allclose(probs[row].numpy(), expected, rtol=0, atol=1e-10)
+
+
+def test_bit_order_is_little_endian():
+    circuit = QuantumCircuit(3)
+    circuit.x(0)  # qubit 0 set: index 0b001
+    circuit.x(2)  # qubit 2 set: index 0b101 = 5
+    probs = Statevector().compile(circuit, [], [], seed=0)(torch.zeros(1, 0), torch.zeros(0))
+    assert probs[0, 5] == 1 and probs.sum() == 1
+
+
+def loss_and_grads(fn, x, w, coeffs):
+    x = x.clone().requires_grad_(True)
+    w = w.clone().requires_grad_(True)
+    loss = (fn(x, w) * coeffs).sum()
+    loss.backward()
+    return loss.detach(), x.grad, w.grad
+
+
+@pytest.mark.parametrize("seed", [4, 5, 6, 7, 8])
+def test_gradients_match_central_differences(seed):
+    rng = np.random.default_rng(100 + seed)
+    circuit, inputs, weights = random_circuit(rng, 2 + seed % 3, depth=16)
+    fn = Statevector().compile(circuit, inputs, weights, seed=0)
+    x = torch.tensor(rng.uniform(-3, 3, (3, len(inputs))))
+    w = torch.tensor(rng.uniform(-3, 3, len(weights)))
+    coeffs = torch.tensor(rng.normal(size=(3, 2**circuit.num_qubits)))
+    _, grad_x, grad_w = loss_and_grads(fn, x, w, coeffs)
+
+    def loss(x, w):
+        return float((fn(x, w) * coeffs).sum())
+
+    eps = 1e-6
+    for tensor, grad in ((x, grad_x), (w, grad_w)):
+        flat = tensor.view(-1)
+        for i in range(flat.numel()):
+            saved = flat[i].item()
+            flat[i] = saved + eps
+            up = loss(x, w)
+            flat[i] = saved - eps
+            down = loss(x, w)
+            flat[i] = saved
+            assert grad.view(-1)[i].item() == pytest.approx((up - down) / (2 * eps), abs=1e-7)
+    # The circuits are drawn so that both gradients are nonzero somewhere.
+    assert grad_x.abs().sum() > 1e-3 and grad_w.abs().sum() > 1e-3
+
+
+def layered_circuit(num_qubits: int, extra_phase: bool):
+    """Angle encoding, two RY/CX layers; `extra_phase` appends a parameterized phase gate,
+    which forces complex amplitudes but leaves the probabilities unchanged."""
+    x = ParameterVector("x", num_qubits)
+    w = ParameterVector("w", 2 * num_qubits)
+    circuit = QuantumCircuit(num_qubits)
+    for q in range(num_qubits):
+        circuit.h(q)
+        circuit.ry(x[q], q)
+    for layer in range(2):
+        for q in range(num_qubits):
+            circuit.ry(w[layer * num_qubits + q], q)
+        for q in range(num_qubits - 1):
+            circuit.cx(q, q + 1)
+    if extra_phase:
+        circuit.p(w[0], 0)
+    return circuit, list(x), list(w)
+
+
+def test_real_path_for_real_gates_matches_complex_path():
+    real_fn = Statevector().compile(*layered_circuit(3, extra_phase=False), seed=0)
+    complex_fn = Statevector().compile(*layered_circuit(3, extra_phase=True), seed=0)
+    assert real_fn.is_real and not complex_fn.is_real
+    x, w = randn(5, 3, seed=1), randn(6, seed=2)
+    real_probs, complex_probs = real_fn(x, w), complex_fn(x, w)
+    assert real_probs.dtype == complex_probs.dtype == torch.float64
+    assert_close(real_probs, complex_probs, 1e-12)
+    # H and RY(x) per qubit, then per layer 3 RY and the CX chain fused into one gather.
+    assert real_fn.num_operations == 2 * 3 + 2 * (3 + 1)
+
+    # float32 in, float32 out.
+    assert real_fn(x.float(), w.float()).dtype == torch.float32
+
+
+def test_phases_that_cancel_keep_the_real_path():
+    circuit = QuantumCircuit(2)
+    circuit.h(0)
+    circuit.s(0)
+    circuit.s(0)  # S·S = Z: real
+    circuit.rz(math.pi, 1)  # -i·Z: real up to a global phase
+    circuit.cx(0, 1)
+    fn = Statevector().compile(circuit, [], [], seed=0)
+    assert fn.is_real
+    expected = QiskitStatevector(circuit).probabilities()
+    np.testing.assert_allclose(fn(torch.zeros(2, 0), torch.zeros(0))[1].numpy(), expected)
+
+
+def test_counters_count_executions_and_no_shots_when_exact():
+    fn = Statevector().compile(*layered_circuit(2, extra_phase=False), seed=0)
+    fn(torch.zeros(3, 2), torch.zeros(4))
+    fn(torch.zeros(5, 2), torch.zeros(4))
+    assert (fn.executions, fn.shots) == (8, 0)
+
+
+def test_shots_sample_frequencies_reproducibly():
+    circuit, x_params, w_params = layered_circuit(3, extra_phase=True)
+    backend = Statevector(shots=2000)
+    x, w = randn(6, 3, seed=3), randn(6, seed=4)
+    exact = Statevector().compile(circuit, x_params, w_params, seed=0)(x, w)
+
+    fn = backend.compile(circuit, x_params, w_params, seed=7)
+    sampled = fn(x, w)
+    assert (fn.executions, fn.shots) == (6, 6 * 2000)
+    assert_close(sampled.sum(1), torch.ones(6, dtype=torch.float64), 1e-12)
+    counts = sampled * 2000
+    assert_close(counts, counts.round(), 1e-9)
+    # Binomial sigma, floored at one count: for tiny p the normal bound is too tight.
+    sigma = (exact * (1 - exact)).clamp(min=1 / 2000).div(2000).sqrt()
+    assert ((sampled - exact).abs() <= 5 * sigma + 1e-12).all()
+    assert not torch.equal(sampled, exact)
+
+    again = backend.compile(circuit, x_params, w_params, seed=7)(x, w)
+    other = backend.compile(circuit, x_params, w_params, seed=8)(x, w)
+    assert torch.equal(sampled, again)
+    assert not torch.equal(sampled, other)
+    fn(x, w)
+    assert (fn.executions, fn.shots) == (12, 12 * 2000)
+
+
+def test_shots_use_straight_through_gradients():
+    circuit, x_params, w_params = layered_circuit(3, extra_phase=False)
+    x, w = randn(4, 3, seed=5), randn(6, seed=6)
+    coeffs = randn(4, 8, seed=7)
+    exact = Statevector().compile(circuit, x_params, w_params, seed=0)
+    sampled = Statevector(shots=100).compile(circuit, x_params, w_params, seed=0)
+    _, exact_gx, exact_gw = loss_and_grads(exact, x, w, coeffs)
+    _, sampled_gx, sampled_gw = loss_and_grads(sampled, x, w, coeffs)
+    assert_close(sampled_gx, exact_gx, 1e-12)
+    assert_close(sampled_gw, exact_gw, 1e-12)
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda qc, p: qc.sx(0), "'sx'"),
+        (lambda qc, p: qc.u(0.1, 0.2, 0.3, 0), "'u'"),
+        (lambda qc, p: qc.crx(0.1, 0, 1), "'crx'"),
+        (lambda qc, p: qc.ry(p * p, 0), "a\\*p \\+ b"),
+        (lambda qc, p: qc.ry(p.sin(), 0), "a\\*p \\+ b"),
+        (lambda qc, p: qc.rx(p + Parameter("q"), 0), "several parameters"),
+        (lambda qc, p: qc.rz(Parameter("stray"), 1), "'stray' is in neither"),
+    ],
+)
+def test_unsupported_gates_and_angles_are_named(build, message):
+    p = Parameter("p")
+    circuit = QuantumCircuit(2)
+    circuit.h(0)
+    build(circuit, p)
+    with pytest.raises(ValueError, match=message):
+        Statevector().compile(circuit, [p], [], seed=0)
+
+
+def test_wrong_shapes_are_rejected():
+    fn = Statevector().compile(*layered_circuit(2, extra_phase=False), seed=0)
+    with pytest.raises(ValueError, match="inputs"):
+        fn(torch.zeros(3, 3), torch.zeros(4))
+    with pytest.raises(ValueError, match="weights"):
+        fn(torch.zeros(3, 2), torch.zeros(5))
+
+
+def test_registered_under_its_name():
+    registered = []
+    backends.register_backends(registered.append)
+    assert registered == [Statevector]
+    assert Statevector.name == "statevector"
+    assert Statevector.summary() == (
+        "Exact batched statevector simulation in torch, autograd gradients."
+    )
