@@ -18,8 +18,10 @@ $(BIN)/kdbench: pyproject.toml
 
 install: $(BIN)/kdbench
 
+# FashionMNIST comes from Debian's packages: on a machine whose apt lists are empty, fetch
+# once more after refreshing them.
 data: install
-	$(BIN)/kdbench data fetch
+	$(BIN)/kdbench data fetch || { apt-get update -qq && $(BIN)/kdbench data fetch; }
 
 run: data
 	$(BIN)/kdbench run benchmarks.toml

@@ -8,7 +8,7 @@ hook in `kdbench.hookspecs`; the harness builds one instance per config table.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Literal, Protocol
@@ -61,8 +61,11 @@ class Dataset(Component):
         None, help="seed of the per-class sampling (default: the cell's seed)"
     )
 
-    def fetch(self, root: Path) -> None:
-        """Put the data set's files under `root`, verified; raise DataError if impossible."""
+    def fetch(self, root: Path, report: Callable[[str], None] | None = None) -> None:
+        """Put the data set's files under `root`, verified; raise DataError if impossible.
+
+        `report` receives one-line progress messages for the user.
+        """
         raise NotImplementedError
 
     def load(self, root: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:

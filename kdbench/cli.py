@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import subprocess
 import sys
@@ -88,7 +87,6 @@ def _run(spec, cells, uri_option: str | None, data_dir: str | None) -> None:
     from kdbench.runner import Events, preflight, run_cell
     from kdbench.tracking import ROLE_TAG, Tracker
 
-    logging.getLogger("mlflow").setLevel(logging.WARNING)  # its table-creation chatter
     root = paths.data_dir(data_dir or spec.experiment.data_dir)
     preflight(cells, root)
     uri = resolve_tracking_uri(uri_option, spec.experiment.tracking_uri)
@@ -128,8 +126,14 @@ def _run(spec, cells, uri_option: str | None, data_dir: str | None) -> None:
                     events=Display(),
                 )
                 outcomes.append(outcome)
-                if outcome.status == "FAILED":
-                    errors.print(
+                if outcome.result:
+                    progress.console.print(
+                        f"done {cell.label}: test accuracy "
+                        f"{100 * outcome.result.test_accuracy:.1f}% ({outcome.seconds:.0f} s)",
+                        highlight=False,
+                    )
+                else:
+                    progress.console.print(
                         f"[red]FAILED[/red] {cell.label}: {outcome.error}", highlight=False
                     )
                 progress.advance(overall)
@@ -219,9 +223,7 @@ def fetch(datasets: tuple[str, ...], data_dir: str | None) -> None:
     root = paths.data_dir(data_dir)
     for name in datasets or reg.names("datasets"):
         dataset = reg.get("datasets", name)()
-        errors.print(f"{name}: fetching into {root}")
-        dataset.fetch(root)
-        console.print(f"{name}: ok ({root})")
+        dataset.fetch(root, report=lambda line: console.print(line, highlight=False))
 
 
 @cli.command()

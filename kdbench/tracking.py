@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -34,6 +35,8 @@ class Tracker:
     def __init__(self, uri: str, experiment: str, *, create: bool = True):
         from mlflow.tracking import MlflowClient
 
+        # MLflow sets its loggers to INFO on import; its schema chatter is not for our users.
+        logging.getLogger("mlflow").setLevel(logging.WARNING)
         self.uri = uri
         try:
             self.client = MlflowClient(tracking_uri=uri)

@@ -298,7 +298,7 @@ class _Builder:
                 self._fixed_rotation(name, qubits[0], offset)
             else:
                 # Store the angle each formula uses: θ/2 for rx, ry, rz and θ for p.
-                scale = 0.5
+                scale = 1.0 if name == "p" else 0.5
                 self.columns.append(column)
                 self.slopes.append(scale * slope)
                 self.offsets.append(scale * offset)

@@ -51,7 +51,7 @@ def ansatz(qubits: int, layers: int, entanglement: str) -> tuple[QuantumCircuit,
 
 
 class QuantumStudent(nn.Module):
-    """front -> encoder -> circuit on the backend -> outcome probabilities -> class probabilities."""
+    """Image -> front -> encoder -> circuit on the backend -> outcome and class probabilities."""
 
     def __init__(self, options: Pqc, context: StudentContext):
         super().__init__()
