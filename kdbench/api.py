@@ -110,12 +110,29 @@ class Teacher(Component):
         """Return an untrained network mapping images [B, C, H, W] to logits [B, num_classes]."""
         raise NotImplementedError
 
+    def member_names(self) -> list[str]:
+        """Teacher instances this teacher is made of (an ensemble); [] for a network of its own.
+
+        kdbench prepares each member (trained or cached once) and passes them to `combine`.
+        """
+        return []
+
+    def combine(self, members: list[nn.Module]) -> nn.Module:
+        """Return a module mapping images to logits from the prepared, frozen `members`."""
+        raise NotImplementedError
+
 
 class CircuitFunction(Protocol):
-    """A compiled circuit: differentiable map from parameter values to outcome probabilities."""
+    """A compiled circuit: differentiable map from parameter values to outcome probabilities.
+
+    `executions` counts circuits run so far and `shots` the shots spent (0 when exact);
+    `depth` and `width` describe the circuit as it runs (after transpilation, if any).
+    """
 
     executions: int
     shots: int
+    depth: int
+    width: int
 
     def __call__(self, inputs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """inputs [B, n_inputs], weights [n_weights] -> probabilities [B, 2**num_qubits]."""

@@ -59,15 +59,30 @@ data_option = click.option(
 @cli.command()
 @click.argument("config", type=click.Path(dir_okay=False))
 @click.option("--dry-run", is_flag=True, help="print the expanded matrix and stop")
+@click.option("--profile", help="merge [profiles.PROFILE] of CONFIG over the rest of it")
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="override one config value, e.g. --set train.epochs=2 (repeatable)",
+)
 @tracking_option
 @data_option
-def run(config: str, dry_run: bool, tracking_uri: str | None, data_dir: str | None) -> None:
+def run(
+    config: str,
+    dry_run: bool,
+    profile: str | None,
+    overrides: tuple[str, ...],
+    tracking_uri: str | None,
+    data_dir: str | None,
+) -> None:
     """Train and evaluate every cell of the matrix in CONFIG, logging each to MLflow."""
     from kdbench.config import load_spec
     from kdbench.matrix import expand
     from kdbench.plugins import registry
 
-    spec = load_spec(config, registry())
+    spec = load_spec(config, registry(), profile=profile, overrides=overrides)
     cells = expand(spec)
     if dry_run:
         table = Table(title=f"{len(cells)} cells of {config}")

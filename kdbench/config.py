@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from kdbench.plugins import Registry
 
 NO_TEACHER = "none"
 COMPONENT_KINDS = ("datasets", "teachers", "students", "encoders", "backends")
-MATRIX_KEYS = ("datasets", "teachers", "students", "backends", "seeds")
+MATRIX_KEYS = ("datasets", "teachers", "students", "backends", "seeds", "eval_backend")
 
 
 @dataclass(kw_only=True)
@@ -71,6 +72,7 @@ class MatrixEntry:
     students: list[str]
     backends: list[str]
     seeds: list[int]
+    eval_backend: str | None = None  # test on this backend instead of the training one
 
 
 @dataclass
@@ -88,8 +90,18 @@ class Spec:
         return self.instances[kind][name]
 
 
-def load_spec(path: str | Path, registry: Registry) -> Spec:
-    """Read and validate a config file; raise ConfigError on the first problem."""
+def load_spec(
+    path: str | Path,
+    registry: Registry,
+    *,
+    profile: str | None = None,
+    overrides: Sequence[str] = (),
+) -> Spec:
+    """Read and validate a config file; raise ConfigError on the first problem.
+
+    `profile` merges the table [profiles.NAME] over the document; each override
+    "dotted.key=value" (value in TOML syntax, or a bare string) is applied after it.
+    """
     path = Path(path)
     file = str(path)
     try:
@@ -100,11 +112,58 @@ def load_spec(path: str | Path, registry: Registry) -> Spec:
         raise ConfigError(f"cannot read: {exc}", file=file) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"invalid TOML: {exc}", file=file) from None
+    raw = apply_profile(raw, profile, file)
+    for override in overrides:
+        raw = apply_override(raw, override, file)
     return parse_spec(raw, file, registry)
 
 
+def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """Tables merge key by key; any other value (arrays of tables included) replaces."""
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def apply_profile(raw: dict[str, Any], profile: str | None, file: str) -> dict[str, Any]:
+    """The document without its [profiles], with the chosen one merged in."""
+    profiles = raw.pop("profiles", {})
+    if not isinstance(profiles, dict) or not all(isinstance(p, dict) for p in profiles.values()):
+        raise ConfigError("expected tables [profiles.NAME]", file=file, key="profiles")
+    if profile is None:
+        return raw
+    if profile not in profiles:
+        raise ConfigError(
+            f"unknown profile '{profile}'{did_you_mean(profile, profiles)};"
+            f" defined: {one_of(profiles)}",
+            file=file,
+            key="profiles",
+        )
+    return merge(raw, profiles[profile])
+
+
+def apply_override(raw: dict[str, Any], override: str, file: str) -> dict[str, Any]:
+    """Set one "dotted.key=value" (from --set) in the document."""
+    key, sep, text = override.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"--set expects KEY=VALUE with a dotted KEY, got {override!r}", file=file)
+    try:
+        value = tomllib.loads(f"v = {text.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = text.strip()  # a bare word is a string: --set teachers.lenet.device=cpu
+    tree: Any = value
+    for part in reversed(key.split(".")):
+        tree = {part: tree}
+    return merge(raw, tree)
+
+
 def parse_spec(raw: dict[str, Any], file: str, registry: Registry) -> Spec:
-    """Validate an already parsed TOML document."""
+    """Validate an already parsed TOML document (profiles already applied)."""
     allowed = ("experiment", "train", "distill", *COMPONENT_KINDS, "matrix")
     for key in raw:
         if key not in allowed:
@@ -224,8 +283,12 @@ def _parse_matrix(spec: Spec, raw: Any, registry: Registry) -> None:
                 if kind == "teachers" and name == NO_TEACHER:
                     continue
                 _reference(spec, registry, kind, name, f"{where}.{kind}[{j}]")
-        spec.matrix.append(MatrixEntry(seeds=list(seeds), **lists))
+        eval_backend = entry.get("eval_backend")
+        if eval_backend is not None:
+            _reference(spec, registry, "backends", eval_backend, f"{where}.eval_backend")
+        spec.matrix.append(MatrixEntry(seeds=list(seeds), eval_backend=eval_backend, **lists))
     _check_students(spec, registry)
+    _check_teachers(spec, registry)
 
 
 def _check_students(spec: Spec, registry: Registry) -> None:
@@ -246,3 +309,20 @@ def _check_students(spec: Spec, registry: Registry) -> None:
                         file=spec.file,
                         key=f"matrix[{entry_index}]",
                     )
+
+
+def _check_teachers(spec: Spec, registry: Registry) -> None:
+    """Resolve the members of composite teachers (ensembles), refusing cycles."""
+
+    def visit(name: str, path: tuple[str, ...]) -> None:
+        for j, member in enumerate(spec.instance("teachers", name).component.member_names()):
+            key = f"teachers.{name}.members[{j}]"
+            if member == NO_TEACHER:
+                raise ConfigError("'none' cannot be a member", file=spec.file, key=key)
+            if member in (*path, name):
+                raise ConfigError(f"'{member}' would contain itself", file=spec.file, key=key)
+            _reference(spec, registry, "teachers", member, key)
+            visit(member, (*path, name))
+
+    for name in list(spec.instances["teachers"]):
+        visit(name, ())

@@ -26,6 +26,7 @@ class Cell:
     backend: Instance
     seed: int
     spec: Spec
+    eval_backend: Instance | None = None
 
     @property
     def teacher_name(self) -> str:
@@ -45,10 +46,11 @@ class Cell:
         return {
             "protocol": PROTOCOL_VERSION,
             "dataset": self.dataset.resolved(),
-            "teacher": self.teacher.resolved() if self.teacher else None,
+            "teacher": teacher_config(self.spec, self.teacher) if self.teacher else None,
             "student": self.student.resolved(),
             "encoder": self.encoder.resolved() if self.encoder else None,
             "backend": self.backend.resolved(),
+            "eval_backend": self.eval_backend.resolved() if self.eval_backend else None,
             "train": resolved(self.spec.train),
             "distill": resolved(self.spec.distill) if self.teacher else None,
             "seed": self.seed,
@@ -58,6 +60,15 @@ class Cell:
     def id(self) -> str:
         """Hash of the resolved config: stable across runs, renames and key order."""
         return digest(self.config())
+
+
+def teacher_config(spec: Spec, teacher: Instance) -> dict[str, Any]:
+    """A teacher's resolved options, with each member of an ensemble resolved in place."""
+    config = teacher.resolved()
+    names = teacher.component.member_names()
+    if names:
+        config["members"] = [teacher_config(spec, spec.instance("teachers", n)) for n in names]
+    return config
 
 
 def digest(value: Any) -> str:
@@ -84,6 +95,9 @@ def expand(spec: Spec) -> list[Cell]:
                 backend=spec.instance("backends", backend),
                 seed=seed,
                 spec=spec,
+                eval_backend=None
+                if entry.eval_backend is None
+                else spec.instance("backends", entry.eval_backend),
             )
             cells.setdefault(cell.id, cell)
     return list(cells.values())

@@ -16,6 +16,7 @@ import torch
 import kdbench
 from kdbench import figures
 from kdbench.api import StudentContext
+from kdbench.config import Instance
 from kdbench.data import load_raw, make_splits
 from kdbench.distill import EpochMetrics, Split, evaluate, fit, probabilities_to_log
 from kdbench.errors import KdbenchError
@@ -48,15 +49,19 @@ def preflight(cells: Sequence[Cell], data_root: Path) -> None:
     for dataset in {c.dataset.plugin: c.dataset for c in cells}.values():
         for split in ("train", "test"):
             load_raw(dataset.component, data_root, split)
-    seen = set()
+    checked = set()
     for cell in cells:
-        if cell.teacher and cell.teacher.component.checkpoint:
-            key = (cell.teacher.name, cell.dataset.name)
-            if key not in seen:
-                seen.add(key)
+        pending = [cell.teacher] if cell.teacher else []
+        while pending:
+            teacher = pending.pop()
+            names = teacher.component.member_names()
+            pending += [cell.spec.instance("teachers", name) for name in names]
+            path = teacher.component.checkpoint
+            if path and (teacher.name, cell.dataset.name) not in checked:
+                checked.add((teacher.name, cell.dataset.name))
                 classes = len(cell.dataset.component.selected_classes)
-                model = cell.teacher.component.build(classes, cell.dataset.component.image_shape)
-                load_checkpoint(model, cell.teacher.component.checkpoint)
+                model = teacher.component.build(classes, cell.dataset.component.image_shape)
+                load_checkpoint(model, path)
 
 
 def versions(cell: Cell, registry: Registry) -> dict[str, str]:
@@ -120,8 +125,7 @@ def _train(
 ) -> Result:
     spec, seed = cell.spec, cell.seed
     events.phase(cell, "loading data")
-    teacher_per_class = cell.teacher.component.train_per_class if cell.teacher else None
-    splits = make_splits(cell.dataset.component, data_root, seed, teacher_per_class)
+    splits = make_splits(cell.dataset.component, data_root, seed)
     num_classes = len(splits.class_names)
     train, val = Split(splits.train_x, splits.train_y), Split(splits.val_x, splits.val_y)
     test = Split(splits.test_x, splits.test_y)
@@ -132,9 +136,10 @@ def _train(
         teacher = prepare_teacher(
             cell.teacher,
             cell.dataset,
-            splits,
+            data_root,
             seed,
             cache,
+            members=lambda name: spec.instance("teachers", name),
             on_epoch=lambda m: events.epoch(cell, m),
         )
         for part in (train, val, test):
@@ -145,17 +150,15 @@ def _train(
         }
         tracker.set_tag(run_id, "kdbench.teacher_source", teacher.source)
 
-    torch.manual_seed(seed)
-    encoder = cell.encoder.component if cell.encoder else None
-    model = cell.student.component.build(
-        StudentContext(
-            num_classes=num_classes,
-            image_shape=tuple(splits.train_x.shape[1:]),
-            backend=cell.backend.component,
-            encoder=encoder,
-            seed=seed,
+    def build_student(backend: Instance) -> torch.nn.Module:
+        torch.manual_seed(seed)
+        encoder = cell.encoder.component if cell.encoder else None
+        context = StudentContext(
+            num_classes, tuple(splits.train_x.shape[1:]), backend.component, encoder, seed
         )
-    )
+        return cell.student.component.build(context)
+
+    model = build_student(cell.backend)
     distill = spec.distill if cell.teacher else None
 
     def on_epoch(m: EpochMetrics) -> None:
@@ -177,19 +180,20 @@ def _train(
         on_epoch=on_epoch,
     )
     tested = evaluate(model, _log_probs, test, num_classes, distill)
-    circuit = getattr(model, "circuit", None)
-    runner = getattr(model, "run_circuit", None)
     metrics |= {
-        "test_accuracy": tested.accuracy,
-        "test_loss": tested.loss,
         "best_epoch": fitted.best_epoch,
         "best_val_accuracy": fitted.history[fitted.best_epoch - 1].val_accuracy,
         "student_parameters": sum(p.numel() for p in model.parameters()),
+        **_circuit_metrics(model, ""),
     }
-    if circuit is not None:
-        metrics |= {"circuit_depth": circuit.depth(), "circuit_width": circuit.num_qubits}
-    if runner is not None:
-        metrics |= {"circuit_executions": runner.executions, "shots": runner.shots}
+    if cell.eval_backend is not None:
+        # The trained weights, tested on another backend (e.g. trained exact, tested noisy).
+        metrics["train_backend_test_accuracy"] = tested.accuracy
+        model = build_student(cell.eval_backend)
+        model.load_state_dict(fitted.best_state)
+        tested = evaluate(model, _log_probs, test, num_classes, distill)
+        metrics |= _circuit_metrics(model, "eval_")
+    metrics |= {"test_accuracy": tested.accuracy, "test_loss": tested.loss}
     tracker.log_metrics(run_id, metrics)
 
     weights = io.BytesIO()
@@ -211,6 +215,17 @@ def _train(
         tested.accuracy,
         metrics.get("teacher_test_accuracy"),
     )
+
+
+def _circuit_metrics(model: torch.nn.Module, prefix: str) -> dict[str, float]:
+    """Executions, shots, depth and width of a quantum student's compiled circuit."""
+    circuit = getattr(model, "run_circuit", None)
+    if circuit is None:
+        return {}
+    return {
+        f"{prefix}circuit_{name}": getattr(circuit, name)
+        for name in ("executions", "shots", "depth", "width")
+    }
 
 
 def _log_probs(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:

@@ -14,8 +14,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from kdbench.api import Teacher
 from kdbench.config import Instance
-from kdbench.data import Splits
+from kdbench.data import Splits, make_splits
 from kdbench.distill import EpochMetrics, Split, evaluate, fit, logits_to_log
 from kdbench.errors import KdbenchError
 from kdbench.matrix import PROTOCOL_VERSION, digest
@@ -92,49 +93,82 @@ def _save_atomically(state: dict, meta: dict, target: Path) -> None:
 def prepare_teacher(
     teacher: Instance,
     dataset: Instance,
-    splits: Splits,
+    data_root: Path,
     seed: int,
     cache: Path,
+    members: Callable[[str], Instance],
     on_epoch: Callable[[EpochMetrics], None] | None = None,
 ) -> PreparedTeacher:
-    """The frozen teacher of a cell: from its checkpoint, the cache, or trained now and cached."""
+    """The frozen teacher of a cell: from its checkpoint, the cache, or trained now and cached.
+
+    A composite teacher (an ensemble) prepares each member this way, `members` resolving
+    their names, and combines them; only the members are cached.
+    """
     options = teacher.component
+    splits = make_splits(dataset.component, data_root, seed, options.train_per_class)
     num_classes = len(splits.class_names)
-    model = options.build(num_classes, tuple(splits.train_x.shape[1:]))
-    device = device_for(options.device)
     key = cache_key(teacher, dataset, seed)
-    val, test = Split(splits.val_x, splits.val_y), Split(splits.test_x, splits.test_y)
-
-    def accuracies() -> tuple[float, float]:
-        model.to(device)
-        return tuple(
-            evaluate(model, _log_probs, part, num_classes, device=device).accuracy
-            for part in (val, test)
+    names = options.member_names()
+    device = device_for(options.device)
+    if names:
+        prepared = [
+            prepare_teacher(members(n), dataset, data_root, seed, cache, members, on_epoch)
+            for n in names
+        ]
+        model = options.combine([p.model for p in prepared])
+        device = next(model.parameters()).device
+        source = "+".join(sorted({p.source for p in prepared}))
+    else:
+        model = options.build(num_classes, tuple(splits.train_x.shape[1:]))
+        source = _load_or_train(
+            model,
+            options,
+            splits,
+            key,
+            seed,
+            cache,
+            device,
+            on_epoch,
+            meta={"teacher": teacher.resolved(), "dataset": dataset.resolved(), "seed": seed},
         )
+    model.to(device).eval().requires_grad_(False)
+    val_accuracy, test_accuracy = (
+        evaluate(model, _log_probs, Split(x, y), num_classes, device=device).accuracy
+        for x, y in ((splits.val_x, splits.val_y), (splits.test_x, splits.test_y))
+    )
+    return PreparedTeacher(model, val_accuracy, test_accuracy, source, key)
 
+
+def _load_or_train(
+    model: nn.Module,
+    options: Teacher,
+    splits: Splits,
+    key: str,
+    seed: int,
+    cache: Path,
+    device: torch.device,
+    on_epoch: Callable[[EpochMetrics], None] | None,
+    meta: dict,
+) -> str:
+    """Fill `model` with weights; return where they came from."""
     if options.checkpoint:
         load_checkpoint(model, options.checkpoint)
-        source = "checkpoint"
-    else:
-        target = cache / "teachers" / f"{key}.pt"
-        with _locked(target.with_suffix(".lock")):
-            if target.exists():
-                load_checkpoint(model, str(target))
-                source = "cache"
-            else:
-                torch.manual_seed(seed)
-                model.to(device)
-                fit(
-                    model, _log_probs, Split(splits.teacher_x, splits.teacher_y), val,
-                    num_classes=num_classes, epochs=options.epochs, batch_size=options.batch_size,
-                    lr=options.lr, seed=seed, device=device, on_epoch=on_epoch,
-                )  # fmt: skip
-                meta = {"teacher": teacher.resolved(), "dataset": dataset.resolved(), "seed": seed}
-                _save_atomically({k: v.cpu() for k, v in model.state_dict().items()}, meta, target)
-                source = "trained"
-    val_accuracy, test_accuracy = accuracies()
-    model.eval().requires_grad_(False)
-    return PreparedTeacher(model, val_accuracy, test_accuracy, source, key)
+        return "checkpoint"
+    target = cache / "teachers" / f"{key}.pt"
+    with _locked(target.with_suffix(".lock")):
+        if target.exists():
+            load_checkpoint(model, str(target))
+            return "cache"
+        torch.manual_seed(seed)
+        model.to(device)
+        fit(
+            model, _log_probs, Split(splits.teacher_x, splits.teacher_y),
+            Split(splits.val_x, splits.val_y), num_classes=len(splits.class_names),
+            epochs=options.epochs, batch_size=options.batch_size, lr=options.lr, seed=seed,
+            device=device, on_epoch=on_epoch,
+        )  # fmt: skip
+        _save_atomically({k: v.cpu() for k, v in model.state_dict().items()}, meta, target)
+        return "trained"
 
 
 def _log_probs(model: nn.Module, x: torch.Tensor) -> torch.Tensor:

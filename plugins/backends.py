@@ -97,7 +97,8 @@ class CompiledStatevector:
         shots: int | None,
         seed: int,
     ):
-        self.num_qubits = circuit.num_qubits
+        self.num_qubits = self.width = circuit.num_qubits
+        self.depth = circuit.depth()
         self.num_inputs = len(inputs)
         self.num_weights = len(weights)
         self.shots_per_circuit = shots
