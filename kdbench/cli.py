@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import click
 from rich.console import Console
@@ -18,7 +17,7 @@ from kdbench.errors import KdbenchError
 
 # Tables are wide: when piped (CI, logs), do not squeeze them into 80 columns.
 console = Console() if sys.stdout.isatty() else Console(width=200)
-errors = Console(stderr=True)
+errors = Console(stderr=True) if sys.stderr.isatty() else Console(stderr=True, width=200)
 
 
 class Group(click.Group):
@@ -40,9 +39,11 @@ def cli() -> None:
 
 def resolve_tracking_uri(option: str | None, configured: str | None = None) -> str:
     """The --tracking-uri option, else the config's, else $MLFLOW_TRACKING_URI, else sqlite."""
-    from kdbench.tracking import DEFAULT_URI
+    from kdbench.tracking import DEFAULT_URI, absolute_uri
 
-    return option or configured or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+    return absolute_uri(
+        option or configured or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+    )
 
 
 tracking_option = click.option(
@@ -67,6 +68,8 @@ data_option = click.option(
     metavar="KEY=VALUE",
     help="override one config value, e.g. --set train.epochs=2 (repeatable)",
 )
+@click.option("--rerun", is_flag=True, help="run cells again even if MLflow has them finished")
+@click.option("--fail-fast", is_flag=True, help="stop at the first failed cell")
 @tracking_option
 @data_option
 def run(
@@ -74,6 +77,8 @@ def run(
     dry_run: bool,
     profile: str | None,
     overrides: tuple[str, ...],
+    rerun: bool,
+    fail_fast: bool,
     tracking_uri: str | None,
     data_dir: str | None,
 ) -> None:
@@ -92,33 +97,29 @@ def run(
             table.add_row(cell.id, *cell.group, str(cell.seed))
         console.print(table)
         return
-    _run(spec, cells, tracking_uri, data_dir)
+    _run(spec, cells, tracking_uri, data_dir, rerun, fail_fast)
 
 
-def _run(spec, cells, uri_option: str | None, data_dir: str | None) -> None:
+def _run(
+    spec, cells, uri_option: str | None, data_dir: str | None, rerun: bool, fail_fast: bool
+) -> None:
     from kdbench import paths
     from kdbench.plugins import registry
     from kdbench.report import results_table, summarize
-    from kdbench.runner import Events, preflight, run_cell
-    from kdbench.tracking import ROLE_TAG, Tracker
+    from kdbench.runner import Events, preflight, run_matrix
+    from kdbench.tracking import Tracker
 
     root = paths.data_dir(data_dir or spec.experiment.data_dir)
     preflight(cells, root)
     uri = resolve_tracking_uri(uri_option, spec.experiment.tracking_uri)
     tracker = Tracker(uri, spec.experiment.name)
-    parent = tracker.start_run(
-        f"{Path(spec.file).name}", {ROLE_TAG: "invocation", "kdbench.config_file": spec.file}
-    )
-    tracker.log_files(parent, [(Path(spec.file).name, Path(spec.file).read_bytes())])
-    outcomes = []
-    with Progress(
+    columns = (
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
-        console=errors,
-        transient=False,
-    ) as progress:
+    )
+    with Progress(*columns, console=errors) as progress:
         overall = progress.add_task("cells", total=len(cells))
         current = progress.add_task("", total=None)
 
@@ -129,39 +130,47 @@ def _run(spec, cells, uri_option: str | None, data_dir: str | None) -> None:
             def epoch(self, cell, metrics):
                 progress.advance(current)
 
-        try:
-            for cell in cells:
-                outcome = run_cell(
-                    cell,
-                    registry=registry(),
-                    tracker=tracker,
-                    parent_id=parent,
-                    data_root=root,
-                    cache=paths.cache_dir(),
-                    events=Display(),
-                )
-                outcomes.append(outcome)
-                if outcome.result:
-                    progress.console.print(
-                        f"done {cell.label}: test accuracy "
-                        f"{100 * outcome.result.test_accuracy:.1f}% ({outcome.seconds:.0f} s)",
-                        highlight=False,
-                    )
+            def done(self, outcome):
+                label = outcome.cell.label
+                if outcome.status == "FAILED":
+                    line = f"[red]FAILED[/red] {label}: {outcome.error}"
                 else:
-                    progress.console.print(
-                        f"[red]FAILED[/red] {cell.label}: {outcome.error}", highlight=False
+                    how = (
+                        "already in MLflow"
+                        if outcome.status == "SKIPPED"
+                        else f"{outcome.seconds:.0f} s"
                     )
+                    line = (
+                        f"done {label}: test accuracy "
+                        f"{100 * outcome.result.test_accuracy:.1f}% ({how})"
+                    )
+                progress.console.print(line, highlight=False, soft_wrap=True)
                 progress.advance(overall)
+
+        try:
+            outcomes = run_matrix(
+                spec,
+                cells,
+                registry=registry(),
+                tracker=tracker,
+                data_root=root,
+                cache=paths.cache_dir(),
+                events=Display(),
+                rerun=rerun,
+                fail_fast=fail_fast,
+            )
         except KeyboardInterrupt:
-            tracker.finish(parent, "KILLED")
-            errors.print("interrupted; finished cells are in MLflow")
+            errors.print("interrupted: finished cells are in MLflow; run again to resume")
             sys.exit(130)
     failed = [o for o in outcomes if o.status == "FAILED"]
-    tracker.finish(parent, "FAILED" if failed else "FINISHED")
+    skipped = [o for o in outcomes if o.status == "SKIPPED"]
     console.print(results_table(summarize(o.result for o in outcomes if o.result)))
     console.print(
-        f"{len(outcomes) - len(failed)} cells finished, {len(failed)} failed; "
-        f"experiment '{spec.experiment.name}' in {uri}"
+        f"{len(outcomes) - len(failed) - len(skipped)} cells finished, "
+        f"{len(skipped)} already done, {len(failed)} failed"
+        f"{'' if len(outcomes) == len(cells) else ' (stopped at the first failure)'}; "
+        f"experiment '{spec.experiment.name}' in {uri}",
+        highlight=False,
     )
     console.print(f"browse: kdbench ui --tracking-uri {uri}", highlight=False)
     if failed:
@@ -284,25 +293,10 @@ def report(config: str | None, experiment: str | None, tracking_uri: str | None)
     if not experiment:
         raise KdbenchError("report needs a CONFIG or --experiment NAME")
     tracker = Tracker(resolve_tracking_uri(tracking_uri, configured), experiment, create=False)
-    results = []
-    for run in tracker.cell_runs():
-        tags, metrics = run.data.tags, run.data.metrics
-        results.append(
-            Result(
-                tags["kdbench.dataset"],
-                tags["kdbench.teacher"],
-                tags["kdbench.student"],
-                tags["kdbench.backend"],
-                int(tags["kdbench.seed"]),
-                metrics["test_accuracy"],
-                metrics.get("teacher_test_accuracy"),
-            )
-        )
+    results = [Result.from_run(run) for run in tracker.cell_runs()]
     if not results:
         raise KdbenchError(f"experiment '{experiment}' has no finished cells")
-    console.print(
-        results_table(summarize(reversed(results)), title=f"{experiment}: test accuracy (%)")
-    )
+    console.print(results_table(summarize(results), title=f"{experiment}: test accuracy (%)"))
 
 
 def main() -> None:

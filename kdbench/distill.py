@@ -154,6 +154,10 @@ def fit(
             out = log_probs(model, train.x[batch].to(device))
             t = None if train.teacher_logits is None else train.teacher_logits[batch].to(device)
             parts = kd_loss(out, y, t, distill)
+            if not torch.isfinite(parts.total):
+                raise FloatingPointError(
+                    f"the training loss became {parts.total.item()} in epoch {epoch}"
+                )
             optimizer.zero_grad(set_to_none=True)
             parts.total.backward()
             optimizer.step()

@@ -139,3 +139,33 @@ def build(cls: type, table: Mapping[str, Any], *, file: str | None, key: str) ->
 def resolved(component: Any) -> dict[str, Any]:
     """All option values of a component, defaults included: what a run records."""
     return {f.name: getattr(component, f.name) for f in _fields(type(component))}
+
+
+def preset(base: type, name: str, doc: str, **defaults: Any) -> type:
+    """A subclass of the component `base`, named `name`, whose options default differently.
+
+    For named configurations of one plugin (the paper's students, say): register the result
+    like any component; users can still override every option.
+    """
+    fields = {f.name: f for f in _fields(base)}
+    unknown = sorted(set(defaults) - set(fields))
+    if unknown:
+        raise TypeError(f"{base.__name__} has no option {', '.join(unknown)}")
+    hints = get_type_hints(base)
+    changed = [
+        (key, hints[key], option(value, **_bounds(fields[key]))) for key, value in defaults.items()
+    ]
+    class_name = "".join(part.capitalize() for part in name.replace("_", "-").split("-"))
+    namespace = {"name": name, "__doc__": doc, "__module__": base.__module__}
+    return dataclasses.make_dataclass(
+        class_name, changed, bases=(base,), namespace=namespace, kw_only=True
+    )
+
+
+def _bounds(f: dataclasses.Field) -> dict[str, Any]:
+    meta = f.metadata
+    return {
+        "help": meta.get("help", ""),
+        "minimum": meta.get("minimum"),
+        "exclusive_minimum": meta.get("exclusive_minimum", False),
+    }

@@ -6,6 +6,7 @@ import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from rich.table import Table
 
@@ -23,6 +24,20 @@ class Result:
     seed: int
     test_accuracy: float
     teacher_test_accuracy: float | None = None
+
+    @classmethod
+    def from_run(cls, run: Any) -> Result:
+        """The result a finished MLflow child run recorded."""
+        tags, metrics = run.data.tags, run.data.metrics
+        return cls(
+            tags["kdbench.dataset"],
+            tags["kdbench.teacher"],
+            tags["kdbench.student"],
+            tags["kdbench.backend"],
+            int(tags["kdbench.seed"]),
+            metrics["test_accuracy"],
+            metrics.get("teacher_test_accuracy"),
+        )
 
 
 @dataclass(frozen=True)

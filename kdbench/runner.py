@@ -16,7 +16,7 @@ import torch
 import kdbench
 from kdbench import figures
 from kdbench.api import StudentContext
-from kdbench.config import Instance
+from kdbench.config import Instance, Spec
 from kdbench.data import load_raw, make_splits
 from kdbench.distill import EpochMetrics, Split, evaluate, fit, probabilities_to_log
 from kdbench.errors import KdbenchError
@@ -31,7 +31,7 @@ from kdbench.tracking import CELL_ID_TAG, ROLE_TAG, Tracker, flatten
 class CellOutcome:
     cell: Cell
     run_id: str
-    status: str  # FINISHED or FAILED
+    status: str  # FINISHED, FAILED, or SKIPPED (finished by an earlier invocation)
     result: Result | None = None
     error: str | None = None
     seconds: float = 0.0
@@ -42,6 +42,59 @@ class Events:
 
     def phase(self, cell: Cell, text: str, total: int | None = None) -> None: ...
     def epoch(self, cell: Cell, metrics: EpochMetrics) -> None: ...
+    def done(self, outcome: CellOutcome) -> None: ...
+
+
+def run_matrix(
+    spec: Spec,
+    cells: Sequence[Cell],
+    *,
+    registry: Registry,
+    tracker: Tracker,
+    data_root: Path,
+    cache: Path,
+    events: Events,
+    rerun: bool = False,
+    fail_fast: bool = False,
+) -> list[CellOutcome]:
+    """Run the cells under one parent run, skipping cells an earlier invocation finished.
+
+    A cell is finished when a FINISHED child run carries its id, and the id is the hash of
+    the resolved config, so a changed option reruns it. Runs left RUNNING by a process that
+    died are marked KILLED first.
+    """
+    tracker.close_stale()
+    finished = {} if rerun else tracker.finished_cells()
+    parent = tracker.start_run(
+        Path(spec.file).name, {ROLE_TAG: "invocation", "kdbench.config_file": spec.file}
+    )
+    tracker.log_files(parent, [(Path(spec.file).name, Path(spec.file).read_bytes())])
+    outcomes: list[CellOutcome] = []
+    try:
+        for cell in cells:
+            if cell.id in finished:
+                run = finished[cell.id]
+                outcome = CellOutcome(cell, run.info.run_id, "SKIPPED", Result.from_run(run))
+            else:
+                outcome = run_cell(
+                    cell,
+                    registry=registry,
+                    tracker=tracker,
+                    parent_id=parent,
+                    data_root=data_root,
+                    cache=cache,
+                    events=events,
+                )
+            outcomes.append(outcome)
+            events.done(outcome)
+            if outcome.status == "FAILED" and fail_fast:
+                break
+    except BaseException:
+        tracker.finish(parent, "KILLED")
+        raise
+    failed = any(o.status == "FAILED" for o in outcomes)
+    tracker.finish(parent, "FAILED" if failed else "FINISHED")
+    return outcomes
 
 
 def preflight(cells: Sequence[Cell], data_root: Path) -> None:

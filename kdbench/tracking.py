@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
+import os
+import socket
 import tempfile
 from collections.abc import Iterable, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +19,18 @@ DEFAULT_URI = "sqlite:///mlflow.db"
 CELL_ID_TAG = "kdbench.cell_id"
 ROLE_TAG = "kdbench.role"
 PARENT_TAG = "mlflow.parentRunId"
+HOST_TAG = "kdbench.host"
+PID_TAG = "kdbench.pid"
+
+
+def absolute_uri(uri: str) -> str:
+    """A relative SQLite store made absolute, so that it names one file wherever it is used."""
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
+        path = uri.removeprefix(prefix)
+        if path and path != ":memory:":
+            return prefix + str(Path(path).resolve())
+    return uri
 
 
 def flatten(value: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -39,13 +55,14 @@ class Tracker:
         logging.getLogger("mlflow").setLevel(logging.WARNING)
         self.uri = uri
         try:
-            self.client = MlflowClient(tracking_uri=uri)
-            found = self.client.get_experiment_by_name(experiment)
+            with _store_lock(uri):
+                self.client = MlflowClient(tracking_uri=uri)
+                found = self.client.get_experiment_by_name(experiment)
+                if found is None and create:
+                    self.experiment_id = self.client.create_experiment(experiment)
             if found is None and not create:
                 raise KdbenchError(f"no experiment '{experiment}' in {uri}")
-            if found is None:
-                self.experiment_id = self.client.create_experiment(experiment)
-            else:
+            if found is not None:
                 self.experiment_id = found.experiment_id
                 if found.lifecycle_stage == "deleted":
                     self.client.restore_experiment(self.experiment_id)
@@ -56,10 +73,31 @@ class Tracker:
             raise TrackingError(f"tracking store {uri!r} cannot be used: {first}") from None
 
     def start_run(self, name: str, tags: Mapping[str, str], parent: str | None = None) -> str:
-        tags = dict(tags)
+        """A RUNNING run tagged with this process, so that a later run can tell it is stale."""
+        tags = {**tags, HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}
         if parent is not None:
             tags[PARENT_TAG] = parent
         return self.client.create_run(self.experiment_id, run_name=name, tags=tags).info.run_id
+
+    def close_stale(self) -> int:
+        """Mark KILLED the RUNNING runs whose process on this host is gone; return how many."""
+        host, closed = socket.gethostname(), 0
+        for run in self.client.search_runs(
+            [self.experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=50000
+        ):
+            tags = run.data.tags
+            if tags.get(HOST_TAG) == host and not _alive(int(tags.get(PID_TAG, "0"))):
+                self.client.set_tag(run.info.run_id, "kdbench.error", "process ended mid-run")
+                self.client.set_terminated(run.info.run_id, status="KILLED")
+                closed += 1
+        return closed
+
+    def finished_cells(self) -> dict[str, Any]:
+        """The latest FINISHED child run of each cell id."""
+        latest: dict[str, Any] = {}
+        for run in self.cell_runs():  # oldest first, so the newest wins
+            latest[run.data.tags[CELL_ID_TAG]] = run
+        return latest
 
     def log_params(self, run_id: str, params: Mapping[str, str]) -> None:
         from mlflow.entities import Param
@@ -90,12 +128,41 @@ class Tracker:
         self.client.set_terminated(run_id, status=status)
 
     def cell_runs(self) -> list[Any]:
-        """Every finished child run of the experiment."""
+        """Every finished child run of the experiment, oldest first."""
         return self.client.search_runs(
             [self.experiment_id],
             filter_string=f"tags.`{ROLE_TAG}` = 'cell' and attributes.status = 'FINISHED'",
             max_results=50000,
+            order_by=["attributes.start_time ASC"],
         )
+
+
+@contextmanager
+def _store_lock(uri: str):
+    """Serialize the first use of a local SQLite store: MLflow creates its tables then, and
+    two processes doing it at once leave the schema migration half done."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    lock = Path(uri.removeprefix("sqlite:///") + ".lock")
+    with open(lock, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
 
 
 def _now_ms() -> int:

@@ -6,13 +6,14 @@ import cmath
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 import torch
 
 from kdbench import Backend, hookimpl, option
 from kdbench.errors import OptionError
+from kdbench.parameter_shift import ParameterShift, linear_angle, split_slots
 
 if TYPE_CHECKING:  # qiskit is slow to import; it is imported when a circuit is compiled
     from qiskit.circuit import Parameter, QuantumCircuit
@@ -45,6 +46,10 @@ class Statevector(Backend):
     multinomial draws (a generator seeded with the compile seed, so runs repeat). Gradients
     use the straight-through estimator: the forward value is the sampled frequencies, the
     backward pass is that of the exact probabilities, so training still works.
+
+    With `gradient = "parameter-shift"` the gradients come from `kdbench.parameter_shift`
+    instead, run on this simulator's (exact or sampled) probabilities: what a sampling
+    backend computes, at torch speed, to check it against autograd or study shot noise.
     """
 
     name: ClassVar[str] = "statevector"
@@ -54,11 +59,20 @@ class Statevector(Backend):
         help="sample this many shots per circuit (multinomial) instead of exact probabilities",
         minimum=1,
     )
+    gradient: Literal["autograd", "parameter-shift"] = option(
+        "autograd",
+        help="autograd (exact, through the simulation) or parameter-shift (2 circuits per "
+        "rotation and sample, as on a sampling backend)",
+    )
 
     def check(self) -> None:
-        """Reject a shot count below one (the TOML loader checks it too; code may not)."""
+        """Reject a shot count below one or an unknown gradient (code may skip the TOML checks)."""
         if self.shots is not None and self.shots < 1:
             raise OptionError("shots", f"must be >= 1, got {self.shots!r}")
+        if self.gradient not in ("autograd", "parameter-shift"):
+            raise OptionError(
+                "gradient", f"expected 'autograd' or 'parameter-shift', got {self.gradient!r}"
+            )
 
     def compile(
         self,
@@ -67,10 +81,22 @@ class Statevector(Backend):
         weights: Sequence[Parameter],
         *,
         seed: int,
-    ) -> CompiledStatevector:
+    ) -> CompiledStatevector | ParameterShift:
         """Compile `circuit` once; raise ValueError for an unsupported gate or angle."""
         self.check()
-        return CompiledStatevector(circuit, inputs, weights, shots=self.shots, seed=seed)
+        if self.gradient == "autograd":
+            return CompiledStatevector(circuit, inputs, weights, shots=self.shots, seed=seed)
+        slots = split_slots(circuit, inputs, weights)
+        # The slot circuit's parameters are all "inputs": one value per slot and row.
+        run = CompiledStatevector(slots.circuit, slots.parameters, [], shots=self.shots, seed=seed)
+        empty = torch.zeros(0, dtype=torch.float64)
+        return ParameterShift(
+            slots,
+            lambda values: run(values, empty.to(values.device)),
+            depth=run.depth,
+            width=run.width,
+            shots_per_circuit=self.shots or 0,
+        )
 
 
 @hookimpl
@@ -352,26 +378,9 @@ class _Builder:
 
     def _angle(self, gate: str, qubits: list[int], value: Any) -> tuple[int | None, float, float]:
         """(column, slope, offset) of a gate angle slope * values[column] + offset."""
-        from qiskit.circuit import ParameterExpression
-
-        where = f"statevector backend: gate '{gate}' on qubits {qubits}"
-        if not isinstance(value, ParameterExpression):
-            try:
-                return None, 0.0, float(value)
-            except (TypeError, ValueError):
-                raise ValueError(f"{where}: angle {value!r} is not a real number") from None
-        if not value.parameters:
-            return None, 0.0, _real(value, where)
-        if len(value.parameters) > 1:
-            names = ", ".join(sorted(p.name for p in value.parameters))
-            raise ValueError(f"{where}: angle {value} depends on several parameters ({names})")
-        (param,) = value.parameters
-        if param not in self._params:
-            raise ValueError(f"{where}: parameter '{param.name}' is in neither inputs nor weights")
-        slope = value.gradient(param)
-        if isinstance(slope, ParameterExpression) and slope.parameters:
-            raise ValueError(f"{where}: angle {value} is not of the form a*{param.name} + b")
-        return self._params[param], _real(slope, where), _real(value.bind({param: 0.0}), where)
+        return linear_angle(
+            value, self._params, f"statevector backend: gate '{gate}' on qubits {qubits}"
+        )
 
     def _monomial(self, perm: np.ndarray | None, phase: np.ndarray | None, qubits) -> None:
         # Applying (p1, f1) then (p2, f2): new[k] = f2[k] f1[p2[k]] old[p1[p2[k]]].
@@ -408,10 +417,3 @@ class _Builder:
                 phase = None
         if perm is not None or phase is not None:
             self.ops.append(_Monomial(perm, phase))
-
-
-def _real(value: Any, where: str) -> float:
-    number = complex(value)
-    if abs(number.imag) > _IMAG_TOL:
-        raise ValueError(f"{where}: angle coefficient {number} is not real")
-    return number.real

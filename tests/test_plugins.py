@@ -120,7 +120,7 @@ def test_foreign_teacher_teaches_in_a_run(site, tmp_path):
     )
     result = kdbench(site, "run", str(config), cwd=tmp_path, KDBENCH_CACHE=str(tmp_path / "c"))
     assert result.returncode == 0, result.stderr
-    assert "2 cells finished, 0 failed" in result.stdout
+    assert "2 cells finished, 0 already done, 0 failed" in result.stdout
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")

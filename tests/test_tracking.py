@@ -16,10 +16,10 @@ def test_run_logs_parent_and_children_with_everything(write_config, invoke, isol
     config = write_config(TINY.format(name="e2e"))
     result = invoke("run", str(config))
     assert result.exit_code == 0, result.output
-    assert "2 cells finished, 0 failed" in result.stdout
+    assert "2 cells finished, 0 already done, 0 failed" in result.stdout
     assert "lenet" in result.stdout and "Δ vs no teacher" in result.stdout
 
-    client = MlflowClient(tracking_uri="sqlite:///mlflow.db")
+    client = MlflowClient(tracking_uri=f"sqlite:///{isolated}/mlflow.db")
     experiment = client.get_experiment_by_name("e2e")
     runs = client.search_runs([experiment.experiment_id])
     parents = [r for r in runs if r.data.tags.get("kdbench.role") == "invocation"]

@@ -1,0 +1,166 @@
+"""The `aer` backend: Qiskit Aer's shot simulator, noiseless or with a noise model."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from kdbench import Backend, hookimpl, option
+from kdbench.errors import KdbenchError, OptionError
+from kdbench.parameter_shift import ParameterShift, PrimitiveSampler, measured, split_slots
+
+if TYPE_CHECKING:  # qiskit-aer is slow to import; it is imported when a circuit is compiled
+    from qiskit.circuit import Parameter, QuantumCircuit
+
+# AerSimulator methods that sample shots of a measured circuit.
+METHODS = (
+    "automatic",
+    "statevector",
+    "density_matrix",
+    "matrix_product_state",
+    "stabilizer",
+    "extended_stabilizer",
+)
+# Instructions that get no depolarizing error: they are not gates.
+_NOT_GATES = frozenset({"measure", "barrier", "delay", "reset"})
+
+
+@dataclass(kw_only=True)
+class Aer(Backend):
+    """Qiskit Aer's sampler with shots and optional noise, gradients by parameter shift.
+
+    The circuit is measured and transpiled once, then run by `qiskit_aer.primitives.SamplerV2`:
+    one job per forward pass of a mini-batch, one per backward pass, which runs the shifted
+    circuits of the parameter-shift rule (2 per parameterized rotation and sample). Each job is
+    seeded from the compile seed, so a run repeats.
+
+    `noise` names a fake IBM device of `qiskit_ibm_runtime.fake_provider`: the circuit is
+    transpiled to its coupling map and basis gates and simulated with its noise model.
+    `depolarizing` adds a depolarizing error of that probability to every 1- and 2-qubit gate
+    of the transpiled circuit (on top of the device's errors, if any).
+    """
+
+    name: ClassVar[str] = "aer"
+
+    shots: int = option(5000, help="shots per circuit", minimum=1)
+    noise: str | None = option(
+        None,
+        help="fake IBM device whose noise and gates to use, e.g. FakeManilaV2 or fake_manila "
+        "(default: noiseless)",
+    )
+    depolarizing: float | None = option(
+        None, help="depolarizing error probability on every 1- and 2-qubit gate", minimum=0
+    )
+    method: str = option("automatic", help=f"AerSimulator method: {', '.join(METHODS)}")
+    optimization_level: int = option(1, help="transpiler optimization level, 0 to 3", minimum=0)
+
+    def check(self) -> None:
+        """Reject bad values and an unknown noise device (the TOML loader checks types)."""
+        from kdbench_plugins.ibm_runtime import fake_backend
+
+        if self.shots < 1:
+            raise OptionError("shots", f"must be >= 1, got {self.shots!r}")
+        if self.depolarizing is not None and not 0 <= self.depolarizing <= 1:
+            raise OptionError("depolarizing", f"must be in [0, 1], got {self.depolarizing!r}")
+        if self.method not in METHODS:
+            raise OptionError("method", f"unknown method {self.method!r}; allowed: {METHODS}")
+        if not 0 <= self.optimization_level <= 3:
+            raise OptionError(
+                "optimization_level", f"must be 0, 1, 2 or 3, got {self.optimization_level!r}"
+            )
+        if self.noise is not None:
+            fake_backend(self.noise, "noise")
+
+    def compile(
+        self,
+        circuit: QuantumCircuit,
+        inputs: Sequence[Parameter],
+        weights: Sequence[Parameter],
+        *,
+        seed: int,
+    ) -> AerCircuit:
+        """Transpile `circuit` once and return its differentiable function.
+
+        Raise OptionError for a bad option, KdbenchError for a circuit wider than the noise
+        device, ValueError for a gate the parameter-shift rule does not cover.
+        """
+        self.check()
+        from qiskit.transpiler.preset_passmanagers import generate_preset_pass_manager
+        from qiskit_aer import AerSimulator
+        from qiskit_aer.noise import NoiseModel, depolarizing_error
+        from qiskit_aer.primitives import SamplerV2
+
+        from kdbench_plugins.ibm_runtime import fake_backend
+
+        slots = split_slots(circuit, inputs, weights)
+        noise_model = None
+        if self.noise is not None:
+            target: Any = fake_backend(self.noise, "noise")()
+            if circuit.num_qubits > target.num_qubits:
+                raise KdbenchError(
+                    f"aer: the circuit has {circuit.num_qubits} qubits, noise device "
+                    f"'{self.noise}' only {target.num_qubits}"
+                )
+            noise_model = NoiseModel.from_backend(target)
+        else:
+            target = AerSimulator(method=self.method)
+        manager = generate_preset_pass_manager(
+            optimization_level=self.optimization_level, backend=target, seed_transpiler=seed
+        )
+        isa = manager.run(measured(slots.circuit))
+        if self.depolarizing:
+            noise_model = noise_model or NoiseModel()
+            done = set()
+            for instruction in isa.data:
+                name = instruction.operation.name
+                qubits = tuple(isa.find_bit(q).index for q in instruction.qubits)
+                if name in _NOT_GATES or len(qubits) > 2 or (name, qubits) in done:
+                    continue
+                done.add((name, qubits))
+                # Composed with the device's error on those qubits, if there is one.
+                error = depolarizing_error(self.depolarizing, len(qubits))
+                noise_model.add_quantum_error(error, name, qubits, warnings=False)
+        backend_options: dict[str, Any] = {"method": self.method}
+        if noise_model is not None:
+            backend_options["noise_model"] = noise_model
+        primitive = SamplerV2(
+            default_shots=self.shots, options={"backend_options": backend_options}
+        )
+        return AerCircuit(slots, isa=isa, primitive=primitive, shots=self.shots, seed=seed)
+
+
+class AerCircuit(ParameterShift):
+    """An `aer` circuit: `ParameterShift` over Aer's SamplerV2.
+
+    `sampler.circuit` is the transpiled circuit that runs and `sampler.primitive` the Aer
+    sampler; `depth` counts the gate layers of the transpiled circuit (measurements excluded,
+    as for the statevector backend) and `width` its qubits.
+    """
+
+    def __init__(self, slots: Any, *, isa: QuantumCircuit, primitive: Any, shots: int, seed: int):
+        self._rng = np.random.default_rng(seed)
+        sampler = PrimitiveSampler(
+            primitive, isa, slots.parameters, shots=shots, before_submit=self._reseed
+        )
+        super().__init__(
+            slots,
+            sampler,
+            depth=isa.depth(lambda item: item.operation.name not in ("measure", "barrier")),
+            width=isa.num_qubits,
+            shots_per_circuit=shots,
+            unused=sampler.unused,
+        )
+
+    def _reseed(self, count: int) -> None:
+        # Each job draws fresh shots, yet the whole run repeats from the compile seed.
+        seed = int(self._rng.integers(2**31))
+        self.sampler.primitive.options.run_options["seed_simulator"] = seed
+
+
+@hookimpl
+def register_backends(register) -> None:
+    """Register the aer backend."""
+    register(Aer)

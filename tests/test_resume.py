@@ -1,0 +1,148 @@
+"""Failures, interruptions and resuming: finished cells are never lost nor run twice."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import types
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from mlflow.tracking import MlflowClient
+
+import kdbench
+from kdbench.config import load_spec
+from kdbench.matrix import expand
+from kdbench.paths import data_dir
+from kdbench.plugins import load_registry
+from kdbench.runner import Events, run_matrix
+from kdbench.tracking import Tracker
+from tests.conftest import TINY
+
+
+def statuses(uri: str, experiment: str) -> list[tuple[str, str]]:
+    client = MlflowClient(tracking_uri=uri)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return []
+    runs = client.search_runs([found.experiment_id], max_results=1000)
+    return sorted((r.data.tags.get("kdbench.role"), r.info.status) for r in runs)
+
+
+def test_second_run_skips_finished_cells_and_reruns_changed_ones(write_config, invoke, isolated):
+    config = write_config(TINY.format(name="resume"))
+    first = invoke("run", str(config))
+    assert first.exit_code == 0, first.output
+    again = invoke("run", str(config))
+    assert again.exit_code == 0
+    assert "0 cells finished, 2 already done, 0 failed" in again.stdout
+    assert "already in MLflow" in again.stderr
+    changed = invoke("run", str(config), "--set", "train.epochs=1")
+    assert "2 cells finished, 0 already done" in changed.stdout
+    forced = invoke("run", str(config), "--rerun")
+    assert "2 cells finished, 0 already done" in forced.stdout
+    cells = [s for s in statuses(f"sqlite:///{isolated}/mlflow.db", "resume") if s[0] == "cell"]
+    assert cells == [("cell", "FINISHED")] * 6
+
+
+@dataclass(kw_only=True)
+class Exploding(kdbench.Student):
+    """A student whose output is NaN: its loss cannot be finite."""
+
+    name: ClassVar[str] = "exploding"
+
+    def build(self, context):
+        class Module(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.bias = torch.nn.Parameter(torch.zeros(context.num_classes))
+
+            def forward(self, images):
+                return torch.softmax(self.bias, 0).expand(len(images), -1) * float("nan")
+
+        return Module()
+
+
+def exploding_registry():
+    module = types.ModuleType("exploding_plugin")
+    module.register_students = kdbench.hookimpl(lambda register: register(Exploding))
+    return load_registry(extra=[("exploding", module)])
+
+
+def test_a_failing_cell_is_marked_failed_and_the_others_go_on(write_config, isolated):
+    text = TINY.format(name="fail").replace('students = ["q2"]', 'students = ["exploding", "q2"]')
+    registry = exploding_registry()
+    spec = load_spec(write_config(text), registry)
+    cells = expand(spec)
+    assert [c.student.name for c in cells] == ["exploding", "q2", "exploding", "q2"]
+    uri = f"sqlite:///{isolated}/mlflow.db"
+    tracker = Tracker(uri, "fail")
+    outcomes = run_matrix(
+        spec,
+        cells,
+        registry=registry,
+        tracker=tracker,
+        data_root=data_dir(),
+        cache=isolated / "cache",
+        events=Events(),
+    )
+    assert [o.status for o in outcomes] == ["FAILED", "FINISHED", "FAILED", "FINISHED"]
+    assert "training loss became nan in epoch 1" in outcomes[0].error
+    run = tracker.client.get_run(outcomes[0].run_id)
+    assert run.info.status == "FAILED" and "nan" in run.data.tags["kdbench.error"]
+    assert "traceback.txt" in {a.path for a in tracker.client.list_artifacts(outcomes[0].run_id)}
+    assert ("invocation", "FAILED") in statuses(uri, "fail")
+
+    stopped = run_matrix(
+        spec,
+        cells,
+        registry=registry,
+        tracker=tracker,
+        data_root=data_dir(),
+        cache=isolated / "cache",
+        events=Events(),
+        fail_fast=True,
+    )
+    assert [o.status for o in stopped] == ["FAILED"], "fail-fast stops at the first failure"
+
+
+def test_a_killed_run_leaves_nothing_running_and_resumes(write_config, isolated):
+    text = TINY.format(name="killed").replace("seeds = [0]", "seeds = [0, 1, 2]")
+    config = write_config(text.replace("epochs = 2", "epochs = 12"))
+    uri = f"sqlite:///{isolated}/mlflow.db"
+    env = {**os.environ, "KDBENCH_CACHE": str(isolated / "cache")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "kdbench", "run", str(config)],
+        cwd=isolated,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    for line in process.stderr:  # kill it as soon as the first cell is finished
+        if line.startswith("done "):
+            process.send_signal(signal.SIGKILL)
+            break
+    process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    before = statuses(uri, "killed")
+    finished = before.count(("cell", "FINISHED"))
+    assert 1 <= finished < 6 and ("invocation", "RUNNING") in before
+
+    result = subprocess.run(
+        [sys.executable, "-m", "kdbench", "run", str(config)],
+        cwd=isolated,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"{6 - finished} cells finished, {finished} already done, 0 failed" in result.stdout
+    after = statuses(uri, "killed")
+    assert not [s for s in after if s[1] == "RUNNING"], after
+    assert after.count(("cell", "FINISHED")) == 6
+    assert ("invocation", "KILLED") in after

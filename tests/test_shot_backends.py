@@ -1,0 +1,377 @@
+"""Parameter-shift gradients and the shot backends `aer` and `ibm-runtime` (offline)."""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+import pytest
+import torch
+from qiskit import QuantumCircuit
+from qiskit.circuit import Parameter, ParameterVector
+from qiskit.quantum_info import Statevector as QiskitStatevector
+
+from kdbench import StudentContext
+from kdbench.errors import KdbenchError, OptionError
+from kdbench.parameter_shift import ParameterShift, split_slots
+from kdbench_plugins import aer, ibm_runtime
+from kdbench_plugins.aer import Aer
+from kdbench_plugins.backends import Statevector
+from kdbench_plugins.encoders import Angle
+from kdbench_plugins.ibm_runtime import IbmRuntime
+from kdbench_plugins.students import Pqc, ansatz
+
+TOKEN = "planted-Secret-Token-0123456789abcdefABCDEF0123456789"
+
+
+def student_circuit(qubits: int = 3, layers: int = 1):
+    """The pqc student's circuit: H+RY(x) encoding, then CNOT chain + RY(w) layers."""
+    encoding, inputs = Angle().circuit(qubits)
+    trainable, weights = ansatz(qubits, layers, "linear", "ry")
+    return encoding.compose(trainable), list(inputs), list(weights)
+
+
+def mixed_circuit():
+    """rx, rz and p gates, a weight used twice, a linear angle 2*p + 0.3 and fixed angles."""
+    x, w = ParameterVector("x", 2), ParameterVector("w", 3)
+    qc = QuantumCircuit(3)
+    qc.h([0, 1, 2])
+    qc.rx(x[0], 0)
+    qc.rz(2 * w[0] + 0.3, 1)
+    qc.cx(0, 1)
+    qc.ry(x[1], 2)
+    qc.rx(w[0], 2)  # w[0] again
+    qc.cz(1, 2)
+    qc.p(-0.5 * w[1] + 1.0, 0)
+    qc.rx(0.7, 1)
+    qc.h(0)
+    qc.rz(w[2], 2)
+    qc.ry(x[0] - 0.2, 1)
+    qc.h(2)
+    return qc, list(x), list(w)
+
+
+def randn(*shape: int, seed: int) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(*shape, dtype=torch.float64, generator=generator)
+
+
+def grads(fn, x, w, coeffs):
+    """Probabilities and d(sum_b probs[b] @ coeffs)/d(inputs, weights)."""
+    x = x.clone().requires_grad_(True)
+    w = w.clone().requires_grad_(True)
+    probs = fn(x, w)
+    (probs @ coeffs).sum().backward()
+    return probs.detach(), x.grad, w.grad
+
+
+def count_runs(fn) -> list[int]:
+    """Wrap the primitive's run: the list grows by each job's number of circuits."""
+    primitive = fn.sampler.primitive
+    original, jobs = primitive.run, []
+
+    def run(pubs, **kwargs):
+        pubs = list(pubs)
+        jobs.append(sum(len(values) for _, values in pubs))
+        return original(pubs, **kwargs)
+
+    primitive.run = run
+    return jobs
+
+
+@pytest.mark.parametrize("build", [student_circuit, mixed_circuit])
+def test_parameter_shift_equals_autograd_on_statevector(build):
+    circuit, inputs, weights = build()
+    x, w = randn(5, len(inputs), seed=1), randn(len(weights), seed=2)
+    coeffs = randn(2**circuit.num_qubits, seed=3)
+    exact = Statevector().compile(circuit, inputs, weights, seed=0)
+    shifted = Statevector(gradient="parameter-shift").compile(circuit, inputs, weights, seed=0)
+    p0, gx0, gw0 = grads(exact, x, w, coeffs)
+    p1, gx1, gw1 = grads(shifted, x, w, coeffs)
+    torch.testing.assert_close(p1, p0, rtol=0, atol=1e-12)
+    torch.testing.assert_close(gx1, gx0, rtol=0, atol=1e-6)
+    torch.testing.assert_close(gw1, gw0, rtol=0, atol=1e-6)
+    slots = len(split_slots(circuit, inputs, weights))
+    # One forward call of 5 circuits, one backward call of 2·5·slots.
+    assert shifted.sampler_calls == 2
+    assert shifted.executions == 5 + 2 * 5 * slots and shifted.shots == 0
+
+
+def test_parameter_shift_on_two_qubit_rotations_matches_finite_differences():
+    x, w = Parameter("x"), ParameterVector("w", 4)
+    qc = QuantumCircuit(2)
+    qc.h(0)
+    qc.rxx(w[0], 0, 1)
+    qc.ryy(0.5 * x, 0, 1)
+    qc.rzx(w[1] - 1.0, 0, 1)
+    qc.rx(w[2], 1)
+    qc.rzz(w[3], 0, 1)
+    qc.h(1)
+    slots = split_slots(qc, [x], list(w))
+    assert len(slots) == 5
+
+    def exact(values: torch.Tensor) -> torch.Tensor:
+        rows = []
+        for row in values.tolist():
+            bound = slots.circuit.assign_parameters(dict(zip(slots.parameters, row, strict=True)))
+            rows.append(QiskitStatevector(bound).probabilities())
+        return torch.tensor(np.array(rows))
+
+    fn = ParameterShift(slots, exact, depth=qc.depth(), width=2)
+    xs, ws, coeffs = randn(2, 1, seed=4), randn(4, seed=5), randn(4, seed=6)
+    _, gx, gw = grads(fn, xs, ws, coeffs)
+
+    def loss(xv, wv):
+        return float((fn(xv, wv) @ coeffs).sum())
+
+    eps = 1e-5
+    for i in range(4):
+        step = torch.zeros(4, dtype=torch.float64)
+        step[i] = eps
+        numeric = (loss(xs, ws + step) - loss(xs, ws - step)) / (2 * eps)
+        assert abs(numeric - float(gw[i])) < 1e-6
+    for b in range(2):
+        step = torch.zeros(2, 1, dtype=torch.float64)
+        step[b, 0] = eps
+        numeric = (loss(xs + step, ws) - loss(xs - step, ws)) / (2 * eps)
+        assert abs(numeric - float(gx[b, 0])) < 1e-6
+
+
+def test_slots_without_needed_gradient_are_not_run():
+    circuit, inputs, weights = student_circuit()
+    fn = Statevector(gradient="parameter-shift").compile(circuit, inputs, weights, seed=0)
+    x = randn(4, 3, seed=7)  # inputs need no gradient: only the 3 weight slots shift
+    w = randn(3, seed=8).requires_grad_(True)
+    fn(x, w).sum().backward()
+    assert fn.executions == 4 + 2 * 4 * 3 and w.grad is not None
+
+
+def test_unsupported_parameterized_gate_is_named():
+    p = Parameter("p")
+    qc = QuantumCircuit(2)
+    qc.crx(p, 0, 1)
+    with pytest.raises(ValueError, match="'crx'"):
+        split_slots(qc, [p], [])
+
+
+def test_aer_agrees_with_statevector_within_shot_noise():
+    shots = 20000
+    circuit, inputs, weights = mixed_circuit()
+    x, w = randn(3, len(inputs), seed=9), randn(len(weights), seed=10)
+    coeffs = randn(2**circuit.num_qubits, seed=11)
+    p0, gx0, gw0 = grads(Statevector().compile(circuit, inputs, weights, seed=0), x, w, coeffs)
+    fn = Aer(shots=shots).compile(circuit, inputs, weights, seed=0)
+    p1, gx1, gw1 = grads(fn, x, w, coeffs)
+    sigma = torch.sqrt(p0 * (1 - p0) / shots)
+    assert torch.all((p1 - p0).abs() < 5 * sigma + 2e-3)
+    # A slot's derivative is ½(P+ − P−) of two independent runs: its coefficient-weighted sum
+    # has variance <= ½·max(c)²/shots; the chain rule sums slope² times that over slots.
+    slots = split_slots(circuit, inputs, weights)
+    var_slot = 0.5 * float(coeffs.abs().max()) ** 2 / shots
+    var_x = torch.zeros(len(inputs), dtype=torch.float64)
+    var_w = torch.zeros(len(weights), dtype=torch.float64)
+    for column, slope in zip(slots.columns, slots.slopes, strict=True):
+        if column < len(inputs):
+            var_x[column] += slope**2 * var_slot
+        else:
+            var_w[column - len(inputs)] += len(x) * slope**2 * var_slot
+    assert torch.all((gx1 - gx0).abs() < 5 * var_x.sqrt() + 1e-3)
+    assert torch.all((gw1 - gw0).abs() < 5 * var_w.sqrt() + 1e-3)
+    assert fn.shots == fn.executions * shots
+
+
+def test_aer_repeats_with_its_seed_and_counts_one_job_per_pass():
+    circuit, inputs, weights = student_circuit()
+    x, w, coeffs = randn(4, 3, seed=12), randn(3, seed=13), randn(8, seed=14)
+    first = Aer(shots=1000).compile(circuit, inputs, weights, seed=5)
+    jobs = count_runs(first)
+    p1, gx1, gw1 = grads(first, x, w, coeffs)
+    assert jobs == [4, 2 * 4 * 6]  # forward, then every shifted circuit of the batch at once
+    assert first.sampler_calls == 2 and first.executions == 4 + 48
+    again = Aer(shots=1000).compile(circuit, inputs, weights, seed=5)
+    p2, gx2, gw2 = grads(again, x, w, coeffs)
+    assert torch.equal(p1, p2) and torch.equal(gx1, gx2) and torch.equal(gw1, gw2)
+    other = Aer(shots=1000).compile(circuit, inputs, weights, seed=6)
+    assert not torch.equal(other(x, w), p1)
+    # The next call of the same function draws new shots.
+    assert not torch.equal(first(x, w), p1)
+
+
+def deterministic_circuit():
+    """x = π flips qubit 0 and the CNOTs copy it: exactly |111⟩ without noise."""
+    x = Parameter("x")
+    qc = QuantumCircuit(3)
+    qc.rx(x, 0)
+    qc.cx(0, 1)
+    qc.cx(1, 2)
+    return qc, [x], []
+
+
+@pytest.mark.parametrize(
+    "backend",
+    [
+        Aer(shots=4000, noise="FakeManilaV2"),
+        Aer(shots=4000, depolarizing=0.05),
+        IbmRuntime(shots=4000, backend="FakeManilaV2"),
+    ],
+    ids=["aer-fake-manila", "aer-depolarizing", "ibm-runtime-fake-manila"],
+)
+def test_noise_changes_the_distribution(backend):
+    circuit, inputs, weights = deterministic_circuit()
+    x, w = torch.full((2, 1), math.pi, dtype=torch.float64), torch.zeros(0, dtype=torch.float64)
+    clean = Aer(shots=4000).compile(circuit, inputs, weights, seed=0)(x, w)
+    assert torch.all(clean[:, 7] == 1.0)
+    noisy = backend.compile(circuit, inputs, weights, seed=0)(x, w)
+    assert torch.all(noisy[:, 7] < 0.98) and torch.all(noisy[:, 7] > 0.5)
+
+
+def test_noise_names_are_resolved_case_insensitively():
+    for name in ("FakeManilaV2", "fake_manila", "FAKE-MANILA", "fakemanilav2"):
+        Aer(noise=name).check()
+    with pytest.raises(OptionError) as info:
+        Aer(noise="FakeNowhereV2").check()
+    assert info.value.key == "noise" and "FakeManilaV2" in info.value.message
+    with pytest.raises(OptionError, match="method"):
+        Aer(method="quantum").check()
+    with pytest.raises(OptionError) as info:
+        IbmRuntime(backend="fake_nowhere").check()
+    assert info.value.key == "backend"
+
+
+def test_ibm_runtime_fake_device_runs_isa_circuits():
+    from qiskit_ibm_runtime.fake_provider import FakeManilaV2
+
+    circuit, inputs, weights = student_circuit()
+    fn = IbmRuntime(shots=1000).compile(circuit, inputs, weights, seed=0)
+    submitted = []
+    original = fn.sampler.primitive.run
+
+    def run(pubs, **kwargs):
+        submitted.extend(pub[0] for pub in pubs)
+        return original(pubs, **kwargs)
+
+    fn.sampler.primitive.run = run
+    x, w, coeffs = randn(3, 3, seed=15), randn(3, seed=16), randn(8, seed=17)
+    probs, gx, gw = grads(fn, x, w, coeffs)
+    assert probs.shape == (3, 8) and torch.allclose(probs.sum(1), torch.ones(3, dtype=probs.dtype))
+    assert gx.abs().sum() > 0 and gw.abs().sum() > 0
+    assert len(submitted) == 2 and all(c is fn.sampler.circuit for c in submitted)
+    isa = fn.sampler.circuit
+    allowed = set(FakeManilaV2().operation_names) | {"barrier"}
+    assert set(isa.count_ops()) <= allowed and "ry" not in isa.count_ops()
+    assert fn.width == isa.num_qubits == 5
+    assert fn.depth == isa.depth(lambda i: i.operation.name not in ("measure", "barrier"))
+    assert fn.depth > circuit.depth()
+    assert fn.executions == 3 + 2 * 3 * 6 and fn.shots == fn.executions * 1000
+
+
+def test_ibm_runtime_refuses_more_than_max_circuits():
+    circuit, inputs, weights = student_circuit(2)
+    fn = IbmRuntime(shots=100, max_circuits=9).compile(circuit, inputs, weights, seed=0)
+    x = randn(2, 2, seed=18).requires_grad_(True)
+    probs = fn(x, randn(2, seed=19))
+    with pytest.raises(KdbenchError, match="max_circuits"):
+        probs.sum().backward()
+    assert fn.executions == 2
+
+
+@pytest.fixture
+def no_account(tmp_path, monkeypatch):
+    """No IBM credentials anywhere: no token in the environment, no saved account."""
+    from qiskit_ibm_runtime.accounts import management
+
+    for name in ("QISKIT_IBM_TOKEN", "QISKIT_IBM_CHANNEL", "QISKIT_IBM_INSTANCE", "QISKIT_IBM_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    path = str(tmp_path / ".qiskit" / "qiskit-ibm.json")
+    monkeypatch.setattr(management, "_DEFAULT_ACCOUNT_CONFIG_JSON_FILE", path)
+
+
+def test_real_backend_needs_confirmation_and_credentials(no_account, monkeypatch):
+    circuit, inputs, weights = student_circuit(2)
+    with pytest.raises(OptionError) as info:
+        IbmRuntime(backend="ibm_brisbane").check()
+    assert info.value.key == "confirm_hardware"
+    with pytest.raises(KdbenchError, match="confirm_hardware") as info:
+        IbmRuntime(backend="ibm_brisbane").compile(circuit, inputs, weights, seed=0)
+    assert "\n" not in str(info.value)
+    backend = IbmRuntime(backend="ibm_brisbane", confirm_hardware=True)
+    with pytest.raises(KdbenchError, match="QISKIT_IBM_TOKEN") as info:
+        backend.compile(circuit, inputs, weights, seed=0)
+    assert "\n" not in str(info.value)
+
+
+def test_token_never_shows(no_account, monkeypatch):
+    import qiskit_ibm_runtime
+
+    monkeypatch.setenv("QISKIT_IBM_TOKEN", TOKEN)
+
+    class LeakyService:
+        def __init__(self, **kwargs):
+            raise RuntimeError(f"401 Unauthorized for token {TOKEN}\nretry later")
+
+    monkeypatch.setattr(qiskit_ibm_runtime, "QiskitRuntimeService", LeakyService)
+    circuit, inputs, weights = student_circuit(2)
+    messages = []
+    for backend in (
+        IbmRuntime(backend="ibm_brisbane"),
+        IbmRuntime(backend="ibm_brisbane", confirm_hardware=True),
+    ):
+        with pytest.raises(KdbenchError) as info:
+            backend.compile(circuit, inputs, weights, seed=0)
+        messages += [str(info.value), repr(info.value), repr(backend), str(vars(backend))]
+        assert "\n" not in str(info.value)
+    assert "401 Unauthorized" in messages[-4]
+    assert not any("Secret-Token" in message for message in messages)
+
+
+def test_real_backend_path_logs_each_submission(no_account, monkeypatch, caplog):
+    """A service stub hands out a fake device: the real-hardware path runs offline."""
+    import qiskit_ibm_runtime
+    from qiskit_ibm_runtime.fake_provider import FakeManilaV2
+
+    class Service:
+        def __init__(self, **kwargs):
+            pass
+
+        def backend(self, name):
+            return FakeManilaV2()
+
+    monkeypatch.setattr(qiskit_ibm_runtime, "QiskitRuntimeService", Service)
+    circuit, inputs, weights = student_circuit(2)
+    backend = IbmRuntime(backend="ibm_test", confirm_hardware=True, shots=100, mode="job")
+    with caplog.at_level(logging.INFO, logger="kdbench.ibm_runtime"):
+        fn = backend.compile(circuit, inputs, weights, seed=0)
+        fn(randn(2, 2, seed=20), randn(2, seed=21).requires_grad_(True)).sum().backward()
+    lines = [r.getMessage() for r in caplog.records if r.name == "kdbench.ibm_runtime"]
+    assert any("real hardware ibm_test" in line for line in lines)
+    assert any("2 circuits x 100 shots" in line for line in lines)
+    assert any("8 circuits x 100 shots" in line for line in lines)
+
+
+def test_gradients_reach_the_whole_student():
+    torch.manual_seed(0)
+    context = StudentContext(
+        num_classes=3, image_shape=(1, 28, 28), backend=Aer(shots=2000), encoder=Angle(), seed=0
+    )
+    model = Pqc(qubits=2, front="linear", layers=1).build(context)
+    images = torch.rand(4, 1, 28, 28)
+    out = model(images)
+    assert out.shape == (4, 3)
+    torch.nn.functional.nll_loss(out.log(), torch.tensor([0, 1, 2, 0])).backward()
+    assert model.weights.grad is not None and model.weights.grad.abs().sum() > 0
+    front = [p.grad for p in model.front.parameters()]
+    assert all(g is not None and g.abs().sum() > 0 for g in front)
+    assert model.run_circuit.sampler_calls == 2
+
+
+def test_registered_under_their_names():
+    registered = []
+    aer.register_backends(registered.append)
+    ibm_runtime.register_backends(registered.append)
+    assert registered == [Aer, IbmRuntime]
+    assert (Aer.name, IbmRuntime.name) == ("aer", "ibm-runtime")
+    assert Aer.summary() == (
+        "Qiskit Aer's sampler with shots and optional noise, gradients by parameter shift."
+    )
