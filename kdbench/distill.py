@@ -149,7 +149,10 @@ def fit(
         started = time.perf_counter()
         model.train()
         sums = torch.zeros(4, dtype=torch.float64)
-        for batch in torch.randperm(len(train.y), generator=order).split(batch_size):
+        batches = torch.randperm(len(train.y), generator=order).split(batch_size)
+        if len(batches) > 1 and len(batches[-1]) == 1:
+            batches = batches[:-1]  # BatchNorm cannot train on a single image
+        for batch in batches:
             y = train.y[batch].to(device)
             out = log_probs(model, train.x[batch].to(device))
             t = None if train.teacher_logits is None else train.teacher_logits[batch].to(device)

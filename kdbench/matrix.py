@@ -33,9 +33,16 @@ class Cell:
         return self.teacher.name if self.teacher else NO_TEACHER
 
     @property
+    def backend_label(self) -> str:
+        """The backend, and the one tested on when it differs: "statevector→noisy-aer"."""
+        if self.eval_backend is None:
+            return self.backend.name
+        return f"{self.backend.name}→{self.eval_backend.name}"
+
+    @property
     def group(self) -> tuple[str, str, str, str]:
         """The cell without its seed: what results are averaged over."""
-        return (self.dataset.name, self.teacher_name, self.student.name, self.backend.name)
+        return (self.dataset.name, self.teacher_name, self.student.name, self.backend_label)
 
     @property
     def label(self) -> str:

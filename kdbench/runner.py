@@ -148,7 +148,7 @@ def run_cell(
         "kdbench.dataset": cell.dataset.name,
         "kdbench.teacher": cell.teacher_name,
         "kdbench.student": cell.student.name,
-        "kdbench.backend": cell.backend.name,
+        "kdbench.backend": cell.backend_label,
         "kdbench.seed": str(cell.seed),
     }
     run_id = tracker.start_run(cell.label, tags, parent=parent_id)

@@ -115,8 +115,7 @@ def prepare_teacher(
             prepare_teacher(members(n), dataset, data_root, seed, cache, members, on_epoch)
             for n in names
         ]
-        model = options.combine([p.model for p in prepared])
-        device = next(model.parameters()).device
+        model = options.combine([p.model.to(device) for p in prepared])
         source = "+".join(sorted({p.source for p in prepared}))
     else:
         model = options.build(num_classes, tuple(splits.train_x.shape[1:]))

@@ -10,8 +10,8 @@ import torch
 from kdbench.api import StudentContext
 from kdbench.config import DistillConfig
 from kdbench.distill import Split, fit, kd_loss, probabilities_to_log
-from kdbench_plugins.backends import Statevector
 from kdbench_plugins.encoders import Angle
+from kdbench_plugins.statevector import Statevector
 from kdbench_plugins.students import Pqc
 
 

@@ -10,8 +10,8 @@ import torch
 from qiskit.quantum_info import Statevector as QiskitStatevector
 
 from kdbench.options import describe
-from kdbench_plugins.backends import Statevector
 from kdbench_plugins.encoders import Amplitude, Angle
+from kdbench_plugins.statevector import Statevector
 
 
 def _features(qubits: int, seed: int = 0) -> torch.Tensor:

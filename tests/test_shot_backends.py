@@ -17,9 +17,9 @@ from kdbench.errors import KdbenchError, OptionError
 from kdbench.parameter_shift import ParameterShift, split_slots
 from kdbench_plugins import aer, ibm_runtime
 from kdbench_plugins.aer import Aer
-from kdbench_plugins.backends import Statevector
 from kdbench_plugins.encoders import Angle
 from kdbench_plugins.ibm_runtime import IbmRuntime
+from kdbench_plugins.statevector import Statevector
 from kdbench_plugins.students import Pqc, ansatz
 
 TOKEN = "planted-Secret-Token-0123456789abcdefABCDEF0123456789"

@@ -12,7 +12,7 @@ from qiskit.circuit import Parameter, ParameterVector
 from qiskit.quantum_info import Statevector as QiskitStatevector
 
 from kdbench_plugins import backends
-from kdbench_plugins.backends import Statevector
+from kdbench_plugins.statevector import Statevector
 
 ONE_QUBIT = ["h", "x", "y", "z", "s", "sdg", "t"]
 ROTATIONS = ["rx", "ry", "rz", "p"]

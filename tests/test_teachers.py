@@ -75,3 +75,62 @@ def test_checkpoint_loading(cell_parts, tmp_path):
     path.write_bytes(b"garbage")
     with pytest.raises(KdbenchError, match="not a loadable state dict"):
         prepare(0, tmp_path)
+
+
+def test_an_ensemble_trains_each_member_once_and_averages_them(write_config, registry, tmp_path):
+    text = (
+        TINY.format(name="e")
+        + """
+[teachers.lenet-b]
+plugin = "lenet"
+epochs = 1
+lr = 0.01
+train_per_class = 30
+
+[teachers.pair]
+plugin = "ensemble"
+members = ["lenet", "lenet-b"]
+"""
+    )
+    spec = load_spec(write_config(text), registry)
+    dataset = spec.instance("datasets", "mnist-0-2")
+
+    def prepare(name):
+        return prepare_teacher(
+            spec.instance("teachers", name),
+            dataset,
+            data_dir(),
+            0,
+            tmp_path,
+            members=lambda n: spec.instance("teachers", n),
+        )
+
+    pair = prepare("pair")
+    assert pair.source == "trained"
+    again = prepare("pair")
+    assert again.source == "cache", "members come from the cache the second time"
+    images = torch.rand(4, 1, 28, 28)
+    members = [prepare(name).model for name in ("lenet", "lenet-b")]
+    mean = sum(torch.softmax(m(images), 1) for m in members) / 2
+    assert torch.allclose(torch.softmax(again.model(images), 1), mean, atol=1e-6)
+
+
+def test_an_ensemble_cannot_contain_itself(write_config, registry):
+    from kdbench.errors import ConfigError
+
+    text = (
+        TINY.format(name="e")
+        + """
+[teachers.loop]
+plugin = "ensemble"
+members = ["lenet", "loop"]
+"""
+    )
+    with pytest.raises(ConfigError, match="'loop' would contain itself"):
+        load_spec(write_config(text), registry)
+    unknown = (
+        TINY.format(name="e")
+        + '[teachers.pair]\nplugin = "ensemble"\nmembers = ["lenet", "lenat"]\n'
+    )
+    with pytest.raises(ConfigError, match="unknown teacher 'lenat'"):
+        load_spec(write_config(unknown, "u.toml"), registry)

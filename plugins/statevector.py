@@ -1,4 +1,4 @@
-"""Built-in backends: turn a parameterized Qiskit circuit into a differentiable torch function."""
+"""The exact statevector backend: a parameterized Qiskit circuit as a torch function."""
 
 from __future__ import annotations
 
