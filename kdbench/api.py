@@ -105,6 +105,12 @@ class Teacher(Component):
         None, help="load this state dict (torch.save) instead of training"
     )
     device: Literal["auto", "cpu", "cuda"] = option("auto", help="auto: CUDA when present")
+    seed: int | None = option(
+        None, help="train with this seed (default: the cell's), to share one teacher across seeds"
+    )
+    shuffled: bool = option(
+        False, help="permute its outputs across training images: a control for what KD adds"
+    )
 
     def build(self, num_classes: int, image_shape: tuple[int, int, int]) -> nn.Module:
         """Return an untrained network mapping images [B, C, H, W] to logits [B, num_classes]."""

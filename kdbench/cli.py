@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import click
 from rich.console import Console
@@ -275,11 +276,36 @@ def ui(tracking_uri: str | None, host: str, port: int) -> None:
 
 @cli.command()
 @click.argument("config", required=False, type=click.Path(dir_okay=False))
+@click.option("--profile", help="the profile the runs were made with (for the experiment name)")
 @click.option("--experiment", help="experiment name (default: the config's)")
+@click.option(
+    "--format",
+    "form",
+    type=click.Choice(["rich", "markdown", "latex", "csv"]),
+    default="rich",
+    show_default=True,
+    help="how to print the tables",
+)
+@click.option(
+    "--output",
+    type=click.Path(file_okay=False),
+    help="folder for tables and figures (default: kdbench-results/EXPERIMENT)",
+)
 @tracking_option
-def report(config: str | None, experiment: str | None, tracking_uri: str | None) -> None:
-    """Print the results table of an experiment from MLflow."""
-    from kdbench.report import Result, results_table, summarize
+def report(
+    config: str | None,
+    profile: str | None,
+    experiment: str | None,
+    form: str,
+    output: str | None,
+    tracking_uri: str | None,
+) -> None:
+    """The paper's Tables 1 and 2 and Figs. 6 and 7 from an experiment's runs.
+
+    Tables print to the console; every format and the figures are written to the output
+    folder and logged to the experiment's latest invocation run.
+    """
+    from kdbench import reporting, tables
     from kdbench.tracking import Tracker
 
     configured = None
@@ -287,16 +313,36 @@ def report(config: str | None, experiment: str | None, tracking_uri: str | None)
         from kdbench.config import load_spec
         from kdbench.plugins import registry
 
-        spec = load_spec(config, registry())
+        spec = load_spec(config, registry(), profile=profile)
         experiment = experiment or spec.experiment.name
         configured = spec.experiment.tracking_uri
     if not experiment:
         raise KdbenchError("report needs a CONFIG or --experiment NAME")
     tracker = Tracker(resolve_tracking_uri(tracking_uri, configured), experiment, create=False)
-    results = [Result.from_run(run) for run in tracker.cell_runs()]
-    if not results:
+    rows = reporting.load_rows(tracker)
+    if not rows:
         raise KdbenchError(f"experiment '{experiment}' has no finished cells")
-    console.print(results_table(summarize(results), title=f"{experiment}: test accuracy (%)"))
+
+    def history(run_id: str, key: str) -> list[float]:
+        return [m.value for m in tracker.client.get_metric_history(run_id, key)]
+
+    built = reporting.build_report(rows, history, experiment)
+    for family, table in built.tables.items():
+        title = f"{experiment}: {family}"
+        if form == "rich":
+            console.print(tables.to_rich(table, title))
+        elif form == "markdown":
+            click.echo(tables.to_markdown(table, title))
+        elif form == "latex":
+            click.echo(tables.to_latex(table, title))
+        else:
+            click.echo(tables.to_csv(table))
+    folder = Path(output or Path("kdbench-results") / experiment)
+    reporting.write(built, folder)
+    invocation = tracker.latest_invocation()
+    if invocation is not None:
+        tracker.log_files(invocation, built.files.items(), folder="report")
+    errors.print(f"tables and figures in {folder}/ and logged to the latest run", highlight=False)
 
 
 def main() -> None:

@@ -143,7 +143,20 @@ def apply_profile(raw: dict[str, Any], profile: str | None, file: str) -> dict[s
             file=file,
             key="profiles",
         )
-    return merge(raw, profiles[profile])
+    chosen = profiles[profile]
+    raw = dict(raw)
+    for kind in COMPONENT_KINDS:
+        # An instance that changes plugin starts from the new plugin's defaults: the old
+        # plugin's options mean nothing to it.
+        instances = dict(raw.get(kind, {}))
+        for name, table in chosen.get(kind, {}).items():
+            old = instances.get(name)
+            replaced = isinstance(table, dict) and "plugin" in table and isinstance(old, dict)
+            if replaced and table["plugin"] != old.get("plugin", name):
+                del instances[name]
+        if kind in raw:
+            raw[kind] = instances
+    return merge(raw, chosen)
 
 
 def apply_override(raw: dict[str, Any], override: str, file: str) -> dict[str, Any]:

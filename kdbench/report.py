@@ -1,11 +1,12 @@
-"""Results tables: mean ± std over seeds, and each teacher's gain over the student alone."""
+"""Results: mean ± std over seeds, and each teacher's paired gain with its uncertainty."""
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from rich.table import Table
@@ -15,7 +16,10 @@ from kdbench.config import NO_TEACHER
 
 @dataclass(frozen=True)
 class Result:
-    """The outcome of one cell, however it was obtained (this run or read from MLflow)."""
+    """The outcome of one cell, however it was obtained (this run or read from MLflow).
+
+    `params` is the cell's flattened resolved config, as logged to MLflow.
+    """
 
     dataset: str
     teacher: str
@@ -24,6 +28,8 @@ class Result:
     seed: int
     test_accuracy: float
     teacher_test_accuracy: float | None = None
+    params: Mapping[str, str] = field(default_factory=dict, compare=False)
+    run_id: str | None = field(default=None, compare=False)
 
     @classmethod
     def from_run(cls, run: Any) -> Result:
@@ -37,11 +43,53 @@ class Result:
             int(tags["kdbench.seed"]),
             metrics["test_accuracy"],
             metrics.get("teacher_test_accuracy"),
+            dict(run.data.params),
+            run.info.run_id,
         )
 
 
 @dataclass(frozen=True)
+class Gain:
+    """A paired difference over seeds: treated minus baseline, seed by seed."""
+
+    mean: float
+    std: float
+    n: int
+    low: float  # 95 % confidence interval of the mean (t distribution)
+    high: float
+    p_value: float  # two-sided paired t-test; nan with fewer than 2 pairs
+
+    @property
+    def significant(self) -> bool:
+        return self.p_value < 0.05
+
+
+def paired_gain(baseline: Mapping[int, float], treated: Mapping[int, float]) -> Gain | None:
+    """The gain of `treated` over `baseline` on the seeds both have; None without any."""
+    from scipy import stats
+
+    diffs = [treated[s] - baseline[s] for s in sorted(treated) if s in baseline]
+    if not diffs:
+        return None
+    mean = statistics.fmean(diffs)
+    if len(diffs) < 2:
+        return Gain(mean, 0.0, 1, math.nan, math.nan, math.nan)
+    std = statistics.stdev(diffs)
+    half = stats.t.ppf(0.975, len(diffs) - 1) * std / math.sqrt(len(diffs))
+    if std == 0:
+        p_value = 1.0 if mean == 0 else 0.0
+    else:
+        p_value = float(stats.ttest_rel(
+            [treated[s] for s in sorted(treated) if s in baseline],
+            [baseline[s] for s in sorted(treated) if s in baseline],
+        ).pvalue)  # fmt: skip
+    return Gain(mean, std, len(diffs), mean - half, mean + half, p_value)
+
+
+@dataclass(frozen=True)
 class Row:
+    """One (dataset, teacher, student, backend) group over its seeds."""
+
     dataset: str
     teacher: str
     student: str
@@ -50,11 +98,16 @@ class Row:
     mean: float
     std: float
     teacher_mean: float | None
-    delta: float | None  # mean paired gain over the same student without a teacher
-    delta_std: float | None
+    teacher_std: float | None
+    gain: Gain | None  # over the same student without a teacher
+    results: tuple[Result, ...] = ()
+
+    @property
+    def params(self) -> Mapping[str, str]:
+        return self.results[0].params if self.results else {}
 
 
-def _mean_std(values: Sequence[float]) -> tuple[float, float]:
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
@@ -65,42 +118,38 @@ def summarize(results: Iterable[Result]) -> list[Row]:
         groups[(r.dataset, r.teacher, r.student, r.backend)][r.seed] = r
     rows = []
     for (dataset, teacher, student, backend), by_seed in groups.items():
-        mean, std = _mean_std([r.test_accuracy for r in by_seed.values()])
-        teacher_accuracies = [
-            r.teacher_test_accuracy for r in by_seed.values() if r.teacher_test_accuracy is not None
-        ]
-        delta = delta_std = None
+        mean, std = mean_std([r.test_accuracy for r in by_seed.values()])
+        teachers = [r.teacher_test_accuracy for r in by_seed.values()
+                    if r.teacher_test_accuracy is not None]  # fmt: skip
+        teacher_mean, teacher_std = mean_std(teachers) if teachers else (None, None)
         baseline = groups.get((dataset, NO_TEACHER, student, backend))
+        gain = None
         if teacher != NO_TEACHER and baseline:
-            gains = [
-                r.test_accuracy - baseline[s].test_accuracy
-                for s, r in by_seed.items()
-                if s in baseline
-            ]
-            if gains:
-                delta, delta_std = _mean_std(gains)
-        rows.append(
-            Row(
-                dataset,
-                teacher,
-                student,
-                backend,
-                len(by_seed),
-                mean,
-                std,
-                statistics.fmean(teacher_accuracies) if teacher_accuracies else None,
-                delta,
-                delta_std,
+            gain = paired_gain(
+                {s: r.test_accuracy for s, r in baseline.items()},
+                {s: r.test_accuracy for s, r in by_seed.items()},
             )
-        )
+        rows.append(Row(dataset, teacher, student, backend, len(by_seed), mean, std,
+                        teacher_mean, teacher_std, gain, tuple(by_seed.values())))  # fmt: skip
     return rows
 
 
-def _percent(mean: float | None, std: float | None = None, signed: bool = False) -> str:
+def percent(mean: float | None, std: float | None = None, signed: bool = False) -> str:
+    """'97.4 ± 0.3' (or '+1.2') from fractions; '–' for None."""
     if mean is None:
         return "–"
     text = f"{100 * mean:+.1f}" if signed else f"{100 * mean:.1f}"
     return f"{text} ± {100 * std:.1f}" if std is not None else text
+
+
+def gain_text(gain: Gain | None) -> tuple[str, str, str]:
+    """(Δ, 95 % CI, p) cells for a table."""
+    if gain is None:
+        return "–", "–", "–"
+    if gain.n < 2:
+        return percent(gain.mean, signed=True), "–", "–"
+    interval = f"[{100 * gain.low:+.1f}, {100 * gain.high:+.1f}]"
+    return percent(gain.mean, signed=True), interval, f"{gain.p_value:.3f}"
 
 
 def results_table(rows: Sequence[Row], title: str = "Test accuracy (%)") -> Table:
@@ -108,18 +157,10 @@ def results_table(rows: Sequence[Row], title: str = "Test accuracy (%)") -> Tabl
     table = Table(title=title)
     for column in ("dataset", "teacher", "student", "backend", "seeds"):
         table.add_column(column)
-    table.add_column("student acc", justify="right")
-    table.add_column("teacher acc", justify="right")
-    table.add_column("Δ vs no teacher", justify="right")
+    for column in ("student acc", "teacher acc", "Δ vs no teacher", "95% CI", "p"):
+        table.add_column(column, justify="right")
     for row in rows:
-        table.add_row(
-            row.dataset,
-            row.teacher,
-            row.student,
-            row.backend,
-            str(row.seeds),
-            _percent(row.mean, row.std),
-            _percent(row.teacher_mean),
-            _percent(row.delta, row.delta_std, signed=True),
-        )
+        table.add_row(row.dataset, row.teacher, row.student, row.backend, str(row.seeds),
+                      percent(row.mean, row.std), percent(row.teacher_mean),
+                      *gain_text(row.gain))  # fmt: skip
     return table

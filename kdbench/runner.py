@@ -195,8 +195,13 @@ def _train(
             members=lambda name: spec.instance("teachers", name),
             on_epoch=lambda m: events.epoch(cell, m),
         )
-        for part in (train, val, test):
+        shuffle = torch.Generator().manual_seed(seed)
+        for part in (train, val):  # the test loss is the plain cross-entropy
             part.teacher_logits = teacher_logits(teacher.model, part.x)
+            if cell.teacher.component.shuffled:  # right outputs, wrong images
+                part.teacher_logits = part.teacher_logits[
+                    torch.randperm(len(part.x), generator=shuffle)
+                ]
         metrics |= {
             "teacher_val_accuracy": teacher.val_accuracy,
             "teacher_test_accuracy": teacher.test_accuracy,
@@ -260,13 +265,12 @@ def _train(
         ("student_state_dict.pt", weights.getvalue()),
     ])  # fmt: skip
     return Result(
-        cell.dataset.name,
-        cell.teacher_name,
-        cell.student.name,
-        cell.backend.name,
+        *cell.group,
         seed,
         tested.accuracy,
         metrics.get("teacher_test_accuracy"),
+        flatten(cell.config()),
+        run_id,
     )
 
 

@@ -114,12 +114,22 @@ class Tracker:
             run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()]
         )
 
-    def log_files(self, run_id: str, files: Iterable[tuple[str, bytes]]) -> None:
-        """Write (name, content) pairs as the run's artifacts."""
-        with tempfile.TemporaryDirectory() as folder:
+    def log_files(
+        self, run_id: str, files: Iterable[tuple[str, bytes]], folder: str | None = None
+    ) -> None:
+        """Write (name, content) pairs as the run's artifacts (under `folder`)."""
+        with tempfile.TemporaryDirectory() as local:
             for name, content in files:
-                (Path(folder) / name).write_bytes(content)
-            self.client.log_artifacts(run_id, folder)
+                (Path(local) / name).write_bytes(content)
+            self.client.log_artifacts(run_id, local, artifact_path=folder)
+
+    def latest_invocation(self) -> str | None:
+        """The run id of the experiment's newest invocation (parent) run."""
+        runs = self.client.search_runs(
+            [self.experiment_id], filter_string=f"tags.`{ROLE_TAG}` = 'invocation'",
+            max_results=1, order_by=["attributes.start_time DESC"],
+        )  # fmt: skip
+        return runs[0].info.run_id if runs else None
 
     def set_tag(self, run_id: str, key: str, value: str) -> None:
         self.client.set_tag(run_id, key, value)

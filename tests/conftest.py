@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 from kdbench.cli import cli
 from kdbench.plugins import registry as process_registry
+from kdbench.teachers import forget_prepared
 
 # A small but complete config: real MNIST, tiny subsets, one epoch.
 TINY = """
@@ -43,6 +44,12 @@ teachers = ["none", "lenet"]
 students = ["q2"]
 backends = ["statevector"]
 """
+
+
+@pytest.fixture(autouse=True)
+def fresh_teachers():
+    """Each test prepares its teachers anew (from disk or by training)."""
+    forget_prepared()
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import torch
 from kdbench.config import load_spec
 from kdbench.errors import KdbenchError
 from kdbench.paths import data_dir
-from kdbench.teachers import prepare_teacher
+from kdbench.teachers import forget_prepared, prepare_teacher
 from kdbench_plugins.teachers import LeNet
 from tests.conftest import TINY
 
@@ -44,6 +44,8 @@ def test_a_teacher_is_trained_once_then_read_from_the_cache(cell_parts, tmp_path
     epochs = []
     first = prepare(0, tmp_path, on_epoch=epochs.append)
     assert first.source == "trained" and len(epochs) == 1
+    assert prepare(0, tmp_path) is first, "held in memory within a process"
+    forget_prepared()
     second = prepare(0, tmp_path, on_epoch=epochs.append)
     assert second.source == "cache" and len(epochs) == 1, "the cached teacher must not retrain"
     assert second.test_accuracy == first.test_accuracy
@@ -61,18 +63,21 @@ def test_checkpoint_loading(cell_parts, tmp_path):
     teacher, prepare = cell_parts
     trained = prepare(0, tmp_path)
     path = tmp_path / "lenet.pt"
-    torch.save(trained.model.state_dict(), path)
+    torch.save(trained.model.model.state_dict(), path)  # the network inside the memo
     teacher.component.checkpoint = str(path)
     loaded = prepare(0, tmp_path)
     assert loaded.source == "checkpoint" and loaded.test_accuracy == trained.test_accuracy
 
     torch.save({"not": "tensors"}, path)
+    forget_prepared()  # the same path with new content: do not reuse the one in memory
     with pytest.raises(KdbenchError, match="not a state dict of tensors"):
         prepare(0, tmp_path)
     torch.save(LeNet().build(5, (1, 28, 28)).state_dict(), path)
+    forget_prepared()
     with pytest.raises(KdbenchError, match="does not fit the architecture"):
         prepare(0, tmp_path)
     path.write_bytes(b"garbage")
+    forget_prepared()
     with pytest.raises(KdbenchError, match="not a loadable state dict"):
         prepare(0, tmp_path)
 
@@ -107,6 +112,8 @@ members = ["lenet", "lenet-b"]
 
     pair = prepare("pair")
     assert pair.source == "trained"
+    assert prepare("pair") is pair
+    forget_prepared()
     again = prepare("pair")
     assert again.source == "cache", "members come from the cache the second time"
     images = torch.rand(4, 1, 28, 28)
