@@ -71,6 +71,14 @@ data_option = click.option(
 )
 @click.option("--rerun", is_flag=True, help="run cells again even if MLflow has them finished")
 @click.option("--fail-fast", is_flag=True, help="stop at the first failed cell")
+@click.option(
+    "--jobs",
+    "-j",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="cells run in this many processes at once",
+)
 @tracking_option
 @data_option
 def run(
@@ -80,6 +88,7 @@ def run(
     overrides: tuple[str, ...],
     rerun: bool,
     fail_fast: bool,
+    jobs: int,
     tracking_uri: str | None,
     data_dir: str | None,
 ) -> None:
@@ -98,11 +107,17 @@ def run(
             table.add_row(cell.id, *cell.group, str(cell.seed))
         console.print(table)
         return
-    _run(spec, cells, tracking_uri, data_dir, rerun, fail_fast)
+    _run(spec, cells, tracking_uri, data_dir, rerun, fail_fast, jobs)
 
 
 def _run(
-    spec, cells, uri_option: str | None, data_dir: str | None, rerun: bool, fail_fast: bool
+    spec,
+    cells,
+    uri_option: str | None,
+    data_dir: str | None,
+    rerun: bool,
+    fail_fast: bool,
+    jobs: int = 1,
 ) -> None:
     from kdbench import paths
     from kdbench.plugins import registry
@@ -159,6 +174,7 @@ def _run(
                 events=Display(),
                 rerun=rerun,
                 fail_fast=fail_fast,
+                jobs=jobs,
             )
         except KeyboardInterrupt:
             errors.print("interrupted: finished cells are in MLflow; run again to resume")

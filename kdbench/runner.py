@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import io
 import json
+import multiprocessing
+import os
 import platform
 import time
 import traceback
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,12 +59,13 @@ def run_matrix(
     events: Events,
     rerun: bool = False,
     fail_fast: bool = False,
+    jobs: int = 1,
 ) -> list[CellOutcome]:
     """Run the cells under one parent run, skipping cells an earlier invocation finished.
 
     A cell is finished when a FINISHED child run carries its id, and the id is the hash of
     the resolved config, so a changed option reruns it. Runs left RUNNING by a process that
-    died are marked KILLED first.
+    died are marked KILLED first. With `jobs` > 1, cells run in that many processes.
     """
     tracker.close_stale()
     finished = {} if rerun else tracker.finished_cells()
@@ -70,31 +74,82 @@ def run_matrix(
     )
     tracker.log_files(parent, [(Path(spec.file).name, Path(spec.file).read_bytes())])
     outcomes: list[CellOutcome] = []
+    todo = []
+    for cell in cells:
+        if cell.id in finished:
+            run = finished[cell.id]
+            outcomes.append(CellOutcome(cell, run.info.run_id, "SKIPPED", Result.from_run(run)))
+            events.done(outcomes[-1])
+        else:
+            todo.append(cell)
     try:
-        for cell in cells:
-            if cell.id in finished:
-                run = finished[cell.id]
-                outcome = CellOutcome(cell, run.info.run_id, "SKIPPED", Result.from_run(run))
-            else:
-                outcome = run_cell(
-                    cell,
-                    registry=registry,
-                    tracker=tracker,
-                    parent_id=parent,
-                    data_root=data_root,
-                    cache=cache,
-                    events=events,
-                )
-            outcomes.append(outcome)
-            events.done(outcome)
-            if outcome.status == "FAILED" and fail_fast:
-                break
+        if jobs > 1 and len(todo) > 1:
+            outcomes += _run_parallel(todo, jobs, tracker, parent, data_root, cache, events,
+                                      fail_fast)  # fmt: skip
+        else:
+            for cell in todo:
+                outcomes.append(run_cell(cell, registry=registry, tracker=tracker,
+                                         parent_id=parent, data_root=data_root, cache=cache,
+                                         events=events))  # fmt: skip
+                events.done(outcomes[-1])
+                if outcomes[-1].status == "FAILED" and fail_fast:
+                    break
     except BaseException:
         tracker.finish(parent, "KILLED")
         raise
     failed = any(o.status == "FAILED" for o in outcomes)
     tracker.finish(parent, "FAILED" if failed else "FINISHED")
+    order = {cell.id: i for i, cell in enumerate(cells)}
+    return sorted(outcomes, key=lambda o: order[o.cell.id])
+
+
+def _run_parallel(
+    cells: Sequence[Cell],
+    jobs: int,
+    tracker: Tracker,
+    parent: str,
+    data_root: Path,
+    cache: Path,
+    events: Events,
+    fail_fast: bool,
+) -> list[CellOutcome]:
+    """Cells in `jobs` worker processes; the cores are shared out among them.
+
+    Workers are spawned, not forked: a forked copy of a process that has used torch's
+    thread pool can deadlock. Teachers are trained once all the same: the cache is locked.
+    """
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    context = multiprocessing.get_context("spawn")
+    outcomes = []
+    with ProcessPoolExecutor(jobs, mp_context=context) as pool:
+        futures = [pool.submit(_work, cell, tracker.uri, tracker.experiment_name, parent,
+                               data_root, cache, threads) for cell in cells]  # fmt: skip
+        try:
+            for future in as_completed(futures):
+                outcomes.append(future.result())
+                events.done(outcomes[-1])
+                if outcomes[-1].status == "FAILED" and fail_fast:
+                    break
+        finally:
+            for future in futures:
+                future.cancel()
     return outcomes
+
+
+_WORKER_TRACKERS: dict[tuple[str, str], Tracker] = {}
+
+
+def _work(cell: Cell, uri: str, experiment: str, parent: str, data_root: Path, cache: Path,
+          threads: int) -> CellOutcome:  # fmt: skip
+    """One cell in a worker process (one tracker per worker)."""
+    from kdbench.plugins import registry
+
+    torch.set_num_threads(threads)
+    key = (uri, experiment)
+    if key not in _WORKER_TRACKERS:
+        _WORKER_TRACKERS[key] = Tracker(uri, experiment)
+    return run_cell(cell, registry=registry(), tracker=_WORKER_TRACKERS[key], parent_id=parent,
+                    data_root=data_root, cache=cache, events=Events())  # fmt: skip
 
 
 def preflight(cells: Sequence[Cell], data_root: Path) -> None:

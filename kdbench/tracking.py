@@ -53,7 +53,7 @@ class Tracker:
 
         # MLflow sets its loggers to INFO on import; its schema chatter is not for our users.
         logging.getLogger("mlflow").setLevel(logging.WARNING)
-        self.uri = uri
+        self.uri, self.experiment_name = uri, experiment
         try:
             with _store_lock(uri):
                 self.client = MlflowClient(tracking_uri=uri)

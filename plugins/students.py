@@ -139,23 +139,23 @@ class Pqc(Student):
 # The paper's students in its two readings (DESIGN.md): the released notebooks' hybrid
 # (CNN front, H + RY angle encoding, no circuit weights) and the text's circuit
 # (amplitude encoding, then one trainable layer of H and RY per qubit, Fig. 5).
-Released3 = preset(
+ReleasedQ3 = preset(
     Pqc, "released-q3",
     "The released code's 3-qubit student: CNN front, H + RY(π·tanh x), no circuit weights.",
     layers=0, entanglement="none",
 )  # fmt: skip
-Released4 = preset(
-    Released3, "released-q4",
+ReleasedQ4 = preset(
+    ReleasedQ3, "released-q4",
     "The released code's 4-qubit student: CNN front, H + RY(π·tanh x), no circuit weights.",
     qubits=4,
 )  # fmt: skip
-Paper3 = preset(
+PaperQ3 = preset(
     Pqc, "paper-q3",
     "The paper text's 3-qubit student: amplitude encoding, a trainable H + RY layer (Fig. 5).",
     encoder="amplitude", entanglement="none", block="h-ry",
 )  # fmt: skip
-Paper4 = preset(
-    Paper3, "paper-q4",
+PaperQ4 = preset(
+    PaperQ3, "paper-q4",
     "The paper text's 4-qubit student: amplitude encoding, a trainable H + RY layer (Fig. 5).",
     qubits=4,
 )  # fmt: skip
@@ -200,5 +200,5 @@ class Classical(Student):
 
 @hookimpl
 def register_students(register) -> None:
-    for student in (Pqc, Released3, Released4, Paper3, Paper4, Classical):
+    for student in (Pqc, ReleasedQ3, ReleasedQ4, PaperQ3, PaperQ4, Classical):
         register(student)

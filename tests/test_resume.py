@@ -146,3 +146,27 @@ def test_a_killed_run_leaves_nothing_running_and_resumes(write_config, isolated)
     assert not [s for s in after if s[1] == "RUNNING"], after
     assert after.count(("cell", "FINISHED")) == 6
     assert ("invocation", "KILLED") in after
+
+
+def test_parallel_jobs_run_every_cell_once_under_one_parent(write_config, invoke, isolated):
+    config = write_config(TINY.format(name="jobs").replace("seeds = [0]", "seeds = [0, 1]"))
+    result = invoke("run", str(config), "--jobs", "2")
+    assert result.exit_code == 0, result.output
+    assert "4 cells finished, 0 already done, 0 failed" in result.stdout
+    runs = statuses(f"sqlite:///{isolated}/mlflow.db", "jobs")
+    assert runs == [("cell", "FINISHED")] * 4 + [("invocation", "FINISHED")]
+
+
+def test_same_seed_same_machine_gives_identical_accuracies(write_config, invoke, isolated):
+    config = write_config(TINY.format(name="repeat"))
+    first = invoke("run", str(config))
+    second = invoke("run", str(config), "--rerun")
+    assert first.exit_code == second.exit_code == 0
+    client = MlflowClient(tracking_uri=f"sqlite:///{isolated}/mlflow.db")
+    experiment = client.get_experiment_by_name("repeat").experiment_id
+    by_cell: dict[str, set[float]] = {}
+    for run in client.search_runs([experiment], "tags.`kdbench.role` = 'cell'"):
+        by_cell.setdefault(run.data.tags["kdbench.cell_id"], set()).add(
+            run.data.metrics["test_accuracy"]
+        )
+    assert len(by_cell) == 2 and all(len(values) == 1 for values in by_cell.values())
