@@ -24,7 +24,8 @@ data: install
 	$(BIN)/kdbench data fetch || { apt-get update -qq && $(BIN)/kdbench data fetch; }
 
 run: data
-	$(BIN)/kdbench run benchmarks.toml
+	$(BIN)/kdbench run benchmarks.toml --profile quick
+	$(BIN)/kdbench report benchmarks.toml --profile quick
 
 test: data
 	$(BIN)/python -m pytest

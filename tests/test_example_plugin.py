@@ -1,0 +1,57 @@
+"""The example plugin package in examples/ installs with pip and runs from TOML."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+PACKAGE = Path(__file__).parent.parent / "examples" / "kdbench-example-plugin"
+
+
+@pytest.mark.slow
+def test_pip_installed_example_plugin_runs_from_toml(tmp_path):
+    target = tmp_path / "site"
+    install = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+         "--target", str(target), str(PACKAGE)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert install.returncode == 0, install.stderr
+    env = {**os.environ, "PYTHONPATH": str(target), "KDBENCH_CACHE": str(tmp_path / "cache")}
+
+    listed = subprocess.run([sys.executable, "-m", "kdbench", "plugins", "--json"], env=env,
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    plugin = next(p for p in json.loads(listed.stdout) if p["name"] == "example")
+    assert plugin["distribution"] == "kdbench-example-plugin" and not plugin["problems"]
+    assert plugin["registered"] == {
+        "teachers": [
+            {
+                "name": "mlp",
+                "summary": plugin["registered"]["teachers"][0]["summary"],
+                "options": plugin["registered"]["teachers"][0]["options"],
+            }
+        ],
+        "backends": plugin["registered"]["backends"],
+    }
+    assert plugin["registered"]["backends"][0]["name"] == "depolarized-statevector"
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    run = subprocess.run(
+        [sys.executable, "-m", "kdbench", "run", str(PACKAGE / "example.toml"),
+         "--tracking-uri", uri],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "2 cells finished" in run.stdout
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("example-plugin").experiment_id
+    runs = client.search_runs([experiment], "tags.`kdbench.role` = 'cell'")
+    assert {r.data.params["backend.plugin"] for r in runs} == {"depolarized-statevector"}
+    assert {r.data.params.get("teacher.plugin") for r in runs} == {None, "mlp"}
+    assert all(r.data.params["plugin.example.version"] == "0.1.0" for r in runs)
