@@ -162,6 +162,10 @@ class Backend(Component):
         """Prepare `circuit` once; the result is called with a batch of parameter values."""
         raise NotImplementedError
 
+    def preflight(self) -> None:
+        """Check what options cannot show (credentials, a device) before a run logs anything;
+        raise KdbenchError with a one-line reason. Called once per run and backend."""
+
 
 @dataclass(kw_only=True)
 class Encoder(Component):

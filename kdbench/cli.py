@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
+import re
 import sys
 from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -22,14 +23,26 @@ errors = Console(stderr=True) if sys.stderr.isatty() else Console(stderr=True, w
 
 
 class Group(click.Group):
-    """Turns a KdbenchError into one line on stderr and exit code 2."""
+    """Turns a KdbenchError, or a bad path or number on the command line, into one line on
+    stderr and exit code 2."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except KdbenchError as exc:
-            errors.print(f"[red]Error:[/red] {exc}", markup=True, highlight=False, soft_wrap=True)
+            _error_line(str(exc))
             ctx.exit(exc.exit_code)
+        except click.BadParameter as exc:  # e.g. CONFIG is a directory, --data-dir a file
+            _error_line(exc.format_message())
+            ctx.exit(exc.exit_code)
+
+
+def _error_line(message: str) -> None:
+    # One line whatever a key or value holds ("a\nb" is a valid TOML key), and no rich
+    # markup: messages quote config keys such as [profiles.NAME].
+    message = re.sub(r"[\x00-\x1f\x7f]", lambda m: repr(m.group())[1:-1], message)
+    errors.print(f"[red]Error:[/red] {escape(message)}", markup=True, highlight=False,
+                 soft_wrap=True)  # fmt: skip
 
 
 @click.group(cls=Group)
@@ -79,6 +92,14 @@ data_option = click.option(
     type=click.IntRange(min=1),
     help="cells run in this many processes at once",
 )
+@click.option(
+    "--executor",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="local processes, or Ray tasks",
+)
+@click.option("--address", help="Ray cluster address (default: start a local Ray)")
 @tracking_option
 @data_option
 def run(
@@ -89,6 +110,8 @@ def run(
     rerun: bool,
     fail_fast: bool,
     jobs: int,
+    executor: str,
+    address: str | None,
     tracking_uri: str | None,
     data_dir: str | None,
 ) -> None:
@@ -107,7 +130,7 @@ def run(
             table.add_row(cell.id, *cell.group, str(cell.seed))
         console.print(table)
         return
-    _run(spec, cells, tracking_uri, data_dir, rerun, fail_fast, jobs)
+    _run(spec, cells, tracking_uri, data_dir, rerun, fail_fast, jobs, executor, address)
 
 
 def _run(
@@ -118,15 +141,19 @@ def _run(
     rerun: bool,
     fail_fast: bool,
     jobs: int = 1,
+    executor: str = "local",
+    address: str | None = None,
 ) -> None:
     from kdbench import paths
     from kdbench.plugins import registry
     from kdbench.report import results_table, summarize
-    from kdbench.runner import Events, preflight, run_matrix
-    from kdbench.tracking import Tracker
+    from kdbench.runner import Events, connect_ray, preflight, run_matrix
+    from kdbench.tracking import Tracker, redact_uri
 
     root = paths.data_dir(data_dir or spec.experiment.data_dir)
     preflight(cells, root)
+    if executor == "ray":  # before the store is touched: nothing is logged if Ray is not there
+        connect_ray(address)
     uri = resolve_tracking_uri(uri_option, spec.experiment.tracking_uri)
     tracker = Tracker(uri, spec.experiment.name)
     columns = (
@@ -147,9 +174,9 @@ def _run(
                 progress.advance(current)
 
             def done(self, outcome):
-                label = outcome.cell.label
+                label = escape(outcome.cell.label)
                 if outcome.status == "FAILED":
-                    line = f"[red]FAILED[/red] {label}: {outcome.error}"
+                    line = f"[red]FAILED[/red] {label}: {escape(outcome.error or '')}"
                 else:
                     how = (
                         "already in MLflow"
@@ -175,6 +202,8 @@ def _run(
                 rerun=rerun,
                 fail_fast=fail_fast,
                 jobs=jobs,
+                executor=executor,
+                address=address,
             )
         except KeyboardInterrupt:
             errors.print("interrupted: finished cells are in MLflow; run again to resume")
@@ -186,10 +215,10 @@ def _run(
         f"{len(outcomes) - len(failed) - len(skipped)} cells finished, "
         f"{len(skipped)} already done, {len(failed)} failed"
         f"{'' if len(outcomes) == len(cells) else ' (stopped at the first failure)'}; "
-        f"experiment '{spec.experiment.name}' in {uri}",
+        f"experiment '{spec.experiment.name}' in {redact_uri(uri)}",
         highlight=False,
     )
-    console.print(f"browse: kdbench ui --tracking-uri {uri}", highlight=False)
+    console.print(f"browse: kdbench ui --tracking-uri {redact_uri(uri)}", highlight=False)
     if failed:
         sys.exit(1)
 
@@ -273,6 +302,8 @@ def fetch(datasets: tuple[str, ...], data_dir: str | None) -> None:
 @click.option("--port", default=5000, show_default=True, type=int)
 def ui(tracking_uri: str | None, host: str, port: int) -> None:
     """Start the MLflow UI on the tracking store."""
+    from kdbench.tracking import redact_uri
+
     uri = resolve_tracking_uri(tracking_uri)
     command = [
         sys.executable,
@@ -286,8 +317,10 @@ def ui(tracking_uri: str | None, host: str, port: int) -> None:
         "--port",
         str(port),
     ]
-    console.print(f"MLflow UI on http://{host}:{port} for {uri}", highlight=False)
-    sys.exit(subprocess.call(command))
+    console.print(f"MLflow UI on http://{host}:{port} for {redact_uri(uri)}", highlight=False)
+    sys.stdout.flush()
+    # Become the UI process (argument list, no shell), so that stopping kdbench stops it.
+    os.execv(sys.executable, command)
 
 
 @cli.command()

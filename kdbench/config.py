@@ -112,6 +112,8 @@ def load_spec(
         raise ConfigError(f"cannot read: {exc}", file=file) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"invalid TOML: {exc}", file=file) from None
+    except RecursionError:  # tomllib recurses once per level of nested arrays or tables
+        raise ConfigError("invalid TOML: arrays or tables nested too deeply", file=file) from None
     raw = apply_profile(raw, profile, file)
     for override in overrides:
         raw = apply_override(raw, override, file)
@@ -148,6 +150,8 @@ def apply_profile(raw: dict[str, Any], profile: str | None, file: str) -> dict[s
     for kind in COMPONENT_KINDS:
         # An instance that changes plugin starts from the new plugin's defaults: the old
         # plugin's options mean nothing to it.
+        if not isinstance(raw.get(kind, {}), dict) or not isinstance(chosen.get(kind, {}), dict):
+            continue  # not tables: parse_spec says so, at the merged value
         instances = dict(raw.get(kind, {}))
         for name, table in chosen.get(kind, {}).items():
             old = instances.get(name)
@@ -169,6 +173,8 @@ def apply_override(raw: dict[str, Any], override: str, file: str) -> dict[str, A
         value = tomllib.loads(f"v = {text.strip()}")["v"]
     except tomllib.TOMLDecodeError:
         value = text.strip()  # a bare word is a string: --set teachers.lenet.device=cpu
+    except RecursionError:
+        raise ConfigError(f"--set {key}: value nested too deeply", file=file) from None
     tree: Any = value
     for part in reversed(key.split(".")):
         tree = {part: tree}
@@ -254,7 +260,7 @@ def _reference(spec: Spec, registry: Registry, kind: str, name: Any, key: str) -
 
 
 def _parse_matrix(spec: Spec, raw: Any, registry: Registry) -> None:
-    if raw is None:
+    if raw is None or raw == []:
         raise ConfigError("no [[matrix]] entry: nothing to run", file=spec.file, key="matrix")
     if not isinstance(raw, list) or not all(isinstance(e, dict) for e in raw):
         raise ConfigError("expected [[matrix]] tables", file=spec.file, key="matrix")

@@ -8,6 +8,7 @@ each option once.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -88,8 +89,10 @@ def _matches(value: Any, tp: Any) -> bool:
         return isinstance(value, list) and all(_matches(v, item) for v in value)
     if tp is type(None):
         return value is None
-    if tp is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tp is float:  # TOML has nan and inf; no option means them
+        if isinstance(value, float):
+            return math.isfinite(value)
+        return isinstance(value, int) and not isinstance(value, bool)
     if tp is int:
         return isinstance(value, int) and not isinstance(value, bool)
     return isinstance(value, tp)

@@ -27,7 +27,7 @@ from kdbench.matrix import Cell
 from kdbench.plugins import Registry
 from kdbench.report import Result
 from kdbench.teachers import load_checkpoint, prepare_teacher, teacher_logits
-from kdbench.tracking import CELL_ID_TAG, ROLE_TAG, Tracker, flatten
+from kdbench.tracking import CELL_ID_TAG, ROLE_TAG, Tracker, flatten, redact_passwords
 
 
 @dataclass
@@ -60,19 +60,25 @@ def run_matrix(
     rerun: bool = False,
     fail_fast: bool = False,
     jobs: int = 1,
+    executor: str = "local",
+    address: str | None = None,
 ) -> list[CellOutcome]:
     """Run the cells under one parent run, skipping cells an earlier invocation finished.
 
     A cell is finished when a FINISHED child run carries its id, and the id is the hash of
     the resolved config, so a changed option reruns it. Runs left RUNNING by a process that
-    died are marked KILLED first. With `jobs` > 1, cells run in that many processes.
+    died are marked KILLED first. With `jobs` > 1, cells run in that many processes; with
+    `executor="ray"`, each cell is a Ray task on the cluster at `address` (or a local one).
     """
     tracker.close_stale()
     finished = {} if rerun else tracker.finished_cells()
     parent = tracker.start_run(
         Path(spec.file).name, {ROLE_TAG: "invocation", "kdbench.config_file": spec.file}
     )
-    tracker.log_files(parent, [(Path(spec.file).name, Path(spec.file).read_bytes())])
+    config = redact_passwords(
+        Path(spec.file).read_bytes(), tracker.uri, spec.experiment.tracking_uri
+    )
+    tracker.log_files(parent, [(Path(spec.file).name, config)])
     outcomes: list[CellOutcome] = []
     todo = []
     for cell in cells:
@@ -83,7 +89,10 @@ def run_matrix(
         else:
             todo.append(cell)
     try:
-        if jobs > 1 and len(todo) > 1:
+        if executor == "ray":
+            outcomes += _run_ray(todo, address, tracker, parent, data_root, cache, events,
+                                 fail_fast)  # fmt: skip
+        elif jobs > 1 and len(todo) > 1:
             outcomes += _run_parallel(todo, jobs, tracker, parent, data_root, cache, events,
                                       fail_fast)  # fmt: skip
         else:
@@ -136,6 +145,70 @@ def _run_parallel(
     return outcomes
 
 
+def connect_ray(address: str | None):
+    """The `ray` module, connected to the cluster at `address` (or to a new local one).
+
+    An address that does not answer fails in seconds, not after Ray's minute of retries.
+    """
+    from kdbench.fetch import reachable
+
+    try:
+        import ray
+    except ImportError:
+        raise KdbenchError("--executor ray needs Ray: pip install 'kdbench[ray]'") from None
+    if ray.is_initialized():
+        return ray
+    if address not in (None, "auto") and not reachable(
+        address if "://" in address else f"tcp://{address}", timeout=5
+    ):
+        raise KdbenchError(f"cannot reach the Ray cluster at {address}: no answer")
+    try:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                 configure_logging=False)  # fmt: skip
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise KdbenchError(f"cannot reach the Ray cluster at {address}: {first}") from None
+    return ray
+
+
+def _run_ray(
+    cells: Sequence[Cell],
+    address: str | None,
+    tracker: Tracker,
+    parent: str,
+    data_root: Path,
+    cache: Path,
+    events: Events,
+    fail_fast: bool,
+) -> list[CellOutcome]:
+    """Each cell a Ray task declaring one CPU, and a GPU when its teacher asks for CUDA.
+
+    Workers need the same data directory, teacher cache and tracking store: on one machine
+    they are shared; on a cluster, use shared storage and a tracking server.
+    """
+    ray = connect_ray(address)
+    remote = ray.remote(_work)
+    pending = {}
+    for cell in cells:
+        gpus = 1 if cell.teacher is not None and cell.teacher.component.device == "cuda" else 0
+        options = remote.options(num_cpus=1, num_gpus=gpus, max_retries=0)
+        pending[options.remote(cell, tracker.uri, tracker.experiment_name, parent, data_root,
+                               cache, 1)] = cell  # fmt: skip
+    outcomes = []
+    try:
+        while pending:
+            (done,), _ = ray.wait(list(pending), num_returns=1)
+            pending.pop(done)
+            outcomes.append(ray.get(done))
+            events.done(outcomes[-1])
+            if outcomes[-1].status == "FAILED" and fail_fast:
+                break
+    finally:
+        for ref in pending:
+            ray.cancel(ref)
+    return outcomes
+
+
 _WORKER_TRACKERS: dict[tuple[str, str], Tracker] = {}
 
 
@@ -153,7 +226,8 @@ def _work(cell: Cell, uri: str, experiment: str, parent: str, data_root: Path, c
 
 
 def preflight(cells: Sequence[Cell], data_root: Path) -> None:
-    """Fail before anything is logged: data present and intact, teacher checkpoints loadable."""
+    """Fail before anything is logged: data present and intact, teacher checkpoints loadable,
+    backends usable (credentials of real hardware)."""
     for dataset in {c.dataset.plugin: c.dataset for c in cells}.values():
         for split in ("train", "test"):
             load_raw(dataset.component, data_root, split)
@@ -170,6 +244,9 @@ def preflight(cells: Sequence[Cell], data_root: Path) -> None:
                 classes = len(cell.dataset.component.selected_classes)
                 model = teacher.component.build(classes, cell.dataset.component.image_shape)
                 load_checkpoint(model, path)
+    backends = {b.name: b for c in cells for b in (c.backend, c.eval_backend) if b is not None}
+    for backend in backends.values():
+        backend.component.preflight()
 
 
 def versions(cell: Cell, registry: Registry) -> dict[str, str]:

@@ -62,17 +62,30 @@ def load_checkpoint(model: nn.Module, path: str) -> None:
         raise KdbenchError(f"teacher checkpoint {path}: no such file") from None
     except Exception as exc:
         raise KdbenchError(
-            f"teacher checkpoint {path}: not a loadable state dict ({exc})"
+            f"teacher checkpoint {path}: not a loadable state dict ({_why(exc)})"
         ) from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise KdbenchError(f"teacher checkpoint {path}: not a state dict of tensors")
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0]
+        # "Error(s) in loading state_dict for Sequential:", then the first mismatch.
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        first = " ".join(lines[:2])[:300]
         raise KdbenchError(
             f"teacher checkpoint {path} does not fit the architecture: {first}"
         ) from None
+
+
+# torch's weights_only refusal wraps its one telling line in a page of advice.
+_BOILERPLATE = ("Weights only load failed", "Please file an issue", "Check the documentation")
+
+
+def _why(exc: Exception) -> str:
+    """The telling part of a torch.load failure, on one line."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    telling = [line for line in lines if not line.startswith(_BOILERPLATE)]
+    return " ".join(telling or lines[:1])[:300] or type(exc).__name__
 
 
 @contextmanager

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from kdbench.errors import KdbenchError, TrackingError
 
@@ -31,6 +32,32 @@ def absolute_uri(uri: str) -> str:
         if path and path != ":memory:":
             return prefix + str(Path(path).resolve())
     return uri
+
+
+def redact_uri(uri: str) -> str:
+    """The URI as it may be shown: a password in it (http://user:pw@host) becomes ***."""
+    password = _password(uri)
+    return uri.replace(f":{password}@", ":***@") if password else uri
+
+
+def _password(uri: str | None) -> str | None:
+    try:
+        return urlsplit(uri).password if uri else None
+    except ValueError:
+        return None
+
+
+def _redacted(text: str, uri: str) -> str:
+    """`text` without the password of `uri`, if any."""
+    password = _password(uri)
+    return text.replace(password, "***") if password else text
+
+
+def redact_passwords(content: bytes, *uris: str | None) -> bytes:
+    """`content` (a config file, logged as an artifact) without the passwords of `uris`."""
+    for password in filter(None, map(_password, uris)):
+        content = content.replace(password.encode(), b"***")
+    return content
 
 
 def flatten(value: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -53,15 +80,26 @@ class Tracker:
 
         # MLflow sets its loggers to INFO on import; its schema chatter is not for our users.
         logging.getLogger("mlflow").setLevel(logging.WARNING)
+        # Nor its "View run ... at: URL" on stdout after each run on a server: the URL would
+        # show a password the tracking URI holds (workers inherit the setting).
+        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
         self.uri, self.experiment_name = uri, experiment
+        shown = redact_uri(uri)
+        if not create and _missing_sqlite(uri):  # reading must not create an empty store
+            raise KdbenchError(f"no experiment '{experiment}' in {shown}: no such store")
+        if uri.startswith(("http://", "https://")) and not _reachable(uri):
+            raise TrackingError(
+                f"tracking server {shown} is unreachable (no connection within "
+                f"{FIRST_CONTACT_TIMEOUT_S} s)"
+            )
         try:
-            with _store_lock(uri):
+            with _store_lock(uri), _first_contact(uri):
                 self.client = MlflowClient(tracking_uri=uri)
                 found = self.client.get_experiment_by_name(experiment)
                 if found is None and create:
                     self.experiment_id = self.client.create_experiment(experiment)
             if found is None and not create:
-                raise KdbenchError(f"no experiment '{experiment}' in {uri}")
+                raise KdbenchError(f"no experiment '{experiment}' in {shown}")
             if found is not None:
                 self.experiment_id = found.experiment_id
                 if found.lifecycle_stage == "deleted":
@@ -70,7 +108,9 @@ class Tracker:
             raise
         except Exception as exc:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise TrackingError(f"tracking store {uri!r} cannot be used: {first}") from None
+            raise TrackingError(
+                f"tracking store {shown!r} cannot be used: {_redacted(first, uri)}"
+            ) from None
 
     def start_run(self, name: str, tags: Mapping[str, str], parent: str | None = None) -> str:
         """A RUNNING run tagged with this process, so that a later run can tell it is stale."""
@@ -145,6 +185,44 @@ class Tracker:
             max_results=50000,
             order_by=["attributes.start_time ASC"],
         )
+
+
+# A tracking server that does not answer fails the run in seconds, before anything is
+# written, not after MLflow's retries (minutes); later requests keep MLflow's settings.
+FIRST_CONTACT_TIMEOUT_S = 5
+_FIRST_CONTACT_ENV = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": str(FIRST_CONTACT_TIMEOUT_S),
+}
+
+
+def _reachable(uri: str) -> bool:
+    from kdbench.fetch import reachable
+
+    return reachable(uri, timeout=FIRST_CONTACT_TIMEOUT_S)
+
+
+@contextmanager
+def _first_contact(uri: str):
+    """MLflow's HTTP requests without retries and with a short timeout, for the first contact."""
+    if not uri.startswith(("http://", "https://")):
+        yield
+        return
+    saved = {key: os.environ.get(key) for key in _FIRST_CONTACT_ENV}
+    os.environ.update(_FIRST_CONTACT_ENV)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _missing_sqlite(uri: str) -> bool:
+    path = uri.removeprefix("sqlite:///")
+    return uri.startswith("sqlite:///") and path != ":memory:" and not Path(path).exists()
 
 
 @contextmanager

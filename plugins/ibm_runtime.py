@@ -153,6 +153,12 @@ class IbmRuntime(Backend):
                 "device such as fake_manila)",
             )
 
+    def preflight(self) -> None:
+        """On real hardware: open the account and find the device now, before anything is
+        logged (missing credentials fail the run at once, not each cell)."""
+        if not self.local:
+            self._device()
+
     def compile(
         self,
         circuit: QuantumCircuit,

@@ -130,7 +130,8 @@ class Pqc(Student):
             raise OptionError("encoder", "a quantum student needs an encoder")
 
     def max_classes(self) -> int | None:
-        return 2**self.qubits if self.readout == "first-c" else None
+        # Capped: a config may say qubits = 2**62, and 2**(2**62) would never finish.
+        return 2 ** min(self.qubits, 64) if self.readout == "first-c" else None
 
     def build(self, context: StudentContext) -> nn.Module:
         return QuantumStudent(self, context)
@@ -192,7 +193,8 @@ class Classical(Student):
     )
 
     def max_classes(self) -> int | None:
-        return 2**self.qubits if self.readout == "first-c" else None
+        # Capped: a config may say qubits = 2**62, and 2**(2**62) would never finish.
+        return 2 ** min(self.qubits, 64) if self.readout == "first-c" else None
 
     def build(self, context: StudentContext) -> nn.Module:
         return ClassicalStudent(self, context)

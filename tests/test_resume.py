@@ -105,6 +105,7 @@ def test_a_failing_cell_is_marked_failed_and_the_others_go_on(write_config, isol
         cache=isolated / "cache",
         events=Events(),
         fail_fast=True,
+        rerun=True,
     )
     assert [o.status for o in stopped] == ["FAILED"], "fail-fast stops at the first failure"
 

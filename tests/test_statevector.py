@@ -11,7 +11,7 @@ from qiskit import QuantumCircuit
 from qiskit.circuit import Parameter, ParameterVector
 from qiskit.quantum_info import Statevector as QiskitStatevector
 
-from kdbench_plugins import backends
+from kdbench_plugins import statevector
 from kdbench_plugins.statevector import Statevector
 
 ONE_QUBIT = ["h", "x", "y", "z", "s", "sdg", "t"]
@@ -259,7 +259,7 @@ def test_wrong_shapes_are_rejected():
 
 def test_registered_under_its_name():
     registered = []
-    backends.register_backends(registered.append)
+    statevector.register_backends(registered.append)
     assert registered == [Statevector]
     assert Statevector.name == "statevector"
     assert Statevector.summary() == (

@@ -66,7 +66,7 @@ def test_run_logs_parent_and_children_with_everything(write_config, invoke, isol
         assert (max(kd) > 0) == distilled, "the KD term is logged for distilled cells only"
 
     report = invoke("report", "--experiment", "e2e")
-    assert report.exit_code == 0 and "lenet" in report.stdout
+    assert report.exit_code == 0 and "Teacher: LeNet, Student:" in report.stdout
 
 
 def test_report_of_unknown_experiment(invoke, isolated):
