@@ -145,6 +145,16 @@ class CircuitFunction(Protocol):
         ...
 
 
+def check_circuit_call(
+    inputs: torch.Tensor, weights: torch.Tensor, num_inputs: int, num_weights: int
+) -> None:
+    """Raise ValueError unless inputs are [B, num_inputs] and weights [num_weights]."""
+    if inputs.dim() != 2 or inputs.shape[1] != num_inputs:
+        raise ValueError(f"inputs must have shape [B, {num_inputs}], got {list(inputs.shape)}")
+    if weights.shape != (num_weights,):
+        raise ValueError(f"weights must have shape [{num_weights}], got {list(weights.shape)}")
+
+
 @dataclass(kw_only=True)
 class Backend(Component):
     """Runs parameterized Qiskit circuits and returns measurement probabilities."""

@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from kdbench.api import check_circuit_call
+
 if TYPE_CHECKING:
     from qiskit.circuit import Parameter, QuantumCircuit
 
@@ -211,14 +213,7 @@ class ParameterShift:
 
     def __call__(self, inputs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """inputs [B, n_inputs], weights [n_weights] -> probabilities [B, 2**num_qubits]."""
-        if inputs.dim() != 2 or inputs.shape[1] != self.num_inputs:
-            raise ValueError(
-                f"inputs must have shape [B, {self.num_inputs}], got {list(inputs.shape)}"
-            )
-        if weights.shape != (self.num_weights,):
-            raise ValueError(
-                f"weights must have shape [{self.num_weights}], got {list(weights.shape)}"
-            )
+        check_circuit_call(inputs, weights, self.num_inputs, self.num_weights)
         return _ShiftFunction.apply(inputs, weights, self)
 
     def angles(self, inputs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:

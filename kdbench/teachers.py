@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
 import tempfile
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +18,7 @@ from kdbench.config import Instance
 from kdbench.data import Splits, make_splits
 from kdbench.distill import EpochMetrics, Split, evaluate, fit, logits_to_log
 from kdbench.errors import KdbenchError
+from kdbench.locks import exclusive
 from kdbench.matrix import PROTOCOL_VERSION, digest
 
 
@@ -86,18 +85,6 @@ def _why(exc: Exception) -> str:
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     telling = [line for line in lines if not line.startswith(_BOILERPLATE)]
     return " ".join(telling or lines[:1])[:300] or type(exc).__name__
-
-
-@contextmanager
-def _locked(path: Path):
-    """An exclusive lock, so two processes never train the same teacher at once."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _save_atomically(state: dict, meta: dict, target: Path) -> None:
@@ -208,7 +195,7 @@ def _load_or_train(
         load_checkpoint(model, options.checkpoint)
         return "checkpoint"
     target = cache / "teachers" / f"{key}.pt"
-    with _locked(target.with_suffix(".lock")):
+    with exclusive(target.with_suffix(".lock")):  # one process trains, the others wait
         if target.exists():
             load_checkpoint(model, str(target))
             return "cache"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import os
@@ -15,6 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from kdbench.errors import KdbenchError, TrackingError
+from kdbench.locks import exclusive
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 CELL_ID_TAG = "kdbench.cell_id"
@@ -232,13 +232,8 @@ def _store_lock(uri: str):
     if not uri.startswith("sqlite:///"):
         yield
         return
-    lock = Path(uri.removeprefix("sqlite:///") + ".lock")
-    with open(lock, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with exclusive(Path(uri.removeprefix("sqlite:///") + ".lock")):
+        yield
 
 
 def _alive(pid: int) -> bool:

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from kdbench import Backend, hookimpl, option
+from kdbench.api import check_circuit_call
 from kdbench.errors import OptionError
 from kdbench.parameter_shift import ParameterShift, linear_angle, split_slots
 
@@ -146,14 +147,7 @@ class CompiledStatevector:
 
     def __call__(self, inputs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """inputs [B, n_inputs], weights [n_weights] -> probabilities [B, 2**num_qubits]."""
-        if inputs.dim() != 2 or inputs.shape[1] != self.num_inputs:
-            raise ValueError(
-                f"inputs must have shape [B, {self.num_inputs}], got {list(inputs.shape)}"
-            )
-        if weights.shape != (self.num_weights,):
-            raise ValueError(
-                f"weights must have shape [{self.num_weights}], got {list(weights.shape)}"
-            )
+        check_circuit_call(inputs, weights, self.num_inputs, self.num_weights)
         dtype = torch.promote_types(inputs.dtype, weights.dtype)
         if dtype not in (torch.float32, torch.float64):
             dtype = torch.float64
