@@ -119,7 +119,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--min-samples", type=int, default=256)
     parser.add_argument("--out", type=Path, default=RESULTS / "scaling.json")
+    parser.add_argument(
+        "--replot", action="store_true", help="only redraw the PNGs from an existing --out"
+    )
     args = parser.parse_args(argv)
+    if args.replot:
+        result = json.loads(args.out.read_text())
+        draw(result, args.out)
+        return result
 
     torch.set_num_threads(2)
     keys = []
@@ -142,11 +149,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    stem = args.out.with_suffix("")
-    plot(by_qubits, "qubits", Path(f"{stem}_qubits.png"), "Batch 32", keys)
-    plot(by_batch, "batch", Path(f"{stem}_batch.png"), f"{args.batch_qubits} qubits", keys)
-    print(f"wrote {args.out} and {stem}_qubits.png, {stem}_batch.png")
+    print(f"wrote {args.out}")
+    draw(result, args.out)
     return result
+
+
+def draw(result: dict[str, Any], out: Path) -> None:
+    """The two PNGs beside `out`: samples/s against qubits and against batch size."""
+    keys = list(result["by_qubits"][0]["median"]) if result["by_qubits"] else []
+    stem = out.with_suffix("")
+    plot(result["by_qubits"], "qubits", Path(f"{stem}_qubits.png"), "Batch 32", keys)
+    if result["by_batch"]:
+        title = f"{result['by_batch'][0]['qubits']} qubits"
+        plot(result["by_batch"], "batch", Path(f"{stem}_batch.png"), title, keys)
+    print(f"plotted {stem}_qubits.png and {stem}_batch.png")
 
 
 if __name__ == "__main__":
