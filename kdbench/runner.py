@@ -9,8 +9,9 @@ import os
 import platform
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,20 +89,24 @@ def run_matrix(
             events.done(outcomes[-1])
         else:
             todo.append(cell)
+    if executor == "ray":
+        completed = _on_ray(todo, address, tracker, parent, data_root, cache)
+    elif jobs > 1 and len(todo) > 1:
+        completed = _in_processes(todo, jobs, tracker, parent, data_root, cache)
+    else:
+        completed = (
+            run_cell(cell, registry=registry, tracker=tracker, parent_id=parent,
+                     data_root=data_root, cache=cache, events=events)
+            for cell in todo
+        )  # fmt: skip
     try:
-        if executor == "ray":
-            outcomes += _run_ray(todo, address, tracker, parent, data_root, cache, events,
-                                 fail_fast)  # fmt: skip
-        elif jobs > 1 and len(todo) > 1:
-            outcomes += _run_parallel(todo, jobs, tracker, parent, data_root, cache, events,
-                                      fail_fast)  # fmt: skip
-        else:
-            for cell in todo:
-                outcomes.append(run_cell(cell, registry=registry, tracker=tracker,
-                                         parent_id=parent, data_root=data_root, cache=cache,
-                                         events=events))  # fmt: skip
-                events.done(outcomes[-1])
-                if outcomes[-1].status == "FAILED" and fail_fast:
+        # One loop whatever the executor; leaving it closes the generator, whose cleanup
+        # cancels the cells not yet started.
+        with closing(completed):
+            for outcome in completed:
+                outcomes.append(outcome)
+                events.done(outcome)
+                if outcome.status == "FAILED" and fail_fast:
                     break
     except BaseException:
         tracker.finish(parent, "KILLED")
@@ -112,37 +117,26 @@ def run_matrix(
     return sorted(outcomes, key=lambda o: order[o.cell.id])
 
 
-def _run_parallel(
-    cells: Sequence[Cell],
-    jobs: int,
-    tracker: Tracker,
-    parent: str,
-    data_root: Path,
+def _in_processes(
+    cells: Sequence[Cell], jobs: int, tracker: Tracker, parent: str, data_root: Path,
     cache: Path,
-    events: Events,
-    fail_fast: bool,
-) -> list[CellOutcome]:
-    """Cells in `jobs` worker processes; the cores are shared out among them.
+) -> Iterator[CellOutcome]:  # fmt: skip
+    """Cells in `jobs` worker processes, yielded as they finish; cores are shared out.
 
     Workers are spawned, not forked: a forked copy of a process that has used torch's
     thread pool can deadlock. Teachers are trained once all the same: the cache is locked.
     """
     threads = max(1, (os.cpu_count() or 1) // jobs)
     context = multiprocessing.get_context("spawn")
-    outcomes = []
     with ProcessPoolExecutor(jobs, mp_context=context) as pool:
         futures = [pool.submit(_work, cell, tracker.uri, tracker.experiment_name, parent,
                                data_root, cache, threads) for cell in cells]  # fmt: skip
         try:
             for future in as_completed(futures):
-                outcomes.append(future.result())
-                events.done(outcomes[-1])
-                if outcomes[-1].status == "FAILED" and fail_fast:
-                    break
+                yield future.result()
         finally:
             for future in futures:
                 future.cancel()
-    return outcomes
 
 
 def connect_ray(address: str | None):
@@ -171,42 +165,31 @@ def connect_ray(address: str | None):
     return ray
 
 
-def _run_ray(
-    cells: Sequence[Cell],
-    address: str | None,
-    tracker: Tracker,
-    parent: str,
-    data_root: Path,
+def _on_ray(
+    cells: Sequence[Cell], address: str | None, tracker: Tracker, parent: str, data_root: Path,
     cache: Path,
-    events: Events,
-    fail_fast: bool,
-) -> list[CellOutcome]:
-    """Each cell a Ray task declaring one CPU, and a GPU when its teacher asks for CUDA.
+) -> Iterator[CellOutcome]:  # fmt: skip
+    """Each cell a Ray task declaring one CPU, and a GPU when its teacher asks for CUDA;
+    yielded as they finish.
 
     Workers need the same data directory, teacher cache and tracking store: on one machine
     they are shared; on a cluster, use shared storage and a tracking server.
     """
     ray = connect_ray(address)
     remote = ray.remote(_work)
-    pending = {}
+    pending = []
     for cell in cells:
         gpus = 1 if cell.teacher is not None and cell.teacher.component.device == "cuda" else 0
         options = remote.options(num_cpus=1, num_gpus=gpus, max_retries=0)
-        pending[options.remote(cell, tracker.uri, tracker.experiment_name, parent, data_root,
-                               cache, 1)] = cell  # fmt: skip
-    outcomes = []
+        pending.append(options.remote(cell, tracker.uri, tracker.experiment_name, parent,
+                                      data_root, cache, 1))  # fmt: skip
     try:
         while pending:
-            (done,), _ = ray.wait(list(pending), num_returns=1)
-            pending.pop(done)
-            outcomes.append(ray.get(done))
-            events.done(outcomes[-1])
-            if outcomes[-1].status == "FAILED" and fail_fast:
-                break
+            (done,), pending = ray.wait(pending, num_returns=1)
+            yield ray.get(done)
     finally:
         for ref in pending:
             ray.cancel(ref)
-    return outcomes
 
 
 _WORKER_TRACKERS: dict[tuple[str, str], Tracker] = {}
