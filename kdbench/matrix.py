@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from itertools import product
 from typing import Any
 
@@ -63,7 +64,7 @@ class Cell:
             "seed": self.seed,
         }
 
-    @property
+    @cached_property  # hashed once: ids key every lookup of a run
     def id(self) -> str:
         """Hash of the resolved config: stable across runs, renames and key order."""
         return digest(self.config())
