@@ -7,10 +7,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
+import torch
 
 from kdbench import Backend, hookimpl, option
 from kdbench.errors import KdbenchError, OptionError
 from kdbench.parameter_shift import ParameterShift, PrimitiveSampler, measured, split_slots
+from kdbench.shots import draw_frequencies
 
 if TYPE_CHECKING:  # qiskit-aer is slow to import; it is imported when a circuit is compiled
     from qiskit.circuit import Parameter, QuantumCircuit
@@ -24,6 +26,8 @@ METHODS = (
     "stabilizer",
     "extended_stabilizer",
 )
+# Methods without `save_probabilities`: Aer samples their shots itself.
+_NO_PROBABILITIES = frozenset({"extended_stabilizer"})
 # Instructions that get no depolarizing error: they are not gates.
 _NOT_GATES = frozenset({"measure", "barrier", "delay", "reset"})
 
@@ -32,10 +36,15 @@ _NOT_GATES = frozenset({"measure", "barrier", "delay", "reset"})
 class Aer(Backend):
     """Qiskit Aer's sampler with shots and optional noise, gradients by parameter shift.
 
-    The circuit is measured and transpiled once, then run by `qiskit_aer.primitives.SamplerV2`:
-    one job per forward pass of a mini-batch, one per backward pass, which runs the shifted
-    circuits of the parameter-shift rule (2 per parameterized rotation and sample). Each job is
-    seeded from the compile seed, so a run repeats.
+    The circuit is measured and transpiled once, then run as one Aer job per forward pass of a
+    mini-batch and one per backward pass, which runs the shifted circuits of the
+    parameter-shift rule (2 per parameterized rotation and sample). Each job is seeded from the
+    compile seed, so a run repeats.
+
+    Noiseless, Aer computes each circuit's outcome probabilities once (`save_probabilities` in
+    place of the final measurements) and the shots are drawn from them: the same distribution
+    as Aer's own measurement sampling, whose cost grows with the shots. With noise, or with
+    `aer_shots`, `qiskit_aer.primitives.SamplerV2` samples every shot.
 
     `noise` names a fake IBM device of `qiskit_ibm_runtime.fake_provider`: the circuit is
     transpiled to its coupling map and basis gates and simulated with its noise model.
@@ -56,6 +65,11 @@ class Aer(Backend):
     )
     method: str = option("automatic", help=f"AerSimulator method: {', '.join(METHODS)}")
     optimization_level: int = option(1, help="transpiler optimization level, 0 to 3", minimum=0)
+    aer_shots: bool = option(
+        False,
+        help="let Aer sample every shot even when noiseless (slower; by default the shots are "
+        "drawn from the probabilities Aer computes)",
+    )
 
     def check(self) -> None:
         """Reject bad values and an unknown noise device (the TOML loader checks types)."""
@@ -123,28 +137,104 @@ class Aer(Backend):
                 # Composed with the device's error on those qubits, if there is one.
                 error = depolarizing_error(self.depolarizing, len(qubits))
                 noise_model.add_quantum_error(error, name, qubits, warnings=False)
-        backend_options: dict[str, Any] = {"method": self.method}
-        if noise_model is not None:
-            backend_options["noise_model"] = noise_model
-        primitive = SamplerV2(
-            default_shots=self.shots, options={"backend_options": backend_options}
-        )
-        return AerCircuit(slots, isa=isa, primitive=primitive, shots=self.shots, seed=seed)
+        sampler: PrimitiveSampler | ProbabilitySampler
+        if noise_model is None and not self.aer_shots and self.method not in _NO_PROBABILITIES:
+            sampler = ProbabilitySampler(
+                AerSimulator(method=self.method), isa, slots.parameters, shots=self.shots, seed=seed
+            )
+        else:
+            backend_options: dict[str, Any] = {"method": self.method}
+            if noise_model is not None:
+                backend_options["noise_model"] = noise_model
+            primitive = SamplerV2(
+                default_shots=self.shots, options={"backend_options": backend_options}
+            )
+            rng = np.random.default_rng(seed)
+
+            def reseed(count: int) -> None:
+                # Each job draws fresh shots, yet the whole run repeats from the compile seed.
+                seed = int(rng.integers(2**31))
+                primitive.options.run_options["seed_simulator"] = seed
+
+            sampler = PrimitiveSampler(
+                primitive, isa, slots.parameters, shots=self.shots, before_submit=reseed
+            )
+        return AerCircuit(slots, isa=isa, sampler=sampler, shots=self.shots)
+
+
+class ProbabilitySampler:
+    """A parameter-shift `Sampler`: Aer computes each circuit's probabilities, shots are drawn.
+
+    The measured, transpiled circuit `isa` runs with its final measurements replaced by one
+    `save_probabilities` over the measured qubits in clbit order, so that outcome k means the
+    same bitstring as in Aer's counts. All rows of a call are one Aer job (`parameter_binds`);
+    `shots` multinomial draws per row follow, from a generator seeded with `seed`.
+    """
+
+    def __init__(
+        self,
+        simulator: Any,
+        isa: QuantumCircuit,
+        slots: Sequence[Parameter],
+        *,
+        shots: int,
+        seed: int,
+    ):
+        self.simulator = simulator
+        self.shots = shots
+        self.circuit = _probabilities_circuit(isa)
+        self._generator = torch.Generator().manual_seed(seed)
+        index = {param: s for s, param in enumerate(slots)}
+        self._parameters = list(self.circuit.parameters)
+        self._order = [index[param] for param in self._parameters]
+        self.unused = sorted(set(range(len(slots))) - set(self._order))
+
+    def __call__(self, values: torch.Tensor) -> torch.Tensor:
+        rows = values.detach().to("cpu", torch.float64).numpy()[:, self._order]
+        # A circuit without parameters runs once; its rows are all the same distribution.
+        binds = [{p: rows[:, j] for j, p in enumerate(self._parameters)}] if self._order else None
+        result = self.simulator.run(self.circuit, parameter_binds=binds, shots=1).result()
+        runs = len(rows) if self._order else 1
+        exact = np.stack([result.data(i)["probabilities"] for i in range(runs)])
+        probs = torch.from_numpy(exact).expand(len(rows), -1)
+        return draw_frequencies(probs, self.shots, self._generator)
+
+
+def _probabilities_circuit(isa: QuantumCircuit) -> QuantumCircuit:
+    """`isa` with its measurements replaced by `save_probabilities` of the measured qubits.
+
+    Qubit q of the saved distribution is the qubit measured into clbit q: the transpiler may
+    have moved the logical qubits.
+    """
+    import qiskit_aer.library  # noqa: F401  (adds QuantumCircuit.save_probabilities)
+
+    out = isa.copy_empty_like()
+    measured_qubit = {}
+    for instruction in isa.data:
+        if instruction.operation.name == "measure":
+            measured_qubit[isa.find_bit(instruction.clbits[0]).index] = instruction.qubits[0]
+        elif instruction.operation.name != "barrier":
+            out.append(instruction)
+    out.save_probabilities([measured_qubit[c] for c in range(isa.num_clbits)])
+    return out
 
 
 class AerCircuit(ParameterShift):
-    """An `aer` circuit: `ParameterShift` over Aer's SamplerV2.
+    """An `aer` circuit: `ParameterShift` over an Aer sampler.
 
-    `sampler.circuit` is the transpiled circuit that runs and `sampler.primitive` the Aer
-    sampler; `depth` counts the gate layers of the transpiled circuit (measurements excluded,
+    `sampler` is a `ProbabilitySampler` (noiseless) or a `PrimitiveSampler` over Aer's
+    SamplerV2; `depth` counts the gate layers of the transpiled circuit (measurements excluded,
     as for the statevector backend) and `width` its qubits.
     """
 
-    def __init__(self, slots: Any, *, isa: QuantumCircuit, primitive: Any, shots: int, seed: int):
-        self._rng = np.random.default_rng(seed)
-        sampler = PrimitiveSampler(
-            primitive, isa, slots.parameters, shots=shots, before_submit=self._reseed
-        )
+    def __init__(
+        self,
+        slots: Any,
+        *,
+        isa: QuantumCircuit,
+        sampler: PrimitiveSampler | ProbabilitySampler,
+        shots: int,
+    ):
         super().__init__(
             slots,
             sampler,
@@ -153,11 +243,6 @@ class AerCircuit(ParameterShift):
             shots_per_circuit=shots,
             unused=sampler.unused,
         )
-
-    def _reseed(self, count: int) -> None:
-        # Each job draws fresh shots, yet the whole run repeats from the compile seed.
-        seed = int(self._rng.integers(2**31))
-        self.sampler.primitive.options.run_options["seed_simulator"] = seed
 
 
 @hookimpl

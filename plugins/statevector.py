@@ -15,6 +15,7 @@ from kdbench import Backend, hookimpl, option
 from kdbench.api import check_circuit_call
 from kdbench.errors import OptionError
 from kdbench.parameter_shift import ParameterShift, linear_angle, split_slots
+from kdbench.shots import draw_frequencies
 
 if TYPE_CHECKING:  # qiskit is slow to import; it is imported when a circuit is compiled
     from qiskit.circuit import Parameter, QuantumCircuit
@@ -199,20 +200,7 @@ class CompiledStatevector:
         if generator is None:
             generator = torch.Generator(device=probs.device).manual_seed(self.seed)
             self._generators[probs.device] = generator
-        # Multinomial counts as a chain of binomials, outcome by outcome: 2**n draws per row
-        # instead of `shots` categorical ones (5000 shots of 3 qubits: 8 instead of 5000).
-        counts = torch.zeros_like(probs, dtype=torch.float64)
-        exact = probs.to(torch.float64)
-        remaining = torch.full((len(probs),), float(shots), dtype=torch.float64,
-                               device=probs.device)  # fmt: skip
-        mass = torch.ones_like(remaining)
-        for k in range(probs.shape[1] - 1):
-            share = torch.where(mass > 0, exact[:, k] / mass, 0.0).clamp(0.0, 1.0)
-            counts[:, k] = torch.binomial(remaining, share, generator=generator)
-            remaining -= counts[:, k]
-            mass = (mass - exact[:, k]).clamp_min(0.0)
-        counts[:, -1] = remaining
-        return (counts / shots).to(probs.dtype)
+        return draw_frequencies(probs, shots, generator)
 
 
 def _complex(dtype: torch.dtype) -> torch.dtype:

@@ -67,9 +67,20 @@ def grads(fn, x, w, coeffs):
 
 
 def count_runs(fn) -> list[int]:
-    """Wrap the primitive's run: the list grows by each job's number of circuits."""
+    """Wrap the sampler's job submission: the list grows by each job's number of circuits."""
+    jobs: list[int] = []
+    if isinstance(fn.sampler, aer.ProbabilitySampler):
+        simulator = fn.sampler.simulator
+        submit = simulator.run
+
+        def run_binds(circuit, parameter_binds=None, **kwargs):
+            jobs.append(len(next(iter(parameter_binds[0].values()))) if parameter_binds else 1)
+            return submit(circuit, parameter_binds=parameter_binds, **kwargs)
+
+        simulator.run = run_binds
+        return jobs
     primitive = fn.sampler.primitive
-    original, jobs = primitive.run, []
+    original = primitive.run
 
     def run(pubs, **kwargs):
         pubs = list(pubs)
@@ -181,21 +192,49 @@ def test_aer_agrees_with_statevector_within_shot_noise():
     assert fn.shots == fn.executions * shots
 
 
-def test_aer_repeats_with_its_seed_and_counts_one_job_per_pass():
+@pytest.mark.parametrize("aer_shots", [False, True], ids=["drawn", "aer-sampled"])
+def test_aer_repeats_with_its_seed_and_counts_one_job_per_pass(aer_shots):
     circuit, inputs, weights = student_circuit()
     x, w, coeffs = randn(4, 3, seed=12), randn(3, seed=13), randn(8, seed=14)
-    first = Aer(shots=1000).compile(circuit, inputs, weights, seed=5)
+    backend = Aer(shots=1000, aer_shots=aer_shots)
+    first = backend.compile(circuit, inputs, weights, seed=5)
+    expected = aer.PrimitiveSampler if aer_shots else aer.ProbabilitySampler
+    assert isinstance(first.sampler, expected)
     jobs = count_runs(first)
     p1, gx1, gw1 = grads(first, x, w, coeffs)
     assert jobs == [4, 2 * 4 * 6]  # forward, then every shifted circuit of the batch at once
     assert first.sampler_calls == 2 and first.executions == 4 + 48
-    again = Aer(shots=1000).compile(circuit, inputs, weights, seed=5)
+    assert torch.all(p1 * 1000 == (p1 * 1000).round())  # frequencies of 1000 shots
+    again = backend.compile(circuit, inputs, weights, seed=5)
     p2, gx2, gw2 = grads(again, x, w, coeffs)
     assert torch.equal(p1, p2) and torch.equal(gx1, gx2) and torch.equal(gw1, gw2)
-    other = Aer(shots=1000).compile(circuit, inputs, weights, seed=6)
+    other = backend.compile(circuit, inputs, weights, seed=6)
     assert not torch.equal(other(x, w), p1)
     # The next call of the same function draws new shots.
     assert not torch.equal(first(x, w), p1)
+
+
+def test_drawn_shots_follow_aer_sampling():
+    """Shots drawn from Aer's probabilities and shots Aer samples: one distribution."""
+    shots = 20000
+    circuit, inputs, weights = mixed_circuit()
+    x, w = randn(4, len(inputs), seed=20), randn(len(weights), seed=21)
+    exact = Statevector().compile(circuit, inputs, weights, seed=0)(x, w)
+    sigma = torch.sqrt(exact * (1 - exact) / shots)
+    for aer_shots in (False, True):
+        fn = Aer(shots=shots, aer_shots=aer_shots).compile(circuit, inputs, weights, seed=1)
+        assert torch.all((fn(x, w) - exact).abs() < 5 * sigma + 1e-3)
+
+
+@pytest.mark.parametrize("aer_shots", [False, True], ids=["drawn", "aer-sampled"])
+def test_aer_outcomes_are_in_qiskit_bit_order(aer_shots):
+    """RX(π) on qubit 1 of 3 gives outcome 0b010 = 2, whoever samples the shots."""
+    x = Parameter("x")
+    qc = QuantumCircuit(3)
+    qc.rx(x, 1)
+    fn = Aer(shots=100, aer_shots=aer_shots).compile(qc, [x], [], seed=0)
+    probs = fn(torch.full((2, 1), math.pi, dtype=torch.float64), torch.zeros(0))
+    assert torch.all(probs[:, 2] == 1.0)
 
 
 def deterministic_circuit():
