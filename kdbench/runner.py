@@ -27,7 +27,13 @@ from kdbench.errors import KdbenchError
 from kdbench.matrix import Cell
 from kdbench.plugins import Registry
 from kdbench.report import Result
-from kdbench.teachers import load_checkpoint, prepare_teacher, teacher_logits
+from kdbench.teachers import (
+    checkpoint_path,
+    keys_to_train,
+    load_checkpoint,
+    prepare_teacher,
+    teacher_logits,
+)
 from kdbench.tracking import CELL_ID_TAG, ROLE_TAG, Tracker, flatten, redact_passwords
 
 
@@ -89,6 +95,8 @@ def run_matrix(
             events.done(outcomes[-1])
         else:
             todo.append(cell)
+    if executor == "ray" or jobs > 1:
+        todo = _teachers_first(todo, spec, cache)
     if executor == "ray":
         completed = _on_ray(todo, address, tracker, parent, data_root, cache)
     elif jobs > 1 and len(todo) > 1:
@@ -115,6 +123,24 @@ def run_matrix(
     tracker.finish(parent, "FAILED" if failed else "FINISHED")
     order = {cell.id: i for i, cell in enumerate(cells)}
     return sorted(outcomes, key=lambda o: order[o.cell.id])
+
+
+def _teachers_first(cells: Sequence[Cell], spec: Spec, cache: Path) -> list[Cell]:
+    """`cells` with, first, one cell for each teacher network not trained yet.
+
+    For parallel executors: the workers then train different teachers side by side, instead
+    of one training while the others wait on its cache lock.
+    """
+    leading, rest, seen = [], [], set()
+    for cell in cells:
+        keys = []
+        if cell.teacher is not None:
+            keys = keys_to_train(cell.teacher, cell.dataset, cell.seed,
+                                 lambda name: spec.instance("teachers", name))  # fmt: skip
+        untrained = [k for k in keys if k not in seen and not checkpoint_path(cache, k).exists()]
+        seen.update(keys)
+        (leading if untrained else rest).append(cell)
+    return leading + rest
 
 
 def _in_processes(

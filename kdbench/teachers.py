@@ -53,6 +53,27 @@ def cache_key(teacher: Instance, dataset: Instance, seed: int) -> str:
     return digest({"protocol": PROTOCOL_VERSION, "teacher": options, "dataset": data, "seed": seed})
 
 
+def checkpoint_path(cache: Path, key: str) -> Path:
+    """Where the teacher trained under cache key `key` is kept."""
+    return cache / "teachers" / f"{key}.pt"
+
+
+def keys_to_train(
+    teacher: Instance, dataset: Instance, seed: int, members: Callable[[str], Instance]
+) -> list[str]:
+    """Cache keys of the networks that preparing `teacher` for a cell of `seed` may train.
+
+    Its own key, or its members' (resolved by `members`); none for a teacher loaded from a
+    checkpoint. `prepare_teacher` derives the same keys.
+    """
+    options = teacher.component
+    seed = seed if options.seed is None else options.seed
+    names = options.member_names()
+    if names:
+        return [key for n in names for key in keys_to_train(members(n), dataset, seed, members)]
+    return [] if options.checkpoint else [cache_key(teacher, dataset, seed)]
+
+
 def load_checkpoint(model: nn.Module, path: str) -> None:
     """Load a state dict saved with torch.save, refusing anything else (weights_only)."""
     try:
@@ -194,7 +215,7 @@ def _load_or_train(
     if options.checkpoint:
         load_checkpoint(model, options.checkpoint)
         return "checkpoint"
-    target = cache / "teachers" / f"{key}.pt"
+    target = checkpoint_path(cache, key)
     with exclusive(target.with_suffix(".lock")):  # one process trains, the others wait
         if target.exists():
             load_checkpoint(model, str(target))

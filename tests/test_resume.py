@@ -18,7 +18,8 @@ from kdbench.config import load_spec
 from kdbench.matrix import expand
 from kdbench.paths import data_dir
 from kdbench.plugins import load_registry
-from kdbench.runner import Events, run_matrix
+from kdbench.runner import Events, _teachers_first, run_matrix
+from kdbench.teachers import checkpoint_path, keys_to_train
 from kdbench.tracking import Tracker
 from tests.conftest import TINY
 
@@ -197,3 +198,43 @@ def test_two_runs_at_once_share_the_store_and_train_each_teacher_once(write_conf
     )
     assert len(list((isolated / "cache" / "teachers").glob("*.pt"))) == 2
     assert not list((isolated / "cache" / "teachers").glob("*.tmp"))
+
+
+def test_parallel_executors_start_each_untrained_teacher_first(write_config, registry, isolated):
+    text = TINY.format(name="order").replace("seeds = [0]", "seeds = [0, 1]")
+    text += """
+[teachers.lenet-b]
+plugin = "lenet"
+epochs = 1
+train_per_class = 40
+seed = 0
+
+[teachers.pair]
+plugin = "ensemble"
+members = ["lenet", "lenet-b"]
+
+[[matrix]]
+datasets = ["mnist-0-2"]
+teachers = ["lenet-b", "pair"]
+students = ["q2"]
+backends = ["statevector"]
+"""
+    spec = load_spec(write_config(text), registry)
+    cells = expand(spec)
+    label = [(c.teacher.name if c.teacher else "none", c.seed) for c in cells]
+    assert label == [
+        ("none", 0), ("none", 1), ("lenet", 0), ("lenet", 1),
+        ("lenet-b", 0), ("lenet-b", 1), ("pair", 0), ("pair", 1),
+    ]  # fmt: skip
+    cache = isolated / "cache"
+    reordered = _teachers_first(cells, spec, cache)
+    # lenet trains per seed, lenet-b once (seed 0); the ensemble needs nothing new.
+    first = [cells[i] for i in (2, 3, 4)]
+    assert reordered == first + [c for c in cells if c not in first]
+    for cell in first:
+        for key in keys_to_train(
+            cell.teacher, cell.dataset, cell.seed, lambda n: spec.instance("teachers", n)
+        ):
+            checkpoint_path(cache, key).parent.mkdir(parents=True, exist_ok=True)
+            checkpoint_path(cache, key).touch()
+    assert _teachers_first(cells, spec, cache) == cells  # all trained: matrix order
