@@ -7,7 +7,7 @@ TORCH ?= torch==2.14.1
 TORCHVISION ?= torchvision==0.29.1
 BIN := $(VENV)/bin
 
-.PHONY: install data run test lint
+.PHONY: install data browser run test lint tox
 
 $(BIN)/kdbench: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,9 +27,20 @@ run: data
 	$(BIN)/kdbench run benchmarks.toml --profile quick
 	$(BIN)/kdbench report benchmarks.toml --profile quick
 
-test: data
+# Debian's headless Chromium and its driver, for the test that looks at the MLflow UI in a real
+# browser; installed once (root), after refreshing the apt lists when they are empty.
+browser:
+	test -x /usr/bin/chromedriver || apt-get install -y -qq chromium chromium-driver \
+		|| { apt-get update -qq && apt-get install -y -qq chromium chromium-driver; }
+
+test: data browser
 	$(BIN)/python -m pytest
 
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# Every Python of tox.ini. tox looks for python3.10 ... python3.13 on PATH; under pyenv, make
+# all installed versions visible at once.
+tox: data browser
+	PYENV_VERSION="$$(pyenv versions --bare 2>/dev/null | tr '\n' ':')" $(BIN)/tox
