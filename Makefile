@@ -6,6 +6,8 @@ PYTHON ?= python3
 TORCH ?= torch==2.14.1
 TORCHVISION ?= torchvision==0.29.1
 BIN := $(VENV)/bin
+# Cells run side by side in this many processes (`make run JOBS=1` for one at a time).
+JOBS ?= $(shell nproc 2>/dev/null || echo 1)
 
 .PHONY: install data browser run test lint tox
 
@@ -24,7 +26,7 @@ data: install
 	$(BIN)/kdbench data fetch || { apt-get update -qq && $(BIN)/kdbench data fetch; }
 
 run: data
-	$(BIN)/kdbench run benchmarks.toml --profile quick
+	$(BIN)/kdbench run benchmarks.toml --profile quick --jobs $(JOBS)
 	$(BIN)/kdbench report benchmarks.toml --profile quick
 
 # Debian's headless Chromium and its driver, for the test that looks at the MLflow UI in a real
