@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.torch_version import TorchVersion
 
 from kdbench.config import DistillConfig
 
@@ -122,6 +123,20 @@ def evaluate(
     return Evaluation(*totals.tolist(), accuracy, confusion)
 
 
+def adam(parameters: Iterable[torch.Tensor], lr: float) -> torch.optim.Adam:
+    """Adam, fused into one kernel where torch has one (real tensors; on the CPU since 2.4).
+
+    The unfused step loops over the parameters tensor by tensor: for AlexNet's 94.7 M
+    parameters on the CPU it took ~0.95 s against ~0.08 s fused, as long as the forward and
+    backward passes together. Same algorithm either way.
+    """
+    parameters = list(parameters)
+    fusable = all(p.is_floating_point() for p in parameters) and (
+        TorchVersion(torch.__version__) >= "2.4" or all(p.is_cuda for p in parameters)
+    )
+    return torch.optim.Adam(parameters, lr=lr, fused=fusable or None)
+
+
 def fit(
     model: nn.Module,
     log_probs: Callable[[nn.Module, torch.Tensor], torch.Tensor],
@@ -144,7 +159,7 @@ def fit(
     # Convolutions and max-pools of small images train ~1.5x faster on the CPU with
     # channels-last weights (the 4-D ones; nothing else changes).
     model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    optimizer = adam(model.parameters(), lr)
     order = torch.Generator().manual_seed(seed)
     result = FitResult()
     best: tuple[float, float] | None = None

@@ -7,11 +7,13 @@ import json
 import multiprocessing
 import os
 import platform
+import sys
+import tempfile
 import time
 import traceback
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from contextlib import closing
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -165,6 +167,26 @@ def _in_processes(
                 future.cancel()
 
 
+@contextmanager
+def _native_stderr_held() -> Iterator[None]:
+    """Hold back what native code writes to file descriptor 2 in the block.
+
+    Passed on if the block succeeds, dropped if it raises: Ray's C++ client logs each refused
+    connection attempt there, and the one line kdbench prints on failure says it better.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        sink.seek(0)
+        sys.stderr.write(sink.read().decode(errors="replace"))
+
+
 def connect_ray(address: str | None):
     """The `ray` module, connected to the cluster at `address` (or to a new local one).
 
@@ -183,9 +205,18 @@ def connect_ray(address: str | None):
     ):
         raise KdbenchError(f"cannot reach the Ray cluster at {address}: no answer")
     try:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False,
-                 configure_logging=False)  # fmt: skip
+        with _native_stderr_held():
+            ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                     configure_logging=False)  # fmt: skip
     except (ConnectionError, RuntimeError, ValueError) as exc:
+        # Ray reports a refused token only in the exception's context, under a generic line.
+        told = f"{exc} {exc.__context__ or ''} {exc.__cause__ or ''}"
+        if "InvalidAuthToken" in told or "AuthenticationError" in told:
+            raise KdbenchError(
+                f"the Ray cluster at {address} refused this client: it wants token "
+                "authentication; set RAY_AUTH_MODE=token, with the cluster's token in "
+                "~/.ray/auth_token or RAY_AUTH_TOKEN"
+            ) from None
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise KdbenchError(f"cannot reach the Ray cluster at {address}: {first}") from None
     return ray

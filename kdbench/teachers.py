@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -151,7 +152,7 @@ def prepare_teacher(
         model = options.build(num_classes, tuple(splits.train_x.shape[1:]))
         meta = {"teacher": teacher.resolved(), "dataset": dataset.resolved(), "seed": seed}
         source = _load_or_train(model, options, splits, key, seed, cache, device, on_epoch, meta)
-        model = Memoized(model)
+        model = Memoized(model, shared=checkpoint_path(cache, key).with_suffix(".outputs.pt"))
     model.to(device).eval().requires_grad_(False)
     val_accuracy, test_accuracy = (
         evaluate(model, _log_probs, Split(x, y), num_classes, device=device).accuracy
@@ -163,21 +164,26 @@ def prepare_teacher(
 
 
 class Memoized(nn.Module):
-    """A frozen network that computes each distinct image once per process.
+    """A frozen network that computes each distinct image once, in all processes together.
 
     Cells of one matrix show a teacher the same images again and again (every seed's
-    training sample, the ensembles built on it); keyed by the image's bytes, the outputs
-    are reused, and a 94.7 M-parameter AlexNet runs once per image, not once per cell.
+    training sample, the ensembles built on it, its own test set); keyed by the image's bytes,
+    the outputs are reused, and a 94.7 M-parameter AlexNet runs once per image, not once per
+    cell. With `shared`, a file, the outputs are also shared with the other processes of a
+    parallel run: read when an image is missing here, extended after computing.
     """
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, shared: Path | None = None):
         super().__init__()
         self.model = model
+        self.shared = shared
         self._outputs: dict[bytes, torch.Tensor] = {}
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        keys = [hashlib.blake2b(image.cpu().numpy().tobytes(), digest_size=16).digest()
+        keys = [hashlib.blake2b(image.cpu().numpy().tobytes(), digest_size=_KEY_BYTES).digest()
                 for image in images]  # fmt: skip
+        if self.shared is not None and any(k not in self._outputs for k in keys):
+            self._outputs.update(_read_outputs(self.shared))
         first: dict[bytes, int] = {}
         for i, key in enumerate(keys):
             if key not in self._outputs:
@@ -186,9 +192,34 @@ class Memoized(nn.Module):
         if missing:
             with torch.no_grad():
                 computed = self.model(images[missing]).cpu()
-            for i, output in zip(missing, computed, strict=True):
-                self._outputs[keys[i]] = output
+            new = {keys[i]: output for i, output in zip(missing, computed, strict=True)}
+            self._outputs.update(new)
+            if self.shared is not None:
+                _add_outputs(self.shared, new)
         return torch.stack([self._outputs[k] for k in keys]).to(images.device)
+
+
+_KEY_BYTES = 16
+
+
+def _read_outputs(path: Path) -> dict[bytes, torch.Tensor]:
+    """The outputs kept in `path` by image key (none if it is missing or unreadable)."""
+    try:
+        kept = torch.load(path, weights_only=True)
+        keys, outputs = kept["keys"], kept["outputs"]
+    except (OSError, RuntimeError, KeyError, TypeError, EOFError, pickle.UnpicklingError):
+        return {}  # a cache: computing again is always right
+    return dict(zip((bytes(k) for k in keys.tolist()), outputs, strict=True))
+
+
+def _add_outputs(path: Path, new: dict[bytes, torch.Tensor]) -> None:
+    """Merge `new` into the outputs kept in `path`, atomically, one process at a time."""
+    with exclusive(path.with_suffix(".lock")):
+        merged = _read_outputs(path) | new
+        keys = torch.tensor([list(k) for k in merged], dtype=torch.uint8)
+        with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as tmp:
+            torch.save({"keys": keys, "outputs": torch.stack(list(merged.values()))}, tmp.name)
+        os.replace(tmp.name, path)
 
 
 # Teachers prepared in this process, by cache key: preparing is loading plus evaluating.

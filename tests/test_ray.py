@@ -16,6 +16,7 @@ from mlflow.tracking import MlflowClient
 from tests.conftest import TINY
 
 RAY = shutil.which("ray", path=str(Path(sys.executable).parent))
+TOKEN_AUTH = {"RAY_AUTH_MODE": "token", "RAY_USAGE_STATS_ENABLED": "0"}
 
 
 def free_port() -> int:
@@ -26,15 +27,20 @@ def free_port() -> int:
 
 @pytest.fixture
 def ray_cluster():
-    """`ray start --head` on 127.0.0.1 with 2 CPUs; its address."""
+    """`ray start --head` on this machine with 2 CPUs and token authentication; its address.
+
+    No --node-ip-address 127.0.0.1: a client's ray.init turns a loopback address into the
+    machine's own IP (wherever there is a network route), which a head bound to 127.0.0.1
+    does not answer. RAY_AUTH_MODE=token, as a client must then set it too (`ray start`
+    turns token authentication on by itself once ~/.ray/auth_token exists).
+    """
     assert RAY, "ray is a dev dependency"
     port = free_port()
     # Ray's socket paths must stay short: not under pytest's long tmp_path.
     temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
-    subprocess.run([RAY, "start", "--head", "--node-ip-address", "127.0.0.1", "--port",
-                    str(port), "--num-cpus", "2", "--include-dashboard", "false",
-                    "--temp-dir", temp],
+    env = {**os.environ, **TOKEN_AUTH}
+    subprocess.run([RAY, "start", "--head", "--port", str(port), "--num-cpus", "2",
+                    "--include-dashboard", "false", "--temp-dir", temp],
                    check=True, env=env, timeout=300,
                    # Ray's daemons inherit the pipes: capturing would wait for them forever
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
@@ -48,12 +54,21 @@ def ray_cluster():
 def test_cells_run_as_ray_tasks(ray_cluster, tmp_path, write_config):
     config = write_config(TINY.format(name="on-ray").replace("seeds = [0]", "seeds = [0, 1]"))
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    env = {**os.environ, "KDBENCH_CACHE": str(tmp_path / "cache"), "RAY_USAGE_STATS_ENABLED": "0"}
-    result = subprocess.run(
-        [sys.executable, "-m", "kdbench", "run", str(config), "--executor", "ray",
-         "--address", ray_cluster, "--tracking-uri", uri],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900,
+    env = {**os.environ, "KDBENCH_CACHE": str(tmp_path / "cache"), **TOKEN_AUTH}
+    command = [sys.executable, "-m", "kdbench", "run", str(config), "--executor", "ray",
+               "--address", ray_cluster, "--tracking-uri", uri]  # fmt: skip
+    without_token = subprocess.run(
+        command, cwd=tmp_path, env={**env, "RAY_AUTH_MODE": "disabled"}, capture_output=True,
+        text=True, timeout=300,
     )  # fmt: skip
+    assert without_token.returncode == 2
+    assert without_token.stderr.strip().splitlines() == [
+        f"Error: the Ray cluster at {ray_cluster} refused this client: it wants token "
+        "authentication; set RAY_AUTH_MODE=token, with the cluster's token in "
+        "~/.ray/auth_token or RAY_AUTH_TOKEN"
+    ]
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=900)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert "4 cells finished, 0 already done, 0 failed" in result.stdout
     client = MlflowClient(tracking_uri=uri)
@@ -67,7 +82,7 @@ def test_cells_run_as_ray_tasks(ray_cluster, tmp_path, write_config):
         "cells ran in Ray worker processes"
     )
     # one teacher per seed, each trained once even with workers racing for it
-    assert len(list((tmp_path / "cache" / "teachers").glob("*.pt"))) == 2
+    assert len(list((tmp_path / "cache" / "teachers").glob("*[0-9a-f].pt"))) == 2
 
 
 def test_unreachable_ray_cluster_is_one_clear_line(write_config, invoke, isolated):

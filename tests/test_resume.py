@@ -196,7 +196,9 @@ def test_two_runs_at_once_share_the_store_and_train_each_teacher_once(write_conf
     assert sorted(sources) == ["cache", "cache", "trained", "trained"], (
         "each seed's teacher is trained by one process and read from the cache by the other"
     )
-    assert len(list((isolated / "cache" / "teachers").glob("*.pt"))) == 2
+    kept = {p.name.split(".", 1)[1] for p in (isolated / "cache" / "teachers").glob("*.pt")}
+    assert len(list((isolated / "cache" / "teachers").glob("*.pt"))) == 4
+    assert kept == {"pt", "outputs.pt"}  # the two networks, and their outputs shared
     assert not list((isolated / "cache" / "teachers").glob("*.tmp"))
 
 

@@ -8,7 +8,7 @@ import torch
 from kdbench.config import load_spec
 from kdbench.errors import KdbenchError
 from kdbench.paths import data_dir
-from kdbench.teachers import forget_prepared, prepare_teacher
+from kdbench.teachers import Memoized, forget_prepared, prepare_teacher
 from kdbench_plugins.teachers import LeNet
 from tests.conftest import TINY
 
@@ -141,3 +141,36 @@ members = ["lenet", "loop"]
     )
     with pytest.raises(ConfigError, match="unknown teacher 'lenat'"):
         load_spec(write_config(unknown, "u.toml"), registry)
+
+
+class Counting(torch.nn.Module):
+    """A linear map that counts the images it is shown."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = torch.nn.Linear(4, 3)
+        self.seen = 0
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        self.seen += len(images)
+        return self.linear(images.flatten(1))
+
+
+def test_memoized_teacher_computes_each_image_once_across_processes(tmp_path):
+    images = torch.randn(6, 1, 2, 2)
+    shared = tmp_path / "teacher.outputs.pt"
+    network = Counting()
+    here = Memoized(network, shared)
+    first = here(images[:4])
+    assert network.seen == 4
+    assert torch.equal(here(images[[3, 2, 2]]), first[[3, 2, 2]]) and network.seen == 4
+    # Another process's memo of the same teacher (a fresh one, reading the same file).
+    there = Memoized(network, shared)
+    both = there(images)
+    assert network.seen == 6, "only the two images nobody had seen were computed"
+    torch.testing.assert_close(both[:4], first, rtol=0, atol=0)
+    with torch.no_grad():
+        torch.testing.assert_close(both, network.linear(images.flatten(1)))
+    shared.write_bytes(b"not a torch file")  # a broken cache is computed again, not trusted
+    torch.testing.assert_close(Memoized(network, shared)(images[:1]), first[:1])
+    assert network.seen == 7
