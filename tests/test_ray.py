@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -16,7 +17,9 @@ from mlflow.tracking import MlflowClient
 from tests.conftest import TINY
 
 RAY = shutil.which("ray", path=str(Path(sys.executable).parent))
-TOKEN_AUTH = {"RAY_AUTH_MODE": "token", "RAY_USAGE_STATS_ENABLED": "0"}
+# A cluster of this test's own token, in the environment: ~/.ray stays untouched.
+TOKEN = secrets.token_hex(32)
+TOKEN_AUTH = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": TOKEN, "RAY_USAGE_STATS_ENABLED": "0"}
 
 
 def free_port() -> int:
@@ -83,6 +86,10 @@ def test_cells_run_as_ray_tasks(ray_cluster, tmp_path, write_config):
     )
     # one teacher per seed, each trained once even with workers racing for it
     assert len(list((tmp_path / "cache" / "teachers").glob("*[0-9a-f].pt"))) == 2
+    stored = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert stored and not [p for p in stored if TOKEN.encode() in p.read_bytes()], (
+        "the Ray token reached the store, the artifacts or the cache"
+    )
 
 
 def test_unreachable_ray_cluster_is_one_clear_line(write_config, invoke, isolated):
