@@ -42,7 +42,8 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# Every Python of tox.ini. tox looks for python3.10 ... python3.13 on PATH; under pyenv, make
-# all installed versions visible at once.
+# Every Python of tox.ini. tox looks for python3.10 ... python3.13 on PATH: pyenv's
+# interpreters go first there (tox does not see through pyenv's shims).
+PYENV_BINS := $(shell ls -d $(HOME)/.pyenv/versions/*/bin 2>/dev/null | tr '\n' ':')
 tox: data browser
-	PYENV_VERSION="$$(pyenv versions --bare 2>/dev/null | tr '\n' ':')" $(BIN)/tox
+	PATH="$(PYENV_BINS)$$PATH" $(BIN)/tox

@@ -12,7 +12,6 @@ import copy
 from typing import Any
 
 import pytest
-import tomllib
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -26,6 +25,7 @@ from kdbench.config import (
     apply_override,
     apply_profile,
     parse_spec,
+    tomllib,  # the standard library's, or tomli before Python 3.11
 )
 from kdbench.errors import ConfigError
 from kdbench.options import describe
