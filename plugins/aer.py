@@ -153,8 +153,9 @@ class Aer(Backend):
 
             def reseed(count: int) -> None:
                 # Each job draws fresh shots, yet the whole run repeats from the compile seed.
-                seed = int(rng.integers(2**31))
-                primitive.options.run_options["seed_simulator"] = seed
+                # The sampler's own seed (set at construction, read at each run): a
+                # `seed_simulator` run option clashes with it in qiskit-aer 0.17.
+                primitive._seed = int(rng.integers(2**31))
 
             sampler = PrimitiveSampler(
                 primitive, isa, slots.parameters, shots=self.shots, before_submit=reseed
