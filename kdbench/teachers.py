@@ -109,11 +109,11 @@ def _why(exc: Exception) -> str:
     return " ".join(telling or lines[:1])[:300] or type(exc).__name__
 
 
-def _save_atomically(state: dict, meta: dict, target: Path) -> None:
+def _save_atomically(state: dict, target: Path) -> None:
+    """torch.save to `target` so that no reader ever sees half a file."""
     with tempfile.NamedTemporaryFile(dir=target.parent, suffix=".tmp", delete=False) as tmp:
         torch.save(state, tmp.name)
     os.replace(tmp.name, target)
-    target.with_suffix(".json").write_text(json.dumps(meta, indent=2))
 
 
 def prepare_teacher(
@@ -217,9 +217,7 @@ def _add_outputs(path: Path, new: dict[bytes, torch.Tensor]) -> None:
     with exclusive(path.with_suffix(".lock")):
         merged = _read_outputs(path) | new
         keys = torch.tensor([list(k) for k in merged], dtype=torch.uint8)
-        with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as tmp:
-            torch.save({"keys": keys, "outputs": torch.stack(list(merged.values()))}, tmp.name)
-        os.replace(tmp.name, path)
+        _save_atomically({"keys": keys, "outputs": torch.stack(list(merged.values()))}, path)
 
 
 # Teachers prepared in this process, by cache key: preparing is loading plus evaluating.
@@ -259,7 +257,8 @@ def _load_or_train(
             epochs=options.epochs, batch_size=options.batch_size, lr=options.lr, seed=seed,
             device=device, on_epoch=on_epoch,
         )  # fmt: skip
-        _save_atomically({k: v.cpu() for k, v in model.state_dict().items()}, meta, target)
+        _save_atomically({k: v.cpu() for k, v in model.state_dict().items()}, target)
+        target.with_suffix(".json").write_text(json.dumps(meta, indent=2))
         return "trained"
 
 
