@@ -327,6 +327,15 @@ def bit_array_probabilities(bits: Any, num_bits: int) -> np.ndarray:
     return counts / shots
 
 
+def bind_order(circuit: QuantumCircuit, slots: Sequence[Parameter]) -> tuple[list[int], list[int]]:
+    """(order, unused): the slot of each Parameter of `circuit`, in `circuit.parameters` order
+    (the order Qiskit's primitives and Aer bind values in), and the slots the circuit lacks
+    (the transpiler dropped them; their values change nothing)."""
+    index = {param: s for s, param in enumerate(slots)}
+    order = [index[param] for param in circuit.parameters]
+    return order, sorted(set(range(len(slots))) - set(order))
+
+
 class PrimitiveSampler:
     """A `Sampler` over a Qiskit V2 sampler primitive: one PUB, one job per call.
 
@@ -349,10 +358,7 @@ class PrimitiveSampler:
         self.shots = shots
         self.before_submit = before_submit
         self.num_bits = circuit.num_clbits
-        index = {param: s for s, param in enumerate(slots)}
-        # The primitive binds values in the order of circuit.parameters.
-        self._order = [index[param] for param in circuit.parameters]
-        self.unused = sorted(set(range(len(slots))) - set(self._order))
+        self._order, self.unused = bind_order(circuit, slots)
 
     def __call__(self, values: torch.Tensor) -> torch.Tensor:
         rows = values.detach().to("cpu", torch.float64).numpy()[:, self._order]

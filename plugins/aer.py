@@ -11,7 +11,13 @@ import torch
 
 from kdbench import Backend, hookimpl, option
 from kdbench.errors import KdbenchError, OptionError
-from kdbench.parameter_shift import ParameterShift, PrimitiveSampler, measured, split_slots
+from kdbench.parameter_shift import (
+    ParameterShift,
+    PrimitiveSampler,
+    bind_order,
+    measured,
+    split_slots,
+)
 from kdbench.shots import draw_frequencies
 
 if TYPE_CHECKING:  # qiskit-aer is slow to import; it is imported when a circuit is compiled
@@ -185,10 +191,8 @@ class ProbabilitySampler:
         self.shots = shots
         self.circuit = _probabilities_circuit(isa)
         self._generator = torch.Generator().manual_seed(seed)
-        index = {param: s for s, param in enumerate(slots)}
         self._parameters = list(self.circuit.parameters)
-        self._order = [index[param] for param in self._parameters]
-        self.unused = sorted(set(range(len(slots))) - set(self._order))
+        self._order, self.unused = bind_order(self.circuit, slots)
 
     def __call__(self, values: torch.Tensor) -> torch.Tensor:
         rows = values.detach().to("cpu", torch.float64).numpy()[:, self._order]
