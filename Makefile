@@ -11,7 +11,13 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 1)
 
 .PHONY: install data browser run test lint tox
 
+# The venv takes ~7 GB (torch's CUDA build); say so plainly rather than let pip fail half-way.
+NEED_GB ?= 8
 $(BIN)/kdbench: pyproject.toml
+	@free=$$(df -Pk . | awk 'NR==2 {print int($$4 / 1048576)}'); \
+	if [ ! -d $(VENV) ] && [ "$$free" -lt $(NEED_GB) ]; then \
+		echo "kdbench: $$free GB free here, the environment needs about $(NEED_GB) GB (torch); free some disk or set NEED_GB" >&2; \
+		exit 2; fi
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(TORCH) $(TORCHVISION)
