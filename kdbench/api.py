@@ -13,14 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Literal, Protocol
 
-import torch
-from torch import nn
-
 from kdbench.errors import OptionError
 from kdbench.options import option
 
-if TYPE_CHECKING:  # qiskit is slow to import; annotations only
+if TYPE_CHECKING:  # torch and qiskit are slow to import (`kdbench --help`); annotations only
+    import torch
     from qiskit.circuit import Parameter, QuantumCircuit
+    from torch import nn
 
 
 @dataclass(kw_only=True)
@@ -132,7 +131,9 @@ class CircuitFunction(Protocol):
     """A compiled circuit: differentiable map from parameter values to outcome probabilities.
 
     `executions` counts circuits run so far and `shots` the shots spent (0 when exact);
-    `depth` and `width` describe the circuit as it runs (after transpilation, if any).
+    `depth` and `width` describe the circuit as it runs (after transpilation, if any). One
+    that holds something open (a hardware session) may define `close()`: the harness calls it
+    once when the cell is done with the circuit, whether the cell finished or failed.
     """
 
     executions: int
@@ -193,7 +194,7 @@ class Encoder(Component):
 
     def parameter_values(self, features: torch.Tensor) -> torch.Tensor:
         """Features [B, num_features] -> values of the fragment's parameters, differentiably."""
-        return math.pi * torch.tanh(features)
+        return math.pi * features.tanh()
 
 
 @dataclass(frozen=True)

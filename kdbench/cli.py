@@ -24,7 +24,28 @@ errors = Console(stderr=True) if sys.stderr.isatty() else Console(stderr=True, w
 
 class Group(click.Group):
     """Turns a KdbenchError, or a bad path or number on the command line, into one line on
-    stderr and exit code 2."""
+    stderr and exit code 2; adds plugins' commands only when a name is not a built-in one or
+    the commands are listed, so that `kdbench --version` and `kdbench run` skip that step."""
+
+    _plugin_commands_added = False
+
+    def _add_plugin_commands(self) -> None:
+        if not self._plugin_commands_added:
+            from kdbench.plugins import registry
+
+            self._plugin_commands_added = True
+            registry().manager.hook.register_commands(cli=self)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is None and not self._plugin_commands_added:
+            self._add_plugin_commands()
+            command = super().get_command(ctx, cmd_name)
+        return command
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._add_plugin_commands()
+        return super().list_commands(ctx)
 
     def invoke(self, ctx: click.Context):
         try:
@@ -395,7 +416,4 @@ def report(
 
 
 def main() -> None:
-    from kdbench.plugins import registry
-
-    registry().manager.hook.register_commands(cli=cli)
     cli()
