@@ -13,7 +13,7 @@ import time
 import traceback
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from contextlib import closing, contextmanager
+from contextlib import ExitStack, closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -327,7 +327,8 @@ def run_cell(
     started = time.perf_counter()
     try:
         tracker.log_params(run_id, {**flatten(cell.config()), **versions(cell, registry)})
-        result = _train(cell, tracker, run_id, data_root, cache, events)
+        with ExitStack() as opened:  # the cell's circuits close even when it fails
+            result = _train(cell, tracker, run_id, data_root, cache, events, opened)
     except (Exception, KeyboardInterrupt) as exc:
         reason = str(exc) if isinstance(exc, KdbenchError) else f"{type(exc).__name__}: {exc}"
         tracker.set_tag(run_id, "kdbench.error", reason[:5000])
@@ -346,7 +347,13 @@ def run_cell(
 
 
 def _train(
-    cell: Cell, tracker: Tracker, run_id: str, data_root: Path, cache: Path, events: Events
+    cell: Cell,
+    tracker: Tracker,
+    run_id: str,
+    data_root: Path,
+    cache: Path,
+    events: Events,
+    opened: ExitStack,
 ) -> Result:
     spec, seed = cell.spec, cell.seed
     events.phase(cell, "loading data")
@@ -386,7 +393,11 @@ def _train(
         context = StudentContext(
             num_classes, tuple(splits.train_x.shape[1:]), backend.component, encoder, seed
         )
-        return cell.student.component.build(context)
+        student = cell.student.component.build(context)
+        close = getattr(getattr(student, "run_circuit", None), "close", None)
+        if close is not None:  # e.g. a hardware Batch or Session
+            opened.callback(close)
+        return student
 
     model = build_student(cell.backend)
     distill = spec.distill if cell.teacher else None

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import textwrap
 import types
 from dataclasses import dataclass
 from typing import ClassVar
@@ -21,6 +22,7 @@ from kdbench.plugins import load_registry
 from kdbench.runner import Events, _teachers_first, run_matrix
 from kdbench.teachers import checkpoint_path, keys_to_train
 from kdbench.tracking import Tracker
+from kdbench_plugins.ibm_runtime import IbmRuntime
 from tests.conftest import TINY
 
 
@@ -240,3 +242,50 @@ backends = ["statevector"]
             checkpoint_path(cache, key).parent.mkdir(parents=True, exist_ok=True)
             checkpoint_path(cache, key).touch()
     assert _teachers_first(cells, spec, cache) == cells  # all trained: matrix order
+
+
+@dataclass(kw_only=True)
+class KeptRuntime(IbmRuntime):
+    """The real ibm-runtime backend (local testing mode), keeping every circuit it compiled."""
+
+    name: ClassVar[str] = "kept-runtime"
+    compiled: ClassVar[list] = []
+
+    def compile(self, circuit, inputs, weights, *, seed):
+        self.compiled.append(super().compile(circuit, inputs, weights, seed=seed))
+        return self.compiled[-1]
+
+
+def test_each_cell_closes_its_hardware_batch_whether_it_finishes_or_fails(write_config, isolated):
+    module = types.ModuleType("kept_runtime_plugin")
+    module.register_backends = kdbench.hookimpl(lambda register: register(KeptRuntime))
+    registry = load_registry(extra=[("kept-runtime", module)])
+    text = TINY.format(name="close").replace(
+        'backends = ["statevector"]', 'backends = ["batch", "capped"]'
+    ) + textwrap.dedent("""
+        [backends.batch]
+        plugin = "kept-runtime"
+        shots = 100
+
+        [backends.capped]
+        plugin = "kept-runtime"
+        shots = 100
+        max_circuits = 40
+    """)
+    text = text.replace('teachers = ["none", "lenet"]', 'teachers = ["none"]')
+    text = text.replace("train_per_class = 12", "train_per_class = 4")
+    spec = load_spec(write_config(text), registry)
+    KeptRuntime.compiled.clear()
+    outcomes = run_matrix(
+        spec,
+        expand(spec),
+        registry=registry,
+        tracker=Tracker(f"sqlite:///{isolated}/mlflow.db", "close"),
+        data_root=data_dir(),
+        cache=isolated / "cache",
+        events=Events(),
+    )
+    assert [o.status for o in outcomes] == ["FINISHED", "FAILED"]
+    assert "max_circuits" in outcomes[1].error
+    assert len(KeptRuntime.compiled) == 2
+    assert all(c.mode is not None and not c.mode._active for c in KeptRuntime.compiled)
