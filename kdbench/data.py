@@ -7,6 +7,7 @@ the data set's options and a seed, so that every plugin gets the same sampling r
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import torch
@@ -34,9 +35,16 @@ class Splits:
     val_y: torch.Tensor
     test_x: torch.Tensor
     test_y: torch.Tensor
-    teacher_x: torch.Tensor
+    teacher_raw: torch.Tensor  # uint8 [N, H, W]: see teacher_x
     teacher_y: torch.Tensor
     class_names: list[str]
+    image_shape: tuple[int, int, int]
+
+    @cached_property
+    def teacher_x(self) -> torch.Tensor:
+        # Converted when first asked for: the pool holds tens of thousands of images, and only
+        # a teacher that trains needs them as floats, not each of a matrix's many cells.
+        return _to_float(self.teacher_raw, self.image_shape)
 
 
 def load_raw(dataset: Dataset, root: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -133,7 +141,7 @@ def make_splits(
             labels[key].append(torch.full((len(index),), new_label, dtype=torch.int64))
 
     shape = dataset.image_shape
-    x = {k: _to_float(torch.cat(v), shape) for k, v in parts.items()}
+    x = {k: _to_float(torch.cat(v), shape) for k, v in parts.items() if k != "teacher"}
     y = {k: torch.cat(v) for k, v in labels.items()}
     return Splits(
         train_x=x["train"],
@@ -142,7 +150,8 @@ def make_splits(
         val_y=y["val"],
         test_x=x["test"],
         test_y=y["test"],
-        teacher_x=x["teacher"],
+        teacher_raw=torch.cat(parts["teacher"]),
         teacher_y=y["teacher"],
         class_names=[dataset.class_names[c] for c in classes],
+        image_shape=shape,
     )
