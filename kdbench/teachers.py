@@ -149,6 +149,10 @@ def prepare_teacher(
         model = options.combine([m.model.to(device) for m in member_teachers])
         source = "+".join(sorted({m.source for m in member_teachers}))
     else:
+        # Seeded here, not only for training: initial weights drawn from whatever state the
+        # global generator was left in by earlier cells would make a teacher depend on what
+        # ran before it in the process.
+        torch.manual_seed(seed)
         model = options.build(num_classes, tuple(splits.train_x.shape[1:]))
         meta = {"teacher": teacher.resolved(), "dataset": dataset.resolved(), "seed": seed}
         source = _load_or_train(model, options, splits, key, seed, cache, device, on_epoch, meta)
@@ -250,7 +254,6 @@ def _load_or_train(
         if target.exists():
             load_checkpoint(model, str(target))
             return "cache"
-        torch.manual_seed(seed)
         model.to(device)
         fit(
             model, _log_probs, Split(splits.teacher_x, splits.teacher_y),

@@ -59,6 +59,17 @@ def test_a_teacher_is_trained_once_then_read_from_the_cache(cell_parts, tmp_path
     assert first.test_accuracy > 0.6, "even one epoch of LeNet beats chance on 3 digits"
 
 
+def test_a_teacher_trains_the_same_whatever_ran_before_it(cell_parts, tmp_path):
+    _, prepare = cell_parts
+    weights = []
+    for earlier in (1, 2):  # what earlier work left in the global generator
+        torch.manual_seed(earlier)
+        torch.rand(10)
+        forget_prepared()
+        weights.append(prepare(0, tmp_path / f"cache{earlier}").model.state_dict())
+    assert all(torch.equal(a, b) for a, b in zip(*(w.values() for w in weights), strict=True))
+
+
 def test_checkpoint_loading(cell_parts, tmp_path):
     teacher, prepare = cell_parts
     trained = prepare(0, tmp_path)
