@@ -38,7 +38,7 @@ class Group(click.Group):
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         command = super().get_command(ctx, cmd_name)
-        if command is None and not self._plugin_commands_added:
+        if command is None:
             self._add_plugin_commands()
             command = super().get_command(ctx, cmd_name)
         return command

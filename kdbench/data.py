@@ -38,13 +38,12 @@ class Splits:
     teacher_raw: torch.Tensor  # uint8 [N, H, W]: see teacher_x
     teacher_y: torch.Tensor
     class_names: list[str]
-    image_shape: tuple[int, int, int]
 
     @cached_property
     def teacher_x(self) -> torch.Tensor:
         # Converted when first asked for: the pool holds tens of thousands of images, and only
         # a teacher that trains needs them as floats, not each of a matrix's many cells.
-        return _to_float(self.teacher_raw, self.image_shape)
+        return _to_float(self.teacher_raw, tuple(self.train_x.shape[1:]))
 
 
 def load_raw(dataset: Dataset, root: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -153,5 +152,4 @@ def make_splits(
         teacher_raw=torch.cat(parts["teacher"]),
         teacher_y=y["teacher"],
         class_names=[dataset.class_names[c] for c in classes],
-        image_shape=shape,
     )
