@@ -1,8 +1,8 @@
 """Plugin options: dataclass fields checked against TOML tables.
 
-A component's options are the fields of its dataclass. `option()` adds the help text and
-bounds that `kdbench plugins` shows and that `build()` enforces, so a plugin author writes
-each option once.
+A component's options are the fields of its dataclass. `option()` adds the help text, bounds
+and choices that `kdbench plugins` shows and that `build()` enforces, so a plugin author
+writes each option once.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import MISSING, dataclass, field
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
-from kdbench.errors import ConfigError, did_you_mean, one_of
+from kdbench.errors import ConfigError, OptionError, did_you_mean, one_of
 
 
 def option(
@@ -24,9 +24,23 @@ def option(
     help: str,
     minimum: float | None = None,
     exclusive_minimum: bool = False,
+    maximum: float | None = None,
+    exclusive_maximum: bool = False,
+    choices: Sequence[Any] | None = None,
 ) -> Any:
-    """Declare a plugin option: a dataclass field with help text and an optional lower bound."""
-    metadata = {"help": help, "minimum": minimum, "exclusive_minimum": exclusive_minimum}
+    """Declare a plugin option: a dataclass field with help text and optional limits.
+
+    `minimum` and `maximum` bound a number (each item of a list); `choices` lists the allowed
+    values when they are computed at import (fixed ones read better as a `Literal` type).
+    """
+    metadata = {
+        "help": help,
+        "minimum": minimum,
+        "exclusive_minimum": exclusive_minimum,
+        "maximum": maximum,
+        "exclusive_maximum": exclusive_maximum,
+        "choices": None if choices is None else tuple(choices),
+    }
     if isinstance(default, list):
         frozen = list(default)
         return field(default_factory=lambda: list(frozen), metadata=metadata)
@@ -41,6 +55,26 @@ class OptionInfo:
     type: str
     default: Any
     help: str
+    minimum: float | None = None
+    exclusive_minimum: bool = False
+    maximum: float | None = None
+    exclusive_maximum: bool = False
+    choices: tuple[Any, ...] | None = None
+
+    def limits(self) -> str:
+        """The bounds and choices for a reader: '0 ≤ x ≤ 1', 'x > 0', 'one of: a, b' or ''."""
+        low = "<" if self.exclusive_minimum else "≤"
+        high = "<" if self.exclusive_maximum else "≤"
+        parts = []
+        if self.minimum is not None and self.maximum is not None:
+            parts.append(f"{self.minimum} {low} x {high} {self.maximum}")
+        elif self.minimum is not None:
+            parts.append(f"x {'>' if self.exclusive_minimum else '≥'} {self.minimum}")
+        elif self.maximum is not None:
+            parts.append(f"x {high} {self.maximum}")
+        if self.choices is not None:
+            parts.append("one of: " + ", ".join(map(str, self.choices)))
+        return "; ".join(parts)
 
 
 def _fields(cls: type) -> list[dataclasses.Field]:
@@ -71,7 +105,7 @@ def describe(cls: type) -> list[OptionInfo]:
     """The options of a component class."""
     hints = get_type_hints(cls)
     return [
-        OptionInfo(f.name, type_name(hints[f.name]), _default(f), f.metadata.get("help", ""))
+        OptionInfo(f.name, type_name(hints[f.name]), _default(f), **_bounds(f))
         for f in _fields(cls)
     ]
 
@@ -105,6 +139,30 @@ def _coerce(value: Any, tp: Any) -> Any:
     return value
 
 
+def _outside_limits(meta: Mapping[str, Any], value: Any) -> str:
+    """Why `value` (or an item of a list) breaks the option's bounds or choices; '' if not."""
+    low, high, choices = meta.get("minimum"), meta.get("maximum"), meta.get("choices")
+    low_strict, high_strict = meta.get("exclusive_minimum"), meta.get("exclusive_maximum")
+    for item in value if isinstance(value, list) else [value]:
+        if isinstance(item, (int, float)):
+            if low is not None and (item <= low if low_strict else item < low):
+                return f"must be {'>' if low_strict else '>='} {low}, got {value!r}"
+            if high is not None and (item >= high if high_strict else item > high):
+                return f"must be {'<' if high_strict else '<='} {high}, got {value!r}"
+        if choices is not None and item is not None and item not in choices:
+            hint = did_you_mean(item, map(str, choices)) if isinstance(item, str) else ""
+            return f"expected one of {', '.join(map(repr, choices))}, got {value!r}{hint}"
+    return ""
+
+
+def check_limits(component: Any) -> None:
+    """Raise OptionError for the first option of `component` outside its bounds or choices."""
+    for f in _fields(type(component)):
+        problem = _outside_limits(f.metadata, getattr(component, f.name))
+        if problem:
+            raise OptionError(f.name, problem)
+
+
 def build(cls: type, table: Mapping[str, Any], *, file: str | None, key: str) -> Any:
     """Instantiate `cls` from a TOML table, raising ConfigError at the offending key."""
     hints = get_type_hints(cls)
@@ -123,18 +181,9 @@ def build(cls: type, table: Mapping[str, Any], *, file: str | None, key: str) ->
             raise ConfigError(
                 f"expected {type_name(tp)}, got {value!r}{hint}", file=file, key=f"{key}.{name}"
             )
-        minimum = fields[name].metadata.get("minimum")
-        if minimum is not None:
-            strict = fields[name].metadata.get("exclusive_minimum")
-            items = value if isinstance(value, list) else [value]
-            for item in items:
-                if isinstance(item, (int, float)) and (
-                    item <= minimum if strict else item < minimum
-                ):
-                    bound = f"> {minimum}" if strict else f">= {minimum}"
-                    raise ConfigError(
-                        f"must be {bound}, got {value!r}", file=file, key=f"{key}.{name}"
-                    )
+        problem = _outside_limits(fields[name].metadata, value)
+        if problem:
+            raise ConfigError(problem, file=file, key=f"{key}.{name}")
         kwargs[name] = _coerce(value, typing.cast(Any, tp))
     return cls(**kwargs)
 
@@ -144,11 +193,12 @@ def resolved(component: Any) -> dict[str, Any]:
     return {f.name: getattr(component, f.name) for f in _fields(type(component))}
 
 
-def preset(base: type, name: str, doc: str, **defaults: Any) -> type:
+def preset(base: type, name: str, doc: str, *, title: str | None = None, **defaults: Any) -> type:
     """A subclass of the component `base`, named `name`, whose options default differently.
 
     For named configurations of one plugin (the paper's students, say): register the result
-    like any component; users can still override every option.
+    like any component; users can still override every option. `title` is how reports name
+    it (see `Component.title`; default: the base's).
     """
     fields = {f.name: f for f in _fields(base)}
     unknown = sorted(set(defaults) - set(fields))
@@ -160,15 +210,18 @@ def preset(base: type, name: str, doc: str, **defaults: Any) -> type:
     ]
     class_name = "".join(part.capitalize() for part in name.replace("_", "-").split("-"))
     namespace = {"name": name, "__doc__": doc, "__module__": base.__module__}
+    if title is not None:
+        namespace["title"] = title
     return dataclasses.make_dataclass(
         class_name, changed, bases=(base,), namespace=namespace, kw_only=True
     )
 
 
+# The metadata `option()` records beside the help text.
+_LIMITS = ("minimum", "exclusive_minimum", "maximum", "exclusive_maximum", "choices")
+
+
 def _bounds(f: dataclasses.Field) -> dict[str, Any]:
+    """The keyword arguments of `option()` that declared `f` (help and limits)."""
     meta = f.metadata
-    return {
-        "help": meta.get("help", ""),
-        "minimum": meta.get("minimum"),
-        "exclusive_minimum": meta.get("exclusive_minimum", False),
-    }
+    return {"help": meta.get("help", ""), **{k: meta[k] for k in _LIMITS if k in meta}}

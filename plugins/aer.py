@@ -9,16 +9,21 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 import torch
 
-from kdbench import Backend, hookimpl, option
-from kdbench.errors import KdbenchError, OptionError
-from kdbench.parameter_shift import (
+from kdbench import (
+    Backend,
+    CircuitCounters,
+    KdbenchError,
+    OptionError,
     ParameterShift,
     PrimitiveSampler,
     bind_order,
+    draw_frequencies,
+    fake_backend,
+    hookimpl,
     measured,
+    option,
     split_slots,
 )
-from kdbench.shots import draw_frequencies
 
 if TYPE_CHECKING:  # qiskit-aer is slow to import; it is imported when a circuit is compiled
     from qiskit.circuit import Parameter, QuantumCircuit
@@ -67,10 +72,13 @@ class Aer(Backend):
         "(default: noiseless)",
     )
     depolarizing: float | None = option(
-        None, help="depolarizing error probability on every 1- and 2-qubit gate", minimum=0
+        None,
+        help="depolarizing error probability on every 1- and 2-qubit gate",
+        minimum=0,
+        maximum=1,
     )
-    method: str = option("automatic", help=f"AerSimulator method: {', '.join(METHODS)}")
-    optimization_level: int = option(1, help="transpiler optimization level, 0 to 3", minimum=0)
+    method: str = option("automatic", help="AerSimulator method", choices=METHODS)
+    optimization_level: int = option(1, help="transpiler optimization level", minimum=0, maximum=3)
     aer_shots: bool = option(
         False,
         help="let Aer sample every shot even when noiseless (slower; by default the shots are "
@@ -78,19 +86,10 @@ class Aer(Backend):
     )
 
     def check(self) -> None:
-        """Reject bad values and an unknown noise device (the TOML loader checks types)."""
-        from kdbench_plugins.ibm_runtime import fake_backend
-
-        if self.shots < 1:
-            raise OptionError("shots", f"must be >= 1, got {self.shots!r}")
-        if self.depolarizing is not None and not 0 <= self.depolarizing <= 1:
-            raise OptionError("depolarizing", f"must be in [0, 1], got {self.depolarizing!r}")
+        """Reject an unknown noise device or method. The TOML loader checks types, bounds and
+        choices; the method is checked here too, for code that builds an `Aer` itself."""
         if self.method not in METHODS:
             raise OptionError("method", f"unknown method {self.method!r}; allowed: {METHODS}")
-        if not 0 <= self.optimization_level <= 3:
-            raise OptionError(
-                "optimization_level", f"must be 0, 1, 2 or 3, got {self.optimization_level!r}"
-            )
         if self.noise is not None:
             fake_backend(self.noise, "noise")
 
@@ -112,8 +111,6 @@ class Aer(Backend):
         from qiskit_aer import AerSimulator
         from qiskit_aer.noise import NoiseModel, depolarizing_error
         from qiskit_aer.primitives import SamplerV2
-
-        from kdbench_plugins.ibm_runtime import fake_backend
 
         slots = split_slots(circuit, inputs, weights)
         noise_model = None
@@ -243,7 +240,7 @@ class AerCircuit(ParameterShift):
         super().__init__(
             slots,
             sampler,
-            depth=isa.depth(lambda item: item.operation.name not in ("measure", "barrier")),
+            depth=CircuitCounters.gate_depth(isa),
             width=isa.num_qubits,
             shots_per_circuit=shots,
             unused=sampler.unused,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import logging
 import os
 import re
@@ -12,9 +11,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 
-from kdbench import Backend, hookimpl, option
-from kdbench.errors import KdbenchError, OptionError
-from kdbench.parameter_shift import ParameterShift, PrimitiveSampler, measured, split_slots
+import kdbench
+from kdbench import Backend, KdbenchError, OptionError, hookimpl, option
 
 if TYPE_CHECKING:  # qiskit-ibm-runtime takes seconds to import; it is imported on first use
     from qiskit.circuit import Parameter, QuantumCircuit
@@ -24,51 +22,6 @@ logger = logging.getLogger("kdbench.ibm_runtime")
 _CHANNELS = ("ibm_quantum_platform", "ibm_cloud")
 # Long runs of token characters are redacted from library messages, in case one echoes a key.
 _SECRET_LIKE = re.compile(r"[A-Za-z0-9_\-]{32,}")
-
-
-def _key(name: str) -> str:
-    """'FakeManilaV2', 'fake_manila' and 'fake-manila' all become 'fakemanila'."""
-    key = re.sub(r"[\s_\-]", "", name.lower())
-    return key[:-2] if key.endswith("v2") else key
-
-
-def is_fake_name(name: str) -> bool:
-    """Whether `name` means a fake device (starts with 'fake', any case and separators)."""
-    return _key(name).startswith("fake")
-
-
-def fake_backends() -> dict[str, type]:
-    """The fake devices of `qiskit_ibm_runtime.fake_provider`, by class name."""
-    from qiskit_ibm_runtime import fake_provider
-    from qiskit_ibm_runtime.fake_provider.fake_backend import FakeBackendV2
-
-    found = {}
-    for name in dir(fake_provider):
-        cls = getattr(fake_provider, name)
-        if name.startswith("Fake") and isinstance(cls, type) and issubclass(cls, FakeBackendV2):
-            found[name] = cls
-    return found
-
-
-def fake_backend(name: str, key: str) -> type:
-    """The fake device class named `name` (class name or short name, any case).
-
-    Raise OptionError on option `key`, with close matches and how to list them all.
-    """
-    classes = fake_backends()
-    by_key = {_key(class_name): class_name for class_name in classes}
-    if _key(name) in by_key:
-        return classes[by_key[_key(name)]]
-    close = difflib.get_close_matches(_key(name), list(by_key), n=1, cutoff=0.6)
-    hint = f" (did you mean '{by_key[close[0]]}'?)" if close else ""
-    examples = ", ".join(n for n in ("FakeManilaV2", "FakeLimaV2", "FakeBrisbane") if n in classes)
-    raise OptionError(
-        key,
-        f"unknown fake backend '{name}'{hint}; allowed: {examples} or another of the "
-        f"{len(classes)} Fake* classes of qiskit_ibm_runtime.fake_provider (class name, or "
-        "short name such as 'fake_manila'; list them with "
-        '`python -c "import qiskit_ibm_runtime.fake_provider as f; print(dir(f))"`)',
-    )
 
 
 def _redact(text: str) -> str:
@@ -107,10 +60,11 @@ class IbmRuntime(Backend):
     mode: Literal["job", "batch", "session"] = option(
         "batch", help="execution mode on real hardware (ignored by fake devices)"
     )
-    optimization_level: int = option(1, help="transpiler optimization level, 0 to 3", minimum=0)
+    optimization_level: int = option(1, help="transpiler optimization level", minimum=0, maximum=3)
     channel: str | None = option(
         None,
-        help="ibm_quantum_platform or ibm_cloud (default: QISKIT_IBM_CHANNEL or the account's)",
+        help="IBM Quantum channel (default: QISKIT_IBM_CHANNEL or the account's)",
+        choices=_CHANNELS,
     )
     instance: str | None = option(
         None, help="IBM Cloud instance CRN or name (default: the account's)"
@@ -127,24 +81,13 @@ class IbmRuntime(Backend):
     @property
     def local(self) -> bool:
         """Whether `backend` names a fake device, simulated offline."""
-        return is_fake_name(self.backend)
+        return kdbench.is_fake_name(self.backend)
 
     def check(self) -> None:
-        """Reject bad values, an unknown fake device, and real hardware without confirmation."""
-        if self.shots < 1:
-            raise OptionError("shots", f"must be >= 1, got {self.shots!r}")
-        if not 0 <= self.optimization_level <= 3:
-            raise OptionError(
-                "optimization_level", f"must be 0, 1, 2 or 3, got {self.optimization_level!r}"
-            )
-        if self.mode not in ("job", "batch", "session"):
-            raise OptionError("mode", f"expected job, batch or session, got {self.mode!r}")
-        if self.channel is not None and self.channel not in _CHANNELS:
-            raise OptionError("channel", f"expected {' or '.join(_CHANNELS)}, got {self.channel!r}")
-        if self.max_circuits is not None and self.max_circuits < 1:
-            raise OptionError("max_circuits", f"must be >= 1, got {self.max_circuits!r}")
+        """Reject an unknown fake device and real hardware without confirmation (the TOML loader
+        checks types and bounds)."""
         if self.local:
-            fake_backend(self.backend, "backend")
+            kdbench.fake_backend(self.backend, "backend")
         elif not self.confirm_hardware:
             raise OptionError(
                 "confirm_hardware",
@@ -183,17 +126,17 @@ class IbmRuntime(Backend):
         except ImportError:  # older releases
             from qiskit_ibm_runtime import SamplerV2 as Sampler
 
-        device = fake_backend(self.backend, "backend")() if self.local else self._device()
+        device = kdbench.fake_backend(self.backend, "backend")() if self.local else self._device()
         if circuit.num_qubits > device.num_qubits:
             raise KdbenchError(
                 f"ibm-runtime: the circuit has {circuit.num_qubits} qubits, device "
                 f"'{self.backend}' only {device.num_qubits}"
             )
-        slots = split_slots(circuit, inputs, weights)
+        slots = kdbench.split_slots(circuit, inputs, weights)
         manager = generate_preset_pass_manager(
             optimization_level=self.optimization_level, backend=device, seed_transpiler=seed
         )
-        isa = manager.run(measured(slots.circuit))
+        isa = manager.run(kdbench.measured(slots.circuit))
         # Local testing mode accepts a Batch or Session and runs at once, so that one path
         # serves both; on real hardware the Batch or Session opens here.
         mode: Any = device
@@ -254,7 +197,7 @@ class IbmRuntime(Backend):
             ) from None
 
 
-class RuntimeCircuit(ParameterShift):
+class RuntimeCircuit(kdbench.ParameterShift):
     """An `ibm-runtime` circuit: `ParameterShift` over the runtime sampler.
 
     `sampler.circuit` is the ISA circuit submitted and `sampler.primitive` the runtime
@@ -278,14 +221,13 @@ class RuntimeCircuit(ParameterShift):
             device_name, local, max_circuits, mode
         )  # fmt: skip
         self._rng = np.random.default_rng(seed)
-        sampler = PrimitiveSampler(
+        sampler = kdbench.PrimitiveSampler(
             primitive, isa, slots.parameters, shots=shots, before_submit=self._before_submit
         )
-        gates = isa.depth(lambda item: item.operation.name not in ("measure", "barrier"))
         super().__init__(
             slots,
             sampler,
-            depth=gates,
+            depth=kdbench.CircuitCounters.gate_depth(isa),
             width=isa.num_qubits,
             shots_per_circuit=shots,
             unused=sampler.unused,

@@ -11,11 +11,18 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 import numpy as np
 import torch
 
-from kdbench import Backend, hookimpl, option
-from kdbench.api import check_circuit_call
-from kdbench.errors import OptionError
-from kdbench.parameter_shift import ParameterShift, linear_angle, split_slots
-from kdbench.shots import draw_frequencies
+from kdbench import (
+    Backend,
+    CircuitCounters,
+    ParameterShift,
+    check_circuit_call,
+    decompose_to,
+    draw_frequencies,
+    hookimpl,
+    linear_angle,
+    option,
+    split_slots,
+)
 
 if TYPE_CHECKING:  # qiskit is slow to import; it is imported when a circuit is compiled
     from qiskit.circuit import Parameter, QuantumCircuit
@@ -47,7 +54,7 @@ class Statevector(Backend):
     use the straight-through estimator: the forward value is the sampled frequencies, the
     backward pass is that of the exact probabilities, so training still works.
 
-    With `gradient = "parameter-shift"` the gradients come from `kdbench.parameter_shift`
+    With `gradient = "parameter-shift"` the gradients come from `kdbench.ParameterShift`
     instead, run on this simulator's (exact or sampled) probabilities: what a sampling
     backend computes, at torch speed, to check it against autograd or study shot noise.
     """
@@ -65,15 +72,6 @@ class Statevector(Backend):
         "rotation and sample, as on a sampling backend)",
     )
 
-    def check(self) -> None:
-        """Reject a shot count below one or an unknown gradient (code may skip the TOML checks)."""
-        if self.shots is not None and self.shots < 1:
-            raise OptionError("shots", f"must be >= 1, got {self.shots!r}")
-        if self.gradient not in ("autograd", "parameter-shift"):
-            raise OptionError(
-                "gradient", f"expected 'autograd' or 'parameter-shift', got {self.gradient!r}"
-            )
-
     def compile(
         self,
         circuit: QuantumCircuit,
@@ -83,7 +81,6 @@ class Statevector(Backend):
         seed: int,
     ) -> CompiledStatevector | ParameterShift:
         """Compile `circuit` once; raise ValueError for an unsupported gate or angle."""
-        self.check()
         if self.gradient == "autograd":
             return CompiledStatevector(circuit, inputs, weights, shots=self.shots, seed=seed)
         slots = split_slots(circuit, inputs, weights)
@@ -105,13 +102,14 @@ def register_backends(register) -> None:
     register(Statevector)
 
 
-class CompiledStatevector:
+class CompiledStatevector(CircuitCounters):
     """A circuit compiled for `Statevector`: call it with inputs [B, n_in] and weights [n_w].
 
     Returns the probabilities [B, 2**num_qubits] of all qubits in Qiskit's order (bit q of the
     index is qubit q), as `qiskit.quantum_info.Statevector(...).probabilities()` gives them.
     `executions` counts circuits evaluated (B per call) and `shots` the shots spent (0 when
-    exact). `is_real` tells whether the state is simulated in a real dtype.
+    exact). `is_real` tells whether the state is simulated in a real dtype. Composite gates
+    are expanded into supported ones first (`decompose_to`).
     """
 
     def __init__(
@@ -123,14 +121,14 @@ class CompiledStatevector:
         shots: int | None,
         seed: int,
     ):
-        self.num_qubits = self.width = circuit.num_qubits
-        self.depth = circuit.depth()
+        circuit = decompose_to(circuit, SUPPORTED_GATES)
+        super().__init__(
+            depth=circuit.depth(), width=circuit.num_qubits, shots_per_circuit=shots or 0
+        )
+        self.num_qubits = circuit.num_qubits
         self.num_inputs = len(inputs)
         self.num_weights = len(weights)
-        self.shots_per_circuit = shots
         self.seed = seed
-        self.executions = 0
-        self.shots = 0
         builder = _Builder(circuit, list(inputs), list(weights))
         self._ops = builder.ops
         self.is_real = all(op.real for op in self._ops)
@@ -172,10 +170,9 @@ class CompiledStatevector:
             state = op.apply(state, cos, sin, self.num_qubits)
         probs = state.square() if self.is_real else state.real.square() + state.imag.square()
 
-        self.executions += batch
-        if self.shots_per_circuit is None:
+        self.count(batch)
+        if not self.shots_per_circuit:  # exact
             return probs
-        self.shots += batch * self.shots_per_circuit
         sampled = self._sample(probs.detach())
         # Straight-through: the value is `sampled` exactly (probs - probs.detach() is 0), the
         # gradient that of the exact probabilities.
@@ -194,13 +191,11 @@ class CompiledStatevector:
 
     def _sample(self, probs: torch.Tensor) -> torch.Tensor:
         """Frequencies of `shots_per_circuit` multinomial draws from each row of `probs`."""
-        shots = self.shots_per_circuit
-        assert shots is not None
         generator = self._generators.get(probs.device)
         if generator is None:
             generator = torch.Generator(device=probs.device).manual_seed(self.seed)
             self._generators[probs.device] = generator
-        return draw_frequencies(probs, shots, generator)
+        return draw_frequencies(probs, self.shots_per_circuit, generator)
 
 
 def _complex(dtype: torch.dtype) -> torch.dtype:

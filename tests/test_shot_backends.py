@@ -12,9 +12,8 @@ from qiskit import QuantumCircuit
 from qiskit.circuit import Parameter, ParameterVector
 from qiskit.quantum_info import Statevector as QiskitStatevector
 
-from kdbench import StudentContext
+from kdbench import ParameterShift, StudentContext, split_slots
 from kdbench.errors import KdbenchError, OptionError
-from kdbench.parameter_shift import ParameterShift, split_slots
 from kdbench_plugins import aer, ibm_runtime
 from kdbench_plugins.aer import Aer
 from kdbench_plugins.encoders import Angle

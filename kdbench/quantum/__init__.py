@@ -1,0 +1,15 @@
+"""The circuit toolkit for backend authors; import its names from `kdbench`."""
+# ruff: noqa: F401  (re-exports)
+
+from kdbench.quantum.angles import linear_angle
+from kdbench.quantum.counters import CircuitCounters, check_circuit_call
+from kdbench.quantum.devices import fake_backend, fake_backends, is_fake_name
+from kdbench.quantum.gates import decompose_to
+from kdbench.quantum.primitives import (
+    PrimitiveSampler,
+    bind_order,
+    bit_array_probabilities,
+    measured,
+)
+from kdbench.quantum.shift import SHIFTABLE_GATES, ParameterShift, Sampler, Slots, split_slots
+from kdbench.quantum.shots import draw_frequencies

@@ -1,0 +1,45 @@
+"""Gate angles as linear functions of one circuit parameter: `slope * values[column] + offset`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+# Below this, an imaginary part is rounding noise.
+_IMAG_TOL = 1e-12
+
+
+def linear_angle(
+    value: Any, columns: Mapping[Any, int], where: str
+) -> tuple[int | None, float, float]:
+    """(column, slope, offset) of a gate angle `slope * values[column] + offset`.
+
+    `columns` maps each allowed Parameter to its column; column is None for a constant angle.
+    Raise ValueError, starting with `where`, for an angle of another form.
+    """
+    from qiskit.circuit import ParameterExpression
+
+    if not isinstance(value, ParameterExpression):
+        try:
+            return None, 0.0, float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{where}: angle {value!r} is not a real number") from None
+    if not value.parameters:
+        return None, 0.0, _real(value, where)
+    if len(value.parameters) > 1:
+        names = ", ".join(sorted(p.name for p in value.parameters))
+        raise ValueError(f"{where}: angle {value} depends on several parameters ({names})")
+    (param,) = value.parameters
+    if param not in columns:
+        raise ValueError(f"{where}: parameter '{param.name}' is in neither inputs nor weights")
+    slope = value.gradient(param)
+    if isinstance(slope, ParameterExpression) and slope.parameters:
+        raise ValueError(f"{where}: angle {value} is not of the form a*{param.name} + b")
+    return columns[param], _real(slope, where), _real(value.bind({param: 0.0}), where)
+
+
+def _real(value: Any, where: str) -> float:
+    number = complex(value)
+    if abs(number.imag) > _IMAG_TOL:
+        raise ValueError(f"{where}: angle coefficient {number} is not real")
+    return number.real
