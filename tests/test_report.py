@@ -1,4 +1,5 @@
-"""The report's arithmetic on runs in a real (temporary) MLflow store, and the paper matrix."""
+"""The report's arithmetic on runs in a real (temporary) MLflow store, its labels and [report]
+section, and the paper matrix."""
 
 from __future__ import annotations
 
@@ -9,12 +10,22 @@ import statistics
 
 import pytest
 
-from kdbench.config import load_spec
+from kdbench.config import NO_TEACHER, load_spec
+from kdbench.errors import ConfigError
 from kdbench.matrix import expand
-from kdbench.paper import PAPER, PAPER_STUDENTS
-from kdbench.reporting import load_rows
-from kdbench.tables import dataset_label, paper_tables, to_csv, to_latex, to_markdown
+from kdbench.report import (
+    ReportConfig,
+    dataset_label,
+    family_tables,
+    load_rows,
+    student_label,
+    teacher_label,
+    to_csv,
+    to_latex,
+    to_markdown,
+)
 from kdbench.tracking import Tracker, flatten
+from tests.conftest import TINY
 
 BASELINE = [0.80, 0.84, 0.90, 0.78, 0.86]
 Z = [-math.sqrt(1.6), -math.sqrt(0.4), 0.0, math.sqrt(0.4), math.sqrt(1.6)]  # mean 0, sd 1
@@ -74,19 +85,21 @@ def test_mean_std_paired_gain_interval_and_p_value(tracker):
     assert base.gain is None
 
 
-def test_tables_in_every_format(tracker):
-    (table,) = paper_tables(load_rows(tracker)).values()
-    assert [(r.category, r.architecture) for r in table] == [
+def test_tables_in_every_format(tracker, registry):
+    paper = load_spec("benchmarks.toml", registry).report
+    (table,) = family_tables(load_rows(tracker), paper).values()
+    assert [(r.category, r.architecture) for r in table.rows] == [
         ("Student", "Quantum, 3 qubit"),
         ("Teacher", "Classical, LeNet"),
         ("Distillation", "Teacher: LeNet, Student: Quantum, 3 qubit"),
     ]
-    distillation = table[-1]
+    distillation = table.rows[-1]
     assert distillation.dataset == "MNIST 0-5"
     assert distillation.cells[1] == f"{100 * MEAN:+.1f}"
     assert distillation.cells[4:] == ("97.89", "+1.33"), "the paper's own numbers beside ours"
     records = list(csv.reader(io.StringIO(to_csv(table))))
     assert records[0][0] == "Category" and len(records) == 4
+    assert records[0][-2:] == ["Paper (%)", "Paper +Δ"]
     assert "| Distillation | Teacher: LeNet" in to_markdown(table, "t")
     latex = to_latex(table, "t")
     assert r"$\pm$" in latex and r"\toprule" in latex and "±" not in latex
@@ -106,24 +119,41 @@ def test_report_command_writes_and_logs_tables_and_figures(tracker, invoke, tmp_
     assert "report/fig7-accuracy-mnist.png" in logged
 
 
+def test_report_command_shows_the_configs_reference(tracker, invoke, tmp_path):
+    result = invoke("report", "benchmarks.toml", "--experiment", "arithmetic", "--tracking-uri",
+                    tracker.uri, "--format", "csv", "--output", str(tmp_path / "out"))  # fmt: skip
+    assert result.exit_code == 0, result.output
+    records = [r for r in csv.reader(io.StringIO(result.stdout)) if r]
+    assert records[0][-2:] == ["Paper (%)", "Paper +Δ"]
+    assert records[-1][-2:] == ["97.89", "+1.33"]
+
+
+def test_without_a_reference_the_reference_columns_are_dashes(tracker):
+    (table,) = family_tables(load_rows(tracker)).values()
+    assert table.headers[-2:] == ("Reference (%)", "Reference +Δ")
+    assert all(row.cells[4:] == ("–", "–") for row in table.rows)
+
+
 @pytest.mark.parametrize("profile", [None, "quick"])
 def test_the_matrix_expands_every_row_of_the_papers_tables(registry, profile):
     spec = load_spec("benchmarks.toml", registry, profile=profile)
     cells = expand(spec)
+    reference = spec.report
+    # (data set, column, teacher) of every number the paper gives, and of every matrix row
+    numbers = {
+        (dataset, column, teacher)
+        for dataset, columns in reference.numbers.items()
+        for column, by_teacher in columns.items()
+        for teacher in by_teacher
+    }
     covered = set()
     for cell in cells:
-        params = flatten(cell.config())
-        dataset = dataset_label(params, cell.dataset.name)[1]
-        if (
-            params["student.plugin"] not in PAPER_STUDENTS
-            or params.get("teacher.shuffled") == "True"
-        ):
-            continue
-        teacher = params.get("teacher.plugin")
-        covered.add((dataset, None if teacher is None else teacher, int(params["student.qubits"])))
-        if teacher is not None:
-            covered.add((dataset, teacher, None))  # the teacher's own row
-    assert set(PAPER) <= covered
+        column = reference.students.get(cell.student.name)
+        if column is not None:
+            covered.add((cell.dataset.name, column, cell.teacher_name))
+        if cell.teacher is not None:
+            covered.add((cell.dataset.name, "teachers", cell.teacher_name))  # its own row
+    assert len(numbers) == 36 and numbers <= covered
     seeds = {cell.seed for cell in cells}
     assert len(seeds) >= 5
     if profile == "quick":
@@ -132,3 +162,107 @@ def test_the_matrix_expands_every_row_of_the_papers_tables(registry, profile):
         assert {(cell.backend.plugin, cell.backend.component.shots) for cell in cells} == {
             ("aer", 5000)
         }
+
+
+def test_labels_come_from_titles_and_fall_back_to_the_instance():
+    params = {"dataset.plugin": "mnist", "dataset.classes": "[0, 1, 2]",
+              "teacher.plugin": "lenet", "teacher.shuffled": "True",
+              "student.plugin": "released-q3", "student.qubits": "3"}  # fmt: skip
+    assert dataset_label(params, "digits") == ("MNIST", "MNIST 0-2")
+    assert dataset_label({**params, "dataset.classes": "[1, 2]"}, "digits") == ("MNIST", "digits")
+    assert teacher_label(params, "t") == "LeNet (outputs shuffled)"
+    assert student_label(params, "s") == "Quantum, 3 qubit"
+    assert student_label({"student.plugin": "pqc"}, "s") == "s (pqc, ? qubit)"
+    # A plugin that is not installed (or has no title): its instance's name.
+    third_party = {"dataset.plugin": "acme-images", "dataset.classes": "[0, 1]",
+                   "teacher.plugin": "acme-net", "student.plugin": "acme-student"}  # fmt: skip
+    assert dataset_label(third_party, "acme-0-1") == ("acme-images", "acme-0-1")
+    assert teacher_label(third_party, "acme") == "acme"
+    assert student_label(third_party, "acme-q3") == "acme-q3"
+    labels = {"digits": "Digits", "t": "My LeNet", "s": "Mine"}
+    assert dataset_label(params, "digits", labels) == ("MNIST", "Digits")
+    assert teacher_label(params, "t", labels) == "My LeNet (outputs shuffled)"
+    assert student_label(params, "s", labels) == "Mine"
+
+
+def test_a_student_without_a_title_is_named_by_its_instance(tracker):
+    rows = load_rows(tracker)
+    for row in rows:  # as if logged by a third-party student plugin
+        for result in row.results:
+            result.params["student.plugin"] = "acme-student"
+    (table,) = family_tables(rows, ReportConfig(labels={"lenet": "LeNet-5"})).values()
+    assert [r.architecture for r in table.rows] == [
+        "released-q3",
+        "Classical, LeNet-5",
+        "Teacher: LeNet-5, Student: released-q3",
+    ]
+
+
+REPORT_OK = """
+[report]
+reference = "Paper"
+[report.reference_students]
+q2 = "q2"
+[report.numbers.mnist-0-2]
+teachers = { lenet = 99 }
+q2 = { none = 60.5, lenet = [70, 9.5] }
+[report.labels]
+q2 = "Two qubits"
+"""
+
+BAD_REPORT = [
+    ("report = 1", "expected a table", "report"),
+    ("[report]\nrefrence = 'x'", "unknown key (did you mean 'reference'?)", "report.refrence"),
+    ("[report]\nreference = 1", "expected a string", "report.reference"),
+    ("[report]\nreference_students = ['q2']", "expected a table", "report.reference_students"),
+    ("[report.reference_students]\nq2 = 2", "expected a string", "report.reference_students.q2"),
+    ("[report.reference_students]\nq2 = 'teachers'", "choose another name",
+     "report.reference_students.q2"),
+    ("[report]\nnumbers = 1", "expected a table", "report.numbers"),
+    ("[report.numbers]\nmnist-0-2 = 99", "expected a table", "report.numbers.mnist-0-2"),
+    ("[report.numbers.mnist-0-2]\nq3 = { none = 1 }", "unknown column",
+     "report.numbers.mnist-0-2.q3"),
+    ("[report.numbers.mnist-0-2]\nteachers = 99", "expected a table",
+     "report.numbers.mnist-0-2.teachers"),
+    ("[report.numbers.mnist-0-2]\nteachers = { lenet = [99, 1] }", "expected a number in %",
+     "report.numbers.mnist-0-2.teachers.lenet"),
+    ("[report.numbers.mnist-0-2]\nteachers = { none = 99 }", "'none' is no teacher",
+     "report.numbers.mnist-0-2.teachers.none"),
+    ("[report.reference_students]\nq2 = 'q2'\n[report.numbers.mnist-0-2]\nq2 = { none = 101 }",
+     "accuracy 0 to 100", "report.numbers.mnist-0-2.q2.none"),
+    ("[report.reference_students]\nq2 = 'q2'\n[report.numbers.mnist-0-2]\nq2 = { lenet = nan }",
+     "got nan", "report.numbers.mnist-0-2.q2.lenet"),
+    ("[report.reference_students]\nq2 = 'q2'\n[report.numbers.mnist-0-2]\n"
+     "q2 = { lenet = [70, 1, 2] }", "or [accuracy, gain]", "report.numbers.mnist-0-2.q2.lenet"),
+    ("[report.labels]\nq2 = true", "expected a string", "report.labels.q2"),
+]  # fmt: skip
+
+
+def test_the_report_section_is_parsed(write_config, registry):
+    report = load_spec(write_config(TINY.format(name="r") + REPORT_OK), registry).report
+    assert report.reference == "Paper" and report.labels == {"q2": "Two qubits"}
+    assert report.student_number("mnist-0-2", "q2", NO_TEACHER) == (60.5, None)
+    assert report.student_number("mnist-0-2", "q2", "lenet") == (70.0, 9.5)
+    assert report.teacher_number("mnist-0-2", "lenet") == (99.0, None)
+    assert report.student_number("mnist-0-2", "other", "lenet") is None
+    assert load_spec(write_config(TINY.format(name="r")), registry).report == ReportConfig()
+
+
+@pytest.mark.parametrize(("text", "message", "key"), BAD_REPORT)
+def test_a_bad_report_section_is_one_line_naming_the_key(write_config, registry, text, message,
+                                                         key):  # fmt: skip
+    path = write_config(text + "\n" + TINY.format(name="r"))  # before TINY's [[matrix]]
+    with pytest.raises(ConfigError) as caught:
+        load_spec(path, registry)
+    assert message in caught.value.message
+    assert (caught.value.file, caught.value.key) == (str(path), key)
+    assert "\n" not in str(caught.value)
+
+
+def test_a_bad_report_section_exits_2(write_config, invoke, isolated):
+    path = write_config(TINY.format(name="r") + "\n[report.labels]\nq2 = 2\n")
+    result = invoke("report", str(path))
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        f"Error: {path}: report.labels.q2: expected a string: instance = row label"
+    )

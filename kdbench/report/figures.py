@@ -1,67 +1,67 @@
-"""Plots saved as PNG bytes (matplotlib, no display needed)."""
+"""The report's figures as PNG bytes: Fig. 6 loss bands and Fig. 7 accuracy bars."""
 
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Callable, Sequence
 
 import matplotlib
 
-matplotlib.use("Agg")
+matplotlib.use("Agg")  # no display needed
 import matplotlib.pyplot as plt
 import numpy as np
-import torch
 
-from kdbench.distill import EpochMetrics
+from kdbench.config import NO_TEACHER
+from kdbench.report.labels import NO_LABELS, Labels, dataset_label, student_label, teacher_label
+from kdbench.report.stats import Row
+
+History = Callable[[str, str], list[float]]  # (run id, metric) -> its value per epoch
+Panel = tuple[str, dict[str, tuple[np.ndarray, np.ndarray]]]
+Group = tuple[str, dict[str, tuple[float, float]]]
 
 
-def _png(figure) -> bytes:
+def png(figure) -> bytes:
+    """The figure as PNG bytes; closes it."""
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
     plt.close(figure)
     return buffer.getvalue()
 
 
-def loss_curve(history: Sequence[EpochMetrics], title: str) -> bytes:
-    """Train and validation loss (and its CE/KD parts) per epoch."""
-    epochs = [m.epoch for m in history]
-    figure, (loss_axis, acc_axis) = plt.subplots(1, 2, figsize=(10, 4))
-    for attr, style in (
-        ("train_loss", "-"),
-        ("val_loss", "-"),
-        ("train_kd", ":"),
-        ("val_ce", "--"),
-    ):
-        loss_axis.plot(epochs, [getattr(m, attr) for m in history], style, label=attr)
-    loss_axis.set(xlabel="epoch", ylabel="loss", title="loss")
-    loss_axis.legend()
-    for attr in ("train_accuracy", "val_accuracy"):
-        acc_axis.plot(epochs, [getattr(m, attr) for m in history], label=attr)
-    acc_axis.set(xlabel="epoch", ylabel="accuracy", title="accuracy", ylim=(0, 1))
-    acc_axis.legend()
-    figure.suptitle(title)
-    return _png(figure)
+def _student(row: Row, labels: Labels) -> str:
+    dataset = dataset_label(row.params, row.dataset, labels)[1]
+    return f"{dataset}, {student_label(row.params, row.student, labels)}"
 
 
-def confusion_matrix(confusion: torch.Tensor, class_names: Sequence[str], title: str) -> bytes:
-    """Counts of (true, predicted) classes on the test set."""
-    figure, axis = plt.subplots(figsize=(5, 4.5))
-    image = axis.imshow(confusion.numpy(), cmap="Blues")
-    ticks = range(len(class_names))
-    axis.set(xticks=ticks, yticks=ticks, xlabel="predicted", ylabel="true", title=title)
-    axis.set_xticklabels(class_names, rotation=45, ha="right")
-    axis.set_yticklabels(class_names)
-    for (i, j), count in zip(
-        [(i, j) for i in ticks for j in ticks], confusion.flatten().tolist(), strict=True
-    ):
-        axis.text(j, i, str(count), ha="center", va="center", fontsize=7)
-    figure.colorbar(image)
-    return _png(figure)
+def loss_panels(rows: Sequence[Row], history: History, labels: Labels = NO_LABELS) -> list[Panel]:
+    """Per (data set, student) with a teacher: each teacher's train/val loss curves."""
+    panels: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = defaultdict(dict)
+    for row in rows:
+        if row.teacher == NO_TEACHER:
+            continue
+        curves = [(history(r.run_id, "train_loss"), history(r.run_id, "val_loss"))
+                  for r in row.results if r.run_id]  # fmt: skip
+        epochs = min((min(len(t), len(v)) for t, v in curves), default=0)
+        if epochs:
+            train = np.array([t[:epochs] for t, _ in curves])
+            val = np.array([v[:epochs] for _, v in curves])
+            teacher = teacher_label(row.params, row.teacher, labels)
+            panels[_student(row, labels)][teacher] = (train, val)
+    return list(panels.items())
 
 
-def loss_bands(
-    panels: Sequence[tuple[str, dict[str, tuple[np.ndarray, np.ndarray]]]], title: str
-) -> bytes:
+def accuracy_groups(rows: Sequence[Row], labels: Labels = NO_LABELS) -> list[Group]:
+    """Per (data set, student): mean and std test accuracy with each teacher (and none)."""
+    groups: dict[str, dict[str, tuple[float, float]]] = defaultdict(dict)
+    for row in rows:
+        teacher = ("no teacher" if row.teacher == NO_TEACHER
+                   else teacher_label(row.params, row.teacher, labels))  # fmt: skip
+        groups[_student(row, labels)][teacher] = (row.mean, row.std)
+    return list(groups.items())
+
+
+def loss_bands(panels: Sequence[Panel], title: str) -> bytes:
     """Fig. 6: per panel (a data set and student), train (dashed) and validation (solid)
     loss per epoch of each teacher's students: the mean over seeds and a ±1 std band.
 
@@ -84,12 +84,10 @@ def loss_bands(
         axis.axis("off")
     figure.suptitle(title)
     figure.tight_layout()
-    return _png(figure)
+    return png(figure)
 
 
-def accuracy_bars(
-    groups: Sequence[tuple[str, dict[str, tuple[float, float]]]], title: str
-) -> bytes:
+def accuracy_bars(groups: Sequence[Group], title: str) -> bytes:
     """Fig. 7: test accuracy per student (groups), one bar per teacher, std over seeds."""
     teachers = list(dict.fromkeys(t for _, bars in groups for t in bars))
     width = 0.8 / max(len(teachers), 1)
@@ -106,4 +104,4 @@ def accuracy_bars(
     low = min((100 * m - 100 * s for _, bars in groups for m, s in bars.values()), default=0)
     axis.set_ylim(max(0, low - 5), 100)
     axis.legend(fontsize=7, ncol=2)
-    return _png(figure)
+    return png(figure)

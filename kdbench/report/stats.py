@@ -1,4 +1,4 @@
-"""Results: mean ± std over seeds, and each teacher's paired gain with its uncertainty."""
+"""The statistics of a report: mean ± std over seeds, and each teacher's paired gain."""
 
 from __future__ import annotations
 
@@ -6,46 +6,10 @@ import math
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
-
-from rich.table import Table
+from dataclasses import dataclass
 
 from kdbench.config import NO_TEACHER
-
-
-@dataclass(frozen=True)
-class Result:
-    """The outcome of one cell, however it was obtained (this run or read from MLflow).
-
-    `params` is the cell's flattened resolved config, as logged to MLflow.
-    """
-
-    dataset: str
-    teacher: str
-    student: str
-    backend: str
-    seed: int
-    test_accuracy: float
-    teacher_test_accuracy: float | None = None
-    params: Mapping[str, str] = field(default_factory=dict, compare=False)
-    run_id: str | None = field(default=None, compare=False)
-
-    @classmethod
-    def from_run(cls, run: Any) -> Result:
-        """The result a finished MLflow child run recorded."""
-        tags, metrics = run.data.tags, run.data.metrics
-        return cls(
-            tags["kdbench.dataset"],
-            tags["kdbench.teacher"],
-            tags["kdbench.student"],
-            tags["kdbench.backend"],
-            int(tags["kdbench.seed"]),
-            metrics["test_accuracy"],
-            metrics.get("teacher_test_accuracy"),
-            dict(run.data.params),
-            run.info.run_id,
-        )
+from kdbench.results import Result
 
 
 @dataclass(frozen=True)
@@ -132,35 +96,3 @@ def summarize(results: Iterable[Result]) -> list[Row]:
         rows.append(Row(dataset, teacher, student, backend, len(by_seed), mean, std,
                         teacher_mean, teacher_std, gain, tuple(by_seed.values())))  # fmt: skip
     return rows
-
-
-def percent(mean: float | None, std: float | None = None, signed: bool = False) -> str:
-    """'97.4 ± 0.3' (or '+1.2') from fractions; '–' for None."""
-    if mean is None:
-        return "–"
-    text = f"{100 * mean:+.1f}" if signed else f"{100 * mean:.1f}"
-    return f"{text} ± {100 * std:.1f}" if std is not None else text
-
-
-def gain_text(gain: Gain | None) -> tuple[str, str, str]:
-    """(Δ, 95 % CI, p) cells for a table."""
-    if gain is None:
-        return "–", "–", "–"
-    if gain.n < 2:
-        return percent(gain.mean, signed=True), "–", "–"
-    interval = f"[{100 * gain.low:+.1f}, {100 * gain.high:+.1f}]"
-    return percent(gain.mean, signed=True), interval, f"{gain.p_value:.3f}"
-
-
-def results_table(rows: Sequence[Row], title: str = "Test accuracy (%)") -> Table:
-    """A rich table of the rows: student accuracy, teacher accuracy and the paired gain."""
-    table = Table(title=title)
-    for column in ("dataset", "teacher", "student", "backend", "seeds"):
-        table.add_column(column)
-    for column in ("student acc", "teacher acc", "Δ vs no teacher", "95% CI", "p"):
-        table.add_column(column, justify="right")
-    for row in rows:
-        table.add_row(row.dataset, row.teacher, row.student, row.backend, str(row.seeds),
-                      percent(row.mean, row.std), percent(row.teacher_mean),
-                      *gain_text(row.gain))  # fmt: skip
-    return table

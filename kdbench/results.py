@@ -1,0 +1,93 @@
+"""What a cell records in MLflow and how it is read back: one schema for the runner and the report.
+
+A cell's child run carries the tags of `cell_tags` (what it is), its flattened resolved
+config as params, per-epoch metrics (`EPOCH_METRICS`) and final metrics (`test_accuracy`,
+`teacher_test_accuracy`, the circuit counters...). `Result.from_run` reads one back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from kdbench.api import CircuitFunction
+    from kdbench.matrix import Cell
+
+DATASET_TAG = "kdbench.dataset"
+TEACHER_TAG = "kdbench.teacher"
+STUDENT_TAG = "kdbench.student"
+BACKEND_TAG = "kdbench.backend"
+SEED_TAG = "kdbench.seed"
+ERROR_TAG = "kdbench.error"
+TEACHER_SOURCE_TAG = "kdbench.teacher_source"
+
+# Logged once per epoch (step = epoch); the report draws its loss curves from these.
+EPOCH_METRICS = (
+    "train_loss", "train_ce", "train_kd", "train_accuracy",
+    "val_loss", "val_ce", "val_kd", "val_accuracy", "seconds",
+)  # fmt: skip
+
+# What the harness reads off every compiled circuit: summed (executions, shots) or the
+# largest (depth, width) over the circuits a student compiled.
+SUMMED_COUNTERS = ("executions", "shots")
+LARGEST_COUNTERS = ("depth", "width")
+
+
+def cell_tags(cell: Cell) -> dict[str, str]:
+    """The tags that say what a cell is (its id and role are the tracker's)."""
+    return {
+        DATASET_TAG: cell.dataset.name,
+        TEACHER_TAG: cell.teacher_name,
+        STUDENT_TAG: cell.student.name,
+        BACKEND_TAG: cell.backend_label,
+        SEED_TAG: str(cell.seed),
+    }
+
+
+def circuit_metrics(circuits: Iterable[CircuitFunction], prefix: str = "") -> dict[str, float]:
+    """`circuit_executions`, `_shots`, `_depth`, `_width` of the circuits a student compiled
+    ({} for a student without circuits)."""
+    circuits = list(circuits)
+    if not circuits:
+        return {}
+    summed = {f"{prefix}circuit_{n}": sum(getattr(c, n) for c in circuits) for n in SUMMED_COUNTERS}
+    largest = {
+        f"{prefix}circuit_{n}": max(getattr(c, n) for c in circuits) for n in LARGEST_COUNTERS
+    }
+    return summed | largest
+
+
+@dataclass(frozen=True)
+class Result:
+    """The outcome of one cell, however it was obtained (this run or read from MLflow).
+
+    `params` is the cell's flattened resolved config, as logged to MLflow.
+    """
+
+    dataset: str
+    teacher: str
+    student: str
+    backend: str
+    seed: int
+    test_accuracy: float
+    teacher_test_accuracy: float | None = None
+    params: Mapping[str, str] = field(default_factory=dict, compare=False)
+    run_id: str | None = field(default=None, compare=False)
+
+    @classmethod
+    def from_run(cls, run: Any) -> Result:
+        """The result a finished MLflow child run recorded."""
+        tags, metrics = run.data.tags, run.data.metrics
+        return cls(
+            tags[DATASET_TAG],
+            tags[TEACHER_TAG],
+            tags[STUDENT_TAG],
+            tags[BACKEND_TAG],
+            int(tags[SEED_TAG]),
+            metrics["test_accuracy"],
+            metrics.get("teacher_test_accuracy"),
+            dict(run.data.params),
+            run.info.run_id,
+        )
