@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Literal, Protocol
 
 from kdbench.errors import OptionError
-from kdbench.options import option
+from kdbench.options import check_limits, option
 
 if TYPE_CHECKING:  # torch and qiskit are slow to import (`kdbench --help`); annotations only
     import torch
@@ -28,6 +28,14 @@ class Component:
 
     kind: ClassVar[str] = "component"
     name: ClassVar[str]
+    title: ClassVar[str | None] = None
+    """How reports name an instance: a format string over its options and `{instance}`
+    (e.g. "Quantum, {qubits} qubit"); None: the instance name."""
+
+    def __post_init__(self) -> None:
+        # Bounds and choices hold however the component was made: from a config (where
+        # `options.build` has checked them already, naming the file) or in code.
+        check_limits(self)
 
     def check(self) -> None:
         """Reject option values that are valid one by one but not together (raise OptionError)."""
@@ -116,7 +124,7 @@ class Teacher(Component):
         raise NotImplementedError
 
     def member_names(self) -> list[str]:
-        """Teacher instances this teacher is made of (an ensemble); [] for a network of its own.
+        """Teacher instances this teacher is made of (it combines them); [] for one of its own.
 
         kdbench prepares each member (trained or cached once) and passes them to `combine`.
         """
@@ -144,16 +152,6 @@ class CircuitFunction(Protocol):
     def __call__(self, inputs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """inputs [B, n_inputs], weights [n_weights] -> probabilities [B, 2**num_qubits]."""
         ...
-
-
-def check_circuit_call(
-    inputs: torch.Tensor, weights: torch.Tensor, num_inputs: int, num_weights: int
-) -> None:
-    """Raise ValueError unless inputs are [B, num_inputs] and weights [num_weights]."""
-    if inputs.dim() != 2 or inputs.shape[1] != num_inputs:
-        raise ValueError(f"inputs must have shape [B, {num_inputs}], got {list(inputs.shape)}")
-    if weights.shape != (num_weights,):
-        raise ValueError(f"weights must have shape [{num_weights}], got {list(weights.shape)}")
 
 
 @dataclass(kw_only=True)
@@ -199,13 +197,29 @@ class Encoder(Component):
 
 @dataclass(frozen=True)
 class StudentContext:
-    """What the harness hands a student when building it for one cell."""
+    """What the harness hands a student when building it for one cell.
+
+    A quantum student compiles its circuits through `compile`, never through `backend`
+    directly: the harness then logs each circuit's counters and closes it (a hardware
+    session, say) when the cell is done, whether it finished or failed.
+    """
 
     num_classes: int
     image_shape: tuple[int, int, int]
     backend: Backend
     encoder: Encoder | None
     seed: int
+    circuits: list[CircuitFunction] = field(default_factory=list, compare=False, repr=False)
+    """What `compile` returned so far, in order (read by the harness)."""
+
+    def compile(
+        self, circuit: QuantumCircuit, inputs: Sequence[Parameter], weights: Sequence[Parameter]
+    ) -> CircuitFunction:
+        """`circuit` compiled on the cell's backend with the cell's seed; call it with inputs
+        [B, len(inputs)] and weights [len(weights)] for probabilities [B, 2**num_qubits]."""
+        compiled = self.backend.compile(circuit, inputs, weights, seed=self.seed)
+        self.circuits.append(compiled)
+        return compiled
 
 
 @dataclass(kw_only=True)
@@ -221,7 +235,10 @@ class Student(Component):
         return None
 
     def build(self, context: StudentContext) -> nn.Module:
-        """Return a module mapping images [B, C, H, W] to class probabilities [B, num_classes]."""
+        """Return a module mapping images [B, C, H, W] to class probabilities [B, num_classes].
+
+        Circuits are compiled with `context.compile`; the module is trained by the harness
+        (Adam on all its parameters) with gradients through the circuits."""
         raise NotImplementedError
 
 

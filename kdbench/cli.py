@@ -11,7 +11,6 @@ from pathlib import Path
 import click
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 import kdbench
@@ -168,7 +167,8 @@ def _run(
     from kdbench import paths
     from kdbench.plugins import registry
     from kdbench.report import results_table, summarize
-    from kdbench.runner import Events, connect_ray, preflight, run_matrix
+    from kdbench.run import connect_ray, preflight, run_matrix
+    from kdbench.run.display import progress_display
     from kdbench.tracking import Tracker, redact_uri
 
     root = paths.data_dir(data_dir or spec.experiment.data_dir)
@@ -177,40 +177,7 @@ def _run(
         connect_ray(address)
     uri = resolve_tracking_uri(uri_option, spec.experiment.tracking_uri)
     tracker = Tracker(uri, spec.experiment.name)
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=errors) as progress:
-        overall = progress.add_task("cells", total=len(cells))
-        current = progress.add_task("", total=None)
-
-        class Display(Events):
-            def phase(self, cell, text, total=None):
-                progress.reset(current, total=total, description=f"  {cell.label}: {text}")
-
-            def epoch(self, cell, metrics):
-                progress.advance(current)
-
-            def done(self, outcome):
-                label = escape(outcome.cell.label)
-                if outcome.status == "FAILED":
-                    line = f"[red]FAILED[/red] {label}: {escape(outcome.error or '')}"
-                else:
-                    how = (
-                        "already in MLflow"
-                        if outcome.status == "SKIPPED"
-                        else f"{outcome.seconds:.0f} s"
-                    )
-                    line = (
-                        f"done {label}: test accuracy "
-                        f"{100 * outcome.result.test_accuracy:.1f}% ({how})"
-                    )
-                progress.console.print(line, highlight=False, soft_wrap=True)
-                progress.advance(overall)
-
+    with progress_display(errors, len(cells)) as display:
         try:
             outcomes = run_matrix(
                 spec,
@@ -219,7 +186,7 @@ def _run(
                 tracker=tracker,
                 data_root=root,
                 cache=paths.cache_dir(),
-                events=Display(),
+                events=display,
                 rerun=rerun,
                 fail_fast=fail_fast,
                 jobs=jobs,
@@ -248,34 +215,10 @@ def _run(
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 def plugins(as_json: bool) -> None:
     """List plugins, their hooks and what they register, with options."""
-    from kdbench.options import describe
+    from kdbench.options import OptionInfo
     from kdbench.plugins import registry
 
-    reg = registry()
-    listing = []
-    for info in reg.plugins:
-        registered = {
-            kind: [
-                {
-                    "name": name,
-                    "summary": reg.components[kind][name].summary(),
-                    "options": [vars(o) for o in describe(reg.components[kind][name])],
-                }
-                for name in names
-            ]
-            for kind, names in info.registered.items()
-        }
-        listing.append(
-            {
-                "name": info.name,
-                "distribution": info.distribution,
-                "version": info.version,
-                "builtin": info.builtin,
-                "hooks": info.hooks,
-                "registered": registered,
-                "problems": info.problems,
-            }
-        )
+    listing = registry().listing()
     if as_json:
         click.echo(json.dumps(listing, indent=2, default=str))
         return
@@ -291,8 +234,10 @@ def plugins(as_json: bool) -> None:
             for item in items:
                 console.print(f"  {kind[:-1]} [cyan]{item['name']}[/cyan]: {item['summary']}")
                 for o in item["options"]:
+                    limits = OptionInfo(**o).limits()
                     console.print(
-                        f"      {o['name']} ({o['type']}, default {o['default']!r}): {o['help']}",
+                        f"      {o['name']} ({o['type']}, default {o['default']!r}"
+                        f"{'; ' + limits if limits else ''}): {o['help']}",
                         highlight=False,
                     )
 
@@ -373,19 +318,20 @@ def report(
     """The paper's Tables 1 and 2 and Figs. 6 and 7 from an experiment's runs.
 
     Tables print to the console; every format and the figures are written to the output
-    folder and logged to the experiment's latest invocation run.
+    folder and logged to the experiment's latest invocation run. CONFIG's [report] section,
+    if any, adds a reference's numbers (benchmarks.toml: the paper's) and row labels.
     """
-    from kdbench import reporting, tables
+    from kdbench import report as reporting
     from kdbench.tracking import Tracker
 
-    configured = None
+    configured, config_report = None, None
     if config:
         from kdbench.config import load_spec
         from kdbench.plugins import registry
 
         spec = load_spec(config, registry(), profile=profile)
         experiment = experiment or spec.experiment.name
-        configured = spec.experiment.tracking_uri
+        configured, config_report = spec.experiment.tracking_uri, spec.report
     if not experiment:
         raise KdbenchError("report needs a CONFIG or --experiment NAME")
     tracker = Tracker(resolve_tracking_uri(tracking_uri, configured), experiment, create=False)
@@ -396,17 +342,17 @@ def report(
     def history(run_id: str, key: str) -> list[float]:
         return [m.value for m in tracker.client.get_metric_history(run_id, key)]
 
-    built = reporting.build_report(rows, history, experiment)
+    built = reporting.build_report(rows, history, experiment, config_report)
     for family, table in built.tables.items():
         title = f"{experiment}: {family}"
         if form == "rich":
-            console.print(tables.to_rich(table, title))
+            console.print(reporting.to_rich(table, title))
         elif form == "markdown":
-            click.echo(tables.to_markdown(table, title))
+            click.echo(reporting.to_markdown(table, title))
         elif form == "latex":
-            click.echo(tables.to_latex(table, title))
+            click.echo(reporting.to_latex(table, title))
         else:
-            click.echo(tables.to_csv(table))
+            click.echo(reporting.to_csv(table))
     folder = Path(output or Path("kdbench-results") / experiment)
     reporting.write(built, folder)
     invocation = tracker.latest_invocation()

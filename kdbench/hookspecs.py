@@ -1,7 +1,8 @@
 """The plugin contract: one hook per kind of component, in the register-callback style.
 
 A plugin module implements any of these with `@kdbench.hookimpl` and is found through the
-`kdbench` entry-point group, the same way as the built-in plugins in `plugins/`.
+`kdbench` entry-point group, the same way as the built-in plugins in `plugins/`. What each
+kind must define is in `kdbench.api` and in docs/plugins.md.
 """
 
 from __future__ import annotations
@@ -35,8 +36,8 @@ def register_teachers(register: Callable[[type], None]) -> None:
 def register_students(register: Callable[[type], None]) -> None:
     """Register students: call `register(cls)` for each `kdbench.Student` subclass.
 
-    A student builds a module that returns class probabilities; quantum students compile
-    their circuit on the backend they are given.
+    A student builds a module that returns class probabilities; a quantum student compiles
+    its circuits with `context.compile`, so that kdbench logs and closes them.
     """
 
 
@@ -52,7 +53,8 @@ def register_encoders(register: Callable[[type], None]) -> None:
 def register_backends(register: Callable[[type], None]) -> None:
     """Register backends: call `register(cls)` for each `kdbench.Backend` subclass.
 
-    A backend turns a parameterized Qiskit circuit into a differentiable torch function.
+    A backend turns a parameterized Qiskit circuit into a differentiable torch function
+    (`kdbench.CircuitFunction`); sampling backends get gradients from `kdbench.ParameterShift`.
     """
 
 

@@ -15,12 +15,14 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
+from typing import Any
 
 import pluggy
 
 from kdbench import hookspecs
 from kdbench.api import KINDS, Component
 from kdbench.errors import PluginError, did_you_mean, one_of
+from kdbench.options import describe
 
 GROUP = "kdbench"
 BUILTIN_DISTRIBUTION = "kdbench"
@@ -65,6 +67,30 @@ class Registry:
 
     def owner(self, kind: str, name: str) -> PluginInfo:
         return next(p for p in self.plugins if name in p.registered.get(kind, []))
+
+    def listing(self) -> list[dict[str, Any]]:
+        """Every plugin with its hooks, problems and components (summary, options with their
+        limits): what `kdbench plugins --json` prints."""
+        return [
+            {
+                "name": info.name,
+                "distribution": info.distribution,
+                "version": info.version,
+                "builtin": info.builtin,
+                "hooks": info.hooks,
+                "registered": {
+                    kind: [self._describe(kind, name) for name in names]
+                    for kind, names in info.registered.items()
+                },
+                "problems": info.problems,
+            }
+            for info in self.plugins
+        ]
+
+    def _describe(self, kind: str, name: str) -> dict[str, Any]:
+        cls = self.components[kind][name]
+        options = [vars(o) for o in describe(cls)]
+        return {"name": name, "summary": cls.summary(), "options": options}
 
 
 def _names(variable: str, environ: Mapping[str, str]) -> set[str] | None:
@@ -152,3 +178,13 @@ def _add(
 def registry() -> Registry:
     """The process-wide registry, loaded on first use."""
     return load_registry()
+
+
+def component(kind: str, name: str) -> type[Component]:
+    """The class registered as `name` for `kind` ('datasets', 'backends', ...).
+
+    For a plugin that builds on another one without importing its module, once plugins are
+    loaded (not from a register hook): a backend wrapping `statevector` compiles through
+    `kdbench.component("backends", "statevector")()`.
+    """
+    return registry().get(kind, name)

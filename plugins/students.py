@@ -8,15 +8,15 @@ out as class probabilities. The presets name the paper's students in both readin
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 import torch
-from qiskit.circuit import ParameterVector, QuantumCircuit
+from qiskit.circuit import Parameter, ParameterVector, QuantumCircuit
 from torch import nn
 
-from kdbench import OptionError, Student, StudentContext, hookimpl, option
-from kdbench.options import preset
+from kdbench import OptionError, Student, StudentContext, hookimpl, option, preset
 
 Front = Literal["cnn", "linear", "pool"]
 Readout = Literal["first-c", "linear"]
@@ -79,7 +79,8 @@ class ReadOut(nn.Module):
 class QuantumStudent(nn.Module):
     """Image -> front -> encoder -> circuit on the backend -> outcome and class probabilities.
 
-    `run_circuit` is the compiled circuit: kdbench reads its executions, shots, depth, width.
+    `circuit` is the whole Qiskit circuit (encoding, then the student's ansatz) and
+    `run_circuit` its compiled function on the cell's backend.
     """
 
     def __init__(self, options: Pqc, context: StudentContext):
@@ -92,13 +93,9 @@ class QuantumStudent(nn.Module):
             options.front, context.image_shape, encoder.num_features(options.qubits)
         )
         encoding, inputs = encoder.circuit(options.qubits)
-        trainable, weights = ansatz(
-            options.qubits, options.layers, options.entanglement, options.block
-        )
+        trainable, weights = options.ansatz()
         self.circuit = encoding.compose(trainable)
-        self.run_circuit = context.backend.compile(
-            self.circuit, inputs, list(weights), seed=context.seed
-        )
+        self.run_circuit = context.compile(self.circuit, inputs, list(weights))
         self.weights = nn.Parameter(torch.empty(len(weights)).uniform_(-math.pi, math.pi))
         self.readout = ReadOut(options.readout, 2**options.qubits, context.num_classes)
 
@@ -109,9 +106,14 @@ class QuantumStudent(nn.Module):
 
 @dataclass(kw_only=True)
 class Pqc(Student):
-    """A parameterized quantum circuit student: encoder, then RY layers with CNOT entanglers."""
+    """A parameterized quantum circuit student: encoder, then RY layers with CNOT entanglers.
+
+    Another ansatz is a subclass that overrides `ansatz()` (any Qiskit circuit: composite
+    gates such as the `EfficientSU2` class are decomposed by the backends).
+    """
 
     name: ClassVar[str] = "pqc"
+    title: ClassVar[str | None] = "{instance} (pqc, {qubits} qubit)"
 
     qubits: int = option(3, help="number of qubits", minimum=2)
     encoder: str | None = option("angle", help="encoder instance or plugin name")
@@ -133,17 +135,21 @@ class Pqc(Student):
         # Capped: a config may say qubits = 2**62, and 2**(2**62) would never finish.
         return 2 ** min(self.qubits, 64) if self.readout == "first-c" else None
 
+    def ansatz(self) -> tuple[QuantumCircuit, Sequence[Parameter]]:
+        """The trainable circuit after the encoding on `qubits` qubits, and its weights in order."""
+        return ansatz(self.qubits, self.layers, self.entanglement, self.block)
+
     def build(self, context: StudentContext) -> nn.Module:
         return QuantumStudent(self, context)
 
 
-# The paper's students in its two readings (DESIGN.md): the released notebooks' hybrid
-# (CNN front, H + RY angle encoding, no circuit weights) and the text's circuit
-# (amplitude encoding, then one trainable layer of H and RY per qubit, Fig. 5).
+# The paper's students in its two readings (the README's "The paper's matrix"): the
+# released notebooks' hybrid (CNN front, H + RY angle encoding, no circuit weights) and the
+# text's circuit (amplitude encoding, then one trainable layer of H and RY per qubit, Fig. 5).
 ReleasedQ3 = preset(
     Pqc, "released-q3",
     "The released code's 3-qubit student: CNN front, H + RY(π·tanh x), no circuit weights.",
-    layers=0, entanglement="none",
+    title="Quantum, {qubits} qubit", layers=0, entanglement="none",
 )  # fmt: skip
 ReleasedQ4 = preset(
     ReleasedQ3, "released-q4",
@@ -153,6 +159,7 @@ ReleasedQ4 = preset(
 PaperQ3 = preset(
     Pqc, "paper-q3",
     "The paper text's 3-qubit student: amplitude encoding, a trainable H + RY layer (Fig. 5).",
+    title="Quantum, {qubits} qubit (paper text)",
     encoder="amplitude", entanglement="none", block="h-ry",
 )  # fmt: skip
 PaperQ4 = preset(
@@ -184,6 +191,7 @@ class Classical(Student):
     """Classical control: the same front and readout, a linear layer + softmax for the circuit."""
 
     name: ClassVar[str] = "classical"
+    title: ClassVar[str | None] = "Classical control, {qubits}-qubit outline"
 
     qubits: int = option(3, help="width of the quantum student it stands in for", minimum=2)
     scale: float = option(math.pi, help="features are squashed as scale·tanh(x), as encoded")

@@ -19,7 +19,7 @@ from kdbench.config import load_spec
 from kdbench.matrix import expand
 from kdbench.paths import data_dir
 from kdbench.plugins import load_registry
-from kdbench.runner import Events, _teachers_first, run_matrix
+from kdbench.run import Events, run_matrix, teachers_first
 from kdbench.teachers import checkpoint_path, keys_to_train
 from kdbench.tracking import Tracker
 from kdbench_plugins.ibm_runtime import IbmRuntime
@@ -231,7 +231,7 @@ backends = ["statevector"]
         ("lenet-b", 0), ("lenet-b", 1), ("pair", 0), ("pair", 1),
     ]  # fmt: skip
     cache = isolated / "cache"
-    reordered = _teachers_first(cells, spec, cache)
+    reordered = teachers_first(cells, spec, cache)
     # lenet trains per seed, lenet-b once (seed 0); the ensemble needs nothing new.
     first = [cells[i] for i in (2, 3, 4)]
     assert reordered == first + [c for c in cells if c not in first]
@@ -241,7 +241,7 @@ backends = ["statevector"]
         ):
             checkpoint_path(cache, key).parent.mkdir(parents=True, exist_ok=True)
             checkpoint_path(cache, key).touch()
-    assert _teachers_first(cells, spec, cache) == cells  # all trained: matrix order
+    assert teachers_first(cells, spec, cache) == cells  # all trained: matrix order
 
 
 @dataclass(kw_only=True)

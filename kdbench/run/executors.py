@@ -1,0 +1,171 @@
+"""Where cells run: in this process, in worker processes, or as Ray tasks; one interface.
+
+An executor takes the cells to run and yields their outcomes as they finish; closing the
+generator early (fail-fast, Ctrl-C) cancels the cells not started yet.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from kdbench.errors import KdbenchError
+from kdbench.matrix import Cell
+from kdbench.plugins import Registry
+from kdbench.run.cell import run_cell
+from kdbench.run.events import CellOutcome, Events
+from kdbench.tracking import Tracker
+
+
+@dataclass(frozen=True)
+class Job:
+    """What a worker needs to run cells of one invocation: its store, parent run and paths."""
+
+    uri: str
+    experiment: str
+    parent: str
+    data_root: Path
+    cache: Path
+
+
+Executor = Callable[[Sequence[Cell], Job], Iterator[CellOutcome]]
+"""cells, job -> their outcomes, in the order they finish."""
+
+
+def serial(registry: Registry, tracker: Tracker, events: Events) -> Executor:
+    """Cells one after the other in this process, reporting each epoch to `events`."""
+
+    def execute(cells: Sequence[Cell], job: Job) -> Iterator[CellOutcome]:
+        for cell in cells:
+            yield run_cell(cell, registry=registry, tracker=tracker, parent_id=job.parent,
+                           data_root=job.data_root, cache=job.cache, events=events)  # fmt: skip
+
+    return execute
+
+
+def processes(jobs: int) -> Executor:
+    """Cells in `jobs` worker processes; the cores are shared out among them.
+
+    Workers are spawned, not forked: a forked copy of a process that has used torch's
+    thread pool can deadlock. Teachers are trained once all the same: the cache is locked.
+    """
+
+    def execute(cells: Sequence[Cell], job: Job) -> Iterator[CellOutcome]:
+        threads = max(1, (os.cpu_count() or 1) // jobs)
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(jobs, mp_context=context) as pool:
+            futures = [pool.submit(work, cell, job, threads) for cell in cells]
+            try:
+                for future in as_completed(futures):
+                    yield future.result()
+            finally:
+                for future in futures:
+                    future.cancel()
+
+    return execute
+
+
+def ray_tasks(address: str | None) -> Executor:
+    """Each cell a Ray task declaring one CPU, and a GPU when its teacher asks for CUDA.
+
+    Workers need the same data directory, teacher cache and tracking store: on one machine
+    they are shared; on a cluster, use shared storage and a tracking server.
+    """
+
+    def execute(cells: Sequence[Cell], job: Job) -> Iterator[CellOutcome]:
+        ray = connect_ray(address)
+        remote = ray.remote(work)
+        pending = []
+        for cell in cells:
+            cuda = cell.teacher is not None and cell.teacher.component.device == "cuda"
+            options = remote.options(num_cpus=1, num_gpus=1 if cuda else 0, max_retries=0)
+            pending.append(options.remote(cell, job, 1))
+        try:
+            while pending:
+                (done,), pending = ray.wait(pending, num_returns=1)
+                yield ray.get(done)
+        finally:
+            for ref in pending:
+                ray.cancel(ref)
+
+    return execute
+
+
+_WORKER_TRACKERS: dict[tuple[str, str], Tracker] = {}
+
+
+def work(cell: Cell, job: Job, threads: int) -> CellOutcome:
+    """One cell in a worker process or Ray task (one tracker per worker)."""
+    from kdbench.plugins import registry
+
+    torch.set_num_threads(threads)
+    key = (job.uri, job.experiment)
+    if key not in _WORKER_TRACKERS:
+        _WORKER_TRACKERS[key] = Tracker(job.uri, job.experiment)
+    return run_cell(cell, registry=registry(), tracker=_WORKER_TRACKERS[key],
+                    parent_id=job.parent, data_root=job.data_root, cache=job.cache,
+                    events=Events())  # fmt: skip
+
+
+@contextmanager
+def _native_stderr_held() -> Iterator[None]:
+    """Hold back what native code writes to file descriptor 2 in the block.
+
+    Passed on if the block succeeds, dropped if it raises: Ray's C++ client logs each refused
+    connection attempt there, and the one line kdbench prints on failure says it better.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        sink.seek(0)
+        sys.stderr.write(sink.read().decode(errors="replace"))
+
+
+def connect_ray(address: str | None):
+    """The `ray` module, connected to the cluster at `address` (or to a new local one).
+
+    An address that does not answer fails in seconds, not after Ray's minute of retries.
+    """
+    from kdbench.fetch import reachable
+
+    try:
+        import ray
+    except ImportError:
+        raise KdbenchError("--executor ray needs Ray: pip install 'kdbench[ray]'") from None
+    if ray.is_initialized():
+        return ray
+    if address not in (None, "auto") and not reachable(
+        address if "://" in address else f"tcp://{address}", timeout=5
+    ):
+        raise KdbenchError(f"cannot reach the Ray cluster at {address}: no answer")
+    try:
+        with _native_stderr_held():
+            ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                     configure_logging=False)  # fmt: skip
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        # Ray reports a refused token only in the exception's context, under a generic line.
+        told = f"{exc} {exc.__context__ or ''} {exc.__cause__ or ''}"
+        if "InvalidAuthToken" in told or "AuthenticationError" in told:
+            raise KdbenchError(
+                f"the Ray cluster at {address} refused this client: it wants token "
+                "authentication; set RAY_AUTH_MODE=token, with the cluster's token in "
+                "~/.ray/auth_token or RAY_AUTH_TOKEN"
+            ) from None
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise KdbenchError(f"cannot reach the Ray cluster at {address}: {first}") from None
+    return ray

@@ -1,0 +1,144 @@
+"""A cell's work: its data, its teacher's outputs, the student trained, tested and logged."""
+
+from __future__ import annotations
+
+import warnings
+from contextlib import ExitStack
+from pathlib import Path
+
+import torch
+
+from kdbench.api import CircuitFunction, StudentContext
+from kdbench.config import Instance
+from kdbench.data import make_splits
+from kdbench.distill import EpochMetrics, Split, evaluate, fit, probabilities_to_log
+from kdbench.matrix import Cell
+from kdbench.results import TEACHER_SOURCE_TAG, Result, circuit_metrics
+from kdbench.run.artifacts import cell_artifacts
+from kdbench.run.events import Events
+from kdbench.teachers import prepare_teacher, teacher_logits
+from kdbench.tracking import Tracker, flatten
+
+
+def train_cell(
+    cell: Cell,
+    tracker: Tracker,
+    run_id: str,
+    data_root: Path,
+    cache: Path,
+    events: Events,
+    opened: ExitStack,
+) -> Result:
+    """Train and test `cell`'s student into run `run_id`; what its circuits opened is closed
+    by `opened`."""
+    spec, seed = cell.spec, cell.seed
+    events.phase(cell, "loading data")
+    splits = make_splits(cell.dataset.component, data_root, seed)
+    num_classes = len(splits.class_names)
+    train, val = Split(splits.train_x, splits.train_y), Split(splits.val_x, splits.val_y)
+    test = Split(splits.test_x, splits.test_y)
+    metrics: dict[str, float] = {}
+
+    if cell.teacher is not None:
+        events.phase(cell, f"teacher {cell.teacher.name}", cell.teacher.component.epochs)
+        teacher = prepare_teacher(
+            cell.teacher,
+            cell.dataset,
+            data_root,
+            seed,
+            cache,
+            members=lambda name: spec.instance("teachers", name),
+            on_epoch=lambda m: events.epoch(cell, m),
+        )
+        shuffle = torch.Generator().manual_seed(seed)
+        for part in (train, val):  # the test loss is the plain cross-entropy
+            part.teacher_logits = teacher_logits(teacher.model, part.x)
+            if cell.teacher.component.shuffled:  # right outputs, wrong images
+                part.teacher_logits = part.teacher_logits[
+                    torch.randperm(len(part.x), generator=shuffle)
+                ]
+        metrics |= {
+            "teacher_val_accuracy": teacher.val_accuracy,
+            "teacher_test_accuracy": teacher.test_accuracy,
+        }
+        tracker.set_tag(run_id, TEACHER_SOURCE_TAG, teacher.source)
+
+    def build_student(backend: Instance) -> tuple[torch.nn.Module, list[CircuitFunction]]:
+        torch.manual_seed(seed)
+        encoder = cell.encoder.component if cell.encoder else None
+        image_shape = tuple(splits.train_x.shape[1:])
+        context = StudentContext(num_classes, image_shape, backend.component, encoder, seed)
+        student = cell.student.component.build(context)
+        circuits = context.circuits or _legacy_circuit(student)
+        for circuit in circuits:
+            close = getattr(circuit, "close", None)
+            if close is not None:  # e.g. a hardware Batch or Session
+                opened.callback(close)
+        return student, circuits
+
+    model, circuits = build_student(cell.backend)
+    distill = spec.distill if cell.teacher else None
+
+    def on_epoch(m: EpochMetrics) -> None:
+        tracker.log_metrics(run_id, {k: v for k, v in vars(m).items() if k != "epoch"}, m.epoch)
+        events.epoch(cell, m)
+
+    events.phase(cell, f"student {cell.student.name}", spec.train.epochs)
+    fitted = fit(
+        model,
+        _log_probs,
+        train,
+        val,
+        num_classes=num_classes,
+        epochs=spec.train.epochs,
+        batch_size=spec.train.batch_size,
+        lr=spec.train.lr,
+        seed=seed,
+        distill=distill,
+        on_epoch=on_epoch,
+    )
+    tested = evaluate(model, _log_probs, test, num_classes, distill)
+    metrics |= {
+        "best_epoch": fitted.best_epoch,
+        "best_val_accuracy": fitted.history[fitted.best_epoch - 1].val_accuracy,
+        "student_parameters": sum(p.numel() for p in model.parameters()),
+        **circuit_metrics(circuits),
+    }
+    if cell.eval_backend is not None:
+        # The trained weights, tested on another backend (e.g. trained exact, tested noisy).
+        metrics["train_backend_test_accuracy"] = tested.accuracy
+        model, circuits = build_student(cell.eval_backend)
+        model.load_state_dict(fitted.best_state)
+        tested = evaluate(model, _log_probs, test, num_classes, distill)
+        metrics |= circuit_metrics(circuits, "eval_")
+    metrics |= {"test_accuracy": tested.accuracy, "test_loss": tested.loss}
+    tracker.log_metrics(run_id, metrics)
+    tracker.log_files(run_id, cell_artifacts(cell, fitted.history, tested, splits.class_names,
+                                             model))  # fmt: skip
+    return Result(
+        *cell.group,
+        seed,
+        tested.accuracy,
+        metrics.get("teacher_test_accuracy"),
+        flatten(cell.config()),
+        run_id,
+    )
+
+
+def _legacy_circuit(student: torch.nn.Module) -> list[CircuitFunction]:
+    """A circuit compiled on `context.backend` directly and kept as `run_circuit`: the
+    contract before `StudentContext.compile` (deprecated)."""
+    circuit = getattr(student, "run_circuit", None)
+    if circuit is None:
+        return []
+    warnings.warn(
+        f"{type(student).__name__}: compile circuits with context.compile(circuit, inputs, "
+        "weights); finding them as `run_circuit` is deprecated",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return [circuit]
+
+
+def _log_probs(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return probabilities_to_log(model(x))
