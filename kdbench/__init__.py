@@ -84,7 +84,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # for type checkers and editors: the lazy names, as if imported here
-    from kdbench.fetch import (
+    from kdbench.fetch import (  # noqa: F401
         FetchReport,
         apt_download,
         install_idx,
@@ -92,7 +92,7 @@ if TYPE_CHECKING:  # for type checkers and editors: the lazy names, as if import
         reachable,
         verify_files,
     )
-    from kdbench.quantum import (
+    from kdbench.quantum import (  # noqa: F401
         SHIFTABLE_GATES,
         CircuitCounters,
         ParameterShift,
@@ -112,7 +112,7 @@ if TYPE_CHECKING:  # for type checkers and editors: the lazy names, as if import
         split_slots,
     )
 
-__all__ = [  # noqa: RUF022  (grouped, not sorted)
+__all__ = [
     # components, options, plugins
     "Backend",
     "CircuitFunction",
@@ -135,28 +135,5 @@ __all__ = [  # noqa: RUF022  (grouped, not sorted)
     "did_you_mean",
     "one_of",
     "__version__",
-    # loaded on first use (_LAZY)
-    "CircuitCounters",
-    "ParameterShift",
-    "PrimitiveSampler",
-    "Sampler",
-    "SHIFTABLE_GATES",
-    "Slots",
-    "bind_order",
-    "bit_array_probabilities",
-    "check_circuit_call",
-    "decompose_to",
-    "draw_frequencies",
-    "fake_backend",
-    "fake_backends",
-    "is_fake_name",
-    "linear_angle",
-    "measured",
-    "split_slots",
-    "FetchReport",
-    "apt_download",
-    "install_idx",
-    "npm_pack",
-    "reachable",
-    "verify_files",
+    *_LAZY,  # loaded on first use
 ]

@@ -13,7 +13,7 @@ if sys.version_info >= (3, 11):
 else:  # the same parser, before it joined the standard library
     import tomli as tomllib
 
-from kdbench.api import Component
+from kdbench.api import KINDS, Component
 from kdbench.errors import ConfigError, OptionError, PluginError, did_you_mean, one_of
 from kdbench.layering import apply_override, apply_profile
 from kdbench.options import build, option, resolved
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from kdbench.report.reference import ReportConfig
 
 NO_TEACHER = "none"
-COMPONENT_KINDS = ("datasets", "teachers", "students", "encoders", "backends")
+COMPONENT_KINDS = tuple(KINDS)
 MATRIX_KEYS = ("datasets", "teachers", "students", "backends", "seeds", "eval_backend")
 
 

@@ -156,11 +156,22 @@ def _outside_limits(meta: Mapping[str, Any], value: Any) -> str:
 
 
 def check_limits(component: Any) -> None:
-    """Raise OptionError for the first option of `component` outside its bounds or choices."""
+    """Raise OptionError for the first option of `component` outside its bounds or choices,
+    those of `option()` and those of a `Literal` type alike."""
+    hints = get_type_hints(type(component))
     for f in _fields(type(component)):
-        problem = _outside_limits(f.metadata, getattr(component, f.name))
+        value, tp = getattr(component, f.name), hints[f.name]
+        problem = _outside_limits(f.metadata, value)
+        if not problem and _has_literal(tp) and not _matches(value, tp):
+            problem = f"expected {type_name(tp)}, got {value!r}"
         if problem:
             raise OptionError(f.name, problem)
+
+
+def _has_literal(tp: Any) -> bool:
+    if get_origin(tp) is Literal:
+        return True
+    return get_origin(tp) in (Union, types.UnionType) and any(map(_has_literal, get_args(tp)))
 
 
 def build(cls: type, table: Mapping[str, Any], *, file: str | None, key: str) -> Any:

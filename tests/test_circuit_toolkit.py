@@ -145,6 +145,23 @@ def test_bounds_and_choices_are_one_line_config_errors(cls, table, message):
     assert message in str(info.value) and "\n" not in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("make", "key", "message"),
+    [
+        (lambda: Aer(shots=0), "shots", "must be >= 1, got 0"),
+        (lambda: Aer(method="quantum"), "method", "expected one of 'automatic'"),
+        (lambda: Statevector(shots=0), "shots", "must be >= 1, got 0"),
+        (lambda: Statevector(gradient="x"), "gradient", "'autograd' | 'parameter-shift'"),
+        (lambda: IbmRuntime(mode="queue"), "mode", "got 'queue'"),
+    ],
+)
+def test_components_made_in_code_keep_their_bounds_and_choices(make, key, message):
+    """The checks a backend's `check()` made before hold at construction: no config needed."""
+    with pytest.raises(kdbench.OptionError) as info:
+        make()
+    assert info.value.key == key and message in info.value.message
+
+
 def test_values_within_bounds_and_choices_build():
     knob = build(Knob, {"p": 1, "level": 2, "speed": "slow", "tags": ["green"]}, file=None, key="k")
     assert (knob.p, knob.level, knob.speed, knob.tags) == (1.0, 2, "slow", ["green"])

@@ -48,11 +48,9 @@ class DepolarizedStatevector(kdbench.Backend):
 
     name: ClassVar[str] = "depolarized-statevector"
 
-    strength: float = kdbench.option(0.1, help="λ: the weight of the uniform distribution")
-
-    def check(self) -> None:
-        if not 0 <= self.strength <= 1:
-            raise kdbench.OptionError("strength", f"must be within [0, 1], got {self.strength}")
+    strength: float = kdbench.option(
+        0.1, help="λ: the weight of the uniform distribution", minimum=0, maximum=1
+    )
 
     def compile(self, circuit, inputs, weights, *, seed: int) -> kdbench.CircuitFunction:
         # The built-in backend by its registered name: a plugin imports only `kdbench`.
