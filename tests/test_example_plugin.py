@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,9 +18,11 @@ PACKAGE = Path(__file__).parent.parent / "examples" / "kdbench-example-plugin"
 @pytest.mark.slow
 def test_pip_installed_example_plugin_runs_from_toml(tmp_path):
     target = tmp_path / "site"
+    # Built from a copy: pip leaves build/ and *.egg-info beside the sources it builds.
+    source = shutil.copytree(PACKAGE, tmp_path / "source")
     install = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-         "--target", str(target), str(PACKAGE)],
+         "--target", str(target), str(source)],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert install.returncode == 0, install.stderr
