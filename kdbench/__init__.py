@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from kdbench.api import (
     Backend,
     CircuitFunction,
+    CircuitPlan,
     Component,
     Dataset,
     Encoder,
@@ -116,6 +117,7 @@ __all__ = [
     # components, options, plugins
     "Backend",
     "CircuitFunction",
+    "CircuitPlan",
     "Component",
     "Dataset",
     "Encoder",

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Literal, Protocol
 
-from kdbench.errors import OptionError
+from kdbench.errors import DataError, OptionError
 from kdbench.options import check_limits, option
 
 if TYPE_CHECKING:  # torch and qiskit are slow to import (`kdbench --help`); annotations only
@@ -46,6 +46,11 @@ class Component:
         return (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
 
 
+MAX_SEED = 2**32 - 1
+"""The largest seed kdbench accepts: what numpy's `np.random.seed` takes (torch takes up to
+2**64 - 1), so that a seed works with whatever generator a plugin seeds with it."""
+
+
 @dataclass(kw_only=True)
 class Dataset(Component):
     """A labelled image data set, from which the harness draws class-balanced subsets."""
@@ -61,23 +66,52 @@ class Dataset(Component):
     val_per_class: int = option(
         50, help="validation images per class, held out of training", minimum=1
     )
-    test_per_class: int | None = option(
-        150, help="test images per class (omit for the whole test set)", minimum=1
+    test_per_class: int | Literal["all"] = option(
+        150, help='test images per class ("all": the whole test set)', minimum=1
     )
     sample_seed: int | None = option(
-        None, help="seed of the per-class sampling (default: the cell's seed)"
+        None,
+        help="seed of the per-class sampling (default: the cell's seed)",
+        minimum=0,
+        maximum=MAX_SEED,
     )
 
     def fetch(self, root: Path, report: Callable[[str], None] | None = None) -> None:
         """Put the data set's files under `root`, verified; raise DataError if impossible.
 
-        `report` receives one-line progress messages for the user.
+        `report` receives one-line progress messages for the user. A data set without a
+        fetch step (its files come from elsewhere) keeps this default, which says so.
         """
-        raise NotImplementedError
+        raise DataError(
+            f"{getattr(self, 'name', type(self).__name__)}: this data set has no fetch step;"
+            f" put its files under {root} yourself, where its plugin's documentation says"
+        )
 
     def load(self, root: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
         """Return (uint8 images [N, H, W], int64 labels [N]) of `split` ('train' or 'test')."""
         raise NotImplementedError
+
+    @classmethod
+    def definition_problem(cls) -> str | None:
+        """What makes this class unusable as a data set (a missing or malformed `class_names`
+        or `image_shape`), or None; checked when it is registered and when it is used."""
+        names = getattr(cls, "class_names", None)
+        if (
+            not isinstance(names, (tuple, list))
+            or len(names) < 2
+            or not all(isinstance(n, str) for n in names)
+        ):
+            return (
+                f"class_names must be a tuple of at least 2 strings (one per label), got {names!r}"
+            )
+        shape = getattr(cls, "image_shape", None)
+        if (
+            not isinstance(shape, tuple)
+            or len(shape) != 3
+            or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in shape)
+        ):
+            return f"image_shape must be a tuple (C, H, W) of 3 positive integers, got {shape!r}"
+        return None
 
     @property
     def selected_classes(self) -> list[int]:
@@ -154,6 +188,21 @@ class CircuitFunction(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class CircuitPlan:
+    """A circuit a cell will compile, as `Backend.check_circuit` sees it before the run:
+    what `compile` would get, and the most inputs one call of it will take."""
+
+    circuit: QuantumCircuit
+    inputs: Sequence[Parameter]
+    weights: Sequence[Parameter]
+    train_batch: int | None
+    """The most inputs of a training call (gradients on); None on a backend that only tests
+    (an `eval_backend`)."""
+    eval_batch: int
+    """The most inputs of a call without gradients (validation, test)."""
+
+
 @dataclass(kw_only=True)
 class Backend(Component):
     """Runs parameterized Qiskit circuits and returns measurement probabilities."""
@@ -174,6 +223,83 @@ class Backend(Component):
     def preflight(self) -> None:
         """Check what options cannot show (credentials, a device) before a run logs anything;
         raise KdbenchError with a one-line reason. Called once per run and backend."""
+
+    def check_circuit(self, plan: CircuitPlan) -> None:
+        """Raise KdbenchError with a one-line reason if this backend cannot run the planned
+        circuit: wider than its device, a state too large for memory (`check_memory`,
+        `check_sampled_memory`).
+
+        Called before a run logs anything (after `preflight`), in place of `compile`, for
+        every circuit a cell's student compiles; the student is built on the meta device and
+        its circuits never run. Keep it cheap: transpile, allocate and connect nothing.
+        Default: accept."""
+
+    def check_memory(self, needed: int, what: str) -> None:
+        """Raise KdbenchError if `needed` bytes, this backend's estimate for `what` (e.g.
+        "a 30-qubit circuit training on batches of 16 (...)"), exceed `memory_limit()`."""
+        from kdbench.errors import KdbenchError
+
+        limit = self.memory_limit()
+        if limit is not None and needed > limit:
+            raise KdbenchError(
+                f"{self.name}: {what} needs about {_size(needed)}, more than the "
+                f"{_size(limit)} of memory of this machine; use fewer qubits or smaller batches"
+            )
+
+    def check_sampled_memory(self, plan: CircuitPlan) -> None:
+        """`check_memory` for a backend of `kdbench.ParameterShift` over a sampler: each row
+        of a sampler call comes back as 2**n float64 frequencies, held at least twice (the
+        sampler's and the ones drawn), and a training batch's backward pass runs 2 circuits
+        per input and shifted weight (the inputs' rotations too when the front trains, not
+        counted). A lower estimate: what it refuses cannot run."""
+        from kdbench.quantum import split_slots
+
+        try:
+            slots = split_slots(plan.circuit, plan.inputs, plan.weights)
+        except ValueError:  # compile says why
+            return
+        rows, what = plan.eval_batch, f"tested on batches of {plan.eval_batch}"
+        if plan.train_batch is not None:
+            shifted = sum(1 for c in slots.columns if c >= slots.num_inputs) or len(slots)
+            if 2 * shifted * plan.train_batch > rows:
+                rows = 2 * shifted * plan.train_batch
+                what = f"training on batches of {plan.train_batch}"
+        n = plan.circuit.num_qubits
+        self.check_memory(
+            rows * 2 * 8 * 2**n,
+            f"a {n}-qubit circuit {what} ({rows} rows of 2^{n} float64 outcome frequencies, twice)",
+        )
+
+    @staticmethod
+    def memory_limit() -> int | None:
+        """The memory a run may use here, in bytes: the machine's physical memory
+        (os.sysconf), or the process's cgroup limit where smaller (a container, a batch job);
+        None where neither is known. Total, not free memory: a config is refused when it
+        cannot run on this machine at all, whatever else runs now."""
+        import os
+        from contextlib import suppress
+
+        limits = []
+        with suppress(AttributeError, ValueError, OSError):  # not POSIX
+            limits.append(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+        for cgroup in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+            try:
+                text = Path(cgroup).read_text().strip()
+            except OSError:
+                continue
+            if text.isdigit():  # v2 says "max" for no limit
+                limits.append(int(text))
+        return min(limits, default=None)
+
+
+def _size(count: int) -> str:
+    """Bytes for people: '8.0 GiB'."""
+    size, unit = float(count), "B"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"):
+        if size < 1024 or unit == "EiB":
+            break
+        size /= 1024
+    return f"{size:.1f} {unit}" if unit != "B" else f"{count} B"
 
 
 @dataclass(kw_only=True)

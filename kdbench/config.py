@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,10 +15,11 @@ if sys.version_info >= (3, 11):
 else:  # the same parser, before it joined the standard library
     import tomli as tomllib
 
-from kdbench.api import KINDS, Component
+from kdbench.api import KINDS, MAX_SEED, Component
 from kdbench.errors import ConfigError, OptionError, PluginError, did_you_mean, one_of
 from kdbench.layering import apply_override, apply_profile
-from kdbench.options import build, option, resolved
+from kdbench.names import experiment_name_problem, instance_name_problem
+from kdbench.options import build, option, outside_limits, resolved
 from kdbench.plugins import Registry
 
 if TYPE_CHECKING:
@@ -25,6 +28,7 @@ if TYPE_CHECKING:
 NO_TEACHER = "none"
 COMPONENT_KINDS = tuple(KINDS)
 MATRIX_KEYS = ("datasets", "teachers", "students", "backends", "seeds", "eval_backend")
+MAX_CONFIG_BYTES = 1 << 20  # a config is a page or two of TOML; refuse /dev/zero and the like
 
 
 @dataclass(kw_only=True)
@@ -32,11 +36,14 @@ class ExperimentConfig:
     """[experiment]: where runs are logged and with which seeds."""
 
     name: str = option("kdbench", help="MLflow experiment name")
-    seeds: list[int] = option([0], help="seeds of every cell", minimum=0)
+    seeds: list[int] = option([0], help="seeds of every cell", minimum=0, maximum=MAX_SEED)
     tracking_uri: str | None = option(
         None, help="MLflow tracking URI (default sqlite:///mlflow.db)"
     )
     data_dir: str | None = option(None, help="data directory (default $KDBENCH_DATA or the cache)")
+
+
+_SEED_LIMITS = next(f for f in fields(ExperimentConfig) if f.name == "seeds").metadata
 
 
 @dataclass(kw_only=True)
@@ -114,7 +121,7 @@ def load_spec(
     path = Path(path)
     file = str(path)
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        raw = tomllib.loads(_read_config(path, file).decode("utf-8"))
     except FileNotFoundError:
         raise ConfigError("no such file", file=file) from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -127,6 +134,25 @@ def load_spec(
     for override in overrides:
         raw = apply_override(raw, override, file)
     return parse_spec(raw, file, registry)
+
+
+def _read_config(path: Path, file: str) -> bytes:
+    """The bytes of a config file, refusing what is not a regular file of sane size before
+    reading it: /dev/zero or a FIFO would never end, a huge file would fill the memory."""
+    limit = f"a config file may have at most {MAX_CONFIG_BYTES // 1024 // 1024} MiB"
+    info = os.stat(path)  # follows links; OSError (a loop, no permission) is the caller's
+    if stat.S_ISDIR(info.st_mode):
+        raise ConfigError("is a directory, not a config file", file=file)
+    if not stat.S_ISREG(info.st_mode):
+        kind = "a FIFO" if stat.S_ISFIFO(info.st_mode) else "a device or socket"
+        raise ConfigError(f"is {kind}, not a regular file; {limit} of TOML", file=file)
+    if info.st_size > MAX_CONFIG_BYTES:
+        raise ConfigError(f"is {info.st_size} bytes; {limit}", file=file)
+    with open(path, "rb") as f:
+        data = f.read(MAX_CONFIG_BYTES + 1)  # the file may have grown since the stat
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"is over {MAX_CONFIG_BYTES} bytes; {limit}", file=file)
+    return data
 
 
 def parse_spec(raw: dict[str, Any], file: str, registry: Registry) -> Spec:
@@ -152,6 +178,9 @@ def parse_spec(raw: dict[str, Any], file: str, registry: Registry) -> Spec:
     )
     if not spec.experiment.seeds:
         raise ConfigError("needs at least one seed", file=file, key="experiment.seeds")
+    problem = experiment_name_problem(spec.experiment.name)
+    if problem:
+        raise ConfigError(problem, file=file, key="experiment.name")
     for kind in COMPONENT_KINDS:
         spec.instances[kind] = {}
         for name, table in _table(raw, kind, file).items():
@@ -173,6 +202,9 @@ def _table(raw: dict[str, Any], key: str, file: str) -> dict[str, Any]:
 def _define(
     spec: Spec, registry: Registry, kind: str, name: str, table: dict[str, Any]
 ) -> Instance:
+    problem = instance_name_problem(name)
+    if problem:
+        raise ConfigError(problem, file=spec.file, key=kind)
     key = f"{kind}.{name}"
     options = dict(table)
     plugin = options.pop("plugin", name)
@@ -200,11 +232,16 @@ def _reference(spec: Spec, registry: Registry, kind: str, name: Any, key: str) -
         raise ConfigError(f"expected a name, got {name!r}", file=spec.file, key=key)
     if name in spec.instances[kind]:
         return spec.instances[kind][name]
+    if name in registry.refused.get(kind, {}):
+        try:
+            registry.get(kind, name)
+        except PluginError as exc:  # says why the plugin is refused
+            raise ConfigError(str(exc), file=spec.file, key=key) from None
     if name not in registry.components[kind]:
         choices = [*spec.instances[kind], *registry.components[kind]]
         raise ConfigError(
             f"unknown {kind[:-1]} '{name}'{did_you_mean(name, choices)};"
-            f" defined or available: {one_of(set(choices))}",
+            f" defined or available: {one_of(set(choices))}{registry.not_loaded_hint(name)}",
             file=spec.file,
             key=key,
         )
@@ -247,8 +284,13 @@ def _parse_matrix(spec: Spec, raw: Any, registry: Registry) -> None:
             or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)
         ):
             raise ConfigError(
-                "expected a non-empty list of integers >= 0", file=spec.file, key=f"{where}.seeds"
+                f"expected a non-empty list of integers >= 0 and <= {MAX_SEED}",
+                file=spec.file,
+                key=f"{where}.seeds",
             )
+        problem = outside_limits(_SEED_LIMITS, seeds)  # the bounds of experiment.seeds
+        if problem:
+            raise ConfigError(problem, file=spec.file, key=f"{where}.seeds")
         for kind, names in lists.items():
             for j, name in enumerate(names):
                 if kind == "teachers" and name == NO_TEACHER:

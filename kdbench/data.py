@@ -6,6 +6,9 @@ the data set's options and a seed, so that every plugin gets the same sampling r
 
 from __future__ import annotations
 
+import dataclasses
+import errno
+import json
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -14,11 +17,16 @@ import torch
 
 from kdbench.api import Dataset
 from kdbench.errors import DataError
+from kdbench.options import resolved
 
-# Raw (images, labels) by (resolved root, data set name, split). Many cells of a run reuse
-# one data set, and decoding 60000 images each time would dominate short cells. Keyed by
-# name rather than through functools.cache, since the loader is the (unhashable) instance.
-_raw_cache: dict[tuple[str, str, str], tuple[torch.Tensor, torch.Tensor]] = {}
+# Raw (images, labels) by (resolved root, data set class, its loading options, split). Many
+# cells of a run reuse one data set, and decoding 60000 images each time would dominate short
+# cells. Not through functools.cache, since the loader is the (unhashable) instance.
+_raw_cache: dict[tuple[str, type, str, str], tuple[torch.Tensor, torch.Tensor]] = {}
+# The options every data set inherits are the harness's sampling, applied after `load`: two
+# instances differing only in them share what `load` returned. A plugin's own options may
+# change what it loads (which files, how many images), so they are part of the key.
+_SAMPLING_OPTIONS = frozenset(f.name for f in dataclasses.fields(Dataset))
 
 
 @dataclass
@@ -47,11 +55,44 @@ class Splits:
 
 
 def load_raw(dataset: Dataset, root: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """`dataset.load(root, split)`, cached in-process per (root, data set name, split)."""
-    key = (str(Path(root).expanduser().resolve()), dataset.name, split)
+    """`dataset.load(root, split)`, cached in-process per (root, data set class, the options
+    of its own, split). Raises DataError for a class that is not a usable data set, and for
+    a data directory or file that is a symbolic link loop or cannot be read."""
+    _check_definition(dataset)
+    root = Path(root).expanduser()
+    try:
+        where = str(root.resolve())
+    except (RuntimeError, OSError) as exc:  # Python < 3.13 raises RuntimeError for a loop
+        raise DataError(f"data directory {root}: {_why_unusable(root, exc)}") from None
+    own = {k: v for k, v in resolved(dataset).items() if k not in _SAMPLING_OPTIONS}
+    key = (where, type(dataset), json.dumps(own, sort_keys=True, default=repr), split)
     if key not in _raw_cache:
-        _raw_cache[key] = dataset.load(Path(root).expanduser(), split)
+        try:
+            _raw_cache[key] = dataset.load(root, split)
+        except OSError as exc:  # the data set's files, not kdbench: the user can fix them
+            path = exc.filename or root
+            raise DataError(
+                f"{_label(dataset)}: cannot read {path}: {_why_unusable(Path(path), exc)}"
+            ) from None
     return _raw_cache[key]
+
+
+def _why_unusable(path: Path, exc: BaseException) -> str:
+    if isinstance(exc, RuntimeError) or getattr(exc, "errno", None) == errno.ELOOP:
+        return "a symbolic link loop; point it at a real directory or file"
+    if isinstance(exc, PermissionError):
+        return "permission denied; make it readable"
+    return str(getattr(exc, "strerror", None) or exc)
+
+
+def _label(dataset: Dataset) -> str:
+    return getattr(type(dataset), "name", type(dataset).__name__)
+
+
+def _check_definition(dataset: Dataset) -> None:
+    problem = type(dataset).definition_problem()
+    if problem:
+        raise DataError(f"data set {_label(dataset)}: {problem}")
 
 
 def clear_cache() -> None:
@@ -60,6 +101,7 @@ def clear_cache() -> None:
 
 
 def _check_classes(dataset: Dataset) -> list[int]:
+    _check_definition(dataset)
     classes = dataset.selected_classes
     n = len(dataset.class_names)
     if not classes:
@@ -79,6 +121,54 @@ def _to_float(images: torch.Tensor, shape: tuple[int, int, int]) -> torch.Tensor
     return images.reshape(-1, *shape).to(torch.float32) / 255.0
 
 
+def check_sizes(
+    dataset: Dataset,
+    root: Path,
+    teacher_per_class: int | None = None,
+    *,
+    name: str | None = None,
+    teacher: str | None = None,
+) -> list[int]:
+    """Raise DataError unless every selected class has the images a cell asks of it.
+
+    From the training split, `train_per_class` + `val_per_class`; from the test split,
+    `test_per_class` (unless "all"); and, for a teacher, `teacher_per_class` besides the
+    validation images. Counts labels only (through the `load_raw` cache). The message
+    names the data set as `name` (default: its plugin name) and the teacher `teacher`.
+    Returns the selected classes.
+    """
+    classes = _check_classes(dataset)
+    if teacher_per_class is not None and teacher_per_class < 1:
+        raise ValueError(f"teacher_per_class must be >= 1, got {teacher_per_class}")
+    where = name or dataset.name
+    train = _counts(load_raw(dataset, root, "train")[1], len(dataset.class_names))
+    test = _counts(load_raw(dataset, root, "test")[1], len(dataset.class_names))
+    n_val, n_train = dataset.val_per_class, dataset.train_per_class
+    by = f" by teacher '{teacher}'" if teacher else " by the teacher"
+    for c in classes:
+        wanted = [(train[c], n_val + n_train, "training", " (train_per_class + val_per_class)")]
+        if teacher_per_class is not None:
+            why = f"{by} (its train_per_class; val_per_class = {n_val} are held out)"
+            wanted.append((train[c] - n_val, teacher_per_class, "non-validation training", why))
+        if dataset.test_per_class != "all":
+            wanted.append((test[c], dataset.test_per_class, "test", " (test_per_class)"))
+        for have, want, what, why in wanted:
+            if have < want:
+                class_name = dataset.class_names[c]
+                label = f"{c}" if class_name == str(c) else f"{c} ({class_name})"
+                raise DataError(
+                    f"{where}: class {label} has {max(have, 0)} {what} images,"
+                    f" fewer than the {want} requested{why}"
+                )
+    return classes
+
+
+def _counts(labels: torch.Tensor, n: int) -> list[int]:
+    """Images per label 0..n-1 (labels outside that range are not counted)."""
+    inside = labels[(labels >= 0) & (labels < n)]
+    return torch.bincount(inside.to(torch.int64), minlength=n).tolist()
+
+
 def make_splits(
     dataset: Dataset, root: Path, seed: int, teacher_per_class: int | None = None
 ) -> Splits:
@@ -86,14 +176,12 @@ def make_splits(
 
     Per selected class, from the training split: `val_per_class` validation images and,
     disjoint from them, `train_per_class` training images; from the test split
-    `test_per_class` images (None: all). The teacher pool is every training image of the
-    class except the validation ones, or `teacher_per_class` of them. Sampling uses
+    `test_per_class` images ("all": every one). The teacher pool is every training image of
+    the class except the validation ones, or `teacher_per_class` of them. Sampling uses
     `dataset.sample_seed` when set, else `seed`. Raises DataError for a bad class list or
-    a class with too few images.
+    a class with too few images (see `check_sizes`).
     """
-    classes = _check_classes(dataset)
-    if teacher_per_class is not None and teacher_per_class < 1:
-        raise ValueError(f"teacher_per_class must be >= 1, got {teacher_per_class}")
+    classes = check_sizes(dataset, root, teacher_per_class)
     generator = torch.Generator().manual_seed(
         dataset.sample_seed if dataset.sample_seed is not None else seed
     )
@@ -102,15 +190,6 @@ def make_splits(
     parts: dict[str, list[torch.Tensor]] = {k: [] for k in ("train", "val", "test", "teacher")}
     labels: dict[str, list[torch.Tensor]] = {k: [] for k in parts}
 
-    def need(have: int, want: int, c: int, what: str) -> None:
-        if have < want:
-            name = dataset.class_names[c]
-            label = f"{c}" if name == str(c) else f"{c} ({name})"
-            raise DataError(
-                f"{dataset.name}: class {label} has {have} {what} images,"
-                f" fewer than the {want} requested"
-            )
-
     for new_label, c in enumerate(classes):
         # A full permutation per class: the generator advances the same way whatever the
         # requested sizes, so changing one size never reshuffles another subset, and larger
@@ -118,15 +197,12 @@ def make_splits(
         pool = (train_labels == c).nonzero().squeeze(1)
         pool = pool[torch.randperm(len(pool), generator=generator)]
         n_val, n_train = dataset.val_per_class, dataset.train_per_class
-        need(len(pool), n_val + n_train, c, "training (train_per_class + val_per_class)")
         teacher = pool[n_val:]
         if teacher_per_class is not None:
-            need(len(teacher), teacher_per_class, c, "non-validation training (teacher)")
             teacher = teacher[:teacher_per_class]
         test = (test_labels == c).nonzero().squeeze(1)
         test = test[torch.randperm(len(test), generator=generator)]
-        if dataset.test_per_class is not None:
-            need(len(test), dataset.test_per_class, c, "test")
+        if dataset.test_per_class != "all":
             test = test[: dataset.test_per_class]
 
         chosen = {

@@ -8,6 +8,7 @@ Data sets must be fetchable on machines whose only network access is a package r
 from __future__ import annotations
 
 import contextlib
+import errno
 import gzip
 import hashlib
 import json
@@ -84,27 +85,60 @@ def verify_files(directory: str | os.PathLike[str], expected: Mapping[str, str])
     Checksums are cached per (path, size, mtime), so repeated checks in a process are cheap.
     """
     directory = Path(directory)
+    why = _unusable(directory)  # is_dir() would raise PermissionError, and hide a loop
+    if why:
+        raise DataError(f"data directory {directory}: {why}")
     if not directory.is_dir():
         raise DataError(f"data not found: {directory} does not exist; {FIX}")
-    missing, corrupt = [], []
+    missing, corrupt, loops, unreadable = [], [], [], []
     for name, md5 in expected.items():
         path = directory / name
+        why = _unusable(path)
+        if why:
+            (loops if why == LOOP else unreadable).append(name)
+            continue
         if not path.is_file():
             missing.append(name)
             continue
+        if not os.access(path, os.R_OK):
+            unreadable.append(name)
+            continue
         try:
             actual = _cached_md5(path)
+        except PermissionError:
+            unreadable.append(name)
+            continue
         except (DataError, OSError):
             actual = None
         if actual != md5:
             corrupt.append(name)
-    if missing or corrupt:
+    if missing or corrupt or loops or unreadable:
         problems = []
+        if unreadable:
+            problems.append(f"{DENIED} reading {', '.join(unreadable)} (make them readable)")
+        if loops:
+            problems.append(f"{LOOP} at {', '.join(loops)}")
         if missing:
             problems.append(f"missing {', '.join(missing)}")
         if corrupt:
             problems.append(f"corrupt (md5 mismatch) {', '.join(corrupt)}")
         raise DataError(f"data in {directory}: {'; '.join(problems)}; {FIX}")
+
+
+LOOP, DENIED = "a symbolic link loop", "permission denied"
+
+
+def _unusable(path: Path) -> str | None:
+    """Why `path` cannot even be looked at (a symbolic link loop, no permission), or None
+    (also when it does not exist)."""
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return LOOP
+        if isinstance(exc, PermissionError):
+            return DENIED
+    return None
 
 
 def install_idx(src: str | os.PathLike[str], dst_dir: str | os.PathLike[str], name: str) -> Path:

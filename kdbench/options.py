@@ -139,7 +139,7 @@ def _coerce(value: Any, tp: Any) -> Any:
     return value
 
 
-def _outside_limits(meta: Mapping[str, Any], value: Any) -> str:
+def outside_limits(meta: Mapping[str, Any], value: Any) -> str:
     """Why `value` (or an item of a list) breaks the option's bounds or choices; '' if not."""
     low, high, choices = meta.get("minimum"), meta.get("maximum"), meta.get("choices")
     low_strict, high_strict = meta.get("exclusive_minimum"), meta.get("exclusive_maximum")
@@ -161,7 +161,7 @@ def check_limits(component: Any) -> None:
     hints = get_type_hints(type(component))
     for f in _fields(type(component)):
         value, tp = getattr(component, f.name), hints[f.name]
-        problem = _outside_limits(f.metadata, value)
+        problem = outside_limits(f.metadata, value)
         if not problem and _has_literal(tp) and not _matches(value, tp):
             problem = f"expected {type_name(tp)}, got {value!r}"
         if problem:
@@ -192,7 +192,7 @@ def build(cls: type, table: Mapping[str, Any], *, file: str | None, key: str) ->
             raise ConfigError(
                 f"expected {type_name(tp)}, got {value!r}{hint}", file=file, key=f"{key}.{name}"
             )
-        problem = _outside_limits(fields[name].metadata, value)
+        problem = outside_limits(fields[name].metadata, value)
         if problem:
             raise ConfigError(problem, file=file, key=f"{key}.{name}")
         kwargs[name] = _coerce(value, typing.cast(Any, tp))

@@ -20,7 +20,7 @@ from typing import Any
 import pluggy
 
 from kdbench import hookspecs
-from kdbench.api import KINDS, Component
+from kdbench.api import KINDS, Component, Dataset
 from kdbench.errors import PluginError, did_you_mean, one_of
 from kdbench.options import describe
 
@@ -51,6 +51,10 @@ class Registry:
     components: dict[str, dict[str, type[Component]]]
     plugins: list[PluginInfo]
     manager: pluggy.PluginManager
+    # Components a plugin registered but that cannot be used: kind -> name -> why.
+    refused: dict[str, dict[str, str]] = field(default_factory=dict)
+    # Entry points not loaded: name -> the environment variable that kept it out.
+    skipped: dict[str, str] = field(default_factory=dict)
 
     def names(self, kind: str) -> list[str]:
         return sorted(self.components[kind])
@@ -59,11 +63,23 @@ class Registry:
         """The component class registered as `name`, or a PluginError naming the choices."""
         found = self.components[kind].get(name)
         if found is None:
+            why = self.refused.get(kind, {}).get(name)
+            if why is not None:
+                raise PluginError(f"{kind[:-1]} plugin '{name}' cannot be used: {why}")
             raise PluginError(
                 f"unknown {kind[:-1]} plugin '{name}'{did_you_mean(name, self.components[kind])};"
-                f" available: {one_of(self.components[kind])}"
+                f" available: {one_of(self.components[kind])}{self.not_loaded_hint(name)}"
             )
         return found
+
+    def not_loaded_hint(self, name: str) -> str:
+        """'; ...' saying which plugins the environment kept out (one may provide `name`)."""
+        if name in self.skipped:
+            return f"; plugin '{name}' is not loaded: {self.skipped[name]}"
+        if not self.skipped:
+            return ""
+        kept_out = ", ".join(f"'{n}' ({why})" for n, why in sorted(self.skipped.items()))
+        return f"; not loaded, and perhaps providing it: {kept_out}"
 
     def owner(self, kind: str, name: str) -> PluginInfo:
         return next(p for p in self.plugins if name in p.registered.get(kind, []))
@@ -121,13 +137,16 @@ def load_registry(
     manager = pluggy.PluginManager(GROUP)
     manager.add_hookspecs(hookspecs)
     infos: dict[str, PluginInfo] = {}
+    skipped: dict[str, str] = {}
 
     for ep in _entry_points():
         dist = _distribution(ep)
         names = {ep.name, dist}
         if blocked and names & blocked:
+            skipped[ep.name] = "blocked by KDBENCH_BLOCK_PLUGINS"
             continue
         if dist != BUILTIN_DISTRIBUTION and only is not None and not names & only:
+            skipped[ep.name] = "KDBENCH_LOAD_PLUGINS does not name it"
             continue
         version = ep.dist.version if ep.dist is not None else "?"
         info = infos.setdefault(ep.name, PluginInfo(ep.name, dist, version))
@@ -140,6 +159,7 @@ def load_registry(
         manager.register(module, name=name)
 
     components: dict[str, dict[str, type[Component]]] = {kind: {} for kind in KINDS}
+    refused: dict[str, dict[str, str]] = {kind: {} for kind in KINDS}
     for kind, base in KINDS.items():
         caller = getattr(manager.hook, f"register_{kind}")
         for impl in reversed(caller.get_hookimpls()):  # pluggy keeps registration order reversed
@@ -147,7 +167,7 @@ def load_registry(
             info.hooks.append(f"register_{kind}")
 
             def register(cls: type, *, _kind: str = kind, _base=base, _info=info) -> None:
-                _add(components[_kind], _kind, _base, cls, _info)
+                _add(components[_kind], _kind, _base, cls, _info, refused[_kind])
 
             try:
                 impl.function(register=register)
@@ -155,11 +175,16 @@ def load_registry(
                 info.problems.append(f"register_{kind} failed: {type(exc).__name__}: {exc}")
     for impl in manager.hook.register_commands.get_hookimpls():
         infos[impl.plugin_name].hooks.append("register_commands")
-    return Registry(components, list(infos.values()), manager)
+    return Registry(components, list(infos.values()), manager, refused, skipped)
 
 
 def _add(
-    table: dict[str, type[Component]], kind: str, base: type, cls: type, info: PluginInfo
+    table: dict[str, type[Component]],
+    kind: str,
+    base: type,
+    cls: type,
+    info: PluginInfo,
+    refused: dict[str, str],
 ) -> None:
     name = getattr(cls, "name", None)
     if not (isinstance(cls, type) and issubclass(cls, base) and isinstance(name, str)):
@@ -169,6 +194,11 @@ def _add(
         return
     if name in table:
         info.problems.append(f"{kind[:-1]} '{name}' is already registered; kept the first")
+        return
+    problem = cls.definition_problem() if issubclass(cls, Dataset) else None
+    if problem:
+        info.problems.append(f"{kind[:-1]} '{name}' not registered: {problem}")
+        refused.setdefault(name, f"{problem} (plugin '{info.name}')")
         return
     table[name] = cls
     info.registered.setdefault(kind, []).append(name)

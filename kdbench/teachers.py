@@ -7,6 +7,7 @@ import json
 import os
 import pickle
 import tempfile
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,7 @@ from torch import nn
 
 from kdbench.api import Teacher
 from kdbench.config import Instance
-from kdbench.data import Splits, make_splits
+from kdbench.data import Splits, check_sizes, make_splits
 from kdbench.distill import EpochMetrics, Split, evaluate, fit, logits_to_log
 from kdbench.errors import KdbenchError
 from kdbench.locks import exclusive
@@ -75,15 +76,39 @@ def keys_to_train(
     return [] if options.checkpoint else [cache_key(teacher, dataset, seed)]
 
 
+def check_pools(
+    teacher: Instance | None,
+    dataset: Instance,
+    data_root: Path,
+    members: Callable[[str], Instance],
+) -> None:
+    """Raise DataError, before anything runs, for per-class counts `dataset` cannot give a
+    cell with `teacher` (None: none): the student's subsets, and the training pool that
+    `prepare_teacher` draws for the teacher and for each of its members (`members`)."""
+    pending = [teacher]
+    while pending:
+        current = pending.pop()
+        per_class = current.component.train_per_class if current else None
+        label, where = current.name if current else None, f"datasets.{dataset.name}"
+        check_sizes(dataset.component, data_root, per_class, name=where, teacher=label)
+        if current is not None:
+            pending += [members(name) for name in current.component.member_names()]
+
+
 def load_checkpoint(model: nn.Module, path: str) -> None:
     """Load a state dict saved with torch.save, refusing anything else (weights_only)."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        # torch warns on its way to refusing some files (a plain pickle's protocol, a
+        # TorchScript archive): the refusal below is the one line the user sees.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise KdbenchError(f"teacher checkpoint {path}: no such file") from None
     except Exception as exc:
         raise KdbenchError(
-            f"teacher checkpoint {path}: not a loadable state dict ({_why(exc)})"
+            f"teacher checkpoint {path}: not a loadable state dict ({_why(exc)});"
+            " kdbench loads only torch.save(model.state_dict(), path), never pickled code"
         ) from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise KdbenchError(f"teacher checkpoint {path}: not a state dict of tensors")
@@ -99,13 +124,23 @@ def load_checkpoint(model: nn.Module, path: str) -> None:
 
 
 # torch's weights_only refusal wraps its one telling line in a page of advice.
-_BOILERPLATE = ("Weights only load failed", "Please file an issue", "Check the documentation")
+_BOILERPLATE = (
+    "Weights only load failed",
+    "Please file an issue",
+    "Check the documentation",
+    "(1) In PyTorch",
+    "(2) Alternatively",
+)
+# Advice torch appends to the telling sentence itself.
+_ADVICE = (" In PyTorch 2.6, we changed", " Please use `torch.serialization")
 
 
 def _why(exc: Exception) -> str:
     """The telling part of a torch.load failure, on one line."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     telling = [line for line in lines if not line.startswith(_BOILERPLATE)]
+    for advice in _ADVICE:
+        telling = [line.split(advice)[0] for line in telling]
     return " ".join(telling or lines[:1])[:300] or type(exc).__name__
 
 

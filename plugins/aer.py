@@ -12,6 +12,7 @@ import torch
 from kdbench import (
     Backend,
     CircuitCounters,
+    CircuitPlan,
     KdbenchError,
     ParameterShift,
     PrimitiveSampler,
@@ -100,7 +101,7 @@ class Aer(Backend):
         """Transpile `circuit` once and return its differentiable function.
 
         Raise OptionError for a bad option, KdbenchError for a circuit wider than the noise
-        device, ValueError for a gate the parameter-shift rule does not cover.
+        device or the simulator, ValueError for a gate the parameter-shift rule does not cover.
         """
         self.check()
         from qiskit.transpiler.preset_passmanagers import generate_preset_pass_manager
@@ -109,17 +110,9 @@ class Aer(Backend):
         from qiskit_aer.primitives import SamplerV2
 
         slots = split_slots(circuit, inputs, weights)
-        noise_model = None
-        if self.noise is not None:
-            target: Any = fake_backend(self.noise, "noise")()
-            if circuit.num_qubits > target.num_qubits:
-                raise KdbenchError(
-                    f"aer: the circuit has {circuit.num_qubits} qubits, noise device "
-                    f"'{self.noise}' only {target.num_qubits}"
-                )
-            noise_model = NoiseModel.from_backend(target)
-        else:
-            target = AerSimulator(method=self.method)
+        target = self._target()
+        self._check_width(circuit, target)
+        noise_model = NoiseModel.from_backend(target) if self.noise is not None else None
         manager = generate_preset_pass_manager(
             optimization_level=self.optimization_level, backend=target, seed_transpiler=seed
         )
@@ -160,6 +153,33 @@ class Aer(Backend):
                 primitive, isa, slots.parameters, shots=self.shots, before_submit=reseed
             )
         return AerCircuit(slots, isa=isa, sampler=sampler, shots=self.shots)
+
+    def check_circuit(self, plan: CircuitPlan) -> None:
+        """Refuse a circuit wider than the noise device or than the simulator method takes
+        here (Aer sizes its statevector limit to this machine's memory), or whose outcome
+        frequencies cannot fit in memory (`check_sampled_memory`)."""
+        self._check_width(plan.circuit, self._target())
+        self.check_sampled_memory(plan)
+
+    def _target(self) -> Any:
+        """What the circuit is transpiled for: the noise device, or the simulator."""
+        if self.noise is not None:
+            return fake_backend(self.noise, "noise")()
+        from qiskit_aer import AerSimulator
+
+        return AerSimulator(method=self.method)
+
+    def _check_width(self, circuit: QuantumCircuit, target: Any) -> None:
+        if circuit.num_qubits > target.num_qubits:
+            where = (
+                f"noise device '{self.noise}'"
+                if self.noise is not None
+                else f"AerSimulator (method '{self.method}') on this machine"
+            )
+            raise KdbenchError(
+                f"aer: the circuit has {circuit.num_qubits} qubits, {where} only "
+                f"{target.num_qubits}"
+            )
 
 
 class ProbabilitySampler:

@@ -82,7 +82,10 @@ class IdxDataset(Dataset):
             # Scratch space on the same file system as the data; removed whatever happens.
             scratch = tempfile.TemporaryDirectory(prefix=f".fetch-{self.name}-", dir=root)
         except OSError as exc:
-            raise DataError(f"{self.name}: cannot write to {root}: {exc.strerror or exc}") from None
+            why = exc.strerror or exc
+            if root.is_symlink() and not root.exists():  # mkdir says only "File exists"
+                why = "it is a symbolic link loop or leads nowhere"
+            raise DataError(f"{self.name}: cannot write to {root}: {why}") from None
         with scratch as work:
             sources = self.registry_files(Path(work), report)
             for name in self.md5:

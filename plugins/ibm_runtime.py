@@ -127,11 +127,7 @@ class IbmRuntime(Backend):
             from qiskit_ibm_runtime import SamplerV2 as Sampler
 
         device = kdbench.fake_backend(self.backend, "backend")() if self.local else self._device()
-        if circuit.num_qubits > device.num_qubits:
-            raise KdbenchError(
-                f"ibm-runtime: the circuit has {circuit.num_qubits} qubits, device "
-                f"'{self.backend}' only {device.num_qubits}"
-            )
+        self._check_width(circuit, device)
         slots = kdbench.split_slots(circuit, inputs, weights)
         manager = generate_preset_pass_manager(
             optimization_level=self.optimization_level, backend=device, seed_transpiler=seed
@@ -167,6 +163,21 @@ class IbmRuntime(Backend):
                 2 * (len(slots) - len(compiled.sampler.unused)),
             )
         return compiled
+
+    def check_circuit(self, plan: kdbench.CircuitPlan) -> None:
+        """Refuse a circuit wider than the device (a real one is looked up again, through the
+        account `preflight` opened), or whose outcome frequencies cannot fit in memory
+        (`check_sampled_memory`)."""
+        device = kdbench.fake_backend(self.backend, "backend")() if self.local else self._device()
+        self._check_width(plan.circuit, device)
+        self.check_sampled_memory(plan)
+
+    def _check_width(self, circuit: QuantumCircuit, device: Any) -> None:
+        if circuit.num_qubits > device.num_qubits:
+            raise KdbenchError(
+                f"ibm-runtime: the circuit has {circuit.num_qubits} qubits, device "
+                f"'{self.backend}' only {device.num_qubits}"
+            )
 
     def _device(self) -> Any:
         """The real IBM backend, through the user's credentials (never stored or shown)."""

@@ -382,7 +382,7 @@ def test_make_splits_sizes_remapping_and_disjointness(fake):
 
 def test_make_splits_teacher_subset_and_whole_test_set(fake):
     root, _ = fake
-    dataset = Mnist(classes=[0, 9], train_per_class=2, val_per_class=2, test_per_class=None)
+    dataset = Mnist(classes=[0, 9], train_per_class=2, val_per_class=2, test_per_class="all")
     s = make_splits(dataset, root, seed=1, teacher_per_class=5)
     assert torch.bincount(s.teacher_y).tolist() == [5, 5]
     assert not ids(s.teacher_x) & ids(s.val_x)

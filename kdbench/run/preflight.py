@@ -1,22 +1,36 @@
-"""Checks before a run logs anything: data intact, checkpoints loadable, backends usable."""
+"""Checks before a run logs anything: data intact, teachers fit, backends and circuits usable."""
 
 from __future__ import annotations
 
+import copy
+import inspect
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
+import torch
+
+from kdbench.api import Backend, CircuitPlan
+from kdbench.config import Instance
 from kdbench.data import load_raw
+from kdbench.distill import evaluate
+from kdbench.errors import KdbenchError
 from kdbench.matrix import Cell
-from kdbench.teachers import load_checkpoint
+from kdbench.run.training import student_context
+from kdbench.teachers import check_pools, load_checkpoint
 
 
 def preflight(cells: Sequence[Cell], data_root: Path) -> None:
     """Raise a one-line KdbenchError for what would make cells fail: a data set missing or
-    corrupt, a teacher checkpoint that does not load, a backend that cannot be used (e.g.
-    credentials of real hardware)."""
-    for dataset in {c.dataset.plugin: c.dataset for c in cells}.values():
+    corrupt, a teacher checkpoint that does not load or a teacher that cannot take the
+    images, a backend that cannot be used (e.g. credentials of real hardware) or cannot run
+    a student's circuit (wider than its device, too large for memory)."""
+    for dataset in {c.dataset.name: c.dataset for c in cells}.values():
         for split in ("train", "test"):
             load_raw(dataset.component, data_root, split)
+    for cell in {(c.dataset.name, c.teacher_name): c for c in cells}.values():  # class counts
+        members = cell.spec.instances["teachers"].__getitem__
+        check_pools(cell.teacher, cell.dataset, data_root, members)
     checked = set()
     for cell in cells:
         pending = [cell.teacher] if cell.teacher else []
@@ -24,12 +38,106 @@ def preflight(cells: Sequence[Cell], data_root: Path) -> None:
             teacher = pending.pop()
             names = teacher.component.member_names()
             pending += [cell.spec.instance("teachers", name) for name in names]
-            path = teacher.component.checkpoint
-            if path and (teacher.name, cell.dataset.name) not in checked:
-                checked.add((teacher.name, cell.dataset.name))
-                classes = len(cell.dataset.component.selected_classes)
-                model = teacher.component.build(classes, cell.dataset.component.image_shape)
-                load_checkpoint(model, path)
+            if not names and (teacher.name, cell.dataset.name) not in checked:  # composites:
+                checked.add((teacher.name, cell.dataset.name))  # their members are checked
+                _check_teacher(teacher, cell.dataset)
     backends = {b.name: b for c in cells for b in (c.backend, c.eval_backend) if b is not None}
     for backend in backends.values():
         backend.component.preflight()
+    _check_circuits(cells, data_root)
+
+
+def _check_teacher(teacher: Instance, dataset: Instance) -> None:
+    """Build `teacher` for `dataset`, load its checkpoint if it has one, and pass it one zero
+    image on the CPU: a network that cannot take the images is refused here, not retried in
+    every cell."""
+    classes = len(dataset.component.selected_classes)
+    shape = tuple(dataset.component.image_shape)
+    path = teacher.component.checkpoint
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. a layer of size 0: the error is the line
+            model = teacher.component.build(classes, shape)
+            if path:
+                load_checkpoint(model, path)
+            model.eval()  # batch norm takes a batch of one
+            with torch.no_grad():
+                model(torch.zeros(1, *shape))
+    except KdbenchError:
+        raise
+    except Exception as exc:
+        lines = str(exc).strip().splitlines() or [type(exc).__name__]
+        raise KdbenchError(
+            f"teacher '{teacher.name}' cannot take dataset '{dataset.name}' images of shape "
+            f"{'×'.join(map(str, shape))}: {lines[0]}"
+        ) from None
+
+
+def _check_circuits(cells: Sequence[Cell], data_root: Path) -> None:
+    """Build each distinct student once on each backend it trains or tests on, on the meta
+    device and with `Backend.check_circuit` in place of compiling: a circuit the backend
+    cannot run (wider than its device, too large for memory) is refused before anything is
+    logged. A student that fails to build for another reason is left to its cells, which
+    report it as before."""
+    done = set()
+    for cell in cells:
+        for backend, training in ((cell.backend, True), (cell.eval_backend, False)):
+            if backend is None:
+                continue
+            key = (cell.student.name, backend.name, cell.dataset.name, training)
+            if key in done:
+                continue
+            done.add(key)
+            train_batch, eval_batch = _batches(cell, data_root, training)
+            probe = _probing(backend.component, train_batch, eval_batch)
+            try:
+                with torch.device("meta"), warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    cell.student.component.build(student_context(cell, probe))
+            except KdbenchError:
+                raise
+            except Exception:  # the student's own failure (or one of the meta device's)
+                pass
+
+
+def _batches(cell: Cell, data_root: Path, training: bool) -> tuple[int | None, int]:
+    """(the most inputs of a training call, or None when only testing; the most of a call
+    without gradients): training batches, and validation and test images in `evaluate`'s."""
+    dataset = cell.dataset.component
+    classes = dataset.selected_classes
+    if isinstance(dataset.test_per_class, int):
+        test = dataset.test_per_class * len(classes)
+    else:  # the whole test set
+        labels = load_raw(dataset, data_root, "test")[1]
+        test = int(torch.isin(labels, torch.tensor(classes)).sum())
+    most = inspect.signature(evaluate).parameters["batch_size"].default
+    if not training:
+        return None, min(most, test)
+    train = min(cell.spec.train.batch_size, dataset.train_per_class * len(classes))
+    return train, min(most, max(dataset.val_per_class * len(classes), test))
+
+
+def _probing(backend: Backend, train_batch: int | None, eval_batch: int) -> Backend:
+    """A copy of `backend` whose `compile` calls `check_circuit` instead, returning a circuit
+    that cannot run; students compiling on `context.backend` directly (deprecated) are
+    probed too."""
+
+    def compile(circuit, inputs, weights, *, seed):
+        backend.check_circuit(CircuitPlan(circuit, inputs, weights, train_batch, eval_batch))
+        return _Unrun(circuit.num_qubits)
+
+    probe = copy.copy(backend)
+    object.__setattr__(probe, "compile", compile)  # frozen components too
+    return probe
+
+
+class _Unrun:
+    """What a probed `compile` returns: a `CircuitFunction` that refuses to run."""
+
+    executions = shots = depth = 0
+
+    def __init__(self, width: int):
+        self.width = width
+
+    def __call__(self, inputs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError("preflight: a probed circuit does not run")

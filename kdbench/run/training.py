@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from kdbench.api import CircuitFunction, StudentContext
+from kdbench.api import Backend, CircuitFunction, StudentContext
 from kdbench.config import Instance
 from kdbench.data import make_splits
 from kdbench.distill import EpochMetrics, Split, evaluate, fit, probabilities_to_log
@@ -65,9 +65,7 @@ def train_cell(
 
     def build_student(backend: Instance) -> tuple[torch.nn.Module, list[CircuitFunction]]:
         torch.manual_seed(seed)
-        encoder = cell.encoder.component if cell.encoder else None
-        image_shape = tuple(splits.train_x.shape[1:])
-        context = StudentContext(num_classes, image_shape, backend.component, encoder, seed)
+        context = student_context(cell, backend.component)
         student = cell.student.component.build(context)
         circuits = context.circuits or _legacy_circuit(student)
         for circuit in circuits:
@@ -123,6 +121,15 @@ def train_cell(
         flatten(cell.config()),
         run_id,
     )
+
+
+def student_context(cell: Cell, backend: Backend) -> StudentContext:
+    """The context `cell`'s student is built with on `backend` (in a cell, and probed by
+    preflight): the data set's selected classes and image shape, the cell's encoder and seed."""
+    dataset = cell.dataset.component
+    encoder = cell.encoder.component if cell.encoder else None
+    classes = len(dataset.selected_classes)
+    return StudentContext(classes, tuple(dataset.image_shape), backend, encoder, cell.seed)
 
 
 def _legacy_circuit(student: torch.nn.Module) -> list[CircuitFunction]:

@@ -1,0 +1,196 @@
+"""What depends on the data or the machine is refused before anything is logged (issue 12).
+
+A circuit too large for memory or wider than a noise device, and a teacher that cannot take a
+data set's images, used to pass `--dry-run` and fail every cell. Each case here runs `kdbench
+run` in-process, with and without `--dry-run`, on real MNIST and the real plugins: exit 2,
+one "Error:" line, nothing logged or cached; and a config that fits still passes.
+"""
+
+from __future__ import annotations
+
+import types
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import kdbench
+import kdbench.plugins
+from kdbench.plugins import load_registry
+from kdbench_plugins.datasets import Mnist
+from tests.test_bad_input import assert_clean_failure, replace, with_matrix
+
+ONLY_STUDENT = replace('teachers = ["none", "lenet"]', 'teachers = ["none"]')
+NOISY = '\n[backends.noisy]\nplugin = "aer"\nnoise = "fake_manila"\n'
+
+
+def qubits(count: int, text: str = ONLY_STUDENT) -> str:
+    return replace("qubits = 2", f"qubits = {count}", text)
+
+
+def on(backend: str, text: str) -> str:
+    return replace('backends = ["statevector"]', f'backends = ["{backend}"]', text)
+
+
+def refused(write_config, invoke, isolated, text: str, message: str, *flags: str) -> None:
+    assert_clean_failure(invoke("run", str(write_config(text)), *flags), message, isolated)
+
+
+def passes(write_config, invoke, text: str) -> None:
+    result = invoke("run", str(write_config(text)), "--dry-run")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert "cells of" in result.stdout
+
+
+RUNS = pytest.mark.parametrize("flags", [("--dry-run",), ()], ids=["dry-run", "run"])
+
+# -- (a) a state that cannot fit in memory --
+
+
+@RUNS
+def test_statevector_state_too_large_for_memory(write_config, invoke, isolated, flags):
+    # 30 encoding and 30 ansatz rotations: autograd keeps 63 states of 4 GiB per input.
+    message = (
+        "statevector: a 30-qubit circuit training on batches of 16 (16 × 63 states of 2^30 "
+        "float32 amplitudes, kept for autograd, and the compiled tables) needs about 4.0 TiB, "
+        "more than the "
+    )
+    refused(write_config, invoke, isolated, qubits(30), message, *flags)
+
+
+def test_statevector_parameter_shift_counts_the_shifted_circuits(write_config, invoke, isolated):
+    text = qubits(30) + '\n[backends.statevector]\ngradient = "parameter-shift"\n'
+    message = "training on batches of 16 (960 × 2 states of 2^30 float64 amplitudes, and the"
+    refused(write_config, invoke, isolated, text, message, "--dry-run")
+
+
+def test_statevector_qubits_that_fit_pass(write_config, invoke, isolated):
+    passes(write_config, invoke, qubits(10))
+    assert not (isolated / "mlflow.db").exists()
+
+
+def test_aer_wider_than_its_simulator(write_config, invoke, isolated):
+    # Aer sizes its statevector limit to the memory (30 qubits on 23 GiB); 40 is past any.
+    message = "aer: the circuit has 40 qubits, AerSimulator (method 'automatic') on this machine"
+    refused(write_config, invoke, isolated, on("aer", qubits(40)), message, "--dry-run")
+
+
+def test_aer_outcome_frequencies_too_large_for_memory(write_config, invoke, isolated):
+    # Matrix product states take 63 qubits, but every row comes back as 2**40 frequencies.
+    text = (
+        on("mps", qubits(40))
+        + '\n[backends.mps]\nplugin = "aer"\nmethod = "matrix_product_state"\n'
+    )
+    message = "aer: a 40-qubit circuit training on batches of 16 (1280 rows of 2^40 float64"
+    refused(write_config, invoke, isolated, text, message, "--dry-run")
+
+
+# -- (b) a student wider than its device --
+
+
+@RUNS
+def test_aer_noise_device_too_narrow(write_config, invoke, isolated, flags):
+    text = on("noisy", qubits(6)) + NOISY
+    message = "aer: the circuit has 6 qubits, noise device 'fake_manila' only 5"
+    refused(write_config, invoke, isolated, text, message, *flags)
+
+
+def test_eval_backend_noise_device_too_narrow(write_config, invoke, isolated):
+    anchor = 'backends = ["statevector"]'
+    text = replace(anchor, f'{anchor}\neval_backend = "noisy"', qubits(6)) + NOISY
+    message = "aer: the circuit has 6 qubits, noise device 'fake_manila' only 5"
+    refused(write_config, invoke, isolated, text, message, "--dry-run")
+
+
+@RUNS
+def test_ibm_runtime_fake_device_too_narrow(write_config, invoke, isolated, flags):
+    text = on("ibm", qubits(6)) + '\n[backends.ibm]\nplugin = "ibm-runtime"\n'
+    message = "ibm-runtime: the circuit has 6 qubits, device 'fake_manila' only 5"
+    refused(write_config, invoke, isolated, text, message, *flags)
+
+
+def test_student_as_wide_as_the_noise_device_passes(write_config, invoke, isolated):
+    passes(write_config, invoke, on("noisy", qubits(5)) + NOISY)
+    passes(
+        write_config, invoke, on("ibm", qubits(5)) + '\n[backends.ibm]\nplugin = "ibm-runtime"\n'
+    )
+
+
+# -- (c) a teacher that cannot take the images --
+
+
+def shrunk(size: int) -> type[kdbench.Dataset]:
+    """MNIST's real images, average-pooled to size x size: a third-party data set."""
+
+    class Shrunk(Mnist):
+        __doc__ = f"MNIST pooled to {size}x{size}."
+        name = f"mnist-{size}x{size}"
+        image_shape = (1, size, size)
+
+        def load(self, root, split):
+            images, labels = super().load(root, split)
+            pooled = F.adaptive_avg_pool2d(images[:, None].float(), size)
+            return pooled[:, 0].round().to(torch.uint8), labels
+
+    return Shrunk
+
+
+@pytest.fixture
+def small_images(monkeypatch):
+    """The CLI's registry with MNIST at 7x7 and 2x2 ("mnist-7x7", "mnist-2x2")."""
+    module = types.ModuleType("small_images")
+    module.register_datasets = kdbench.hookimpl(
+        lambda register: [register(shrunk(size)) for size in (7, 2)]
+    )
+    small = load_registry(extra=[("small-images", module)])
+    monkeypatch.setattr(kdbench.plugins, "registry", lambda: small)
+
+
+def small(size: int, teacher: str, extra: str = "") -> str:
+    """VALID's student taught by `teacher` on MNIST pooled to size x size."""
+    dataset = (
+        f'[datasets.small]\nplugin = "mnist-{size}x{size}"\nclasses = [0, 1, 2]\n'
+        "train_per_class = 12\nval_per_class = 8\ntest_per_class = 10\n"
+    )
+    matrix = f'[[matrix]]\ndatasets = ["small"]\nteachers = ["{teacher}"]\nstudents = ["q2"]\n'
+    return with_matrix(matrix, dataset + extra)
+
+
+SHAPE_7 = "teacher 'lenet' cannot take dataset 'small' images of shape 1×7×7: Calculated padded"
+
+
+@RUNS
+def test_lenet_on_7x7_images(write_config, invoke, isolated, small_images, flags):
+    refused(write_config, invoke, isolated, small(7, "lenet"), SHAPE_7, *flags)
+
+
+def test_alexnet_on_2x2_images(write_config, invoke, isolated, small_images):
+    message = "teacher 'alexnet' cannot take dataset 'small' images of shape 1×2×2: Given input"
+    refused(write_config, invoke, isolated, small(2, "alexnet"), message, "--dry-run")
+
+
+@RUNS
+def test_ensemble_with_a_member_that_cannot_take_the_images(
+    write_config, invoke, isolated, small_images, flags
+):
+    ensemble = '[teachers.ens]\nplugin = "ensemble"\nmembers = ["alexnet", "lenet"]\n'
+    refused(write_config, invoke, isolated, small(7, "ens", ensemble), SHAPE_7, *flags)
+
+
+def test_teachers_that_take_the_images_pass(write_config, invoke, isolated, small_images):
+    # AlexNet pools 7x7 to 1x1; the ensemble's other member takes 28x28.
+    passes(write_config, invoke, small(7, "alexnet"))
+    ensemble = '[teachers.ens]\nplugin = "ensemble"\nmembers = ["alexnet", "lenet"]\n'
+    passes(write_config, invoke, with_matrix(
+        '[[matrix]]\ndatasets = ["mnist-0-2"]\nteachers = ["ens"]\nstudents = ["q2"]\n', ensemble
+    ))  # fmt: skip
+    assert not (isolated / "cache").exists() or not any((isolated / "cache").rglob("*"))
+
+
+def test_memory_limit_is_the_machine_s_at_most():
+    import os
+
+    limit = kdbench.Backend.memory_limit()
+    assert limit is not None and 0 < limit <= os.sysconf("SC_PHYS_PAGES") * os.sysconf(
+        "SC_PAGE_SIZE"
+    )
