@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import sys
 from pathlib import Path
 
@@ -73,7 +74,7 @@ def cli() -> None:
 
 def resolve_tracking_uri(option: str | None, configured: str | None = None) -> str:
     """The --tracking-uri option, else the config's, else $MLFLOW_TRACKING_URI, else sqlite."""
-    from kdbench.tracking import DEFAULT_URI, absolute_uri
+    from kdbench.stores import DEFAULT_URI, absolute_uri
 
     return absolute_uri(
         option or configured or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
@@ -136,12 +137,18 @@ def run(
     data_dir: str | None,
 ) -> None:
     """Train and evaluate every cell of the matrix in CONFIG, logging each to MLflow."""
+    from kdbench import paths
     from kdbench.config import load_spec
     from kdbench.matrix import expand
     from kdbench.plugins import registry
+    from kdbench.run import preflight
 
     spec = load_spec(config, registry(), profile=profile, overrides=overrides)
     cells = expand(spec)
+    # What depends on the data or the machine is refused here too, so a dry run that passes
+    # means the run can start.
+    root = paths.data_dir(data_dir or spec.experiment.data_dir)
+    preflight(cells, root)
     if dry_run:
         table = Table(title=f"{len(cells)} cells of {config}")
         for column in ("cell id", "dataset", "teacher", "student", "backend", "seed"):
@@ -150,14 +157,14 @@ def run(
             table.add_row(cell.id, *cell.group, str(cell.seed))
         console.print(table)
         return
-    _run(spec, cells, tracking_uri, data_dir, rerun, fail_fast, jobs, executor, address)
+    _run(spec, cells, root, tracking_uri, rerun, fail_fast, jobs, executor, address)
 
 
 def _run(
     spec,
     cells,
+    root: Path,
     uri_option: str | None,
-    data_dir: str | None,
     rerun: bool,
     fail_fast: bool,
     jobs: int = 1,
@@ -167,17 +174,17 @@ def _run(
     from kdbench import paths
     from kdbench.plugins import registry
     from kdbench.report import results_table, summarize
-    from kdbench.run import connect_ray, preflight, run_matrix
+    from kdbench.run import connect_ray, run_matrix
     from kdbench.run.display import progress_display
-    from kdbench.tracking import Tracker, redact_uri
+    from kdbench.run.signals import terminate_as_interrupt
+    from kdbench.stores import redact_uri
+    from kdbench.tracking import Tracker
 
-    root = paths.data_dir(data_dir or spec.experiment.data_dir)
-    preflight(cells, root)
     if executor == "ray":  # before the store is touched: nothing is logged if Ray is not there
         connect_ray(address)
     uri = resolve_tracking_uri(uri_option, spec.experiment.tracking_uri)
     tracker = Tracker(uri, spec.experiment.name)
-    with progress_display(errors, len(cells)) as display:
+    with progress_display(errors, len(cells)) as display, terminate_as_interrupt() as caught:
         try:
             outcomes = run_matrix(
                 spec,
@@ -195,19 +202,20 @@ def _run(
             )
         except KeyboardInterrupt:
             errors.print("interrupted: finished cells are in MLflow; run again to resume")
-            sys.exit(130)
-    failed = [o for o in outcomes if o.status == "FAILED"]
-    skipped = [o for o in outcomes if o.status == "SKIPPED"]
+            sys.exit(128 + (caught[0] if caught else signal.SIGINT))
+    count = {s: sum(o.status == s for o in outcomes) for s in ("FINISHED", "SKIPPED", "FAILED")}
+    held = [o for o in outcomes if o.status == "HELD"]
     console.print(results_table(summarize(o.result for o in outcomes if o.result)))
     console.print(
-        f"{len(outcomes) - len(failed) - len(skipped)} cells finished, "
-        f"{len(skipped)} already done, {len(failed)} failed"
+        f"{count['FINISHED']} cells finished, {count['SKIPPED']} already done, "
+        f"{count['FAILED']} failed"
+        f"{f', {len(held)} running on another host' if held else ''}"
         f"{'' if len(outcomes) == len(cells) else ' (stopped at the first failure)'}; "
         f"experiment '{spec.experiment.name}' in {redact_uri(uri)}",
         highlight=False,
     )
     console.print(f"browse: kdbench ui --tracking-uri {redact_uri(uri)}", highlight=False)
-    if failed:
+    if count["FAILED"]:
         sys.exit(1)
 
 
@@ -253,24 +261,38 @@ def data() -> None:
 def fetch(datasets: tuple[str, ...], data_dir: str | None) -> None:
     """Fetch and verify DATASETS (default: every registered data set)."""
     from kdbench import paths
+    from kdbench.api import Dataset
     from kdbench.plugins import registry
 
     reg = registry()
     root = paths.data_dir(data_dir)
     for name in datasets or reg.names("datasets"):
         dataset = reg.get("datasets", name)()
+        if not datasets and type(dataset).fetch is Dataset.fetch:  # named, it says why not
+            console.print(f"{name}: no fetch step; its files are placed by hand", highlight=False)
+            continue
         dataset.fetch(root, report=lambda line: console.print(line, highlight=False))
 
 
 @cli.command()
 @tracking_option
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=5000, show_default=True, type=int)
+@click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
 def ui(tracking_uri: str | None, host: str, port: int) -> None:
     """Start the MLflow UI on the tracking store."""
-    from kdbench.tracking import redact_uri
+    import socket
+
+    from kdbench.stores import check_uri, missing_sqlite, redact_uri
 
     uri = resolve_tracking_uri(tracking_uri)
+    check_uri(uri)
+    if missing_sqlite(uri):  # the UI would create an empty one
+        raise KdbenchError(f"no tracking store at {uri}: run `kdbench run` first, or name one")
+    try:  # refused here in one line, rather than by the server in a traceback
+        with socket.create_server((host, port)):
+            pass
+    except OSError as exc:
+        raise KdbenchError(f"cannot serve the UI on {host}:{port}: {exc.strerror}") from None
     command = [
         sys.executable,
         "-m",
@@ -322,6 +344,7 @@ def report(
     if any, adds a reference's numbers (benchmarks.toml: the paper's) and row labels.
     """
     from kdbench import report as reporting
+    from kdbench.names import file_name
     from kdbench.tracking import Tracker
 
     configured, config_report = None, None
@@ -353,7 +376,9 @@ def report(
             click.echo(reporting.to_latex(table, title))
         else:
             click.echo(reporting.to_csv(table))
-    folder = Path(output or Path("kdbench-results") / experiment)
+    # The experiment's name becomes one folder name: whatever it holds (../, /), the
+    # report stays under kdbench-results/.
+    folder = Path(output or Path("kdbench-results") / file_name(experiment))
     reporting.write(built, folder)
     invocation = tracker.latest_invocation()
     if invocation is not None:

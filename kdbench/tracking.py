@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -9,55 +10,31 @@ import socket
 import tempfile
 from collections.abc import Iterable, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from kdbench.errors import KdbenchError, TrackingError
 from kdbench.locks import exclusive
+from kdbench.results import ERROR_TAG
+from kdbench.stores import (
+    FIRST_CONTACT_TIMEOUT_S,
+    LATER_REQUESTS_ENV,
+    GuardedClient,
+    check_uri,
+    first_contact,
+    missing_sqlite,
+    redact_uri,
+    redacted,
+    server_reachable,
+    store_lock,
+)
 
-DEFAULT_URI = "sqlite:///mlflow.db"
 CELL_ID_TAG = "kdbench.cell_id"
 ROLE_TAG = "kdbench.role"
 PARENT_TAG = "mlflow.parentRunId"
 HOST_TAG = "kdbench.host"
 PID_TAG = "kdbench.pid"
-
-
-def absolute_uri(uri: str) -> str:
-    """A relative SQLite store made absolute, so that it names one file wherever it is used."""
-    prefix = "sqlite:///"
-    if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
-        path = uri.removeprefix(prefix)
-        if path and path != ":memory:":
-            return prefix + str(Path(path).resolve())
-    return uri
-
-
-def redact_uri(uri: str) -> str:
-    """The URI as it may be shown: a password in it (http://user:pw@host) becomes ***."""
-    password = _password(uri)
-    return uri.replace(f":{password}@", ":***@") if password else uri
-
-
-def _password(uri: str | None) -> str | None:
-    try:
-        return urlsplit(uri).password if uri else None
-    except ValueError:
-        return None
-
-
-def _redacted(text: str, uri: str) -> str:
-    """`text` without the password of `uri`, if any."""
-    password = _password(uri)
-    return text.replace(password, "***") if password else text
-
-
-def redact_passwords(content: bytes, *uris: str | None) -> bytes:
-    """`content` (a config file, logged as an artifact) without the passwords of `uris`."""
-    for password in filter(None, map(_password, uris)):
-        content = content.replace(password.encode(), b"***")
-    return content
 
 
 def flatten(value: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -70,6 +47,27 @@ def flatten(value: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
         else:
             flat[name] = json.dumps(item) if isinstance(item, (list, tuple)) else str(item)
     return flat
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A cell's run: the one just started for this process ("ours"), or the run that already
+    "finished" it or "held" it (running elsewhere); `run` is that other run."""
+
+    run_id: str
+    state: str
+    run: Any = None
+
+    @property
+    def local(self) -> bool:
+        """Whether the run's process is on this host."""
+        return self.run is not None and self.run.data.tags.get(HOST_TAG) == socket.gethostname()
+
+    @property
+    def owner(self) -> str:
+        """host:pid of the process that started the run."""
+        tags = self.run.data.tags if self.run is not None else {}
+        return f"{tags.get(HOST_TAG, '?')}:{tags.get(PID_TAG, '?')}"
 
 
 class Tracker:
@@ -85,16 +83,17 @@ class Tracker:
         os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
         self.uri, self.experiment_name = uri, experiment
         shown = redact_uri(uri)
-        if not create and _missing_sqlite(uri):  # reading must not create an empty store
+        check_uri(uri)
+        if not create and missing_sqlite(uri):  # reading must not create an empty store
             raise KdbenchError(f"no experiment '{experiment}' in {shown}: no such store")
-        if uri.startswith(("http://", "https://")) and not _reachable(uri):
+        if uri.startswith(("http://", "https://")) and not server_reachable(uri):
             raise TrackingError(
                 f"tracking server {shown} is unreachable (no connection within "
                 f"{FIRST_CONTACT_TIMEOUT_S} s)"
             )
         try:
-            with _store_lock(uri), _first_contact(uri):
-                self.client = MlflowClient(tracking_uri=uri)
+            with store_lock(uri), first_contact(uri):
+                self.client = GuardedClient(MlflowClient(tracking_uri=uri), uri)
                 found = self.client.get_experiment_by_name(experiment)
                 if found is None and create:
                     self.experiment_id = self.client.create_experiment(experiment)
@@ -104,13 +103,17 @@ class Tracker:
                 self.experiment_id = found.experiment_id
                 if found.lifecycle_stage == "deleted":
                     self.client.restore_experiment(self.experiment_id)
-        except KdbenchError:
-            raise
-        except Exception as exc:
+        except KdbenchError as exc:
+            if not isinstance(exc, TrackingError):
+                raise
+            raise TrackingError(f"tracking store {shown!r} cannot be used: {exc}") from None
+        except Exception as exc:  # MlflowClient itself, e.g. a scheme it does not know
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise TrackingError(
-                f"tracking store {shown!r} cannot be used: {_redacted(first, uri)}"
+                f"tracking store {shown!r} cannot be used: {redacted(first, uri)}"
             ) from None
+        for key, value in LATER_REQUESTS_ENV.items():
+            os.environ.setdefault(key, value)
 
     def start_run(self, name: str, tags: Mapping[str, str], parent: str | None = None) -> str:
         """A RUNNING run tagged with this process, so that a later run can tell it is stale."""
@@ -121,16 +124,90 @@ class Tracker:
 
     def close_stale(self) -> int:
         """Mark KILLED the RUNNING runs whose process on this host is gone; return how many."""
-        host, closed = socket.gethostname(), 0
+        closed = 0
         for run in self.client.search_runs(
             [self.experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=50000
         ):
-            tags = run.data.tags
-            if tags.get(HOST_TAG) == host and not _alive(int(tags.get(PID_TAG, "0"))):
-                self.client.set_tag(run.info.run_id, "kdbench.error", "process ended mid-run")
-                self.client.set_terminated(run.info.run_id, status="KILLED")
+            if self._stale(run):
+                self._close(run.info.run_id)
                 closed += 1
         return closed
+
+    @staticmethod
+    def _stale(run: Any) -> bool:
+        """Started by a process of this host that is gone."""
+        tags = run.data.tags
+        pid = tags.get(PID_TAG, "0")
+        return tags.get(HOST_TAG) == socket.gethostname() and not _alive(
+            int(pid) if pid.isdigit() else 0
+        )
+
+    def _close(self, run_id: str) -> None:
+        self.client.set_tag(run_id, ERROR_TAG, "process ended mid-run")
+        self.client.set_terminated(run_id, status="KILLED")
+
+    @contextmanager
+    def _claim_lock(self):
+        """One machine-wide lock per store and experiment (beside a SQLite store's file)."""
+        if self.uri.startswith("sqlite:///"):
+            path = Path(self.uri.removeprefix("sqlite:///") + ".lock")
+        else:
+            key = hashlib.sha256(f"{self.uri}\0{self.experiment_name}".encode()).hexdigest()
+            path = Path(tempfile.gettempdir()) / f"kdbench-claims-{key[:16]}.lock"
+        with exclusive(path):
+            yield
+
+    def claim(
+        self, cell_id: str, name: str, tags: Mapping[str, str], parent: str, since_ms: int = 0
+    ) -> Claim:
+        """Start the cell's RUNNING child run, unless another run finished it (since
+        `since_ms`) or holds it (RUNNING, its process alive); then that run is returned.
+
+        Check and start happen under one lock, so two invocations on one machine never both
+        start a cell. Across machines (a shared server) the lock does not reach: of two runs
+        started at once, the one started first keeps the cell and the other is withdrawn.
+        """
+        with self._claim_lock():
+            found = self.holder(cell_id, since_ms)
+            if found is not None:
+                return found
+            run_id = self.start_run(name, tags, parent=parent)
+        mine = self.client.get_run(run_id)
+        rival = self.holder(cell_id, since_ms, before=mine)
+        if rival is not None:
+            self.client.set_tag(run_id, ERROR_TAG, f"withdrawn: run {rival.run_id} has the cell")
+            self.client.set_terminated(run_id, status="KILLED")
+            self.client.delete_run(run_id)
+            return rival
+        return Claim(run_id, "ours")
+
+    def holder(self, cell_id: str, since_ms: int = 0, before: Any = None) -> Claim | None:
+        """The run that finished the cell since `since_ms`, else one that is running it with
+        its process alive (only runs that started before run `before`, if given); runs left
+        RUNNING by a dead process on this host are marked KILLED on the way."""
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.`{CELL_ID_TAG}` = '{cell_id}' and tags.`{ROLE_TAG}` = 'cell'"
+            " and attributes.status != 'FAILED' and attributes.status != 'KILLED'",
+            max_results=1000,
+            order_by=["attributes.start_time ASC"],
+        )
+        running = None
+        for run in runs:
+            info = run.info
+            if before is not None and (info.start_time, info.run_id) >= (
+                before.info.start_time,
+                before.info.run_id,
+            ):
+                continue
+            if info.status == "FINISHED" and info.start_time >= since_ms:
+                return Claim(info.run_id, "finished", run)
+            if info.status in ("RUNNING", "SCHEDULED") and running is None:
+                if self._stale(run):
+                    self._close(info.run_id)
+                else:
+                    running = Claim(info.run_id, "held", run)
+        return running
 
     def finished_cells(self) -> dict[str, Any]:
         """The latest FINISHED child run of each cell id."""
@@ -185,55 +262,6 @@ class Tracker:
             max_results=50000,
             order_by=["attributes.start_time ASC"],
         )
-
-
-# A tracking server that does not answer fails the run in seconds, before anything is
-# written, not after MLflow's retries (minutes); later requests keep MLflow's settings.
-FIRST_CONTACT_TIMEOUT_S = 5
-_FIRST_CONTACT_ENV = {
-    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
-    "MLFLOW_HTTP_REQUEST_TIMEOUT": str(FIRST_CONTACT_TIMEOUT_S),
-}
-
-
-def _reachable(uri: str) -> bool:
-    from kdbench.fetch import reachable
-
-    return reachable(uri, timeout=FIRST_CONTACT_TIMEOUT_S)
-
-
-@contextmanager
-def _first_contact(uri: str):
-    """MLflow's HTTP requests without retries and with a short timeout, for the first contact."""
-    if not uri.startswith(("http://", "https://")):
-        yield
-        return
-    saved = {key: os.environ.get(key) for key in _FIRST_CONTACT_ENV}
-    os.environ.update(_FIRST_CONTACT_ENV)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
-def _missing_sqlite(uri: str) -> bool:
-    path = uri.removeprefix("sqlite:///")
-    return uri.startswith("sqlite:///") and path != ":memory:" and not Path(path).exists()
-
-
-@contextmanager
-def _store_lock(uri: str):
-    """Serialize the first use of a local SQLite store: MLflow creates its tables then, and
-    two processes doing it at once leave the schema migration half done."""
-    if not uri.startswith("sqlite:///"):
-        yield
-        return
-    with exclusive(Path(uri.removeprefix("sqlite:///") + ".lock")):
-        yield
 
 
 def _alive(pid: int) -> bool:

@@ -176,34 +176,6 @@ def test_same_seed_same_machine_gives_identical_accuracies(write_config, invoke,
     assert len(by_cell) == 2 and all(len(values) == 1 for values in by_cell.values())
 
 
-def test_two_runs_at_once_share_the_store_and_train_each_teacher_once(write_config, isolated):
-    """Two `kdbench run` processes on one config and store: no corruption, no teacher twice."""
-    text = TINY.format(name="twice").replace("seeds = [0]", "seeds = [0, 1]")
-    config = write_config(text.replace("epochs = 1\n", "epochs = 3\n"))
-    env = {**os.environ, "KDBENCH_CACHE": str(isolated / "cache")}
-    command = [sys.executable, "-m", "kdbench", "run", str(config), "--rerun"]
-    processes = [subprocess.Popen(command, cwd=isolated, env=env, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True) for _ in range(2)]  # fmt: skip
-    for process in processes:
-        _, stderr = process.communicate(timeout=600)
-        assert process.returncode == 0, stderr[-2000:]
-    uri = f"sqlite:///{isolated}/mlflow.db"
-    assert statuses(uri, "twice") == [("cell", "FINISHED")] * 8 + [("invocation", "FINISHED")] * 2
-    client = MlflowClient(tracking_uri=uri)
-    experiment = client.get_experiment_by_name("twice").experiment_id
-    sources = [
-        r.data.tags["kdbench.teacher_source"]
-        for r in client.search_runs([experiment], "tags.`kdbench.teacher` = 'lenet'")
-    ]
-    assert sorted(sources) == ["cache", "cache", "trained", "trained"], (
-        "each seed's teacher is trained by one process and read from the cache by the other"
-    )
-    kept = {p.name.split(".", 1)[1] for p in (isolated / "cache" / "teachers").glob("*.pt")}
-    assert len(list((isolated / "cache" / "teachers").glob("*.pt"))) == 4
-    assert kept == {"pt", "outputs.pt"}  # the two networks, and their outputs shared
-    assert not list((isolated / "cache" / "teachers").glob("*.tmp"))
-
-
 def test_parallel_executors_start_each_untrained_teacher_first(write_config, registry, isolated):
     text = TINY.format(name="order").replace("seeds = [0]", "seeds = [0, 1]")
     text += """

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from kdbench.names import file_name
 from kdbench.report.labels import dataset_label, student_label, teacher_label
 from kdbench.report.reference import ReportConfig, parse_report
 from kdbench.report.stats import Gain, Row, mean_std, paired_gain, summarize
@@ -78,7 +79,7 @@ def build_report(
     report = Report(list(rows), family_tables(rows, config))
     for family, table in report.tables.items():
         title = f"{experiment}: {family}"
-        stem = family.lower().replace(" ", "-")
+        stem = file_name(family.lower())
         report.files[f"table-{stem}.md"] = to_markdown(table, title).encode()
         report.files[f"table-{stem}.tex"] = to_latex(table, title).encode()
         report.files[f"table-{stem}.csv"] = to_csv(table).encode()
@@ -105,7 +106,7 @@ def write(report: Report, folder: Path) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for name, content in report.files.items():
-        path = folder / name
+        path = folder / file_name(name)
         path.write_bytes(content)
         paths.append(path)
     return paths

@@ -11,10 +11,10 @@ from pathlib import Path
 import torch
 
 import kdbench
-from kdbench.errors import KdbenchError
+from kdbench.errors import KdbenchError, TrackingError
 from kdbench.matrix import Cell
 from kdbench.plugins import Registry
-from kdbench.results import ERROR_TAG, cell_tags
+from kdbench.results import ERROR_TAG, Result, cell_tags
 from kdbench.run.events import CellOutcome, Events
 from kdbench.run.training import train_cell
 from kdbench.tracking import CELL_ID_TAG, ROLE_TAG, Tracker, flatten
@@ -43,15 +43,27 @@ def run_cell(
     data_root: Path,
     cache: Path,
     events: Events,
+    since_ms: int = 0,
 ) -> CellOutcome:
-    """Train and evaluate one cell into its own child run; a failure is recorded, not raised."""
+    """Train and evaluate one cell into its own child run; a failure is recorded, not raised.
+
+    The run is claimed first: a cell another run finished (since `since_ms`) is SKIPPED, one
+    another live process is running is HELD, and neither is run twice.
+    """
     tags = {ROLE_TAG: "cell", CELL_ID_TAG: cell.id, **cell_tags(cell)}
-    run_id = tracker.start_run(cell.label, tags, parent=parent_id)
+    claim = tracker.claim(cell.id, cell.label, tags, parent_id, since_ms)
+    if claim.state == "finished":
+        return CellOutcome(cell, claim.run_id, "SKIPPED", Result.from_run(claim.run))
+    if claim.state == "held":
+        return CellOutcome(cell, claim.run_id, "HELD", error=claim.owner)
+    run_id = claim.run_id
     started = time.perf_counter()
     try:
         tracker.log_params(run_id, {**flatten(cell.config()), **versions(cell, registry)})
         with ExitStack() as opened:  # the cell's circuits close even when it fails
             result = train_cell(cell, tracker, run_id, data_root, cache, events, opened)
+    except TrackingError:
+        raise  # the store itself failed: nothing can be recorded in it
     except (Exception, KeyboardInterrupt) as exc:
         reason = str(exc) if isinstance(exc, KdbenchError) else f"{type(exc).__name__}: {exc}"
         tracker.set_tag(run_id, ERROR_TAG, reason[:5000])

@@ -15,7 +15,7 @@ class CellOutcome:
 
     cell: Cell
     run_id: str
-    status: str  # FINISHED, FAILED, or SKIPPED (finished by an earlier invocation)
+    status: str  # FINISHED, FAILED, SKIPPED (finished by another invocation), HELD (running in one)
     result: Result | None = None
     error: str | None = None
     seconds: float = 0.0

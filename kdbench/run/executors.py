@@ -6,10 +6,14 @@ generator early (fail-fast, Ctrl-C) cancels the cells not started yet.
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
+import signal
 import sys
 import tempfile
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
@@ -35,6 +39,7 @@ class Job:
     parent: str
     data_root: Path
     cache: Path
+    since_ms: int = 0  # runs that finished a cell before this (ms) do not count (--rerun)
 
 
 Executor = Callable[[Sequence[Cell], Job], Iterator[CellOutcome]]
@@ -47,7 +52,8 @@ def serial(registry: Registry, tracker: Tracker, events: Events) -> Executor:
     def execute(cells: Sequence[Cell], job: Job) -> Iterator[CellOutcome]:
         for cell in cells:
             yield run_cell(cell, registry=registry, tracker=tracker, parent_id=job.parent,
-                           data_root=job.data_root, cache=job.cache, events=events)  # fmt: skip
+                           data_root=job.data_root, cache=job.cache, events=events,
+                           since_ms=job.since_ms)  # fmt: skip
 
     return execute
 
@@ -57,21 +63,62 @@ def processes(jobs: int) -> Executor:
 
     Workers are spawned, not forked: a forked copy of a process that has used torch's
     thread pool can deadlock. Teachers are trained once all the same: the cache is locked.
+    Closing the outcomes early stops the workers: each marks its cell KILLED and exits; a
+    worker whose parent dies does the same.
     """
 
     def execute(cells: Sequence[Cell], job: Job) -> Iterator[CellOutcome]:
         threads = max(1, (os.cpu_count() or 1) // jobs)
         context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(jobs, mp_context=context) as pool:
-            futures = [pool.submit(work, cell, job, threads) for cell in cells]
-            try:
-                for future in as_completed(futures):
-                    yield future.result()
-            finally:
-                for future in futures:
-                    future.cancel()
+        pool = ProcessPoolExecutor(
+            jobs, mp_context=context, initializer=_watch_parent, initargs=(os.getpid(),)
+        )
+        futures = [pool.submit(work, cell, job, threads) for cell in cells]
+        try:
+            for future in as_completed(futures):
+                yield future.result()
+        finally:
+            if all(future.done() for future in futures):
+                pool.shutdown()
+            else:
+                _stop(pool)
 
     return execute
+
+
+def _stop(pool: ProcessPoolExecutor, grace_s: float = 30.0) -> None:
+    """Cancel what has not started and stop the workers (SIGTERM, then SIGKILL after
+    `grace_s`). Python 3.14 has `terminate_workers`; before it, the processes are private."""
+    workers = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in workers:
+        process.terminate()
+    deadline = time.monotonic() + grace_s
+    for process in workers:
+        process.join(max(0.0, deadline - time.monotonic()))
+        if process.is_alive():
+            process.kill()
+            process.join()
+
+
+def _watch_parent(parent: int) -> None:
+    """In a worker: SIGTERM interrupts the cell (which is marked KILLED), and a parent that
+    dies without stopping the worker (SIGKILL) sends it SIGTERM: at once on Linux, where the
+    kernel does it, else within a second."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="kdbench-parent-watch", daemon=True).start()
 
 
 def ray_tasks(address: str | None) -> Executor:
@@ -94,8 +141,12 @@ def ray_tasks(address: str | None) -> Executor:
                 (done,), pending = ray.wait(pending, num_returns=1)
                 yield ray.get(done)
         finally:
+            # Forced: a running task's worker is killed, and once it is gone (waited for
+            # here) the invocation marks its cell KILLED.
             for ref in pending:
-                ray.cancel(ref)
+                ray.cancel(ref, force=True)
+            if pending:
+                ray.wait(pending, num_returns=len(pending), timeout=30)
 
     return execute
 
@@ -107,13 +158,18 @@ def work(cell: Cell, job: Job, threads: int) -> CellOutcome:
     """One cell in a worker process or Ray task (one tracker per worker)."""
     from kdbench.plugins import registry
 
-    torch.set_num_threads(threads)
-    key = (job.uri, job.experiment)
-    if key not in _WORKER_TRACKERS:
-        _WORKER_TRACKERS[key] = Tracker(job.uri, job.experiment)
-    return run_cell(cell, registry=registry(), tracker=_WORKER_TRACKERS[key],
-                    parent_id=job.parent, data_root=job.data_root, cache=job.cache,
-                    events=Events())  # fmt: skip
+    try:
+        torch.set_num_threads(threads)
+        key = (job.uri, job.experiment)
+        if key not in _WORKER_TRACKERS:
+            _WORKER_TRACKERS[key] = Tracker(job.uri, job.experiment)
+        return run_cell(cell, registry=registry(), tracker=_WORKER_TRACKERS[key],
+                        parent_id=job.parent, data_root=job.data_root, cache=job.cache,
+                        events=Events(), since_ms=job.since_ms)  # fmt: skip
+    except KeyboardInterrupt:
+        # Stopped (the cell is marked KILLED): exit rather than take the next queued cell,
+        # which the pool would otherwise hand this worker.
+        os._exit(128 + signal.SIGTERM)
 
 
 @contextmanager

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
-from contextlib import closing
+from contextlib import closing, suppress
 from pathlib import Path
 
 from kdbench.config import Spec
+from kdbench.errors import TrackingError
 from kdbench.matrix import Cell
 from kdbench.plugins import Registry
 from kdbench.results import Result
 from kdbench.run.events import CellOutcome, Events
 from kdbench.run.executors import Executor, Job, processes, ray_tasks, serial
+from kdbench.stores import redact_passwords
 from kdbench.teachers import checkpoint_path, keys_to_train
-from kdbench.tracking import ROLE_TAG, Tracker, redact_passwords
+from kdbench.tracking import ROLE_TAG, Tracker
 
 
 def run_matrix(
@@ -47,6 +50,8 @@ def run_matrix(
         Path(spec.file).read_bytes(), tracker.uri, spec.experiment.tracking_uri
     )
     tracker.log_files(parent, [(Path(spec.file).name, config)])
+    since_ms = tracker.client.get_run(parent).info.start_time if rerun else 0
+    job = Job(tracker.uri, tracker.experiment_name, parent, data_root, cache, since_ms)
     outcomes: list[CellOutcome] = []
     todo = []
     for cell in cells:
@@ -63,23 +68,83 @@ def run_matrix(
         execute, todo = processes(jobs), teachers_first(todo, spec, cache)
     else:
         execute = serial(registry, tracker, events)
-    completed = execute(todo, Job(tracker.uri, tracker.experiment_name, parent, data_root, cache))
     try:
-        # One loop whatever the executor; leaving it closes the generator, whose cleanup
-        # cancels the cells not yet started.
-        with closing(completed):
-            for outcome in completed:
-                outcomes.append(outcome)
-                events.done(outcome)
-                if outcome.status == "FAILED" and fail_fast:
-                    break
+        while todo:
+            held = _run_round(execute, todo, job, outcomes, events, fail_fast)
+            todo = _wait_for(held, tracker, since_ms, outcomes, events)
     except BaseException:
-        tracker.finish(parent, "KILLED")
+        # Stopped: the workers are gone by now, so their cells are marked KILLED here (unless
+        # the store is what failed).
+        with suppress(TrackingError):
+            tracker.close_stale()
+            tracker.finish(parent, "KILLED")
         raise
     failed = any(o.status == "FAILED" for o in outcomes)
     tracker.finish(parent, "FAILED" if failed else "FINISHED")
     order = {cell.id: i for i, cell in enumerate(cells)}
     return sorted(outcomes, key=lambda o: order[o.cell.id])
+
+
+def _run_round(
+    execute: Executor,
+    cells: Sequence[Cell],
+    job: Job,
+    outcomes: list[CellOutcome],
+    events: Events,
+    fail_fast: bool,
+) -> list[CellOutcome]:
+    """Run `cells`, adding their outcomes; return those held by another invocation."""
+    held = []
+    completed = execute(cells, job)
+    # One loop whatever the executor; leaving it closes the generator, whose cleanup
+    # cancels the cells not yet started (and stops the running ones).
+    with closing(completed):
+        for outcome in completed:
+            events.done(outcome)
+            if outcome.status == "HELD":
+                held.append(outcome)
+                continue
+            outcomes.append(outcome)
+            if outcome.status == "FAILED" and fail_fast:
+                return []
+    return held
+
+
+# How often a run waiting for cells that another invocation runs looks at them again.
+POLL_S = 2.0
+
+
+def _wait_for(
+    held: list[CellOutcome],
+    tracker: Tracker,
+    since_ms: int,
+    outcomes: list[CellOutcome],
+    events: Events,
+) -> list[Cell]:
+    """Wait for the cells that other invocations on this host run; return those whose
+    process died meanwhile, to run here. A cell held on another host is left to it (HELD):
+    this host cannot tell whether that process lives."""
+    waiting, free = [outcome.cell for outcome in held], []
+    first = True
+    while waiting:
+        if not first:
+            time.sleep(POLL_S)
+        still = []
+        for cell in waiting:
+            claim = tracker.holder(cell.id, since_ms)
+            if claim is None:  # its process died: the cell is ours to run
+                free.append(cell)
+            elif claim.state == "finished":
+                outcomes.append(
+                    CellOutcome(cell, claim.run_id, "SKIPPED", Result.from_run(claim.run))
+                )
+                events.done(outcomes[-1])
+            elif claim.local or not first:
+                still.append(cell)
+            else:
+                outcomes.append(CellOutcome(cell, claim.run_id, "HELD", error=claim.owner))
+        waiting, first = still, False
+    return free
 
 
 def teachers_first(cells: Sequence[Cell], spec: Spec, cache: Path) -> list[Cell]:

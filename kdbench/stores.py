@@ -1,0 +1,148 @@
+"""Tracking URIs and talking to their stores: which URIs keep results, passwords never
+shown, and bounded waits on a server, so that one that stops answering ends the run."""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from kdbench.errors import TrackingError
+from kdbench.locks import exclusive
+
+DEFAULT_URI = "sqlite:///mlflow.db"
+
+
+def absolute_uri(uri: str) -> str:
+    """A relative SQLite store made absolute, so that it names one file wherever it is used."""
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
+        path = uri.removeprefix(prefix)
+        if path and path != ":memory:":
+            return prefix + str(Path(path).resolve())
+    return uri
+
+
+def redact_uri(uri: str) -> str:
+    """The URI as it may be shown: a password in it (http://user:pw@host) becomes ***."""
+    password = _password(uri)
+    return uri.replace(f":{password}@", ":***@") if password else uri
+
+
+def _password(uri: str | None) -> str | None:
+    try:
+        return urlsplit(uri).password if uri else None
+    except ValueError:
+        return None
+
+
+def redacted(text: str, uri: str) -> str:
+    """`text` without the password of `uri`, if any."""
+    password = _password(uri)
+    return text.replace(password, "***") if password else text
+
+
+def redact_passwords(content: bytes, *uris: str | None) -> bytes:
+    """`content` (a config file, logged as an artifact) without the passwords of `uris`."""
+    for password in filter(None, map(_password, uris)):
+        content = content.replace(password.encode(), b"***")
+    return content
+
+
+# A tracking server that does not answer fails the run in seconds, before anything is
+# written, not after MLflow's retries (minutes). Later requests wait at most 30 s each, with
+# 2 retries (MLflow's own defaults, 120 s and 7 retries with backoff, add up to a quarter of
+# an hour); the MLFLOW_HTTP_REQUEST_* variables, when set, win.
+FIRST_CONTACT_TIMEOUT_S = 5
+_FIRST_CONTACT_ENV = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": str(FIRST_CONTACT_TIMEOUT_S),
+}
+LATER_REQUESTS_ENV = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+}
+
+
+class GuardedClient:
+    """An MlflowClient whose failures are TrackingErrors (one line, no password), and which,
+    once its server stopped answering, fails every later call at once instead of waiting
+    out the timeout again."""
+
+    def __init__(self, client: Any, uri: str):
+        self._client, self._uri, self._down = client, uri, ""
+
+    def __getattr__(self, name: str) -> Any:
+        found = getattr(self._client, name)
+        if not callable(found):
+            return found
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if self._down:
+                raise TrackingError(self._down)
+            try:
+                return found(*args, **kwargs)
+            except Exception as exc:
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                first = redacted(first, self._uri)
+                if self._uri.startswith(("http://", "https://")) and "API request" in first:
+                    self._down = (
+                        f"tracking server {redact_uri(self._uri)} stopped answering: {first}"
+                    )
+                    raise TrackingError(self._down) from None
+                raise TrackingError(first) from None
+
+        return call
+
+
+def check_uri(uri: str) -> None:
+    """Refuse a URI that keeps the results nowhere."""
+    path = uri.removeprefix("sqlite:///") if uri.startswith("sqlite:///") else None
+    if uri.startswith("sqlite:") and (path is None or path in ("", ":memory:")):
+        raise TrackingError(
+            f"tracking URI {uri!r} names no database file, so the results would be kept "
+            "nowhere; give a path, e.g. sqlite:///mlflow.db"
+        )
+
+
+def server_reachable(uri: str) -> bool:
+    from kdbench.fetch import reachable
+
+    return reachable(uri, timeout=FIRST_CONTACT_TIMEOUT_S)
+
+
+@contextmanager
+def first_contact(uri: str):
+    """MLflow's HTTP requests without retries and with a short timeout, for the first contact."""
+    if not uri.startswith(("http://", "https://")):
+        yield
+        return
+    saved = {key: os.environ.get(key) for key in _FIRST_CONTACT_ENV}
+    os.environ.update(_FIRST_CONTACT_ENV)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def missing_sqlite(uri: str) -> bool:
+    path = uri.removeprefix("sqlite:///")
+    return uri.startswith("sqlite:///") and path != ":memory:" and not Path(path).exists()
+
+
+@contextmanager
+def store_lock(uri: str):
+    """Serialize the first use of a local SQLite store: MLflow creates its tables then, and
+    two processes doing it at once leave the schema migration half done."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    with exclusive(Path(uri.removeprefix("sqlite:///") + ".lock")):
+        yield
