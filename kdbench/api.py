@@ -147,7 +147,10 @@ class Teacher(Component):
     )
     device: Literal["auto", "cpu", "cuda"] = option("auto", help="auto: CUDA when present")
     seed: int | None = option(
-        None, help="train with this seed (default: the cell's), to share one teacher across seeds"
+        None,
+        help="train with this seed (default: the cell's), to share one teacher across seeds",
+        minimum=0,
+        maximum=MAX_SEED,
     )
     shuffled: bool = option(
         False, help="permute its outputs across training images: a control for what KD adds"
@@ -236,15 +239,11 @@ class Backend(Component):
 
     def check_memory(self, needed: int, what: str) -> None:
         """Raise KdbenchError if `needed` bytes, this backend's estimate for `what` (e.g.
-        "a 30-qubit circuit training on batches of 16 (...)"), exceed `memory_limit()`."""
-        from kdbench.errors import KdbenchError
+        "a 30-qubit circuit training on batches of 16 (...)"), exceed this machine's memory
+        (physical, or a smaller cgroup limit)."""
+        from kdbench.memory import check_memory
 
-        limit = self.memory_limit()
-        if limit is not None and needed > limit:
-            raise KdbenchError(
-                f"{self.name}: {what} needs about {_size(needed)}, more than the "
-                f"{_size(limit)} of memory of this machine; use fewer qubits or smaller batches"
-            )
+        check_memory(needed, f"{self.name}: {what}", "use fewer qubits or smaller batches")
 
     def check_sampled_memory(self, plan: CircuitPlan) -> None:
         """`check_memory` for a backend of `kdbench.ParameterShift` over a sampler: each row
@@ -269,37 +268,6 @@ class Backend(Component):
             rows * 2 * 8 * 2**n,
             f"a {n}-qubit circuit {what} ({rows} rows of 2^{n} float64 outcome frequencies, twice)",
         )
-
-    @staticmethod
-    def memory_limit() -> int | None:
-        """The memory a run may use here, in bytes: the machine's physical memory
-        (os.sysconf), or the process's cgroup limit where smaller (a container, a batch job);
-        None where neither is known. Total, not free memory: a config is refused when it
-        cannot run on this machine at all, whatever else runs now."""
-        import os
-        from contextlib import suppress
-
-        limits = []
-        with suppress(AttributeError, ValueError, OSError):  # not POSIX
-            limits.append(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-        for cgroup in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
-            try:
-                text = Path(cgroup).read_text().strip()
-            except OSError:
-                continue
-            if text.isdigit():  # v2 says "max" for no limit
-                limits.append(int(text))
-        return min(limits, default=None)
-
-
-def _size(count: int) -> str:
-    """Bytes for people: '8.0 GiB'."""
-    size, unit = float(count), "B"
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"):
-        if size < 1024 or unit == "EiB":
-            break
-        size /= 1024
-    return f"{size:.1f} {unit}" if unit != "B" else f"{count} B"
 
 
 @dataclass(kw_only=True)

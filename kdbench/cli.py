@@ -176,7 +176,7 @@ def _run(
     from kdbench.report import results_table, summarize
     from kdbench.run import connect_ray, run_matrix
     from kdbench.run.display import progress_display
-    from kdbench.run.signals import terminate_as_interrupt
+    from kdbench.signals import terminate_as_interrupt
     from kdbench.stores import redact_uri
     from kdbench.tracking import Tracker
 

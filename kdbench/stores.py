@@ -4,13 +4,15 @@ shown, and bounded waits on a server, so that one that stops answering ends the 
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
+import time
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 from kdbench.errors import TrackingError
 from kdbench.locks import exclusive
+from kdbench.signals import atomic
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 
@@ -67,10 +69,16 @@ LATER_REQUESTS_ENV = {
 }
 
 
+# SQLite lets one writer in at a time and makes the others wait 5 s; when many processes
+# write at once (workers stopping together), a call that still finds the store locked is
+# tried again after a pause, this many times.
+LOCKED_RETRIES = 6
+
+
 class GuardedClient:
-    """An MlflowClient whose failures are TrackingErrors (one line, no password), and which,
-    once its server stopped answering, fails every later call at once instead of waiting
-    out the timeout again."""
+    """An MlflowClient whose failures are TrackingErrors (one line, no password), which
+    retries a SQLite store that is momentarily locked, and which, once its server stopped
+    answering, fails every later call at once instead of waiting out the timeout again."""
 
     def __init__(self, client: Any, uri: str):
         self._client, self._uri, self._down = client, uri, ""
@@ -83,19 +91,24 @@ class GuardedClient:
         def call(*args: Any, **kwargs: Any) -> Any:
             if self._down:
                 raise TrackingError(self._down)
-            try:
-                return found(*args, **kwargs)
-            except Exception as exc:
-                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-                first = redacted(first, self._uri)
-                if self._uri.startswith(("http://", "https://")) and "API request" in first:
-                    self._down = (
-                        f"tracking server {redact_uri(self._uri)} stopped answering: {first}"
-                    )
-                    raise TrackingError(self._down) from None
-                raise TrackingError(first) from None
+            for attempt in range(LOCKED_RETRIES + 1):
+                try:
+                    with atomic() if self._uri.startswith("sqlite:") else nullcontext():
+                        return found(*args, **kwargs)
+                except Exception as exc:
+                    if "database is locked" not in str(exc) or attempt == LOCKED_RETRIES:
+                        self._fail(exc)
+                    time.sleep(0.2 * (attempt + 1))
 
         return call
+
+    def _fail(self, exc: Exception) -> NoReturn:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        first = redacted(first, self._uri)
+        if self._uri.startswith(("http://", "https://")) and "API request" in first:
+            self._down = f"tracking server {redact_uri(self._uri)} stopped answering: {first}"
+            raise TrackingError(self._down) from None
+        raise TrackingError(first) from None
 
 
 def check_uri(uri: str) -> None:

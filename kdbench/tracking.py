@@ -78,6 +78,9 @@ class Tracker:
 
         # MLflow sets its loggers to INFO on import; its schema chatter is not for our users.
         logging.getLogger("mlflow").setLevel(logging.WARNING)
+        # It logs each database error with its traceback before raising it, which kdbench
+        # then reports in one line (or retries, for a locked SQLite store).
+        logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
         # Nor its "View run ... at: URL" on stdout after each run on a server: the URL would
         # show a password the tracking URI holds (workers inherit the setting).
         os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")

@@ -10,7 +10,9 @@ from typing import ClassVar
 import torch
 from qiskit.circuit import Parameter, ParameterVector, QuantumCircuit
 
-from kdbench import Encoder, hookimpl, option
+from kdbench import Encoder, KdbenchError, hookimpl, option
+
+MAX_AMPLITUDE_QUBITS = 16
 
 
 @dataclass(kw_only=True)
@@ -64,6 +66,11 @@ class Amplitude(Squashed):
         return 2**qubits
 
     def circuit(self, qubits: int) -> tuple[QuantumCircuit, list[Parameter]]:
+        if qubits > MAX_AMPLITUDE_QUBITS:  # 2**n - 1 gates: building more would take minutes
+            raise KdbenchError(
+                f"amplitude: encoding {qubits} qubits takes 2^{qubits} - 1 rotations and as many"
+                f" features; at most {MAX_AMPLITUDE_QUBITS} qubits"
+            )
         angles = ParameterVector("x", 2**qubits - 1)
         qc = QuantumCircuit(qubits)
         position = 0

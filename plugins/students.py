@@ -21,6 +21,8 @@ from kdbench import OptionError, Student, StudentContext, hookimpl, option, pres
 Front = Literal["cnn", "linear", "pool"]
 Readout = Literal["first-c", "linear"]
 
+MAX_QUBITS = 32  # see Pqc.qubits
+
 
 def make_front(kind: Front, image_shape: tuple[int, int, int], features: int) -> nn.Module:
     """The classical part that turns an image into `features` numbers for the encoder."""
@@ -115,7 +117,9 @@ class Pqc(Student):
     name: ClassVar[str] = "pqc"
     title: ClassVar[str | None] = "{instance} (pqc, {qubits} qubit)"
 
-    qubits: int = option(3, help="number of qubits", minimum=2)
+    # Every backend returns the 2**n outcome probabilities of each image densely: past 32
+    # qubits (16 GiB per image) no machine holds them, and building the circuit would hang.
+    qubits: int = option(3, help="number of qubits", minimum=2, maximum=MAX_QUBITS)
     encoder: str | None = option("angle", help="encoder instance or plugin name")
     layers: int = option(1, help="trainable layers (0: encoding and readout only)", minimum=0)
     entanglement: Literal["none", "linear", "ring"] = option(
@@ -193,7 +197,9 @@ class Classical(Student):
     name: ClassVar[str] = "classical"
     title: ClassVar[str | None] = "Classical control, {qubits}-qubit outline"
 
-    qubits: int = option(3, help="width of the quantum student it stands in for", minimum=2)
+    qubits: int = option(
+        3, help="width of the quantum student it stands in for", minimum=2, maximum=MAX_QUBITS
+    )
     scale: float = option(math.pi, help="features are squashed as scale·tanh(x), as encoded")
     front: Front = option("cnn", help="classical front: cnn (released code), linear or pool")
     readout: Readout = option(

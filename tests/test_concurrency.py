@@ -230,6 +230,20 @@ def test_sigterm_of_a_jobs_2_run_stops_its_workers_and_marks_their_cells_killed(
     assert sorted(finished_per_cell(uri, "term").values()) == [1] * 4
 
 
+def test_sigterm_of_a_serial_run_marks_its_cell_killed(write_config, isolated):
+    config = slow_config(write_config, "serial-term", seeds="[0]", epochs=400)
+    uri = f"sqlite:///{isolated}/mlflow.db"
+    process = kdbench_run(config, isolated)
+    wait_for_cells_running(process, uri, "serial-term", 1)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 128 + signal.SIGTERM, stderr[-2000:]
+    assert "interrupted: finished cells are in MLflow; run again to resume" in stderr
+    assert "Traceback" not in stderr
+    assert [r.info.status for r in cell_runs(uri, "serial-term")] == ["KILLED"]
+    assert ("invocation", "KILLED") in statuses(uri, "serial-term")
+
+
 def test_workers_whose_parent_is_killed_stop_and_mark_their_cells_killed(write_config, isolated):
     config = slow_config(write_config, "orphans", seeds="[0, 1]", epochs=40)
     uri = f"sqlite:///{isolated}/mlflow.db"

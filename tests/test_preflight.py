@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 import kdbench
 import kdbench.plugins
+from kdbench.memory import memory_limit
 from kdbench.plugins import load_registry
 from kdbench_plugins.datasets import Mnist
 from tests.test_bad_input import assert_clean_failure, replace, with_matrix
@@ -70,19 +71,50 @@ def test_statevector_qubits_that_fit_pass(write_config, invoke, isolated):
 
 
 def test_aer_wider_than_its_simulator(write_config, invoke, isolated):
-    # Aer sizes its statevector limit to the memory (30 qubits on 23 GiB); 40 is past any.
-    message = "aer: the circuit has 40 qubits, AerSimulator (method 'automatic') on this machine"
-    refused(write_config, invoke, isolated, on("aer", qubits(40)), message, "--dry-run")
+    from qiskit_aer import AerSimulator
+
+    # Aer sizes its statevector limit to the memory (30 qubits on 23 GiB); students stop at 32.
+    limit = AerSimulator().num_qubits
+    if limit >= 32:
+        pytest.skip(f"Aer takes {limit} qubits on this machine, as many as a student may have")
+    message = f"aer: the circuit has {limit + 1} qubits, AerSimulator (method 'automatic') on"
+    refused(write_config, invoke, isolated, on("aer", qubits(limit + 1)), message, "--dry-run")
 
 
 def test_aer_outcome_frequencies_too_large_for_memory(write_config, invoke, isolated):
-    # Matrix product states take 63 qubits, but every row comes back as 2**40 frequencies.
+    # Matrix product states take 63 qubits, but every row comes back as 2**32 frequencies.
     text = (
-        on("mps", qubits(40))
+        on("mps", qubits(32))
         + '\n[backends.mps]\nplugin = "aer"\nmethod = "matrix_product_state"\n'
     )
-    message = "aer: a 40-qubit circuit training on batches of 16 (1280 rows of 2^40 float64"
+    message = "aer: a 32-qubit circuit training on batches of 16 (1024 rows of 2^32 float64"
     refused(write_config, invoke, isolated, text, message, "--dry-run")
+
+
+def test_students_stop_at_32_qubits(write_config, invoke, isolated):
+    message = "students.q2.qubits: must be <= 32"
+    refused(write_config, invoke, isolated, qubits(33), message, "--dry-run")
+
+
+def test_amplitude_encoding_past_16_qubits_is_refused(write_config, invoke, isolated):
+    text = replace('front = "linear"', 'front = "linear"\nencoder = "amplitude"', qubits(17))
+    message = "amplitude: encoding 17 qubits takes 2^17 - 1 rotations and as many features"
+    refused(write_config, invoke, isolated, text, message, "--dry-run")
+
+
+def test_a_student_whose_weights_cannot_fit_is_refused(write_config, invoke, isolated):
+    # The classical control maps 30 features to 2**30 outcomes: a 30 × 2**30 linear layer.
+    text = ONLY_STUDENT + '\n[students.wide]\nplugin = "classical"\nqubits = 30\n'
+    text = replace('students = ["q2"]', 'students = ["wide"]', text)
+    message = "float32 weights, with their gradients and Adam's moments) needs about 496.0 GiB"
+    refused(write_config, invoke, isolated, text, message, "--dry-run")
+
+
+def test_teacher_seed_beyond_numpy_s_range_is_refused(write_config, invoke, isolated):
+    text = replace(
+        "[teachers.lenet]\nepochs = 1", "[teachers.lenet]\nepochs = 1\nseed = 4294967296"
+    )
+    refused(write_config, invoke, isolated, text, "teachers.lenet.seed: must be <= 4294967295")
 
 
 # -- (b) a student wider than its device --
@@ -190,7 +222,7 @@ def test_teachers_that_take_the_images_pass(write_config, invoke, isolated, smal
 def test_memory_limit_is_the_machine_s_at_most():
     import os
 
-    limit = kdbench.Backend.memory_limit()
+    limit = memory_limit()
     assert limit is not None and 0 < limit <= os.sysconf("SC_PHYS_PAGES") * os.sysconf(
         "SC_PAGE_SIZE"
     )

@@ -27,6 +27,7 @@ from kdbench.matrix import Cell
 from kdbench.plugins import Registry
 from kdbench.run.cell import run_cell
 from kdbench.run.events import CellOutcome, Events
+from kdbench.signals import stop_once_on
 from kdbench.tracking import Tracker
 
 
@@ -102,16 +103,15 @@ def _stop(pool: ProcessPoolExecutor, grace_s: float = 30.0) -> None:
 
 
 def _watch_parent(parent: int) -> None:
-    """In a worker: SIGTERM interrupts the cell (which is marked KILLED), and a parent that
-    dies without stopping the worker (SIGKILL) sends it SIGTERM: at once on Linux, where the
-    kernel does it, else within a second."""
-
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, interrupt)
+    """In a worker: SIGTERM or SIGINT interrupts the cell (which is marked KILLED), and a
+    parent that dies without stopping the worker (SIGKILL) sends it SIGTERM: at once on
+    Linux, where the kernel does it, else within a second."""
+    stop_once_on(signal.SIGTERM, signal.SIGINT)
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # it died before that
+            os.kill(os.getpid(), signal.SIGTERM)
+        return
 
     def watch() -> None:
         while os.getppid() == parent:

@@ -16,6 +16,7 @@ from kdbench.data import load_raw
 from kdbench.distill import evaluate
 from kdbench.errors import KdbenchError
 from kdbench.matrix import Cell
+from kdbench.memory import check_memory
 from kdbench.run.training import student_context
 from kdbench.teachers import check_pools, load_checkpoint
 
@@ -93,11 +94,19 @@ def _check_circuits(cells: Sequence[Cell], data_root: Path) -> None:
             try:
                 with torch.device("meta"), warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    cell.student.component.build(student_context(cell, probe))
+                    model = cell.student.component.build(student_context(cell, probe))
             except KdbenchError:
                 raise
             except Exception:  # the student's own failure (or one of the meta device's)
-                pass
+                continue
+            # Its weights, their gradients and Adam's two moments.
+            weights = sum(p.numel() * p.element_size() for p in model.parameters())
+            check_memory(
+                4 * weights,
+                f"student '{cell.student.name}' ({weights // 4:,} float32 weights, with their"
+                " gradients and Adam's moments)",
+                "make it smaller",
+            )
 
 
 def _batches(cell: Cell, data_root: Path, training: bool) -> tuple[int | None, int]:

@@ -1,0 +1,77 @@
+"""Stopping a run cleanly: SIGTERM handled like Ctrl-C, so that a run stopped either way stops
+its workers and marks what was running KILLED, and never in the middle of a store write."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+_depth = 0  # how many `atomic` blocks the main thread is in
+_pending: BaseException | None = None
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived: unwinds like Ctrl-C."""
+
+
+@contextmanager
+def atomic() -> Iterator[None]:
+    """A block that `interrupt` does not cut in half: the interrupt is raised when it ends.
+
+    For writes to a SQLite store: one interrupted inside a transaction can leave the
+    process's own connection holding the database's lock, so that marking the cell KILLED
+    afterwards waits on itself."""
+    global _depth, _pending
+    _depth += 1
+    try:
+        yield
+    finally:
+        _depth -= 1
+        if not _depth and _pending is not None:
+            stop, _pending = _pending, None
+            raise stop
+
+
+def interrupt(stop: BaseException) -> None:
+    """Raise `stop` now, or at the end of the `atomic` block the main thread is in."""
+    global _pending
+    if _depth:
+        _pending = _pending or stop
+        return
+    raise stop
+
+
+def stop_once_on(*signums: int) -> None:
+    """From now on, the first of these signals raises KeyboardInterrupt (respecting `atomic`)
+    and later ones are ignored: a second stop must not cut short the cleanup of the first."""
+
+    def handle(signum: int, frame: object) -> None:
+        for each in signums:
+            signal.signal(each, signal.SIG_IGN)
+        interrupt(KeyboardInterrupt())
+
+    for signum in signums:
+        signal.signal(signum, handle)
+
+
+@contextmanager
+def terminate_as_interrupt() -> Iterator[list[int]]:
+    """In the block, SIGTERM raises `Terminated` and Ctrl-C KeyboardInterrupt in the main
+    thread, both respecting `atomic`; outside it, as before.
+
+    Yields a list that receives each signal caught: what finally reaches the caller may be
+    another exception raised while unwinding (Ray's, say), and the exit code still says
+    which signal stopped it."""
+    caught: list[int] = []
+
+    def handle(signum: int, frame: object) -> None:
+        caught.append(signum)
+        interrupt(Terminated() if signum == signal.SIGTERM else KeyboardInterrupt())
+
+    previous = {s: signal.signal(s, handle) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield caught
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
