@@ -136,6 +136,16 @@ class Tracker:
                 closed += 1
         return closed
 
+    def close_children(self, parent: str) -> None:
+        """Mark KILLED the runs of `parent` still RUNNING: its invocation stopped them (a
+        worker force-stopped, a Ray task's process, may not have had the time to)."""
+        for run in self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.`{PARENT_TAG}` = '{parent}' and attributes.status = 'RUNNING'",
+            max_results=50000,
+        ):
+            self._close(run.info.run_id, "stopped with its invocation")
+
     @staticmethod
     def _stale(run: Any) -> bool:
         """Started by a process of this host that is gone."""
@@ -145,8 +155,8 @@ class Tracker:
             int(pid) if pid.isdigit() else 0
         )
 
-    def _close(self, run_id: str) -> None:
-        self.client.set_tag(run_id, ERROR_TAG, "process ended mid-run")
+    def _close(self, run_id: str, reason: str = "process ended mid-run") -> None:
+        self.client.set_tag(run_id, ERROR_TAG, reason)
         self.client.set_terminated(run_id, status="KILLED")
 
     @contextmanager

@@ -73,10 +73,10 @@ def run_matrix(
             held = _run_round(execute, todo, job, outcomes, events, fail_fast)
             todo = _wait_for(held, tracker, since_ms, outcomes, events)
     except BaseException:
-        # Stopped: the workers are gone by now, so their cells are marked KILLED here (unless
-        # the store is what failed).
+        # Stopped: the workers are stopped by now; what they left RUNNING is marked KILLED
+        # here (unless the store is what failed).
         with suppress(TrackingError):
-            tracker.close_stale()
+            tracker.close_children(parent)
             tracker.finish(parent, "KILLED")
         raise
     failed = any(o.status == "FAILED" for o in outcomes)
