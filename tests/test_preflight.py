@@ -226,3 +226,22 @@ def test_memory_limit_is_the_machine_s_at_most():
     assert limit is not None and 0 < limit <= os.sysconf("SC_PHYS_PAGES") * os.sysconf(
         "SC_PAGE_SIZE"
     )
+
+
+# -- a student that cannot take the images --
+
+CNN_FRONT = '[students.cnn]\nplugin = "pqc"\nqubits = 2\nfront = "cnn"\n'
+
+
+@RUNS
+def test_cnn_front_on_7x7_images(write_config, invoke, isolated, small_images, flags):
+    text = replace('students = ["q2"]', 'students = ["cnn"]', small(7, "none", CNN_FRONT))
+    message = "student 'cnn' cannot take dataset 'small' images of shape 1×7×7: "
+    refused(write_config, invoke, isolated, text, message, *flags)
+
+
+def test_students_that_take_the_images_pass(write_config, invoke, isolated, small_images):
+    text = small(7, "none", CNN_FRONT)  # q2 has a linear front: any size
+    passes(write_config, invoke, text)
+    big = with_matrix('[[matrix]]\ndatasets = ["mnist-0-2"]\nstudents = ["cnn", "q2"]\n', CNN_FRONT)
+    passes(write_config, invoke, big)

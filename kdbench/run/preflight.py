@@ -77,9 +77,10 @@ def _check_teacher(teacher: Instance, dataset: Instance) -> None:
 def _check_circuits(cells: Sequence[Cell], data_root: Path) -> None:
     """Build each distinct student once on each backend it trains or tests on, on the meta
     device and with `Backend.check_circuit` in place of compiling: a circuit the backend
-    cannot run (wider than its device, too large for memory) is refused before anything is
-    logged. A student that fails to build for another reason is left to its cells, which
-    report it as before."""
+    cannot run (wider than its device, too large for memory), or weights that cannot fit,
+    are refused before anything is logged. Then, once per student and data set, it is built
+    on the CPU and passed one zero image up to its first circuit: a student that cannot be
+    built for the images, or cannot take them, is refused too."""
     done = set()
     for cell in cells:
         for backend, training in ((cell.backend, True), (cell.eval_backend, False)):
@@ -97,16 +98,38 @@ def _check_circuits(cells: Sequence[Cell], data_root: Path) -> None:
                     model = cell.student.component.build(student_context(cell, probe))
             except KdbenchError:
                 raise
-            except Exception:  # the student's own failure (or one of the meta device's)
-                continue
-            # Its weights, their gradients and Adam's two moments.
-            weights = sum(p.numel() * p.element_size() for p in model.parameters())
-            check_memory(
-                4 * weights,
-                f"student '{cell.student.name}' ({weights // 4:,} float32 weights, with their"
-                " gradients and Adam's moments)",
-                "make it smaller",
-            )
+            except Exception:  # the student's own failure, or the meta device's: see below
+                model = None
+            if model is not None:  # its weights, their gradients and Adam's two moments
+                weights = sum(p.numel() * p.element_size() for p in model.parameters())
+                check_memory(
+                    4 * weights,
+                    f"student '{cell.student.name}' ({weights // 4:,} float32 weights, with"
+                    " their gradients and Adam's moments)",
+                    "make it smaller",
+                )
+            if (cell.student.name, cell.dataset.name) not in done:
+                done.add((cell.student.name, cell.dataset.name))
+                _check_student(cell, probe)
+
+
+def _check_student(cell: Cell, probe: Backend) -> None:
+    """Build the student on the CPU and pass it one zero image, up to its first circuit."""
+    shape = tuple(cell.dataset.component.image_shape)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = cell.student.component.build(student_context(cell, probe)).eval()
+            with torch.no_grad():
+                model(torch.zeros(1, *shape))
+    except (KdbenchError, _CircuitReached):
+        return  # KdbenchErrors were raised by the meta build already, or are the cells'
+    except Exception as exc:
+        lines = str(exc).strip().splitlines() or [type(exc).__name__]
+        raise KdbenchError(
+            f"student '{cell.student.name}' cannot take dataset '{cell.dataset.name}' images"
+            f" of shape {'×'.join(map(str, shape))}: {lines[0]}"
+        ) from None
 
 
 def _batches(cell: Cell, data_root: Path, training: bool) -> tuple[int | None, int]:
@@ -140,6 +163,10 @@ def _probing(backend: Backend, train_batch: int | None, eval_batch: int) -> Back
     return probe
 
 
+class _CircuitReached(Exception):
+    """A probed circuit was called: the student took the image up to it."""
+
+
 class _Unrun:
     """What a probed `compile` returns: a `CircuitFunction` that refuses to run."""
 
@@ -149,4 +176,4 @@ class _Unrun:
         self.width = width
 
     def __call__(self, inputs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        raise RuntimeError("preflight: a probed circuit does not run")
+        raise _CircuitReached
