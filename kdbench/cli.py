@@ -378,7 +378,7 @@ def report(
             click.echo(reporting.to_csv(table))
     # The experiment's name becomes one folder name: whatever it holds (../, /), the
     # report stays under kdbench-results/.
-    folder = Path(output or Path("kdbench-results") / file_name(experiment))
+    folder = Path(output or Path("kdbench-results") / file_name(experiment, limit=255))
     reporting.write(built, folder)
     invocation = tracker.latest_invocation()
     if invocation is not None:

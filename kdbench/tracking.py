@@ -35,6 +35,7 @@ ROLE_TAG = "kdbench.role"
 PARENT_TAG = "mlflow.parentRunId"
 HOST_TAG = "kdbench.host"
 PID_TAG = "kdbench.pid"
+MAX_RUN_NAME = 250
 
 
 def flatten(value: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -123,7 +124,9 @@ class Tracker:
         tags = {**tags, HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}
         if parent is not None:
             tags[PARENT_TAG] = parent
-        return self.client.create_run(self.experiment_id, run_name=name, tags=tags).info.run_id
+        # MLflow's runs.name column holds 250 characters (a cell's label can be longer).
+        run_name = name if len(name) <= MAX_RUN_NAME else name[: MAX_RUN_NAME - 1] + "…"
+        return self.client.create_run(self.experiment_id, run_name=run_name, tags=tags).info.run_id
 
     def close_stale(self) -> int:
         """Mark KILLED the RUNNING runs whose process on this host is gone; return how many."""

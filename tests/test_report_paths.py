@@ -43,3 +43,25 @@ def test_report_of_an_experiment_named_like_a_path_stays_in_its_folder(invoke, i
 def test_file_name_is_one_safe_component(text, name):
     assert file_name(text) == name
     assert "/" not in file_name(text) and not file_name(text).startswith(".")
+
+
+def test_names_of_the_longest_allowed_length_train_report_and_draw(write_config, invoke, isolated):
+    """64-character names everywhere: the cells' figures and the report's draw them."""
+    from tests.conftest import TINY
+
+    dataset, teacher, student = "d" * 63 + "+", "t" * 63 + ".", "s" * 63 + "-"
+    text = TINY.format(name="n" * 255).replace("mnist-0-2", dataset)
+    text = text.replace('"lenet"', f'"{teacher}"').replace(
+        "[teachers.lenet]", f"[teachers.{teacher}]"
+    )
+    text = text.replace('"q2"', f'"{student}"').replace("[students.q2]", f"[students.{student}]")
+    text = text.replace(f"[datasets.{dataset}]", f'[datasets."{dataset}"]')
+    text = text.replace(f"[teachers.{teacher}]", f'[teachers."{teacher}"]\nplugin = "lenet"')
+    text = text.replace(f"[students.{student}]", f'[students."{student}"]')
+    config = write_config(text)
+    result = invoke("run", str(config))
+    assert result.exit_code == 0, result.output[-2000:]
+    assert "2 cells finished" in result.stdout
+    report = invoke("report", str(config))
+    assert report.exit_code == 0, report.output[-2000:]
+    assert list((isolated / "kdbench-results" / ("n" * 255)).glob("fig7-*.png"))

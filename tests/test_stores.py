@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from kdbench.tracking import ROLE_TAG, Tracker
 from tests.conftest import TINY
 from tests.test_bad_input import assert_clean_failure
 from tests.test_tracking_server import server  # noqa: F401  (a fixture)
@@ -129,3 +130,9 @@ def test_ui_on_a_missing_store_creates_none(invoke, isolated):
 @pytest.mark.parametrize("uri", ["sqlite:///", "sqlite:///:memory:"])
 def test_ui_on_a_store_that_keeps_nothing_is_refused(invoke, isolated, uri):
     assert_clean_failure(invoke("ui", "--tracking-uri", uri), "names no database file", isolated)
+
+
+def test_a_run_name_longer_than_mlflow_s_column_is_shortened(isolated):
+    tracker = Tracker(f"sqlite:///{isolated}/mlflow.db", "long-names")
+    run = tracker.client.get_run(tracker.start_run("x" * 400, {ROLE_TAG: "cell"}))
+    assert len(run.info.run_name) == 250 and run.info.run_name.endswith("…")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import inspect
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -53,23 +53,37 @@ def _check_teacher(teacher: Instance, dataset: Instance) -> None:
     image on the CPU: a network that cannot take the images is refused here, not retried in
     every cell."""
     classes = len(dataset.component.selected_classes)
-    shape = tuple(dataset.component.image_shape)
     path = teacher.component.checkpoint
+
+    def build() -> torch.nn.Module:
+        model = teacher.component.build(classes, tuple(dataset.component.image_shape))
+        if path:
+            load_checkpoint(model, path)
+        return model
+
+    _takes_an_image(f"teacher '{teacher.name}'", build, dataset)
+
+
+def _takes_an_image(
+    what: str, build: Callable[[], torch.nn.Module], dataset: Instance, *passes: type
+) -> None:
+    """Build a network and pass it one zero image of `dataset`'s shape on the CPU; a failure
+    (other than a KdbenchError, or the exceptions `passes`) is one line naming `what`."""
+    shape = tuple(dataset.component.image_shape)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. a layer of size 0: the error is the line
-            model = teacher.component.build(classes, shape)
-            if path:
-                load_checkpoint(model, path)
-            model.eval()  # batch norm takes a batch of one
+            model = build().eval()  # eval: batch norm takes a batch of one
             with torch.no_grad():
                 model(torch.zeros(1, *shape))
     except KdbenchError:
         raise
+    except passes:
+        return
     except Exception as exc:
         lines = str(exc).strip().splitlines() or [type(exc).__name__]
         raise KdbenchError(
-            f"teacher '{teacher.name}' cannot take dataset '{dataset.name}' images of shape "
+            f"{what} cannot take dataset '{dataset.name}' images of shape "
             f"{'×'.join(map(str, shape))}: {lines[0]}"
         ) from None
 
@@ -115,21 +129,13 @@ def _check_circuits(cells: Sequence[Cell], data_root: Path) -> None:
 
 def _check_student(cell: Cell, probe: Backend) -> None:
     """Build the student on the CPU and pass it one zero image, up to its first circuit."""
-    shape = tuple(cell.dataset.component.image_shape)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            model = cell.student.component.build(student_context(cell, probe)).eval()
-            with torch.no_grad():
-                model(torch.zeros(1, *shape))
-    except (KdbenchError, _CircuitReached):
-        return  # KdbenchErrors were raised by the meta build already, or are the cells'
-    except Exception as exc:
-        lines = str(exc).strip().splitlines() or [type(exc).__name__]
-        raise KdbenchError(
-            f"student '{cell.student.name}' cannot take dataset '{cell.dataset.name}' images"
-            f" of shape {'×'.join(map(str, shape))}: {lines[0]}"
-        ) from None
+    student = cell.student.component
+    _takes_an_image(
+        f"student '{cell.student.name}'",
+        lambda: student.build(student_context(cell, probe)),
+        cell.dataset,
+        _CircuitReached,
+    )
 
 
 def _batches(cell: Cell, data_root: Path, training: bool) -> tuple[int | None, int]:
