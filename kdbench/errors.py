@@ -44,6 +44,11 @@ class OptionError(ValueError):
         super().__init__(f"{key}: {message}")
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type's name if it has none)."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
 def did_you_mean(name: str, allowed: Iterable[str]) -> str:
     """' (did you mean 'x'?)' when a close match exists, else ''."""
     match = difflib.get_close_matches(name, list(allowed), n=1, cutoff=0.6)

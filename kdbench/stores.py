@@ -3,14 +3,16 @@ shown, and bounded waits on a server, so that one that stops answering ends the 
 
 from __future__ import annotations
 
+import hashlib
 import os
+import tempfile
 import time
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
-from kdbench.errors import TrackingError
+from kdbench.errors import TrackingError, first_line
 from kdbench.locks import exclusive
 from kdbench.signals import atomic
 
@@ -103,8 +105,7 @@ class GuardedClient:
         return call
 
     def _fail(self, exc: Exception) -> NoReturn:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        first = redacted(first, self._uri)
+        first = redacted(first_line(exc), self._uri)
         if self._uri.startswith(("http://", "https://")) and "API request" in first:
             self._down = f"tracking server {redact_uri(self._uri)} stopped answering: {first}"
             raise TrackingError(self._down) from None
@@ -152,10 +153,14 @@ def missing_sqlite(uri: str) -> bool:
 
 @contextmanager
 def store_lock(uri: str):
-    """Serialize the first use of a local SQLite store: MLflow creates its tables then, and
-    two processes doing it at once leave the schema migration half done."""
-    if not uri.startswith("sqlite:///"):
-        yield
-        return
-    with exclusive(Path(uri.removeprefix("sqlite:///") + ".lock")):
+    """One machine-wide lock per store: a file beside a SQLite store, else one in the temp
+    directory named after the URI. Held for a store's first use (MLflow creates a SQLite
+    store's tables then, and two processes doing it at once leave the schema migration half
+    done) and while a cell is claimed."""
+    if uri.startswith("sqlite:///"):
+        path = Path(uri.removeprefix("sqlite:///") + ".lock")
+    else:
+        key = hashlib.sha256(uri.encode()).hexdigest()[:16]
+        path = Path(tempfile.gettempdir()) / f"kdbench-store-{key}.lock"
+    with exclusive(path):
         yield

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 import socket
 import tempfile
 from collections.abc import Iterable, Mapping
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kdbench.errors import KdbenchError, TrackingError
-from kdbench.locks import exclusive
+from kdbench.errors import KdbenchError, TrackingError, first_line
 from kdbench.results import ERROR_TAG
 from kdbench.stores import (
     FIRST_CONTACT_TIMEOUT_S,
@@ -112,9 +109,8 @@ class Tracker:
                 raise
             raise TrackingError(f"tracking store {shown!r} cannot be used: {exc}") from None
         except Exception as exc:  # MlflowClient itself, e.g. a scheme it does not know
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise TrackingError(
-                f"tracking store {shown!r} cannot be used: {redacted(first, uri)}"
+                f"tracking store {shown!r} cannot be used: {redacted(first_line(exc), uri)}"
             ) from None
         for key, value in LATER_REQUESTS_ENV.items():
             os.environ.setdefault(key, value)
@@ -162,17 +158,6 @@ class Tracker:
         self.client.set_tag(run_id, ERROR_TAG, reason)
         self.client.set_terminated(run_id, status="KILLED")
 
-    @contextmanager
-    def _claim_lock(self):
-        """One machine-wide lock per store and experiment (beside a SQLite store's file)."""
-        if self.uri.startswith("sqlite:///"):
-            path = Path(self.uri.removeprefix("sqlite:///") + ".lock")
-        else:
-            key = hashlib.sha256(f"{self.uri}\0{self.experiment_name}".encode()).hexdigest()
-            path = Path(tempfile.gettempdir()) / f"kdbench-claims-{key[:16]}.lock"
-        with exclusive(path):
-            yield
-
     def claim(
         self, cell_id: str, name: str, tags: Mapping[str, str], parent: str, since_ms: int = 0
     ) -> Claim:
@@ -183,7 +168,7 @@ class Tracker:
         start a cell. Across machines (a shared server) the lock does not reach: of two runs
         started at once, the one started first keeps the cell and the other is withdrawn.
         """
-        with self._claim_lock():
+        with store_lock(self.uri):
             found = self.holder(cell_id, since_ms)
             if found is not None:
                 return found

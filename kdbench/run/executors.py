@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from kdbench.errors import KdbenchError
+from kdbench.errors import KdbenchError, first_line
 from kdbench.matrix import Cell
 from kdbench.plugins import Registry
 from kdbench.run.cell import run_cell
@@ -222,6 +222,7 @@ def connect_ray(address: str | None):
                 "authentication; set RAY_AUTH_MODE=token, with the cluster's token in "
                 "~/.ray/auth_token or RAY_AUTH_TOKEN"
             ) from None
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise KdbenchError(f"cannot reach the Ray cluster at {address}: {first}") from None
+        raise KdbenchError(
+            f"cannot reach the Ray cluster at {address}: {first_line(exc)}"
+        ) from None
     return ray

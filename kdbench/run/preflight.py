@@ -14,7 +14,7 @@ from kdbench.api import Backend, CircuitPlan
 from kdbench.config import Instance
 from kdbench.data import load_raw
 from kdbench.distill import evaluate
-from kdbench.errors import KdbenchError
+from kdbench.errors import KdbenchError, first_line
 from kdbench.matrix import Cell
 from kdbench.memory import check_memory
 from kdbench.run.training import student_context
@@ -26,10 +26,8 @@ def preflight(cells: Sequence[Cell], data_root: Path) -> None:
     corrupt, a teacher checkpoint that does not load or a teacher that cannot take the
     images, a backend that cannot be used (e.g. credentials of real hardware) or cannot run
     a student's circuit (wider than its device, too large for memory)."""
-    for dataset in {c.dataset.name: c.dataset for c in cells}.values():
-        for split in ("train", "test"):
-            load_raw(dataset.component, data_root, split)
-    for cell in {(c.dataset.name, c.teacher_name): c for c in cells}.values():  # class counts
+    # Loads every data set's splits (missing or corrupt data fails here) and counts classes.
+    for cell in {(c.dataset.name, c.teacher_name): c for c in cells}.values():
         members = cell.spec.instances["teachers"].__getitem__
         check_pools(cell.teacher, cell.dataset, data_root, members)
     checked = set()
@@ -81,10 +79,9 @@ def _takes_an_image(
     except passes:
         return
     except Exception as exc:
-        lines = str(exc).strip().splitlines() or [type(exc).__name__]
         raise KdbenchError(
             f"{what} cannot take dataset '{dataset.name}' images of shape "
-            f"{'×'.join(map(str, shape))}: {lines[0]}"
+            f"{'×'.join(map(str, shape))}: {first_line(exc)}"
         ) from None
 
 
@@ -95,15 +92,15 @@ def _check_circuits(cells: Sequence[Cell], data_root: Path) -> None:
     are refused before anything is logged. Then, once per student and data set, it is built
     on the CPU and passed one zero image up to its first circuit: a student that cannot be
     built for the images, or cannot take them, is refused too."""
-    done = set()
+    probed, built = set(), set()
     for cell in cells:
         for backend, training in ((cell.backend, True), (cell.eval_backend, False)):
             if backend is None:
                 continue
             key = (cell.student.name, backend.name, cell.dataset.name, training)
-            if key in done:
+            if key in probed:
                 continue
-            done.add(key)
+            probed.add(key)
             train_batch, eval_batch = _batches(cell, data_root, training)
             probe = _probing(backend.component, train_batch, eval_batch)
             try:
@@ -122,8 +119,8 @@ def _check_circuits(cells: Sequence[Cell], data_root: Path) -> None:
                     " their gradients and Adam's moments)",
                     "make it smaller",
                 )
-            if (cell.student.name, cell.dataset.name) not in done:
-                done.add((cell.student.name, cell.dataset.name))
+            if (cell.student.name, cell.dataset.name) not in built:
+                built.add((cell.student.name, cell.dataset.name))
                 _check_student(cell, probe)
 
 
