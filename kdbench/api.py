@@ -259,7 +259,7 @@ class Backend(Component):
             return
         rows, what = plan.eval_batch, f"tested on batches of {plan.eval_batch}"
         if plan.train_batch is not None:
-            shifted = sum(1 for c in slots.columns if c >= slots.num_inputs) or len(slots)
+            shifted = slots.shifted_in_training
             if 2 * shifted * plan.train_batch > rows:
                 rows = 2 * shifted * plan.train_batch
                 what = f"training on batches of {plan.train_batch}"

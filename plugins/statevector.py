@@ -143,8 +143,7 @@ class Statevector(Backend):
         parts = [(eval_batch * 2 * state, eval_batch, 2, f"tested on batches of {eval_batch}")]
         if train_batch is not None:
             if shift:
-                shifted = sum(1 for c in slots.columns if c >= slots.num_inputs) or rotations
-                rows, kept = max(1, 2 * shifted) * train_batch, 2
+                rows, kept = max(1, 2 * slots.shifted_in_training) * train_batch, 2
             else:
                 rows, kept = train_batch, rotations + 3
             parts.append((rows * kept * state, rows, kept, f"training on batches of {train_batch}"))

@@ -61,6 +61,12 @@ class Slots:
     def __len__(self) -> int:
         return len(self.parameters)
 
+    @property
+    def shifted_in_training(self) -> int:
+        """The rotations counted as shifted in a training step (2 circuits each, per input):
+        those reading a weight, or all of them when none does."""
+        return sum(1 for c in self.columns if c >= self.num_inputs) or len(self)
+
 
 def split_slots(
     circuit: QuantumCircuit, inputs: Sequence[Parameter], weights: Sequence[Parameter]
