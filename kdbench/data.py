@@ -7,7 +7,6 @@ the data set's options and a seed, so that every plugin gets the same sampling r
 from __future__ import annotations
 
 import dataclasses
-import errno
 import json
 from dataclasses import dataclass
 from functools import cached_property
@@ -17,6 +16,7 @@ import torch
 
 from kdbench.api import Dataset
 from kdbench.errors import DataError
+from kdbench.fetch import DENIED, LOOP, os_problem
 from kdbench.options import resolved
 
 # Raw (images, labels) by (resolved root, data set class, its loading options, split). Many
@@ -63,7 +63,7 @@ def load_raw(dataset: Dataset, root: Path, split: str) -> tuple[torch.Tensor, to
     try:
         where = str(root.resolve())
     except (RuntimeError, OSError) as exc:  # Python < 3.13 raises RuntimeError for a loop
-        raise DataError(f"data directory {root}: {_why_unusable(root, exc)}") from None
+        raise DataError(f"data directory {root}: {_why_unusable(exc)}") from None
     own = {k: v for k, v in resolved(dataset).items() if k not in _SAMPLING_OPTIONS}
     key = (where, type(dataset), json.dumps(own, sort_keys=True, default=repr), split)
     if key not in _raw_cache:
@@ -72,16 +72,16 @@ def load_raw(dataset: Dataset, root: Path, split: str) -> tuple[torch.Tensor, to
         except OSError as exc:  # the data set's files, not kdbench: the user can fix them
             path = exc.filename or root
             raise DataError(
-                f"{_label(dataset)}: cannot read {path}: {_why_unusable(Path(path), exc)}"
+                f"{_label(dataset)}: cannot read {path}: {_why_unusable(exc)}"
             ) from None
     return _raw_cache[key]
 
 
-def _why_unusable(path: Path, exc: BaseException) -> str:
-    if isinstance(exc, RuntimeError) or getattr(exc, "errno", None) == errno.ELOOP:
-        return "a symbolic link loop; point it at a real directory or file"
-    if isinstance(exc, PermissionError):
-        return "permission denied; make it readable"
+def _why_unusable(exc: BaseException) -> str:
+    advice = {LOOP: "point it at a real directory or file", DENIED: "make it readable"}
+    problem = os_problem(exc)
+    if problem:
+        return f"{problem}; {advice[problem]}"
     return str(getattr(exc, "strerror", None) or exc)
 
 

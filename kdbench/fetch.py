@@ -128,16 +128,23 @@ def verify_files(directory: str | os.PathLike[str], expected: Mapping[str, str])
 LOOP, DENIED = "a symbolic link loop", "permission denied"
 
 
+def os_problem(exc: BaseException) -> str | None:
+    """LOOP or DENIED when that is what an OSError says (or the RuntimeError of resolving a
+    looping path, before Python 3.13); else None."""
+    if isinstance(exc, RuntimeError) or getattr(exc, "errno", None) == errno.ELOOP:
+        return LOOP
+    if isinstance(exc, PermissionError):
+        return DENIED
+    return None
+
+
 def _unusable(path: Path) -> str | None:
     """Why `path` cannot even be looked at (a symbolic link loop, no permission), or None
     (also when it does not exist)."""
     try:
         os.stat(path)
     except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            return LOOP
-        if isinstance(exc, PermissionError):
-            return DENIED
+        return os_problem(exc)
     return None
 
 
