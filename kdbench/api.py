@@ -336,10 +336,72 @@ class Student(Component):
         raise NotImplementedError
 
 
+@dataclass(frozen=True)
+class DistillBatch:
+    """What a distiller sees of one batch: the student's outputs, the labels, the teacher's.
+
+    kdbench's students return class probabilities; their logits are taken to be log p
+    (paper §3.4), so `log_probs` is both. Everything is on one device; only the student's
+    side carries gradients.
+    """
+
+    log_probs: torch.Tensor
+    """[B, C] the log of the student's class probabilities (its logits)."""
+    labels: torch.Tensor
+    """[B] int64 class indices."""
+    teacher_logits: torch.Tensor | None
+    """[B, C] the frozen teacher's logits; None for a distiller that `uses_teacher = False`."""
+
+    @property
+    def probs(self) -> torch.Tensor:
+        """[B, C] the student's class probabilities."""
+        return self.log_probs.exp()
+
+    def cross_entropy(self) -> torch.Tensor:
+        """The mean cross-entropy with the labels, CE(s, y)."""
+        import torch.nn.functional as F
+
+        return F.nll_loss(self.log_probs, self.labels)
+
+    def teacher(self) -> torch.Tensor:
+        """The teacher's logits; raises if this batch has none (a teacher-free distiller)."""
+        if self.teacher_logits is None:
+            raise ValueError("this batch has no teacher logits")
+        return self.teacher_logits
+
+
+@dataclass(frozen=True)
+class Loss:
+    """A distiller's training loss and its named terms (each logged per epoch as
+    `train_<name>` and `val_<name>`; kdbench logs the plain cross-entropy as `ce` itself)."""
+
+    total: torch.Tensor
+    parts: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+@dataclass(kw_only=True)
+class Distiller(Component):
+    """A distillation method: the loss a student trains on, from its outputs and a teacher's.
+
+    The harness calls `loss` on every training batch (gradients on) and on every validation
+    batch (off); a cell without a teacher trains on the plain cross-entropy and never calls
+    it. A method that needs no teacher (label smoothing) sets `uses_teacher = False`: it then
+    runs once per student, not once per teacher, and is paired with the same baseline.
+    """
+
+    kind: ClassVar[str] = "distiller"
+    uses_teacher: ClassVar[bool] = True
+
+    def loss(self, batch: DistillBatch) -> Loss:
+        """The training loss of one batch (a scalar tensor) and its named parts."""
+        raise NotImplementedError
+
+
 KINDS: dict[str, type[Component]] = {
     "datasets": Dataset,
     "teachers": Teacher,
     "students": Student,
     "encoders": Encoder,
     "backends": Backend,
+    "distillers": Distiller,
 }

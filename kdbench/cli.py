@@ -150,11 +150,17 @@ def run(
     root = paths.data_dir(data_dir or spec.experiment.data_dir)
     preflight(cells, root)
     if dry_run:
+        from kdbench.report import point_text
+
         table = Table(title=f"{len(cells)} cells of {config}")
-        for column in ("cell id", "dataset", "teacher", "student", "backend", "seed"):
+        swept = any(cell.sweep for cell in cells)
+        columns = ("cell id", "dataset", "teacher", "student", "backend", "distiller",
+                   *(("sweep point",) if swept else ()), "seed")  # fmt: skip
+        for column in columns:
             table.add_column(column)
         for cell in cells:
-            table.add_row(cell.id, *cell.group, str(cell.seed))
+            point = (point_text(cell.sweep),) if swept else ()
+            table.add_row(cell.id, *cell.group, *point, str(cell.seed))
         console.print(table)
         return
     _run(spec, cells, root, tracking_uri, rerun, fail_fast, jobs, executor, address)
@@ -329,6 +335,7 @@ def ui(tracking_uri: str | None, host: str, port: int) -> None:
     help="folder for tables and figures (default: kdbench-results/EXPERIMENT)",
 )
 @tracking_option
+@click.option("--points", is_flag=True, help="also print every sweep point (validation, test)")
 def report(
     config: str | None,
     profile: str | None,
@@ -336,12 +343,16 @@ def report(
     form: str,
     output: str | None,
     tracking_uri: str | None,
+    points: bool,
 ) -> None:
     """The paper's Tables 1 and 2 and Figs. 6 and 7 from an experiment's runs.
 
-    Tables print to the console; every format and the figures are written to the output
-    folder and logged to the experiment's latest invocation run. CONFIG's [report] section,
-    if any, adds a reference's numbers (benchmarks.toml: the paper's) and row labels.
+    Each arm (data set, teacher, student, distiller) shows the sweep point with the best
+    mean validation accuracy, and its test accuracy only; p-values are Holm-adjusted over
+    each table's comparisons. Tables print to the console (--points: every sweep point
+    too); every format and the figures are written to the output folder and logged to the
+    experiment's latest invocation run. CONFIG's [report] section, if any, adds a
+    reference's numbers (benchmarks.toml: the paper's) and row labels.
     """
     from kdbench import report as reporting
     from kdbench.names import file_name
@@ -366,8 +377,11 @@ def report(
         return [m.value for m in tracker.client.get_metric_history(run_id, key)]
 
     built = reporting.build_report(rows, history, experiment, config_report)
-    for family, table in built.tables.items():
-        title = f"{experiment}: {family}"
+    shown = [(f"{experiment}: {family}", table) for family, table in built.tables.items()]
+    if points:
+        shown += [(f"{experiment}: {family}, every sweep point", table)
+                  for family, table in built.points.items()]  # fmt: skip
+    for title, table in shown:
         if form == "rich":
             console.print(reporting.to_rich(table, title))
         elif form == "markdown":

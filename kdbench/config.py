@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import math
 import os
 import stat
 import sys
@@ -17,7 +19,7 @@ else:  # the same parser, before it joined the standard library
 
 from kdbench.api import KINDS, MAX_SEED, Component
 from kdbench.errors import ConfigError, OptionError, PluginError, did_you_mean, one_of
-from kdbench.layering import apply_override, apply_profile
+from kdbench.layering import apply_override, apply_profile, set_key
 from kdbench.names import experiment_name_problem, instance_name_problem
 from kdbench.options import build, option, outside_limits, resolved
 from kdbench.plugins import Registry
@@ -27,7 +29,11 @@ if TYPE_CHECKING:
 
 NO_TEACHER = "none"
 COMPONENT_KINDS = tuple(KINDS)
-MATRIX_KEYS = ("datasets", "teachers", "students", "backends", "seeds", "eval_backend")
+DEFAULT_DISTILLER = "paper"  # the instance [distill] configures, and the matrix's default
+MATRIX_KEYS = ("datasets", "teachers", "students", "backends", "distillers", "seeds",
+               "eval_backend", "sweep", "zip")  # fmt: skip
+SWEPT_SECTIONS = ("train", "distill", *COMPONENT_KINDS)
+MAX_SWEEP_POINTS = 1000
 MAX_CONFIG_BYTES = 1 << 20  # a config is a page or two of TOML; refuse /dev/zero and the like
 
 
@@ -55,18 +61,6 @@ class TrainConfig:
     lr: float = option(1e-3, help="Adam learning rate", minimum=0, exclusive_minimum=True)
 
 
-@dataclass(kw_only=True)
-class DistillConfig:
-    """[distill]: the loss CE(s, y)·ce_weight + KL(σ(t/τ) ‖ σ(s/τ))·kd_weight (paper Eq. 6)."""
-
-    temperature: float = option(
-        3.0, help="τ of the softened distributions", minimum=0, exclusive_minimum=True
-    )
-    kd_weight: float = option(0.9, help="λ, weight of the KL term", minimum=0)
-    ce_weight: float = option(1.0, help="weight of the cross-entropy term", minimum=0)
-    t2_scaling: bool = option(False, help="multiply the KL term by τ² (Hinton); not in the paper")
-
-
 @dataclass(frozen=True)
 class Instance:
     """A named, configured component: a table such as [students.q3], or a bare plugin name."""
@@ -80,14 +74,26 @@ class Instance:
         return {"plugin": self.plugin, **resolved(self.component)}
 
 
-@dataclass(frozen=True)
+@dataclass
+class SweepPoint:
+    """One point of a [[matrix]] sweep: its values by dotted key, and the config they give
+    (validated like the same values written in the file)."""
+
+    values: dict[str, Any]
+    spec: Spec
+
+
+@dataclass
 class MatrixEntry:
     datasets: list[str]
     teachers: list[str]
     students: list[str]
     backends: list[str]
     seeds: list[int]
+    distillers: list[str] = field(default_factory=lambda: [DEFAULT_DISTILLER])
     eval_backend: str | None = None  # test on this backend instead of the training one
+    sweep: list[dict[str, Any]] = field(default_factory=list)  # the points' values
+    points: list[SweepPoint] = field(default_factory=list, repr=False)  # [] without a sweep
 
 
 @dataclass
@@ -97,7 +103,6 @@ class Spec:
     file: str
     experiment: ExperimentConfig
     train: TrainConfig
-    distill: DistillConfig
     instances: dict[str, dict[str, Instance]] = field(default_factory=dict)
     matrix: list[MatrixEntry] = field(default_factory=list)
     report: ReportConfig | None = None  # [report]; parse_spec always sets it
@@ -156,7 +161,18 @@ def _read_config(path: Path, file: str) -> bytes:
 
 
 def parse_spec(raw: dict[str, Any], file: str, registry: Registry) -> Spec:
-    """Validate an already parsed TOML document (profiles already applied)."""
+    """Validate an already parsed TOML document (profiles already applied), and the config
+    at every point of every [[matrix]] sweep."""
+    spec = _parse_document(raw, file, registry)
+    for i, entry in enumerate(spec.matrix):
+        entry.points = [
+            SweepPoint(values, _parse_point(raw, values, i, file, registry))
+            for values in entry.sweep
+        ]
+    return spec
+
+
+def _parse_document(raw: dict[str, Any], file: str, registry: Registry) -> Spec:
     # Here, not at the top: kdbench.report imports this module.
     from kdbench.report.reference import parse_report
 
@@ -174,7 +190,6 @@ def parse_spec(raw: dict[str, Any], file: str, registry: Registry) -> Spec:
             ExperimentConfig, _table(raw, "experiment", file), file=file, key="experiment"
         ),
         train=build(TrainConfig, _table(raw, "train", file), file=file, key="train"),
-        distill=build(DistillConfig, _table(raw, "distill", file), file=file, key="distill"),
     )
     if not spec.experiment.seeds:
         raise ConfigError("needs at least one seed", file=file, key="experiment.seeds")
@@ -187,6 +202,7 @@ def parse_spec(raw: dict[str, Any], file: str, registry: Registry) -> Spec:
             if not isinstance(table, dict):
                 raise ConfigError("expected a table of options", file=file, key=f"{kind}.{name}")
             _define(spec, registry, kind, name, table)
+    _define_default_distiller(spec, registry, _table(raw, "distill", file), "distill" in raw)
     _parse_matrix(spec, raw.get("matrix"), registry)
     spec.report = parse_report(raw.get("report", {}), file)
     return spec
@@ -199,13 +215,43 @@ def _table(raw: dict[str, Any], key: str, file: str) -> dict[str, Any]:
     return value
 
 
+def _define_default_distiller(
+    spec: Spec, registry: Registry, table: dict[str, Any], written: bool
+) -> None:
+    """[distill] is the table of the 'paper' distiller, the one every cell with a teacher
+    used before distillers were plugins: what it meant then it means now."""
+    if not written:
+        return  # a bare 'paper' in the matrix defines it with its defaults
+    if DEFAULT_DISTILLER in spec.instances["distillers"]:
+        raise ConfigError(
+            f"[distill] configures the '{DEFAULT_DISTILLER}' distiller, which"
+            f" [distillers.{DEFAULT_DISTILLER}] defines too: keep one of them",
+            file=spec.file,
+            key="distill",
+        )
+    if "plugin" in table:
+        raise ConfigError(
+            f"[distill] configures the '{DEFAULT_DISTILLER}' distiller; for another method"
+            ' define [distillers.NAME] with plugin = "..." and list it in [[matrix]] distillers',
+            file=spec.file,
+            key="distill.plugin",
+        )
+    _define(spec, registry, "distillers", DEFAULT_DISTILLER, {"plugin": DEFAULT_DISTILLER,
+            **table}, key="distill")  # fmt: skip
+
+
 def _define(
-    spec: Spec, registry: Registry, kind: str, name: str, table: dict[str, Any]
+    spec: Spec,
+    registry: Registry,
+    kind: str,
+    name: str,
+    table: dict[str, Any],
+    key: str | None = None,
 ) -> Instance:
     problem = instance_name_problem(name)
     if problem:
         raise ConfigError(problem, file=spec.file, key=kind)
-    key = f"{kind}.{name}"
+    key = key or f"{kind}.{name}"
     options = dict(table)
     plugin = options.pop("plugin", name)
     if not isinstance(plugin, str):
@@ -268,6 +314,7 @@ def _parse_matrix(spec: Spec, raw: Any, registry: Registry) -> None:
             ("teachers", [NO_TEACHER]),
             ("students", None),
             ("backends", ["statevector"]),
+            ("distillers", [DEFAULT_DISTILLER]),
         ):
             value = entry.get(key, default)
             if value is None:
@@ -299,7 +346,10 @@ def _parse_matrix(spec: Spec, raw: Any, registry: Registry) -> None:
         eval_backend = entry.get("eval_backend")
         if eval_backend is not None:
             _reference(spec, registry, "backends", eval_backend, f"{where}.eval_backend")
-        spec.matrix.append(MatrixEntry(seeds=list(seeds), eval_backend=eval_backend, **lists))
+        sweep = _sweep_points(entry.get("sweep"), entry.get("zip", False), spec.file, where)
+        spec.matrix.append(
+            MatrixEntry(seeds=list(seeds), eval_backend=eval_backend, sweep=sweep, **lists)
+        )
     _check_students(spec, registry)
     _check_teachers(spec, registry)
 
@@ -339,3 +389,94 @@ def _check_teachers(spec: Spec, registry: Registry) -> None:
 
     for name in list(spec.instances["teachers"]):
         visit(name, ())
+
+
+def _sweep_points(sweep: Any, zipped: Any, file: str, where: str) -> list[dict[str, Any]]:
+    """The points of `[[matrix]] sweep = {KEY = [values]}`: the values crossed (or zipped);
+    [] without a sweep."""
+    if not isinstance(zipped, bool):
+        raise ConfigError("expected true or false", file=file, key=f"{where}.zip")
+    if sweep is None:
+        if zipped:
+            raise ConfigError("zips the values of a sweep, and there is none", file=file,
+                              key=f"{where}.zip")  # fmt: skip
+        return []
+    if not isinstance(sweep, dict) or not sweep:
+        raise ConfigError(
+            'expected a table of dotted keys to lists of values, e.g. {"train.lr" = [1e-3, 1e-2]}',
+            file=file,
+            key=f"{where}.sweep",
+        )
+    for key, values in sweep.items():
+        problem = sweep_key_problem(key)
+        if problem:
+            raise ConfigError(problem, file=file, key=f"{where}.sweep")
+        if not isinstance(values, list) or not values:
+            raise ConfigError("expected a non-empty list of values", file=file,
+                              key=f"{where}.sweep.{key}")  # fmt: skip
+        texts = [repr(v) for v in values]
+        repeated = sorted({t for t in texts if texts.count(t) > 1})
+        if repeated:
+            raise ConfigError(f"repeats {', '.join(repeated)}", file=file,
+                              key=f"{where}.sweep.{key}")  # fmt: skip
+    keys, lists = list(sweep), list(sweep.values())
+    if zipped:
+        lengths = {k: len(v) for k, v in sweep.items()}
+        if len(set(lengths.values())) > 1:
+            raise ConfigError(
+                f"zip = true needs lists of one length; got {lengths}", file=file,
+                key=f"{where}.sweep",
+            )  # fmt: skip
+        combos = list(zip(*lists, strict=True))
+    else:
+        count = math.prod(len(v) for v in lists)
+        if count > MAX_SWEEP_POINTS:
+            raise ConfigError(
+                f"crosses into {count} points; at most {MAX_SWEEP_POINTS} (split it into"
+                " [[matrix]] entries, or zip = true)",
+                file=file,
+                key=f"{where}.sweep",
+            )
+        combos = list(itertools.product(*lists))
+    return [dict(zip(keys, combo, strict=True)) for combo in combos]
+
+
+def sweep_key_problem(key: str) -> str | None:
+    """Why `key` cannot be swept, or None: a sweep sets one option of [train], [distill] or
+    an instance, as `--set` would."""
+    parts = key.split(".")
+    example = "e.g. 'train.lr', 'distill.kd_weight', 'students.q3.layers'"
+    if any(not part for part in parts):
+        return f"sweep key '{key}' is not a dotted key; {example}"
+    if parts[0] == "experiment" and parts[1:] == ["seeds"]:
+        return "the seeds are not swept: they are the matrix's own axis (seeds = [...])"
+    if parts[0] not in SWEPT_SECTIONS:
+        return f"sweep key '{key}': a sweep sets an option of {one_of(SWEPT_SECTIONS)}; {example}"
+    depth = 2 if parts[0] in ("train", "distill") else 3
+    if len(parts) != depth:
+        shape = f"{parts[0]}.OPTION" if depth == 2 else f"{parts[0]}.NAME.OPTION"
+        return f"sweep key '{key}' must have the form {shape}; {example}"
+    return None
+
+
+def _parse_point(
+    raw: dict[str, Any], values: dict[str, Any], index: int, file: str, registry: Registry
+) -> Spec:
+    """The config at one sweep point of [[matrix]] entry `index`: the document with the
+    point's values set, validated as if they were written there."""
+    document = raw
+    for key, value in values.items():
+        document = set_key(document, key, value)
+    document = dict(document)
+    document["matrix"] = [
+        {k: v for k, v in entry.items() if k not in ("sweep", "zip")} for entry in raw["matrix"]
+    ]
+    try:
+        return _parse_document(document, file, registry)
+    except ConfigError as exc:
+        point = ", ".join(f"{k} = {v!r}" for k, v in values.items())
+        raise ConfigError(
+            f"{exc.message} (at the sweep point {point} of matrix[{index}])",
+            file=file,
+            key=exc.key,
+        ) from None

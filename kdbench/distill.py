@@ -1,8 +1,10 @@
-"""The knowledge-distillation loss (paper Eq. 3-6) and one training loop for every model."""
+"""One training loop for every model: a distiller's loss (or the cross-entropy), Adam, and
+selection on validation."""
 
 from __future__ import annotations
 
 import copy
+import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -12,39 +14,27 @@ import torch.nn.functional as F
 from torch import nn
 from torch.torch_version import TorchVersion
 
-from kdbench.config import DistillConfig
+from kdbench.api import DistillBatch, Distiller
 
 # Probabilities that are exactly 0 (a shot-sampled outcome never seen) must not give -inf.
 MIN_PROBABILITY = 1e-12
 
 
-@dataclass
-class LossParts:
-    total: torch.Tensor
-    ce: torch.Tensor
-    kd: torch.Tensor
-
-
-def kd_loss(
-    student_log_probs: torch.Tensor,
+def training_loss(
+    log_probs: torch.Tensor,
     labels: torch.Tensor,
     teacher_logits: torch.Tensor | None,
-    distill: DistillConfig | None,
-) -> LossParts:
-    """ce_weight·CE(s, y) + kd_weight·KL(σ(t/τ) ‖ σ(s/τ)), the student's logits being log p.
+    distiller: Distiller | None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The loss a batch trains on and its named parts, the plain cross-entropy `ce` first.
 
-    Without a teacher the loss is the plain cross-entropy.
+    Without a distiller (the student alone) the loss is the cross-entropy.
     """
-    ce = F.nll_loss(student_log_probs, labels)
-    if teacher_logits is None or distill is None:
-        return LossParts(ce, ce, torch.zeros_like(ce))
-    tau = distill.temperature
-    soft_student = F.log_softmax(student_log_probs / tau, dim=1)
-    soft_teacher = F.log_softmax(teacher_logits / tau, dim=1)
-    kd = F.kl_div(soft_student, soft_teacher, reduction="batchmean", log_target=True)
-    if distill.t2_scaling:
-        kd = kd * tau**2
-    return LossParts(distill.ce_weight * ce + distill.kd_weight * kd, ce, kd)
+    ce = F.nll_loss(log_probs, labels)
+    if distiller is None:
+        return ce, {"ce": ce}
+    loss = distiller.loss(DistillBatch(log_probs, labels, teacher_logits))
+    return loss.total, {"ce": ce, **loss.parts}
 
 
 def probabilities_to_log(probs: torch.Tensor) -> torch.Tensor:
@@ -67,25 +57,36 @@ class Split:
 
 @dataclass
 class EpochMetrics:
+    """One epoch: the mean loss, its parts and the accuracy on the training and validation
+    splits (keys "loss", "ce", the distiller's parts, "accuracy")."""
+
     epoch: int
-    train_loss: float
-    train_ce: float
-    train_kd: float
-    train_accuracy: float
-    val_loss: float
-    val_ce: float
-    val_kd: float
-    val_accuracy: float
+    train: dict[str, float]
+    val: dict[str, float]
     seconds: float
+
+    @property
+    def val_accuracy(self) -> float:
+        return self.val["accuracy"]
+
+    def logged(self) -> dict[str, float]:
+        """As MLflow metrics: train_loss, train_ce, ..., val_accuracy, seconds."""
+        return (
+            {f"train_{k}": v for k, v in self.train.items()}
+            | {f"val_{k}": v for k, v in self.val.items()}
+            | {"seconds": self.seconds}
+        )
 
 
 @dataclass
 class Evaluation:
     loss: float
-    ce: float
-    kd: float
+    parts: dict[str, float]
     accuracy: float
     confusion: torch.Tensor  # [true class, predicted class] counts
+
+    def metrics(self) -> dict[str, float]:
+        return {"loss": self.loss, **self.parts, "accuracy": self.accuracy}
 
 
 @dataclass
@@ -100,27 +101,58 @@ def evaluate(
     log_probs: Callable[[nn.Module, torch.Tensor], torch.Tensor],
     split: Split,
     num_classes: int,
-    distill: DistillConfig | None = None,
+    distiller: Distiller | None = None,
     batch_size: int = 512,
     device: torch.device | str = "cpu",
 ) -> Evaluation:
-    """Loss parts, accuracy and confusion matrix of `model` on `split`, without gradients."""
+    """Loss parts, accuracy and confusion matrix of `model` on `split`, without gradients.
+
+    Without a distiller (the test split, a student alone) the loss is the cross-entropy.
+    """
     model.eval().to(memory_format=torch.channels_last)
-    totals = torch.zeros(3, dtype=torch.float64)
+    totals = _Means(weight_in_float32=True)
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.long)
     with torch.no_grad():
         for start in range(0, len(split.y), batch_size):
             sl = slice(start, start + batch_size)
             out = log_probs(model, split.x[sl].to(device)).cpu()
             t = None if split.teacher_logits is None else split.teacher_logits[sl]
-            parts = kd_loss(out, split.y[sl], t, distill)
-            n = len(out)
-            totals += n * torch.tensor([parts.total.item(), parts.ce.item(), parts.kd.item()])
+            totals.add(len(out), *training_loss(out, split.y[sl], t, distiller))
             index = split.y[sl] * num_classes + out.argmax(1)
             confusion += torch.bincount(index, minlength=num_classes**2).view_as(confusion)
-    totals /= max(len(split.y), 1)
+    means = totals.means(len(split.y))
     accuracy = confusion.diag().sum().item() / max(len(split.y), 1)
-    return Evaluation(*totals.tolist(), accuracy, confusion)
+    return Evaluation(means.pop("loss"), means, accuracy, confusion)
+
+
+class _Means:
+    """Batch-size-weighted sums of a loss and its parts, in float64.
+
+    Each batch's terms pass through float32 as they always have in kdbench, weighted before
+    (training) or after (evaluation): logged losses stay digit-identical to earlier versions.
+    """
+
+    def __init__(self, weight_in_float32: bool = False) -> None:
+        self.weight_in_float32 = weight_in_float32
+        self.names: list[str] = []
+        self.sums: torch.Tensor | None = None
+
+    def add(
+        self, n: int, total: torch.Tensor, parts: dict[str, torch.Tensor], *extra: float
+    ) -> None:
+        if self.sums is None:
+            self.names = ["loss", *parts]
+            self.sums = torch.zeros(len(self.names) + len(extra), dtype=torch.float64)
+        values = [total.item(), *(parts[name].item() for name in self.names[1:])]
+        if self.weight_in_float32:
+            self.sums += n * torch.tensor(values + list(extra))
+        else:
+            self.sums += torch.tensor([n * v for v in values] + list(extra))
+
+    def means(self, count: int, *extra: str) -> dict[str, float]:
+        if self.sums is None:
+            return dict.fromkeys(["loss", "ce", *extra], math.nan)
+        return dict(zip([*self.names, *extra], (self.sums / max(count, 1)).tolist(), strict=True))
 
 
 def adam(parameters: Iterable[torch.Tensor], lr: float) -> torch.optim.Adam:
@@ -148,13 +180,14 @@ def fit(
     batch_size: int,
     lr: float,
     seed: int,
-    distill: DistillConfig | None = None,
+    distiller: Distiller | None = None,
     device: torch.device | str = "cpu",
     on_epoch: Callable[[EpochMetrics], None] | None = None,
 ) -> FitResult:
-    """Adam on the KD loss; keep the weights of the epoch with the best validation accuracy.
+    """Adam on the distiller's loss (the cross-entropy without one); keep the weights of the
+    epoch with the best validation accuracy.
 
-    Ties go to the lower validation loss. The test set is never looked at here.
+    Ties go to the lower validation cross-entropy. The test set is never looked at here.
     """
     # Convolutions and max-pools of small images train ~1.5x faster on the CPU with
     # channels-last weights (the 4-D ones; nothing else changes).
@@ -166,7 +199,7 @@ def fit(
     for epoch in range(1, epochs + 1):
         started = time.perf_counter()
         model.train()
-        sums = torch.zeros(4, dtype=torch.float64)
+        sums = _Means()
         batches = torch.randperm(len(train.y), generator=order).split(batch_size)
         if len(batches) > 1 and len(batches[-1]) == 1:
             batches = batches[:-1]  # BatchNorm cannot train on a single image
@@ -174,31 +207,22 @@ def fit(
             y = train.y[batch].to(device)
             out = log_probs(model, train.x[batch].to(device))
             t = None if train.teacher_logits is None else train.teacher_logits[batch].to(device)
-            parts = kd_loss(out, y, t, distill)
-            if not torch.isfinite(parts.total):
+            total, parts = training_loss(out, y, t, distiller)
+            if not torch.isfinite(total):
                 raise FloatingPointError(
-                    f"the training loss became {parts.total.item()} in epoch {epoch}"
+                    f"the training loss became {total.item()} in epoch {epoch}"
                 )
             optimizer.zero_grad(set_to_none=True)
-            parts.total.backward()
+            total.backward()
             optimizer.step()
-            correct = (out.argmax(1) == y).sum().item()
-            sums += torch.tensor(
-                [
-                    len(batch) * parts.total.item(),
-                    len(batch) * parts.ce.item(),
-                    len(batch) * parts.kd.item(),
-                    correct,
-                ]
-            )
-        sums /= len(train.y)
-        v = evaluate(model, log_probs, val, num_classes, distill, device=device)
+            sums.add(len(batch), total, parts, (out.argmax(1) == y).sum().item())
+        v = evaluate(model, log_probs, val, num_classes, distiller, device=device)
         metrics = EpochMetrics(
-            epoch, *sums.tolist(), v.loss, v.ce, v.kd, v.accuracy, time.perf_counter() - started
+            epoch, sums.means(len(train.y), "accuracy"), v.metrics(), time.perf_counter() - started
         )
         result.history.append(metrics)
-        if best is None or (v.accuracy, -v.ce) > best:
-            best = (v.accuracy, -v.ce)
+        if best is None or (v.accuracy, -v.parts["ce"]) > best:
+            best = (v.accuracy, -v.parts["ce"])
             result.best_epoch = epoch
             result.best_state = copy.deepcopy(model.state_dict())
         if on_epoch is not None:

@@ -59,5 +59,16 @@ def register_backends(register: Callable[[type], None]) -> None:
 
 
 @hookspec
+def register_distillers(register: Callable[[type], None]) -> None:
+    """Register distillation methods: call `register(cls)` for each `kdbench.Distiller`
+    subclass.
+
+    A distiller turns the student's outputs, the labels and the frozen teacher's logits into
+    the training loss (`kdbench.Loss`, with its named parts); configs cross it with every
+    teacher in `[[matrix]] distillers = [...]`.
+    """
+
+
+@hookspec
 def register_commands(cli: click.Group) -> None:
     """Add subcommands to the `kdbench` command group (`@cli.command()`)."""

@@ -69,6 +69,11 @@ def apply_override(raw: dict[str, Any], override: str, file: str) -> dict[str, A
         value = text.strip()  # a bare word is a string: --set teachers.t.device=cpu
     except RecursionError:
         raise ConfigError(f"--set {key}: value nested too deeply", file=file) from None
+    return set_key(raw, key, value)
+
+
+def set_key(raw: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
+    """The document with the dotted `key` set to `value` (tables on the way made or merged)."""
     tree: Any = value
     for part in reversed(key.split(".")):
         tree = {part: tree}

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from itertools import product
 from typing import Any
 
-from kdbench.config import NO_TEACHER, Instance, Spec
+from kdbench.config import DEFAULT_DISTILLER, NO_TEACHER, Instance, MatrixEntry, Spec
+from kdbench.errors import ConfigError
 from kdbench.options import resolved
+
+NO_DISTILLER = "none"  # the distiller of a student trained alone
 
 # Bump when a change to kdbench makes old results incomparable (cell ids change with it).
 PROTOCOL_VERSION = 1
@@ -18,7 +22,8 @@ PROTOCOL_VERSION = 1
 
 @dataclass(frozen=True)
 class Cell:
-    """One training run: a student on a data set, with or without a teacher, for one seed."""
+    """One training run: a student on a data set, alone or taught by a teacher through a
+    distiller, for one seed, at one point of its entry's sweep."""
 
     dataset: Instance
     teacher: Instance | None
@@ -28,10 +33,17 @@ class Cell:
     seed: int
     spec: Spec
     eval_backend: Instance | None = None
+    distiller: Instance | None = None  # None: the cross-entropy alone
+    sweep: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    """The values of its entry's sweep point that this cell uses, by dotted key."""
 
     @property
     def teacher_name(self) -> str:
         return self.teacher.name if self.teacher else NO_TEACHER
+
+    @property
+    def distiller_name(self) -> str:
+        return self.distiller.name if self.distiller else NO_DISTILLER
 
     @property
     def backend_label(self) -> str:
@@ -41,13 +53,39 @@ class Cell:
         return f"{self.backend.name}→{self.eval_backend.name}"
 
     @property
-    def group(self) -> tuple[str, str, str, str]:
-        """The cell without its seed: what results are averaged over."""
-        return (self.dataset.name, self.teacher_name, self.student.name, self.backend_label)
+    def group(self) -> tuple[str, str, str, str, str]:
+        """The cell without its seed and sweep point: an arm of the comparison, over whose
+        seeds results are averaged (at the sweep point selected on validation)."""
+        return (self.dataset.name, self.teacher_name, self.student.name, self.backend_label,
+                self.distiller_name)  # fmt: skip
 
     @property
     def label(self) -> str:
-        return " · ".join((*self.group, f"seed {self.seed}"))
+        names = self.group if self.distiller else self.group[:-1]
+        point = [f"{key.rsplit('.', 1)[-1]}={value}" for key, value in self.sweep.items()]
+        return " · ".join((*names, *point, f"seed {self.seed}"))
+
+    def uses(self, key: str) -> bool:
+        """Whether the dotted config `key` (a sweep key) is part of this cell's config."""
+        section, _, rest = key.partition(".")
+        if section == "train":
+            return True
+        if section == "distill":
+            return self.distiller_name == DEFAULT_DISTILLER
+        return rest.partition(".")[0] in self.instance_names(section)
+
+    def instance_names(self, kind: str) -> set[str]:
+        """The names of the `kind` instances this cell uses (a teacher's members included)."""
+        if kind == "teachers":
+            return set(_teacher_names(self.spec, self.teacher)) if self.teacher else set()
+        used = {
+            "datasets": [self.dataset],
+            "students": [self.student],
+            "encoders": [self.encoder],
+            "backends": [self.backend, self.eval_backend],
+            "distillers": [self.distiller],
+        }
+        return {instance.name for instance in used.get(kind, []) if instance is not None}
 
     def config(self) -> dict[str, Any]:
         """The fully resolved configuration: everything that determines the result."""
@@ -60,7 +98,7 @@ class Cell:
             "backend": self.backend.resolved(),
             "eval_backend": self.eval_backend.resolved() if self.eval_backend else None,
             "train": resolved(self.spec.train),
-            "distill": resolved(self.spec.distill) if self.teacher else None,
+            "distill": distiller_config(self.distiller) if self.distiller else None,
             "seed": self.seed,
         }
 
@@ -79,6 +117,21 @@ def teacher_config(spec: Spec, teacher: Instance) -> dict[str, Any]:
     return config
 
 
+def distiller_config(distiller: Instance) -> dict[str, Any]:
+    """A distiller's resolved options; the paper's without its plugin name, as [distill]
+    was resolved before distillers were plugins (the cells of existing configs keep their
+    ids)."""
+    if distiller.plugin == DEFAULT_DISTILLER:
+        return resolved(distiller.component)
+    return distiller.resolved()
+
+
+def _teacher_names(spec: Spec, teacher: Instance) -> Iterator[str]:
+    yield teacher.name
+    for name in teacher.component.member_names():
+        yield from _teacher_names(spec, spec.instance("teachers", name))
+
+
 def digest(value: Any) -> str:
     """A short, stable hash of a JSON-able value."""
     text = json.dumps(value, sort_keys=True, separators=(",", ":"))
@@ -86,18 +139,52 @@ def digest(value: Any) -> str:
 
 
 def expand(spec: Spec) -> list[Cell]:
-    """Every cell of the matrix in config order, without duplicates."""
+    """Every cell of the matrix in config order, without duplicates.
+
+    Each entry crosses its data sets, teachers, students, backends, seeds, distillers (for
+    each teacher but "none") and sweep points. A distiller that needs no teacher makes one
+    cell per student, whatever the teachers; a sweep value a cell does not use leaves it
+    one cell.
+    """
     cells: dict[str, Cell] = {}
-    for entry in spec.matrix:
-        combos = product(
-            entry.datasets, entry.teachers, entry.students, entry.backends, entry.seeds
-        )
-        for dataset, teacher, student, backend, seed in combos:
-            student_instance = spec.instance("students", student)
-            encoder = student_instance.component.encoder
-            cell = Cell(
+    for index, entry in enumerate(spec.matrix):
+        used: set[str] = set()
+        points = [(p.values, p.spec) for p in entry.points] or [({}, spec)]
+        for values, point_spec in points:
+            for cell in _entry_cells(entry, point_spec):
+                cell_sweep = {k: v for k, v in values.items() if cell.uses(k)}
+                used.update(cell_sweep)
+                cell = replace(cell, sweep=cell_sweep)
+                cells.setdefault(cell.id, cell)
+        unused = [key for key in entry.sweep[0] if key not in used] if entry.sweep else []
+        if unused:
+            raise ConfigError(
+                f"no cell of this entry uses the swept {', '.join(unused)}",
+                file=spec.file,
+                key=f"matrix[{index}].sweep",
+            )
+    return list(cells.values())
+
+
+def _entry_cells(entry: MatrixEntry, spec: Spec) -> Iterator[Cell]:
+    def arms(teacher: str) -> Iterator[tuple[Instance | None, Instance | None]]:
+        if teacher == NO_TEACHER:
+            yield None, None
+        for name in entry.distillers:
+            distiller = spec.instance("distillers", name)
+            if not distiller.component.uses_teacher:
+                yield None, distiller  # the same cell for every teacher: kept once
+            elif teacher != NO_TEACHER:
+                yield spec.instance("teachers", teacher), distiller
+
+    combos = product(entry.datasets, entry.teachers, entry.students, entry.backends, entry.seeds)
+    for dataset, teacher_name, student, backend, seed in combos:
+        student_instance = spec.instance("students", student)
+        encoder = student_instance.component.encoder
+        for teacher, distiller in arms(teacher_name):
+            yield Cell(
                 dataset=spec.instance("datasets", dataset),
-                teacher=None if teacher == NO_TEACHER else spec.instance("teachers", teacher),
+                teacher=teacher,
                 student=student_instance,
                 encoder=None if encoder is None else spec.instance("encoders", encoder),
                 backend=spec.instance("backends", backend),
@@ -106,6 +193,5 @@ def expand(spec: Spec) -> list[Cell]:
                 eval_backend=None
                 if entry.eval_backend is None
                 else spec.instance("backends", entry.eval_backend),
+                distiller=distiller,
             )
-            cells.setdefault(cell.id, cell)
-    return list(cells.values())

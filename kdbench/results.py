@@ -7,6 +7,7 @@ config as params, per-epoch metrics (`EPOCH_METRICS`) and final metrics (`test_a
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -20,13 +21,15 @@ TEACHER_TAG = "kdbench.teacher"
 STUDENT_TAG = "kdbench.student"
 BACKEND_TAG = "kdbench.backend"
 SEED_TAG = "kdbench.seed"
+DISTILLER_TAG = "kdbench.distiller"
+SWEEP_TAG = "kdbench.sweep"  # JSON: the sweep values the cell uses, by dotted key
 ERROR_TAG = "kdbench.error"
 TEACHER_SOURCE_TAG = "kdbench.teacher_source"
 
-# Logged once per epoch (step = epoch); the report draws its loss curves from these.
+# Logged once per epoch (step = epoch), beside the distiller's parts (train_kd, val_kd...);
+# the report draws its loss curves from these.
 EPOCH_METRICS = (
-    "train_loss", "train_ce", "train_kd", "train_accuracy",
-    "val_loss", "val_ce", "val_kd", "val_accuracy", "seconds",
+    "train_loss", "train_ce", "train_accuracy", "val_loss", "val_ce", "val_accuracy", "seconds",
 )  # fmt: skip
 
 # What the harness reads off every compiled circuit: summed (executions, shots) or the
@@ -37,13 +40,17 @@ LARGEST_COUNTERS = ("depth", "width")
 
 def cell_tags(cell: Cell) -> dict[str, str]:
     """The tags that say what a cell is (its id and role are the tracker's)."""
-    return {
+    tags = {
         DATASET_TAG: cell.dataset.name,
         TEACHER_TAG: cell.teacher_name,
         STUDENT_TAG: cell.student.name,
         BACKEND_TAG: cell.backend_label,
+        DISTILLER_TAG: cell.distiller_name,
         SEED_TAG: str(cell.seed),
     }
+    if cell.sweep:
+        tags[SWEEP_TAG] = json.dumps(dict(cell.sweep), sort_keys=True)
+    return tags
 
 
 def circuit_metrics(circuits: Iterable[CircuitFunction], prefix: str = "") -> dict[str, float]:
@@ -70,24 +77,38 @@ class Result:
     teacher: str
     student: str
     backend: str
+    distiller: str
     seed: int
     test_accuracy: float
     teacher_test_accuracy: float | None = None
+    val_accuracy: float | None = None  # of the epoch selected on validation
+    sweep: Mapping[str, Any] = field(default_factory=dict, compare=False)
     params: Mapping[str, str] = field(default_factory=dict, compare=False)
     run_id: str | None = field(default=None, compare=False)
+
+    @property
+    def point(self) -> str:
+        """The sweep point as a stable text: what tells a group's points apart."""
+        return json.dumps(dict(self.sweep), sort_keys=True)
 
     @classmethod
     def from_run(cls, run: Any) -> Result:
         """The result a finished MLflow child run recorded."""
         tags, metrics = run.data.tags, run.data.metrics
+        teacher = tags[TEACHER_TAG]
+        # Runs from before distillers were plugins used the paper's loss with every teacher.
+        default = "none" if teacher == "none" else "paper"
         return cls(
             tags[DATASET_TAG],
-            tags[TEACHER_TAG],
+            teacher,
             tags[STUDENT_TAG],
             tags[BACKEND_TAG],
+            tags.get(DISTILLER_TAG, default),
             int(tags[SEED_TAG]),
             metrics["test_accuracy"],
             metrics.get("teacher_test_accuracy"),
+            metrics.get("best_val_accuracy"),
+            json.loads(tags.get(SWEEP_TAG, "{}")),
             dict(run.data.params),
             run.info.run_id,
         )

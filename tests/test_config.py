@@ -110,10 +110,11 @@ def test_missing_file(invoke, isolated):
 def test_valid_config_resolves_defaults_and_implicit_instances(write_config, registry):
     spec = load_spec(write_config(VALID), registry)
     assert spec.train.epochs == 2 and spec.train.lr == 0.001
-    assert spec.distill.temperature == 3.0 and spec.distill.kd_weight == 0.9
+    paper = spec.instance("distillers", "paper").component  # the default distiller
+    assert paper.temperature == 3.0 and paper.kd_weight == 0.9
     # "statevector" and the student's "angle" encoder have no table: plugin defaults.
     assert spec.instance("backends", "statevector").plugin == "statevector"
     assert spec.instance("encoders", "angle").component.scale == pytest.approx(3.14159265)
     lenet = spec.instance("teachers", "lenet")
     assert lenet.plugin == "lenet" and lenet.component.epochs == 1
-    assert isinstance(spec.distill.kd_weight, float)
+    assert isinstance(paper.kd_weight, float)

@@ -18,7 +18,6 @@ from hypothesis import strategies as st
 from kdbench.config import (
     COMPONENT_KINDS,
     MATRIX_KEYS,
-    DistillConfig,
     ExperimentConfig,
     Spec,
     TrainConfig,
@@ -40,7 +39,7 @@ VALID = tomllib.loads(TINY.format(name="fuzz"))
 SECTIONS = ["experiment", "train", "distill", *COMPONENT_KINDS, "matrix", "report", "profiles"]
 PLUGINS = sorted({name for kind in COMPONENT_KINDS for name in REGISTRY.names(kind)})
 OPTIONS = sorted(
-    {o.name for cls in (ExperimentConfig, TrainConfig, DistillConfig) for o in describe(cls)}
+    {o.name for cls in (ExperimentConfig, TrainConfig) for o in describe(cls)}
     | {
         o.name
         for kind in COMPONENT_KINDS

@@ -41,7 +41,7 @@ def test_run_logs_parent_and_children_with_everything(write_config, invoke, isol
         assert "kdbench.version" in data.params and "plugin.students.version" in data.params
         history = client.get_metric_history(run_id, "val_accuracy")
         assert [m.step for m in history] == [1, 2]
-        for name in ("train_loss", "train_ce", "train_kd", "val_loss", "train_accuracy"):
+        for name in ("train_loss", "train_ce", "val_loss", "val_ce", "train_accuracy"):
             assert len(client.get_metric_history(run_id, name)) == 2
         assert 0.0 <= data.metrics["test_accuracy"] <= 1.0
         assert data.metrics["circuit_width"] == 2 and data.metrics["wall_seconds"] > 0
@@ -63,7 +63,8 @@ def test_run_logs_parent_and_children_with_everything(write_config, invoke, isol
         distilled = data.tags["kdbench.teacher"] == "lenet"
         assert ("teacher_test_accuracy" in data.metrics) == distilled
         kd = [m.value for m in client.get_metric_history(run_id, "train_kd")]
-        assert (max(kd) > 0) == distilled, "the KD term is logged for distilled cells only"
+        assert (len(kd) == 2 and min(kd) > 0) == distilled, "the KD term: distilled cells only"
+        assert data.tags["kdbench.distiller"] == ("paper" if distilled else "none")
 
     report = invoke("report", "--experiment", "e2e")
     assert report.exit_code == 0 and "Teacher: LeNet, Student:" in report.stdout

@@ -15,11 +15,13 @@ from typing import TYPE_CHECKING
 from kdbench.names import file_name
 from kdbench.report.labels import dataset_label, student_label, teacher_label
 from kdbench.report.reference import ReportConfig, parse_report
-from kdbench.report.stats import Gain, Row, mean_std, paired_gain, summarize
+from kdbench.report.stats import Gain, Row, holm, mean_std, paired_gain, summarize
 from kdbench.report.tables import (
     FamilyTable,
     TableRow,
     family_tables,
+    point_text,
+    points_table,
     results_table,
     to_csv,
     to_latex,
@@ -42,10 +44,13 @@ __all__ = [
     "build_report",
     "dataset_label",
     "family_tables",
+    "holm",
     "load_rows",
     "mean_std",
     "paired_gain",
     "parse_report",
+    "point_text",
+    "points_table",
     "results_table",
     "student_label",
     "summarize",
@@ -65,12 +70,15 @@ class Report:
     rows: list[Row]
     tables: dict[str, FamilyTable]
     files: dict[str, bytes] = field(default_factory=dict)
+    points: dict[str, FamilyTable] = field(default_factory=dict)  # every sweep point, by family
 
 
 def build_report(
     rows: Sequence[Row], history: History, experiment: str, config: ReportConfig | None = None
 ) -> Report:
-    """Tables in every format and Figs. 6 and 7 per data-set family."""
+    """Per data-set family: the table of the points selected on validation in every format,
+    Figs. 6 and 7, the gains by distiller and teacher (with more than one distiller), and,
+    where arms were swept, the table of every point and accuracy against each swept key."""
     # Here, not at the top: matplotlib loads only when figures are drawn (config parsing
     # imports this package).
     from kdbench.report import figures
@@ -83,7 +91,8 @@ def build_report(
         report.files[f"table-{stem}.md"] = to_markdown(table, title).encode()
         report.files[f"table-{stem}.tex"] = to_latex(table, title).encode()
         report.files[f"table-{stem}.csv"] = to_csv(table).encode()
-        family_rows = [r for r in rows if dataset_label(r.params, r.dataset)[0] == family]
+        every = [r for r in rows if dataset_label(r.params, r.dataset, config.labels)[0] == family]
+        family_rows = [r for r in every if r.selected]
         panels = figures.loss_panels(family_rows, history, config.labels)
         if panels:
             report.files[f"fig6-loss-{stem}.png"] = figures.loss_bands(
@@ -93,6 +102,21 @@ def build_report(
             figures.accuracy_groups(family_rows, config.labels),
             f"{title}: test accuracy by teacher",
         )
+        forest = figures.gain_forest(family_rows, f"{title}: gain by distiller and teacher",
+                                     config.labels)  # fmt: skip
+        if forest is not None and len({r.distiller for r in family_rows}) > 2:
+            report.files[f"fig-gain-{stem}.png"] = forest
+        points = points_table(every, config)
+        if points.rows:
+            report.points[family] = points
+            report.files[f"points-{stem}.md"] = to_markdown(
+                points, f"{title}: every sweep point"
+            ).encode()
+            report.files[f"points-{stem}.csv"] = to_csv(points).encode()
+            for key in dict.fromkeys(k for r in every if r.points > 1 for k in r.point):
+                report.files[f"sweep-{stem}-{file_name(key)}.png"] = figures.sweep_curves(
+                    every, key, f"{title}: accuracy against {key}", config.labels
+                )
     return report
 
 

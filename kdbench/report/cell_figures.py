@@ -14,20 +14,23 @@ if TYPE_CHECKING:  # torch is slow to import; annotations only
 
 
 def loss_curve(history: Sequence[EpochMetrics], title: str) -> bytes:
-    """Train and validation loss (and its CE/KD parts) per epoch."""
+    """Train and validation loss (and the distiller's parts in training, the validation
+    cross-entropy) per epoch."""
     epochs = [m.epoch for m in history]
+    logged = [m.logged() for m in history]
     figure, (loss_axis, acc_axis) = plt.subplots(1, 2, figsize=(10, 4))
-    for attr, style in (
+    parts = [f"train_{name}" for name in history[0].train if name not in ("loss", "ce", "accuracy")]
+    for name, style in (
         ("train_loss", "-"),
         ("val_loss", "-"),
-        ("train_kd", ":"),
+        *((part, ":") for part in parts),
         ("val_ce", "--"),
     ):
-        loss_axis.plot(epochs, [getattr(m, attr) for m in history], style, label=attr)
+        loss_axis.plot(epochs, [m[name] for m in logged], style, label=name)
     loss_axis.set(xlabel="epoch", ylabel="loss", title="loss")
     loss_axis.legend()
-    for attr in ("train_accuracy", "val_accuracy"):
-        acc_axis.plot(epochs, [getattr(m, attr) for m in history], label=attr)
+    for name in ("train_accuracy", "val_accuracy"):
+        acc_axis.plot(epochs, [m[name] for m in logged], label=name)
     acc_axis.set(xlabel="epoch", ylabel="accuracy", title="accuracy", ylim=(0, 1))
     acc_axis.legend()
     figure.suptitle(title)

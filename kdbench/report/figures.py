@@ -1,4 +1,5 @@
-"""The report's figures as PNG bytes: Fig. 6 loss bands and Fig. 7 accuracy bars."""
+"""The report's figures as PNG bytes: Fig. 6 loss bands, Fig. 7 accuracy bars, the gains by
+distiller and teacher, and accuracy against each swept value."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ matplotlib.use("Agg")  # no display needed
 import matplotlib.pyplot as plt
 import numpy as np
 
-from kdbench.config import NO_TEACHER
+from kdbench.config import DEFAULT_DISTILLER, NO_TEACHER
+from kdbench.matrix import NO_DISTILLER
 from kdbench.report.labels import NO_LABELS, Labels, dataset_label, student_label, teacher_label
 from kdbench.report.stats import Row
 
@@ -34,11 +36,22 @@ def _student(row: Row, labels: Labels) -> str:
     return f"{dataset}, {student_label(row.params, row.student, labels)}"
 
 
+def arm_label(row: Row, rows: Sequence[Row], labels: Labels = NO_LABELS) -> str:
+    """The teacher's label ("no teacher" alone), with the distiller's name where `rows`
+    use more than the paper's."""
+    teacher = ("no teacher" if row.teacher == NO_TEACHER
+               else teacher_label(row.params, row.teacher, labels))  # fmt: skip
+    distillers = {r.distiller for r in rows} - {NO_DISTILLER}
+    if row.distiller == NO_DISTILLER or distillers <= {DEFAULT_DISTILLER}:
+        return teacher
+    return f"{teacher} · {row.distiller}"
+
+
 def loss_panels(rows: Sequence[Row], history: History, labels: Labels = NO_LABELS) -> list[Panel]:
     """Per (data set, student) with a teacher: each teacher's train/val loss curves."""
     panels: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = defaultdict(dict)
     for row in rows:
-        if row.teacher == NO_TEACHER:
+        if row.distiller == NO_DISTILLER:
             continue
         curves = [(history(r.run_id, "train_loss"), history(r.run_id, "val_loss"))
                   for r in row.results if r.run_id]  # fmt: skip
@@ -46,8 +59,7 @@ def loss_panels(rows: Sequence[Row], history: History, labels: Labels = NO_LABEL
         if epochs:
             train = np.array([t[:epochs] for t, _ in curves])
             val = np.array([v[:epochs] for _, v in curves])
-            teacher = teacher_label(row.params, row.teacher, labels)
-            panels[_student(row, labels)][teacher] = (train, val)
+            panels[_student(row, labels)][arm_label(row, rows, labels)] = (train, val)
     return list(panels.items())
 
 
@@ -55,9 +67,7 @@ def accuracy_groups(rows: Sequence[Row], labels: Labels = NO_LABELS) -> list[Gro
     """Per (data set, student): mean and std test accuracy with each teacher (and none)."""
     groups: dict[str, dict[str, tuple[float, float]]] = defaultdict(dict)
     for row in rows:
-        teacher = ("no teacher" if row.teacher == NO_TEACHER
-                   else teacher_label(row.params, row.teacher, labels))  # fmt: skip
-        groups[_student(row, labels)][teacher] = (row.mean, row.std)
+        groups[_student(row, labels)][arm_label(row, rows, labels)] = (row.mean, row.std)
     return list(groups.items())
 
 
@@ -105,3 +115,72 @@ def accuracy_bars(groups: Sequence[Group], title: str) -> bytes:
     axis.set_ylim(max(0, low - 5), 100)
     axis.legend(fontsize=7, ncol=2)
     return png(figure)
+
+
+def gain_forest(rows: Sequence[Row], title: str, labels: Labels = NO_LABELS) -> bytes | None:
+    """Each taught arm's paired gain over its student alone, with its 95 % interval: one
+    line per (data set, student, teacher), a marker per distiller; None without gains."""
+    gained = [r for r in rows if r.gain is not None and r.gain.n >= 2]
+    if not gained:
+        return None
+    distillers = list(dict.fromkeys(r.distiller for r in gained))
+    lines = list(dict.fromkeys(_gain_line(r, labels) for r in gained))
+    height = 0.8 / len(distillers)
+    figure, axis = plt.subplots(figsize=(8, 1.2 + 0.22 * len(lines) * len(distillers)))
+    for index, distiller in enumerate(distillers):
+        chosen = [r for r in gained if r.distiller == distiller]
+        y = [lines.index(_gain_line(r, labels)) + (index - (len(distillers) - 1) / 2) * height
+             for r in chosen]  # fmt: skip
+        x = np.array([100 * r.gain.mean for r in chosen])
+        low = x - np.array([100 * r.gain.low for r in chosen])
+        high = np.array([100 * r.gain.high for r in chosen]) - x
+        axis.errorbar(x, y, xerr=[low, high], fmt="o", ms=4, capsize=2, color=f"C{index % 10}",
+                      label=distiller)  # fmt: skip
+    axis.axvline(0, color="black", lw=0.8)
+    axis.set_yticks(range(len(lines)), lines, fontsize=7)
+    axis.invert_yaxis()
+    axis.set(xlabel="Δ test accuracy over the student alone (points, 95 % CI)", title=title)
+    axis.legend(fontsize=7, title="distiller", title_fontsize=7, loc="best")
+    return png(figure)
+
+
+def _gain_line(row: Row, labels: Labels) -> str:
+    teacher = ("no teacher" if row.teacher == NO_TEACHER
+               else teacher_label(row.params, row.teacher, labels))  # fmt: skip
+    return f"{_student(row, labels)} ← {teacher}"
+
+
+def sweep_curves(rows: Sequence[Row], key: str, title: str, labels: Labels = NO_LABELS) -> bytes:
+    """Validation (dashed) and test (solid) accuracy against the values of the swept `key`,
+    one line per arm that sweeps it, the arm's other swept keys held at its selected point;
+    the selected point circled."""
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    arms: dict[tuple[str, ...], list[Row]] = defaultdict(list)
+    for row in rows:
+        if key in row.point:
+            arms[row.arm].append(row)
+    values = sorted({_sortable(r.point[key]) for group in arms.values() for r in group})
+    for index, group in enumerate(arms.values()):
+        best = next((r for r in group if r.selected), group[0])
+        line = sorted((r for r in group if all(r.point.get(k) == v for k, v in best.point.items()
+                                                if k != key)),
+                      key=lambda r: _sortable(r.point[key]))  # fmt: skip
+        x = [values.index(_sortable(r.point[key])) for r in line]
+        color = f"C{index % 10}"
+        name = f"{_student(best, labels)} · {arm_label(best, rows, labels)}"
+        axis.plot(x, [100 * r.mean for r in line], "-o", color=color, ms=3, label=name)
+        axis.plot(x, [100 * (r.val_mean or np.nan) for r in line], "--", color=color, lw=0.8)
+        if best in line:
+            axis.plot([x[line.index(best)]], [100 * best.mean], "o", ms=10, mfc="none",
+                      color=color)  # fmt: skip
+    axis.set_xticks(range(len(values)), [str(v) for _, v in values])
+    axis.set(xlabel=key, ylabel="accuracy (%) — test, -- validation", title=title)
+    axis.legend(fontsize=6, loc="best")
+    return png(figure)
+
+
+def _sortable(value: object) -> tuple[int, object]:
+    """Swept values in one sortable form: numbers by value, then anything else by its text."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return (0, value)
+    return (1, str(value))

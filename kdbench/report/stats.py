@@ -1,4 +1,5 @@
-"""The statistics of a report: mean ± std over seeds, and each teacher's paired gain."""
+"""The statistics of a report: mean ± std over seeds, selection of sweep points on validation,
+each arm's paired gain over the baseline, and Holm's adjustment of its p-values."""
 
 from __future__ import annotations
 
@@ -6,9 +7,11 @@ import math
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from kdbench.config import NO_TEACHER
+from kdbench.matrix import NO_DISTILLER
 from kdbench.results import Result
 
 
@@ -22,10 +25,13 @@ class Gain:
     low: float  # 95 % confidence interval of the mean (t distribution)
     high: float
     p_value: float  # two-sided paired t-test; nan with fewer than 2 pairs
+    p_adjusted: float | None = None  # Holm-adjusted over a table's comparisons (`adjusted`)
 
     @property
     def significant(self) -> bool:
-        return self.p_value < 0.05
+        """Below 5 %, after the adjustment where one was made."""
+        p = self.p_value if self.p_adjusted is None else self.p_adjusted
+        return p < 0.05
 
 
 def paired_gain(baseline: Mapping[int, float], treated: Mapping[int, float]) -> Gain | None:
@@ -52,23 +58,33 @@ def paired_gain(baseline: Mapping[int, float], treated: Mapping[int, float]) -> 
 
 @dataclass(frozen=True)
 class Row:
-    """One (dataset, teacher, student, backend) group over its seeds."""
+    """One arm (dataset, teacher, student, backend, distiller) at one sweep point, over its
+    seeds. Without a sweep an arm has one point, selected."""
 
     dataset: str
     teacher: str
     student: str
     backend: str
+    distiller: str
     seeds: int
     mean: float
     std: float
     teacher_mean: float | None
     teacher_std: float | None
-    gain: Gain | None  # over the same student without a teacher
+    gain: Gain | None  # over the same student without a teacher, at its selected point
     results: tuple[Result, ...] = ()
+    point: Mapping[str, Any] = field(default_factory=dict)  # the sweep values, by dotted key
+    val_mean: float | None = None  # mean validation accuracy: what selection compares
+    selected: bool = True  # the arm's point with the best validation accuracy
+    points: int = 1  # how many points its arm was selected from
 
     @property
     def params(self) -> Mapping[str, str]:
         return self.results[0].params if self.results else {}
+
+    @property
+    def arm(self) -> tuple[str, str, str, str, str]:
+        return (self.dataset, self.teacher, self.student, self.backend, self.distiller)
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -76,23 +92,78 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
 
 
 def summarize(results: Iterable[Result]) -> list[Row]:
-    """One row per (dataset, teacher, student, backend), in first-seen order."""
-    groups: dict[tuple[str, str, str, str], dict[int, Result]] = defaultdict(dict)
+    """One row per arm and sweep point, in first-seen order, each arm's point with the best
+    mean validation accuracy over seeds marked `selected` (ties: the first point in sorted
+    order). Every gain pairs with the baseline arm's selected point, seed by seed: the test
+    set chooses nothing."""
+    groups: dict[tuple[str, ...], dict[int, Result]] = defaultdict(dict)
     for r in results:
-        groups[(r.dataset, r.teacher, r.student, r.backend)][r.seed] = r
+        groups[(r.dataset, r.teacher, r.student, r.backend, r.distiller, r.point)][r.seed] = r
+    arms: dict[tuple[str, ...], list[str]] = defaultdict(list)
+    for key in groups:
+        arms[key[:5]].append(key[5])
+    chosen = {arm: _select(arm, points, groups) for arm, points in arms.items()}
     rows = []
-    for (dataset, teacher, student, backend), by_seed in groups.items():
+    for key, by_seed in groups.items():
+        dataset, teacher, student, backend, distiller, point = key
         mean, std = mean_std([r.test_accuracy for r in by_seed.values()])
         teachers = [r.teacher_test_accuracy for r in by_seed.values()
                     if r.teacher_test_accuracy is not None]  # fmt: skip
         teacher_mean, teacher_std = mean_std(teachers) if teachers else (None, None)
-        baseline = groups.get((dataset, NO_TEACHER, student, backend))
+        base_arm = (dataset, NO_TEACHER, student, backend, NO_DISTILLER)
+        baseline = groups.get((*base_arm, chosen[base_arm])) if base_arm in chosen else None
         gain = None
-        if teacher != NO_TEACHER and baseline:
+        if key[:5] != base_arm and baseline:
             gain = paired_gain(
                 {s: r.test_accuracy for s, r in baseline.items()},
                 {s: r.test_accuracy for s, r in by_seed.items()},
             )
-        rows.append(Row(dataset, teacher, student, backend, len(by_seed), mean, std,
-                        teacher_mean, teacher_std, gain, tuple(by_seed.values())))  # fmt: skip
+        first = next(iter(by_seed.values()))
+        rows.append(Row(dataset, teacher, student, backend, distiller, len(by_seed), mean, std,
+                        teacher_mean, teacher_std, gain, tuple(by_seed.values()),
+                        dict(first.sweep), _val_mean(by_seed), chosen[key[:5]] == point,
+                        len(arms[key[:5]])))  # fmt: skip
     return rows
+
+
+def _val_mean(by_seed: Mapping[int, Result]) -> float | None:
+    values = [r.val_accuracy for r in by_seed.values() if r.val_accuracy is not None]
+    return statistics.fmean(values) if values else None
+
+
+def _select(
+    arm: tuple[str, ...], points: list[str], groups: Mapping[tuple[str, ...], Mapping[int, Result]]
+) -> str:
+    """The point of `arm` with the best mean validation accuracy."""
+
+    def score(point: str) -> float:
+        value = _val_mean(groups[(*arm, point)])
+        return -math.inf if value is None else value
+
+    return max(sorted(points), key=score)  # max keeps the first of equals
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjustment of `p_values` for their number of comparisons; a nan
+    (a comparison without a test) stays nan and is not counted."""
+    tested = sorted((p, i) for i, p in enumerate(p_values) if not math.isnan(p))
+    adjusted = [math.nan] * len(p_values)
+    running = 0.0
+    for rank, (p, i) in enumerate(tested):
+        running = max(running, min(1.0, (len(tested) - rank) * p))
+        adjusted[i] = running
+    return adjusted
+
+
+def adjusted(rows: Sequence[Row]) -> list[Row]:
+    """The rows with their gains' p-values Holm-adjusted over the gains among them."""
+    p_values = [r.gain.p_value if r.gain else math.nan for r in rows]
+    return [
+        replace(row, gain=replace(row.gain, p_adjusted=p)) if row.gain else row
+        for row, p in zip(rows, holm(p_values), strict=True)
+    ]
+
+
+def tests_count(rows: Sequence[Row]) -> int:
+    """How many comparisons Holm's adjustment counted among `rows`."""
+    return sum(1 for r in rows if r.gain and not math.isnan(r.gain.p_value))

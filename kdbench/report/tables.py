@@ -1,23 +1,27 @@
 """The report's tables: rows by data-set family and category, in rich, Markdown, LaTeX, CSV.
 
 One table per data-set family (MNIST, FashionMNIST, ...) with the categories Student, Teacher
-and Distillation: our mean ± std over seeds, the paired gain with its 95 % interval and
-p-value, and the reference's own numbers (the config's [report]) where it has the row.
+and Distillation: our mean ± std over seeds, the paired gain with its 95 % interval, its
+p-value and that p-value Holm-adjusted over the table's comparisons, the sweep point selected
+on validation (when there was a sweep), and the reference's own numbers (the config's
+[report]) where it has the row.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from rich.table import Table
 
-from kdbench.config import NO_TEACHER
+from kdbench.config import DEFAULT_DISTILLER, NO_TEACHER
+from kdbench.matrix import NO_DISTILLER
 from kdbench.report.labels import dataset_label, student_label, teacher_label
 from kdbench.report.reference import Number, ReportConfig
-from kdbench.report.stats import Gain, Row, mean_std
+from kdbench.report.stats import Gain, Row, adjusted, mean_std, tests_count
 
 CATEGORIES = ("Student", "Teacher", "Distillation")
 NONE = "–"  # an empty cell
@@ -28,7 +32,7 @@ class TableRow:
     category: str
     architecture: str
     dataset: str
-    cells: tuple[str, ...]  # accuracy, Δ, CI, p, reference accuracy, reference Δ
+    cells: tuple[str, ...]  # accuracy, Δ, CI, p, Holm's p, [selected point,] reference accuracy, Δ
 
 
 @dataclass(frozen=True)
@@ -39,9 +43,11 @@ class FamilyTable:
     rows: list[TableRow]
 
 
-def headers(reference: str) -> tuple[str, ...]:
+def headers(reference: str, tests: int, swept: bool) -> tuple[str, ...]:
+    selected = ("Selected on validation",) if swept else ()
     return ("Category", "Architecture", "Dataset", "Accuracy (%)", "+Δ for Student", "95% CI",
-            "p", f"{reference} (%)", f"{reference} +Δ")  # fmt: skip
+            "p", f"p Holm (m={tests})", *selected, f"{reference} (%)",
+            f"{reference} +Δ")  # fmt: skip
 
 
 def _reference(number: Number | None) -> tuple[str, str]:
@@ -52,57 +58,81 @@ def _reference(number: Number | None) -> tuple[str, str]:
     return f"{accuracy:.2f}", NONE if gain is None else f"{gain:+.2f}"
 
 
+def point_text(point: Mapping[str, Any]) -> str:
+    """'kd_weight=0.5, temperature=2' (each key by its last part unless two share it)."""
+    if not point:
+        return NONE
+    last = [key.rsplit(".", 1)[-1] for key in point]
+    names = [n if last.count(n) == 1 else key for n, key in zip(last, point, strict=True)]
+    return ", ".join(f"{n}={v}" for n, v in zip(names, point.values(), strict=True))
+
+
 def family_tables(
     rows: Sequence[Row], config: ReportConfig | None = None
 ) -> dict[str, FamilyTable]:
-    """The rows in the paper's layout, one table per data-set family."""
+    """The rows selected on validation in the paper's layout, one table per data-set family;
+    each table's p-values Holm-adjusted over its own comparisons."""
     config = config or ReportConfig()
     labels = config.labels
+    rows = [r for r in rows if r.selected]
     backends = {r.backend for r in rows}
+    distillers = {r.distiller for r in rows if r.distiller != NO_DISTILLER}
+    named_distillers = distillers != {DEFAULT_DISTILLER} and bool(distillers)
+    swept = {dataset_label(r.params, r.dataset, labels)[0] for r in rows if r.points > 1}
     tables: dict[str, dict[str, list[tuple[tuple, TableRow]]]] = {}
     teachers: dict[tuple[str, str], list[Row]] = {}
     order = {name: i for i, name in enumerate(dict.fromkeys(r.dataset for r in rows))}
+    families: dict[str, list[Row]] = {}
     for row in rows:
-        params = row.params
-        family, dataset = dataset_label(params, row.dataset, labels)
-        student = student_label(params, row.student, labels)
-        if len(backends) > 1:
-            student = f"{student} [{row.backend}]"
-        bucket = tables.setdefault(family, {c: [] for c in CATEGORIES})
-        reference = _reference(config.student_number(row.dataset, row.student, row.teacher))
-        if row.teacher == NO_TEACHER:
-            cells = (percent(row.mean, row.std), NONE, NONE, NONE, *reference)
-            bucket["Student"].append(
-                ((order[row.dataset], student), TableRow("Student", student, dataset, cells))
+        families.setdefault(dataset_label(row.params, row.dataset, labels)[0], []).append(row)
+    for family, members in families.items():
+        for row in adjusted(members):
+            params = row.params
+            _, dataset = dataset_label(params, row.dataset, labels)
+            student = student_label(params, row.student, labels)
+            if len(backends) > 1:
+                student = f"{student} [{row.backend}]"
+            bucket = tables.setdefault(family, {c: [] for c in CATEGORIES})
+            number = (config.student_number(row.dataset, row.student, row.teacher)
+                      if row.distiller in (NO_DISTILLER, DEFAULT_DISTILLER) else None)  # fmt: skip
+            selected = (point_text(row.point),) if family in swept else ()
+            reference = (*selected, *_reference(number))
+            if row.teacher == NO_TEACHER and row.distiller == NO_DISTILLER:
+                cells = (percent(row.mean, row.std), NONE, NONE, NONE, NONE, *reference)
+                bucket["Student"].append(
+                    ((order[row.dataset], student), TableRow("Student", student, dataset, cells))
+                )
+                continue
+            teacher = (teacher_label(params, row.teacher, labels)
+                       if row.teacher != NO_TEACHER else "none")  # fmt: skip
+            if row.teacher != NO_TEACHER and params.get("teacher.shuffled") != "True":
+                teachers.setdefault((row.teacher, row.dataset), []).append(row)
+            cells = (percent(row.mean, row.std), *gain_text(row.gain), *reference)
+            architecture = f"Teacher: {teacher}, Student: {student}"
+            if named_distillers:
+                architecture += f", Distiller: {row.distiller}"
+            key = (teacher, row.distiller, order[row.dataset], student)
+            bucket["Distillation"].append(
+                (key, TableRow("Distillation", architecture, dataset, cells))
             )
-            continue
-        teacher = teacher_label(params, row.teacher, labels)
-        if params.get("teacher.shuffled") != "True":
-            teachers.setdefault((row.teacher, row.dataset), []).append(row)
-        cells = (percent(row.mean, row.std), *gain_text(row.gain), *reference)
-        key = (teacher, order[row.dataset], student)
-        architecture = f"Teacher: {teacher}, Student: {student}"
-        bucket["Distillation"].append((key, TableRow("Distillation", architecture, dataset,
-                                                     cells)))  # fmt: skip
     for (name, dataset_name), group in teachers.items():
-        accuracies = [r.teacher_test_accuracy for row in group for r in row.results
-                      if r.teacher_test_accuracy is not None]  # fmt: skip
-        if not accuracies:
+        by_seed = {r.seed: r.teacher_test_accuracy for row in group for r in row.results
+                   if r.teacher_test_accuracy is not None}  # fmt: skip
+        if not by_seed:
             continue
         params = group[0].params
         family, dataset = dataset_label(params, dataset_name, labels)
-        by_seed = {r.seed: r.teacher_test_accuracy for row in group for r in row.results}
-        mean, std = mean_std([a for a in by_seed.values() if a is not None])
+        mean, std = mean_std(list(by_seed.values()))
         label = f"Classical, {teacher_label(params, name, labels)}"
-        cells = (percent(mean, std), NONE, NONE, NONE,
+        selected = (NONE,) if family in swept else ()
+        cells = (percent(mean, std), NONE, NONE, NONE, NONE, *selected,
                  *_reference(config.teacher_number(dataset_name, name)))  # fmt: skip
         tables[family]["Teacher"].append(
             ((label, order[dataset_name]), TableRow("Teacher", label, dataset, cells))
         )
-    heading = headers(config.reference)
     return {
         family: FamilyTable(
-            heading,
+            headers(config.reference, tests_count(adjusted(families[family])), family in swept),
             [
                 row
                 for category in CATEGORIES
@@ -111,6 +141,31 @@ def family_tables(
         )
         for family, buckets in tables.items()
     }
+
+
+def points_table(rows: Sequence[Row], config: ReportConfig | None = None) -> FamilyTable:
+    """Every sweep point of the arms that have more than one: validation and test accuracy,
+    the gain over the selected baseline, and which point validation selected."""
+    labels = (config or ReportConfig()).labels
+    records = []
+    for row in rows:
+        if row.points < 2:
+            continue
+        _, dataset = dataset_label(row.params, row.dataset, labels)
+        teacher = (teacher_label(row.params, row.teacher, labels)
+                   if row.teacher != NO_TEACHER else "none")  # fmt: skip
+        student = student_label(row.params, row.student, labels)
+        architecture = f"Teacher: {teacher}, Student: {student}, Distiller: {row.distiller}"
+        gain = gain_text(row.gain)
+        cells = (point_text(row.point), str(row.seeds), percent(row.val_mean),
+                 percent(row.mean, row.std), gain[0], gain[1],
+                 "✓" if row.selected else "")  # fmt: skip
+        records.append(
+            ((row.arm, point_text(row.point)), TableRow("Point", architecture, dataset, cells))
+        )
+    heading = ("Category", "Architecture", "Dataset", "Sweep point", "Seeds", "Validation (%)",
+               "Test (%)", "+Δ for Student", "95% CI", "Selected")  # fmt: skip
+    return FamilyTable(heading, [row for _, row in sorted(records, key=lambda kv: kv[0])])
 
 
 def _records(table: FamilyTable) -> list[list[str]]:
@@ -178,25 +233,38 @@ def percent(mean: float | None, std: float | None = None, signed: bool = False) 
     return f"{text} ± {100 * std:.1f}" if std is not None else text
 
 
-def gain_text(gain: Gain | None) -> tuple[str, str, str]:
-    """(Δ, 95 % CI, p) cells for a table."""
+def gain_text(gain: Gain | None) -> tuple[str, str, str, str]:
+    """(Δ, 95 % CI, p, Holm-adjusted p) cells for a table."""
     if gain is None:
-        return NONE, NONE, NONE
+        return NONE, NONE, NONE, NONE
     if gain.n < 2:
-        return percent(gain.mean, signed=True), NONE, NONE
+        return percent(gain.mean, signed=True), NONE, NONE, NONE
     interval = f"[{100 * gain.low:+.1f}, {100 * gain.high:+.1f}]"
-    return percent(gain.mean, signed=True), interval, f"{gain.p_value:.3f}"
+    holm = NONE if gain.p_adjusted is None else p_text(gain.p_adjusted)
+    return percent(gain.mean, signed=True), interval, p_text(gain.p_value), holm
+
+
+def p_text(p: float) -> str:
+    """A p-value to 3 places; below 0.001 as '<0.001', never as 0."""
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
 def results_table(rows: Sequence[Row], title: str = "Test accuracy (%)") -> Table:
-    """A rich table of the rows: student accuracy, teacher accuracy and the paired gain."""
+    """A rich table of the rows selected on validation: student accuracy, teacher accuracy,
+    the paired gain and its p-value, Holm-adjusted over the table's comparisons."""
+    rows = adjusted([r for r in rows if r.selected])
+    swept = any(r.points > 1 for r in rows)
     table = Table(title=title)
-    for column in ("dataset", "teacher", "student", "backend", "seeds"):
+    for column in ("dataset", "teacher", "student", "backend", "distiller", "seeds"):
         table.add_column(column)
-    for column in ("student acc", "teacher acc", "Δ vs no teacher", "95% CI", "p"):
+    if swept:
+        table.add_column("selected on validation")
+    for column in ("student acc", "teacher acc", "Δ vs no teacher", "95% CI", "p",
+                   f"p Holm (m={tests_count(rows)})"):  # fmt: skip
         table.add_column(column, justify="right")
     for row in rows:
-        table.add_row(row.dataset, row.teacher, row.student, row.backend, str(row.seeds),
-                      percent(row.mean, row.std), percent(row.teacher_mean),
-                      *gain_text(row.gain))  # fmt: skip
+        selected = (point_text(row.point),) if swept else ()
+        table.add_row(row.dataset, row.teacher, row.student, row.backend, row.distiller,
+                      str(row.seeds), *selected, percent(row.mean, row.std),
+                      percent(row.teacher_mean), *gain_text(row.gain))  # fmt: skip
     return table

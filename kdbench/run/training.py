@@ -75,10 +75,10 @@ def train_cell(
         return student, circuits
 
     model, circuits = build_student(cell.backend)
-    distill = spec.distill if cell.teacher else None
+    distiller = cell.distiller.component if cell.distiller else None
 
     def on_epoch(m: EpochMetrics) -> None:
-        tracker.log_metrics(run_id, {k: v for k, v in vars(m).items() if k != "epoch"}, m.epoch)
+        tracker.log_metrics(run_id, m.logged(), m.epoch)
         events.epoch(cell, m)
 
     events.phase(cell, f"student {cell.student.name}", spec.train.epochs)
@@ -92,10 +92,10 @@ def train_cell(
         batch_size=spec.train.batch_size,
         lr=spec.train.lr,
         seed=seed,
-        distill=distill,
+        distiller=distiller,
         on_epoch=on_epoch,
     )
-    tested = evaluate(model, _log_probs, test, num_classes, distill)
+    tested = evaluate(model, _log_probs, test, num_classes)
     metrics |= {
         "best_epoch": fitted.best_epoch,
         "best_val_accuracy": fitted.history[fitted.best_epoch - 1].val_accuracy,
@@ -107,7 +107,7 @@ def train_cell(
         metrics["train_backend_test_accuracy"] = tested.accuracy
         model, circuits = build_student(cell.eval_backend)
         model.load_state_dict(fitted.best_state)
-        tested = evaluate(model, _log_probs, test, num_classes, distill)
+        tested = evaluate(model, _log_probs, test, num_classes)
         metrics |= circuit_metrics(circuits, "eval_")
     metrics |= {"test_accuracy": tested.accuracy, "test_loss": tested.loss}
     tracker.log_metrics(run_id, metrics)
@@ -118,6 +118,8 @@ def train_cell(
         seed,
         tested.accuracy,
         metrics.get("teacher_test_accuracy"),
+        metrics["best_val_accuracy"],
+        dict(cell.sweep),
         flatten(cell.config()),
         run_id,
     )
