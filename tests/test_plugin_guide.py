@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import sys
 import types
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -43,7 +44,7 @@ def test_every_code_block_runs_as_one_plugin(isolated, monkeypatch):
     module = types.ModuleType("kdbench_foo")
     monkeypatch.setitem(sys.modules, "kdbench_foo", module)
     exec(compile("\n".join(plugin), str(GUIDE), "exec"), module.__dict__)
-    exec(compile(usage, str(GUIDE), "exec"), module.__dict__)  # asserts 4 cells FINISHED
+    exec(compile(usage, str(GUIDE), "exec"), module.__dict__)  # asserts 8 cells FINISHED
 
     client = MlflowClient(tracking_uri="sqlite:///bars.db")
     experiment = client.get_experiment_by_name("bars").experiment_id
@@ -54,3 +55,40 @@ def test_every_code_block_runs_as_one_plugin(isolated, monkeypatch):
     # The student learns something on either backend, with and without its teacher.
     assert all(r.data.metrics["test_accuracy"] > 0.25 for r in runs)
     assert {r.data.params.get("teacher.plugin") for r in runs} == {None, "mlp"}
+
+    # The guide's distiller ran beside the paper's loss, at each point of its sweep, on both
+    # backends; the student alone has no distiller and none of its parts.
+    assert len(runs) == 8
+    arms = Counter(
+        (
+            r.data.tags["kdbench.teacher"],
+            r.data.tags["kdbench.distiller"],
+            r.data.tags.get("kdbench.sweep"),
+        )
+        for r in runs
+    )
+    assert arms == {
+        ("none", "none", None): 2,
+        ("mlp", "paper", None): 2,
+        ("mlp", "confident-kd", '{"distillers.confident-kd.temperature": 1.0}'): 2,
+        ("mlp", "confident-kd", '{"distillers.confident-kd.temperature": 4.0}'): 2,
+    }
+    parts = {
+        "none": set(),
+        "paper": {"kd"},
+        "confident-kd": {"kd", "confidence"},
+    }
+    for run in runs:
+        metrics, distiller = run.data.metrics, run.data.tags["kdbench.distiller"]
+        logged = {k.removeprefix("train_") for k in metrics if k.startswith("train_")}
+        assert logged == {"loss", "ce", "accuracy"} | parts[distiller]
+        assert {f"val_{k}" for k in logged} <= metrics.keys()
+        if distiller == "confident-kd":
+            assert metrics["train_kd"] >= 0 and 0.25 <= metrics["train_confidence"] <= 1
+            assert run.data.params["distill.plugin"] == "confident-kd"
+    temperatures = {
+        r.data.params["distill.temperature"]
+        for r in runs
+        if r.data.tags["kdbench.distiller"] == "confident-kd"
+    }
+    assert temperatures == {"1.0", "4.0"}

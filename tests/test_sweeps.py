@@ -1,0 +1,265 @@
+"""Distillers and sweeps as matrix axes: how cells multiply, what each point is, how bad input
+is refused, a real run that resumes, and the report's selection on validation."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from kdbench.config import load_spec
+from kdbench.errors import ConfigError
+from kdbench.matrix import expand
+from kdbench.report import build_report, family_tables, holm, load_rows, summarize
+from kdbench.results import Result
+from kdbench.tracking import Tracker, flatten
+from tests.conftest import TINY
+
+MATRIX = '\n[[matrix]]\ndatasets = ["mnist-0-2"]\nteachers = ["none", "lenet"]\nstudents = ["q2"]\n'
+
+
+def spec_of(write_config, registry, entry: str, extra: str = ""):
+    text = TINY.format(name="sweeps").split("[[matrix]]")[0] + extra + MATRIX + entry
+    return load_spec(write_config(text), registry)
+
+
+def cells_of(write_config, registry, entry: str, extra: str = ""):
+    return expand(spec_of(write_config, registry, entry, extra))
+
+
+def test_the_default_distiller_is_the_paper_configured_by_distill(write_config, registry):
+    default = cells_of(write_config, registry, "")
+    explicit = cells_of(write_config, registry, 'distillers = ["paper"]')
+    assert [c.id for c in default] == [c.id for c in explicit]
+    assert [c.distiller_name for c in default] == ["none", "paper"]
+    tuned = cells_of(write_config, registry, "", extra="[distill]\nkd_weight = 0.5\n")
+    assert tuned[1].config()["distill"] == {
+        "temperature": 3.0, "kd_weight": 0.5, "ce_weight": 1.0, "t2_scaling": False,
+    }  # fmt: skip
+    assert tuned[0].id == default[0].id and tuned[1].id != default[1].id
+
+
+def test_distillers_multiply_taught_cells_only(write_config, registry):
+    cells = cells_of(
+        write_config, registry, 'distillers = ["paper", "hinton", "dkd", "label-smoothing"]'
+    )
+    arms = [(c.teacher_name, c.distiller_name) for c in cells]
+    # The baseline once; each teacher-using distiller per teacher; label smoothing (no
+    # teacher) once per student, with no teacher in its config.
+    expected = [("none", "none"), ("none", "label-smoothing"), ("lenet", "paper"),
+                ("lenet", "hinton"), ("lenet", "dkd")]  # fmt: skip
+    assert sorted(arms) == sorted(expected)
+    smoothing = next(c for c in cells if c.distiller_name == "label-smoothing")
+    assert smoothing.config()["teacher"] is None
+    assert smoothing.config()["distill"]["plugin"] == "label-smoothing"
+    assert len({c.id for c in cells}) == 5
+
+
+def test_a_sweep_crosses_its_values_and_leaves_cells_that_do_not_use_them(write_config, registry):
+    entry = 'sweep = { "distill.kd_weight" = [0.3, 0.9], "distill.temperature" = [2.0, 4.0] }'
+    cells = cells_of(write_config, registry, entry)
+    taught = [c for c in cells if c.teacher]
+    assert len(taught) == 4 and len(cells) == 5, "the baseline does not use distill.*"
+    assert {(c.sweep["distill.kd_weight"], c.sweep["distill.temperature"]) for c in taught} == {
+        (0.3, 2.0), (0.3, 4.0), (0.9, 2.0), (0.9, 4.0),
+    }  # fmt: skip
+    for cell in taught:  # the value is the cell's config, id and params
+        assert cell.config()["distill"]["kd_weight"] == cell.sweep["distill.kd_weight"]
+        assert flatten(cell.config())["distill.temperature"] == str(
+            cell.sweep["distill.temperature"]
+        )
+    assert "kd_weight=0.3" in next(c.label for c in taught if c.sweep["distill.kd_weight"] == 0.3)
+    zipped = cells_of(write_config, registry, entry + "\nzip = true")
+    assert len(zipped) == 3
+
+
+def test_a_sweep_of_train_and_instance_options_reaches_every_cell_that_uses_them(
+    write_config, registry
+):
+    entry = (
+        'distillers = ["paper", "hinton"]\n'
+        'sweep = { "train.lr" = [0.001, 0.01], "distillers.hinton.temperature" = [2.0, 8.0],'
+        ' "students.q2.layers" = [1, 2] }'
+    )
+    cells = cells_of(write_config, registry, entry)
+    by_arm: dict[str, set] = {}
+    for cell in cells:
+        by_arm.setdefault(cell.distiller_name, set()).add(tuple(sorted(cell.sweep)))
+    assert by_arm["none"] == {("students.q2.layers", "train.lr")}
+    assert by_arm["paper"] == {("students.q2.layers", "train.lr")}
+    assert by_arm["hinton"] == {("distillers.hinton.temperature", "students.q2.layers", "train.lr")}
+    assert len(cells) == 4 + 4 + 8
+    hinton = [c for c in cells if c.distiller_name == "hinton"]
+    assert {c.distiller.component.temperature for c in hinton} == {2.0, 8.0}
+    assert {c.student.component.layers for c in hinton} == {1, 2}
+    assert {c.spec.train.lr for c in hinton} == {0.001, 0.01}
+
+
+@pytest.mark.parametrize(
+    ("entry", "extra", "key", "message"),
+    [
+        ('sweep = { "distill.kd_weight" = [0.5, -1.0] }', "", "distill.kd_weight",
+         "must be >= 0, got -1.0 (at the sweep point distill.kd_weight = -1.0 of matrix[0])"),
+        ('sweep = { "students.q2.qubits" = [2, "three"] }', "", "students.q2.qubits",
+         "at the sweep point students.q2.qubits = 'three' of matrix[0]"),
+        ('sweep = { "experiment.seeds" = [[0], [1]] }', "", "matrix[0].sweep",
+         "the seeds are not swept: they are the matrix's own axis"),
+        ('sweep = { "matrix.students" = [["q2"]] }', "", "matrix[0].sweep",
+         "a sweep sets an option of"),
+        ('sweep = { "students.q2" = [1] }', "", "matrix[0].sweep",
+         "must have the form students.NAME.OPTION"),
+        ('sweep = { "train.lr" = [] }', "", "matrix[0].sweep.train.lr",
+         "expected a non-empty list of values"),
+        ('sweep = { "train.lr" = 0.1 }', "", "matrix[0].sweep.train.lr",
+         "expected a non-empty list of values"),
+        ('sweep = { "train.lr" = [0.1, 0.1] }', "", "matrix[0].sweep.train.lr", "repeats 0.1"),
+        ('sweep = { "train.lr" = [0.1, 0.2], "train.epochs" = [1] }\nzip = true', "",
+         "matrix[0].sweep", "zip = true needs lists of one length"),
+        ("zip = true", "", "matrix[0].zip", "zips the values of a sweep, and there is none"),
+        ('sweep = { "train.lr" = [0.1] }\nzip = "yes"', "", "matrix[0].zip",
+         "expected true or false"),
+        ('sweep = "lr"', "", "matrix[0].sweep", "expected a table of dotted keys"),
+        ('distillers = ["hintn"]', "", "matrix[0].distillers[0]",
+         "unknown distiller 'hintn' (did you mean 'hinton'?)"),
+        ("", "[distill]\nkd_weight = 1.0\n[distillers.paper]\nkd_weight = 2.0\n", "distill",
+         "which [distillers.paper] defines too"),
+        ("", '[distill]\nplugin = "hinton"\n', "distill.plugin",
+         "for another method define [distillers.NAME]"),
+        ("", "[distill]\nkd_weigth = 1.0\n", "distill", "kd_weigth"),
+    ],
+)  # fmt: skip
+def test_bad_sweeps_and_distillers_are_refused_naming_the_key(
+    write_config, registry, entry, extra, key, message
+):
+    with pytest.raises(ConfigError) as caught:
+        cells_of(write_config, registry, entry, extra)
+    assert caught.value.key.startswith(key), caught.value
+    assert message in caught.value.message
+
+
+def test_a_sweep_over_too_many_points_or_used_by_no_cell_is_refused(write_config, registry):
+    values = ", ".join(str(v) for v in range(1, 33))
+    entry = f'sweep = {{ "train.epochs" = [{values}], "train.batch_size" = [{values}] }}'
+    with pytest.raises(ConfigError, match="crosses into 1024 points; at most 1000"):
+        cells_of(write_config, registry, entry)
+    extra = '[students.q3]\nplugin = "pqc"\nqubits = 3\nfront = "linear"\n'
+    with pytest.raises(
+        ConfigError, match=r"no cell of this entry uses the swept students\.q3\.layers"
+    ):
+        cells_of(write_config, registry, 'sweep = { "students.q3.layers" = [1, 2] }', extra)
+
+
+def test_a_bad_sweep_value_stops_the_cli_in_one_line(write_config, invoke, isolated):
+    text = TINY.format(name="bad-sweep") + 'sweep = { "train.lr" = [0.01, 0] }\n'
+    result = invoke("run", str(write_config(text)), "--dry-run")
+    assert result.exit_code == 2
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
+    assert "train.lr: must be > 0, got 0 (at the sweep point train.lr = 0" in result.stderr
+    assert not (isolated / "mlflow.db").exists()
+
+
+FIVE = """
+distillers = ["paper", "hinton", "mse", "dist", "label-smoothing"]
+sweep = { "train.lr" = [0.001, 0.01] }
+"""
+
+
+@pytest.mark.slow
+def test_five_distillers_by_a_sweep_run_resume_and_report_selected_points(
+    write_config, invoke, isolated
+):
+    text = TINY.format(name="five").replace("seeds = [0]", "seeds = [0, 1]") + FIVE
+    config = write_config(text)
+    dry = invoke("run", str(config), "--dry-run")
+    assert dry.exit_code == 0 and "24 cells" in dry.stdout and "sweep point" in dry.stdout
+    first = invoke("run", str(config))
+    assert first.exit_code == 0, first.output
+    assert "24 cells finished, 0 already done, 0 failed" in first.stdout
+    # A changed sweep value reruns exactly the cells at that value (each arm's 0.01 point).
+    changed = write_config(text.replace("0.01]", "0.003]"))
+    again = invoke("run", str(changed))
+    assert "12 cells finished, 12 already done, 0 failed" in again.stdout, again.stdout
+
+    tracker = Tracker(f"sqlite:///{isolated}/mlflow.db", "five", create=False)
+    runs = tracker.cell_runs()
+    assert {r.data.tags["kdbench.distiller"] for r in runs} == {
+        "none", "paper", "hinton", "mse", "dist", "label-smoothing",
+    }  # fmt: skip
+    client = MlflowClient(f"sqlite:///{isolated}/mlflow.db")
+    dist = next(r for r in runs if r.data.tags["kdbench.distiller"] == "dist")
+    assert len(client.get_metric_history(dist.info.run_id, "train_inter")) == 2
+    rows = load_rows(tracker)
+    selected = [r for r in rows if r.selected]
+    assert len(selected) == 6 and all(r.points == 3 for r in selected)
+    for row in selected:  # the point with the best mean validation accuracy, never test's
+        arm = [r for r in rows if r.arm == row.arm]
+        assert row.val_mean == max(r.val_mean for r in arm)
+
+    report = invoke("report", str(changed), "--points", "--format", "markdown")
+    assert report.exit_code == 0, report.output
+    assert "Selected on validation" in report.stdout and "p Holm (m=5)" in report.stdout
+    assert "every sweep point" in report.stdout and "✓" in report.stdout
+    assert "Distiller: label-smoothing" in report.stdout
+    folder = isolated / "kdbench-results" / "five"
+    assert (folder / "fig-gain-mnist.png").stat().st_size > 10_000
+    assert (folder / "sweep-mnist-train.lr.png").stat().st_size > 10_000
+    assert (folder / "points-mnist.csv").read_text().count("\n") == 1 + 3 * 6, "arms × points"
+
+
+def result(teacher, distiller, seed, test, val, point=None):
+    return Result("d", teacher, "s", "b", distiller, seed, test, None, val, point or {},
+                  {"dataset.plugin": "mnist", "dataset.classes": "[0, 1]"})  # fmt: skip
+
+
+def test_selection_uses_validation_and_tunes_the_baseline_the_same_way():
+    results = [
+        # The baseline: lr 0.1 is better on validation, lr 0.01 on test.
+        *(result("none", "none", s, 0.60, 0.70, {"train.lr": 0.1}) for s in range(3)),
+        *(result("none", "none", s, 0.90, 0.50, {"train.lr": 0.01}) for s in range(3)),
+        # Taught: kd_weight 0.5 best on validation.
+        *(result("t", "paper", s, 0.65 + 0.01 * s, 0.80, {"distill.kd_weight": 0.5})
+          for s in range(3)),
+        *(result("t", "paper", s, 0.99, 0.40, {"distill.kd_weight": 0.9}) for s in range(3)),
+    ]  # fmt: skip
+    rows = summarize(results)
+    chosen = {r.distiller: r for r in rows if r.selected}
+    assert chosen["none"].point == {"train.lr": 0.1}
+    assert chosen["paper"].point == {"distill.kd_weight": 0.5}
+    assert chosen["paper"].gain.mean == pytest.approx(0.06)  # against the tuned baseline
+    unselected = next(r for r in rows if r.distiller == "paper" and not r.selected)
+    assert unselected.gain.mean == pytest.approx(0.39)
+    table = next(iter(family_tables(rows).values()))
+    assert "Selected on validation" in table.headers and "p Holm (m=1)" in table.headers
+    assert [r.cells[5] for r in table.rows if r.category != "Teacher"] == [
+        "lr=0.1", "kd_weight=0.5",
+    ]  # fmt: skip
+    assert build_report(rows, lambda run, key: [], "x").points != {}
+
+
+def test_holm_adjustment_by_hand():
+    adjusted = holm([0.01, 0.04, 0.03, math.nan, 0.005])
+    # Sorted: 0.005·4, 0.01·3, 0.03·2, 0.04·1, each at least the one before.
+    assert adjusted[4] == pytest.approx(0.02)
+    assert adjusted[0] == pytest.approx(0.03)
+    assert adjusted[2] == pytest.approx(0.06)
+    assert adjusted[1] == pytest.approx(0.06)
+    assert math.isnan(adjusted[3])
+    assert holm([0.6, 0.9]) == [1.0, 1.0]
+
+
+def test_holm_is_applied_per_table_over_its_comparisons():
+    results = [result("none", "none", s, 0.5 + 0.01 * s, 0.5) for s in range(4)]
+    for teacher, gain in (("a", 0.02), ("b", 0.05), ("c", 0.001)):
+        results += [result(teacher, "paper", s, 0.5 + 0.01 * s + gain + 0.003 * (-1) ** s, 0.5)
+                    for s in range(4)]  # fmt: skip
+    rows = summarize(results)
+    table = next(iter(family_tables(rows).values()))
+    assert "p Holm (m=3)" in table.headers
+    raw = {r.teacher: r.gain.p_value for r in rows if r.gain}
+    expected = dict(zip(raw, holm(list(raw.values())), strict=True))
+    shown = [r for r in table.rows if r.category == "Distillation"]
+    for row, teacher in zip(shown, ("a", "b", "c"), strict=True):
+        assert row.cells[4] == (
+            "<0.001" if expected[teacher] < 0.001 else f"{expected[teacher]:.3f}"
+        )
