@@ -4,6 +4,7 @@ is refused, a real run that resumes, and the report's selection on validation.""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -16,6 +17,7 @@ from kdbench.results import Result
 from kdbench.tracking import Tracker, flatten
 from tests.conftest import TINY
 
+EXAMPLES = Path(__file__).parent.parent / "examples"
 MATRIX = '\n[[matrix]]\ndatasets = ["mnist-0-2"]\nteachers = ["none", "lenet"]\nstudents = ["q2"]\n'
 
 
@@ -263,3 +265,40 @@ def test_holm_is_applied_per_table_over_its_comparisons():
         assert row.cells[4] == (
             "<0.001" if expected[teacher] < 0.001 else f"{expected[teacher]:.3f}"
         )
+
+
+@pytest.mark.slow
+def test_every_built_in_distiller_trains_a_real_student(write_config, invoke, isolated, registry):
+    names = registry.names("distillers")
+    assert len(names) >= 9
+    listed = ", ".join(f'"{n}"' for n in names)
+    config = write_config(TINY.format(name="all") + f"distillers = [{listed}]\n")
+    result = invoke("run", str(config))
+    assert result.exit_code == 0, result.output
+    assert f"{len(names) + 1} cells finished, 0 already done, 0 failed" in result.stdout
+    runs = Tracker(f"sqlite:///{isolated}/mlflow.db", "all", create=False).cell_runs()
+    client = MlflowClient(f"sqlite:///{isolated}/mlflow.db")
+    for run in runs:
+        distiller = run.data.tags["kdbench.distiller"]
+        expected = {"none": None, "paper": None}.get(distiller, distiller)  # paper: no plugin key
+        assert run.data.params.get("distill.plugin") == expected
+        parts = {k for k in run.data.metrics if k.startswith("train_")}
+        assert {"train_loss", "train_ce", "train_accuracy"} <= parts
+        if distiller not in ("none", "label-smoothing"):
+            assert "teacher_test_accuracy" in run.data.metrics
+            assert len(parts) > 3, f"{distiller} logs its own terms"
+        history = client.get_metric_history(run.info.run_id, "train_loss")
+        assert len(history) == 2 and all(math.isfinite(m.value) for m in history)
+
+
+def test_the_distillers_example_crosses_every_built_in_distiller(registry):
+    spec = load_spec(EXAMPLES / "distillers.toml", registry)
+    cells = expand(spec)
+    assert {c.distiller_name for c in cells} == {"none", *registry.names("distillers")}
+    per_arm: dict[tuple, set] = {}
+    for cell in cells:
+        per_arm.setdefault(cell.group, set()).add(tuple(sorted(cell.sweep.items())))
+    points = {group[-1]: len(p) for group, p in per_arm.items()}
+    assert points["none"] == 1 and points["label-smoothing"] == 2
+    assert all(n == 4 for name, n in points.items() if name not in ("none", "label-smoothing"))
+    assert len(cells) == 2 * 2 * 5 * (1 + 8 * 4 + 2)

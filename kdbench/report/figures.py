@@ -124,23 +124,33 @@ def gain_forest(rows: Sequence[Row], title: str, labels: Labels = NO_LABELS) -> 
     if not gained:
         return None
     distillers = list(dict.fromkeys(r.distiller for r in gained))
-    lines = list(dict.fromkeys(_gain_line(r, labels) for r in gained))
-    height = 0.8 / len(distillers)
-    figure, axis = plt.subplots(figsize=(8, 1.2 + 0.22 * len(lines) * len(distillers)))
+    lines: dict[str, list[str]] = {}  # line -> its distillers, each a marker around it
+    for row in gained:
+        lines.setdefault(_gain_line(row, labels), []).append(row.distiller)
+    widest = max(len(names) for names in lines.values())
+    height = 0.8 / widest
+    names = list(lines)
+
+    def y_of(row: Row) -> float:
+        line = _gain_line(row, labels)
+        rank, count = lines[line].index(row.distiller), len(lines[line])
+        return names.index(line) + (rank - (count - 1) / 2) * height
+
+    figure, axis = plt.subplots(figsize=(9, 1.2 + 0.22 * len(lines) * widest))
     for index, distiller in enumerate(distillers):
         chosen = [r for r in gained if r.distiller == distiller]
-        y = [lines.index(_gain_line(r, labels)) + (index - (len(distillers) - 1) / 2) * height
-             for r in chosen]  # fmt: skip
+        y = [y_of(r) for r in chosen]
         x = np.array([100 * r.gain.mean for r in chosen])
         low = x - np.array([100 * r.gain.low for r in chosen])
         high = np.array([100 * r.gain.high for r in chosen]) - x
         axis.errorbar(x, y, xerr=[low, high], fmt="o", ms=4, capsize=2, color=f"C{index % 10}",
                       label=distiller)  # fmt: skip
     axis.axvline(0, color="black", lw=0.8)
-    axis.set_yticks(range(len(lines)), lines, fontsize=7)
+    axis.set_yticks(range(len(names)), names, fontsize=7)
     axis.invert_yaxis()
     axis.set(xlabel="Δ test accuracy over the student alone (points, 95 % CI)", title=title)
-    axis.legend(fontsize=7, title="distiller", title_fontsize=7, loc="best")
+    axis.legend(fontsize=7, title="distiller", title_fontsize=7, loc="upper left",
+                bbox_to_anchor=(1.01, 1))  # fmt: skip
     return png(figure)
 
 
