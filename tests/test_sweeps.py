@@ -302,3 +302,18 @@ def test_the_distillers_example_crosses_every_built_in_distiller(registry):
     assert points["none"] == 1 and points["label-smoothing"] == 2
     assert all(n == 4 for name, n in points.items() if name not in ("none", "label-smoothing"))
     assert len(cells) == 2 * 2 * 5 * (1 + 8 * 4 + 2)
+
+
+def test_preflight_checks_every_swept_configuration_not_just_every_name(
+    write_config, invoke, isolated
+):
+    """One instance name, two configurations: the one that cannot run is refused before
+    anything is logged (MNIST's class 0 has 5923 training images)."""
+    text = TINY.format(name="swept-pool") + (
+        'sweep = { "datasets.mnist-0-2.train_per_class" = [7000, 12] }\n'
+    )
+    result = invoke("run", str(write_config(text)), "--dry-run")
+    assert result.exit_code == 2, result.output
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "fewer than the 7008 requested" in result.stderr and "mnist-0-2" in result.stderr
+    assert not (isolated / "mlflow.db").exists()

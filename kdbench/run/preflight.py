@@ -15,7 +15,7 @@ from kdbench.config import Instance
 from kdbench.data import load_raw
 from kdbench.distill import evaluate
 from kdbench.errors import KdbenchError, first_line
-from kdbench.matrix import Cell
+from kdbench.matrix import Cell, digest
 from kdbench.memory import check_memory
 from kdbench.run.training import student_context
 from kdbench.teachers import check_pools, load_checkpoint
@@ -27,7 +27,9 @@ def preflight(cells: Sequence[Cell], data_root: Path) -> None:
     images, a backend that cannot be used (e.g. credentials of real hardware) or cannot run
     a student's circuit (wider than its device, too large for memory)."""
     # Loads every data set's splits (missing or corrupt data fails here) and counts classes.
-    for cell in {(c.dataset.name, c.teacher_name): c for c in cells}.values():
+    # Instances are told apart by their resolved options, not their names: a sweep gives one
+    # name many configurations, each checked.
+    for cell in {(_same(c.dataset), _same(c.teacher)): c for c in cells}.values():
         members = cell.spec.instances["teachers"].__getitem__
         check_pools(cell.teacher, cell.dataset, data_root, members)
     checked = set()
@@ -37,13 +39,19 @@ def preflight(cells: Sequence[Cell], data_root: Path) -> None:
             teacher = pending.pop()
             names = teacher.component.member_names()
             pending += [cell.spec.instance("teachers", name) for name in names]
-            if not names and (teacher.name, cell.dataset.name) not in checked:  # composites:
-                checked.add((teacher.name, cell.dataset.name))  # their members are checked
+            key = (_same(teacher), _same(cell.dataset))
+            if not names and key not in checked:  # composites: their members are checked
+                checked.add(key)
                 _check_teacher(teacher, cell.dataset)
-    backends = {b.name: b for c in cells for b in (c.backend, c.eval_backend) if b is not None}
+    backends = {_same(b): b for c in cells for b in (c.backend, c.eval_backend) if b is not None}
     for backend in backends.values():
         backend.component.preflight()
     _check_circuits(cells, data_root)
+
+
+def _same(instance: Instance | None) -> str | None:
+    """What tells two instances apart for a check: their plugin and resolved options."""
+    return None if instance is None else digest(instance.resolved())
 
 
 def _check_teacher(teacher: Instance, dataset: Instance) -> None:
@@ -97,11 +105,12 @@ def _check_circuits(cells: Sequence[Cell], data_root: Path) -> None:
         for backend, training in ((cell.backend, True), (cell.eval_backend, False)):
             if backend is None:
                 continue
-            key = (cell.student.name, backend.name, cell.dataset.name, training)
+            train_batch, eval_batch = _batches(cell, data_root, training)
+            student = (_same(cell.student), _same(cell.encoder), _same(cell.dataset))
+            key = (*student, _same(backend), train_batch, eval_batch)
             if key in probed:
                 continue
             probed.add(key)
-            train_batch, eval_batch = _batches(cell, data_root, training)
             probe = _probing(backend.component, train_batch, eval_batch)
             try:
                 with torch.device("meta"), warnings.catch_warnings():
@@ -119,8 +128,8 @@ def _check_circuits(cells: Sequence[Cell], data_root: Path) -> None:
                     " their gradients and Adam's moments)",
                     "make it smaller",
                 )
-            if (cell.student.name, cell.dataset.name) not in built:
-                built.add((cell.student.name, cell.dataset.name))
+            if student not in built:
+                built.add(student)
                 _check_student(cell, probe)
 
 
