@@ -171,6 +171,16 @@ class Teacher(Component):
         """Return a module mapping images to logits from the prepared, frozen `members`."""
         raise NotImplementedError
 
+    def classifier_layer(self, model: nn.Module) -> nn.Module | None:
+        """The layer of the built `model` whose input is the teacher's penultimate features,
+        for feature distillers; default: its last `nn.Linear`, and none for a composite
+        teacher (its members' features are not one vector)."""
+        from torch import nn
+
+        if self.member_names():
+            return None
+        return next((m for m in reversed(list(model.modules())) if isinstance(m, nn.Linear)), None)
+
 
 class CircuitFunction(Protocol):
     """A compiled circuit: differentiable map from parameter values to outcome probabilities.
@@ -328,6 +338,12 @@ class Student(Component):
         """The most classes this student can read out (None: no limit)."""
         return None
 
+    def front_module(self, model: nn.Module) -> nn.Module | None:
+        """The submodule of the built `model` that maps images to the features its circuit
+        encodes (its classical front), for feature distillers; default: `model.front` if it
+        has one."""
+        return getattr(model, "front", None)
+
     def build(self, context: StudentContext) -> nn.Module:
         """Return a module mapping images [B, C, H, W] to class probabilities [B, num_classes].
 
@@ -351,6 +367,15 @@ class DistillBatch:
     """[B] int64 class indices."""
     teacher_logits: torch.Tensor | None
     """[B, C] the frozen teacher's logits; None for a distiller that `uses_teacher = False`."""
+    student_features: torch.Tensor | None = None
+    """[B, F_s] the output of the student's front (`Student.front_module`), with gradients;
+    only for a distiller that `uses_features`."""
+    teacher_features: torch.Tensor | None = None
+    """[B, F_t] the teacher's penultimate features, the input of its `classifier_layer`;
+    only for a distiller that `uses_features`."""
+    learned: nn.Module | None = None
+    """What the distiller's `build` returned for this cell (e.g. a projection), trained with
+    the student."""
 
     @property
     def probs(self) -> torch.Tensor:
@@ -391,6 +416,15 @@ class Distiller(Component):
 
     kind: ClassVar[str] = "distiller"
     uses_teacher: ClassVar[bool] = True
+    uses_features: ClassVar[bool] = False
+    """True: the batch carries the student's and the teacher's features (a config whose
+    teacher or student exposes none is refused before anything runs)."""
+
+    def build(self, student_features: int, teacher_features: int) -> nn.Module | None:
+        """Modules of the method's own that train with the student (a feature distiller's
+        projection between the two feature widths), made once per cell; they reach `loss` as
+        `batch.learned`. Called only when `uses_features`; default: none."""
+        return None
 
     def loss(self, batch: DistillBatch) -> Loss:
         """The training loss of one batch (a scalar tensor) and its named parts."""

@@ -25,6 +25,8 @@ def training_loss(
     labels: torch.Tensor,
     teacher_logits: torch.Tensor | None,
     distiller: Distiller | None,
+    teacher_features: torch.Tensor | None = None,
+    hint: Hint | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The loss a batch trains on and its named parts, the plain cross-entropy `ce` first.
 
@@ -33,7 +35,9 @@ def training_loss(
     ce = F.nll_loss(log_probs, labels)
     if distiller is None:
         return ce, {"ce": ce}
-    loss = distiller.loss(DistillBatch(log_probs, labels, teacher_logits))
+    features, learned = (None, None) if hint is None else (hint.features, hint.learned)
+    batch = DistillBatch(log_probs, labels, teacher_logits, features, teacher_features, learned)
+    loss = distiller.loss(batch)
     return loss.total, {"ce": ce, **loss.parts}
 
 
@@ -53,6 +57,26 @@ class Split:
     x: torch.Tensor
     y: torch.Tensor
     teacher_logits: torch.Tensor | None = None
+    teacher_features: torch.Tensor | None = None  # for a distiller that `uses_features`
+
+
+class Hint:
+    """A feature distiller's view of the student: the output of its front on the latest
+    forward pass (kept by a forward hook), and the distiller's learned module."""
+
+    def __init__(self, front: nn.Module, learned: nn.Module | None):
+        self.learned = learned
+        self.features: torch.Tensor | None = None
+        self._hook = front.register_forward_hook(self._keep)
+
+    def _keep(self, module: nn.Module, inputs: object, output: torch.Tensor) -> None:
+        self.features = output.flatten(1)
+
+    def parameters(self) -> list[torch.nn.Parameter]:
+        return [] if self.learned is None else list(self.learned.parameters())
+
+    def close(self) -> None:
+        self._hook.remove()
 
 
 @dataclass
@@ -104,12 +128,15 @@ def evaluate(
     distiller: Distiller | None = None,
     batch_size: int = 512,
     device: torch.device | str = "cpu",
+    hint: Hint | None = None,
 ) -> Evaluation:
     """Loss parts, accuracy and confusion matrix of `model` on `split`, without gradients.
 
     Without a distiller (the test split, a student alone) the loss is the cross-entropy.
     """
     model.eval().to(memory_format=torch.channels_last)
+    if hint is not None and hint.learned is not None:
+        hint.learned.eval()
     totals = _Means(weight_in_float32=True)
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.long)
     with torch.no_grad():
@@ -117,7 +144,8 @@ def evaluate(
             sl = slice(start, start + batch_size)
             out = log_probs(model, split.x[sl].to(device)).cpu()
             t = None if split.teacher_logits is None else split.teacher_logits[sl]
-            totals.add(len(out), *training_loss(out, split.y[sl], t, distiller))
+            f = None if split.teacher_features is None else split.teacher_features[sl]
+            totals.add(len(out), *training_loss(out, split.y[sl], t, distiller, f, hint))
             index = split.y[sl] * num_classes + out.argmax(1)
             confusion += torch.bincount(index, minlength=num_classes**2).view_as(confusion)
     means = totals.means(len(split.y))
@@ -183,6 +211,7 @@ def fit(
     distiller: Distiller | None = None,
     device: torch.device | str = "cpu",
     on_epoch: Callable[[EpochMetrics], None] | None = None,
+    hint: Hint | None = None,
 ) -> FitResult:
     """Adam on the distiller's loss (the cross-entropy without one); keep the weights of the
     epoch with the best validation accuracy.
@@ -192,13 +221,15 @@ def fit(
     # Convolutions and max-pools of small images train ~1.5x faster on the CPU with
     # channels-last weights (the 4-D ones; nothing else changes).
     model.to(memory_format=torch.channels_last)
-    optimizer = adam(model.parameters(), lr)
+    optimizer = adam([*model.parameters(), *(hint.parameters() if hint else [])], lr)
     order = torch.Generator().manual_seed(seed)
     result = FitResult()
     best: tuple[float, float] | None = None
     for epoch in range(1, epochs + 1):
         started = time.perf_counter()
         model.train()
+        if hint is not None and hint.learned is not None:
+            hint.learned.train()
         sums = _Means()
         batches = torch.randperm(len(train.y), generator=order).split(batch_size)
         if len(batches) > 1 and len(batches[-1]) == 1:
@@ -207,7 +238,8 @@ def fit(
             y = train.y[batch].to(device)
             out = log_probs(model, train.x[batch].to(device))
             t = None if train.teacher_logits is None else train.teacher_logits[batch].to(device)
-            total, parts = training_loss(out, y, t, distiller)
+            f = None if train.teacher_features is None else train.teacher_features[batch]
+            total, parts = training_loss(out, y, t, distiller, f, hint)
             if not torch.isfinite(total):
                 raise FloatingPointError(
                     f"the training loss became {total.item()} in epoch {epoch}"
@@ -216,7 +248,7 @@ def fit(
             total.backward()
             optimizer.step()
             sums.add(len(batch), total, parts, (out.argmax(1) == y).sum().item())
-        v = evaluate(model, log_probs, val, num_classes, distiller, device=device)
+        v = evaluate(model, log_probs, val, num_classes, distiller, device=device, hint=hint)
         metrics = EpochMetrics(
             epoch, sums.means(len(train.y), "accuracy"), v.metrics(), time.perf_counter() - started
         )

@@ -34,6 +34,12 @@ class PreparedTeacher:
     source: str  # "trained", "cache" or "checkpoint"
     cache_key: str
 
+    @property
+    def network(self) -> nn.Module:
+        """The teacher's own network, without the memo of its outputs: what its layers'
+        hooks see (penultimate features for feature distillers)."""
+        return self.model.model if isinstance(self.model, Memoized) else self.model
+
 
 def device_for(choice: str) -> torch.device:
     if choice == "cuda" or (choice == "auto" and torch.cuda.is_available()):
@@ -314,3 +320,15 @@ def teacher_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) ->
         return torch.cat(
             [model(x[i : i + batch_size].to(device)).cpu() for i in range(0, len(x), batch_size)]
         )
+
+
+def teacher_features(model: nn.Module, layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The frozen teacher's penultimate features on every image: the input of `layer` (its
+    classifier layer), flattened per image, on the CPU."""
+    seen: list[torch.Tensor] = []
+    hook = layer.register_forward_pre_hook(lambda module, inputs: seen.append(inputs[0].cpu()))
+    try:
+        teacher_logits(model, x)
+    finally:
+        hook.remove()
+    return torch.cat(seen).flatten(1)

@@ -299,9 +299,10 @@ def test_the_distillers_example_crosses_every_built_in_distiller(registry):
     for cell in cells:
         per_arm.setdefault(cell.group, set()).add(tuple(sorted(cell.sweep.items())))
     points = {group[-1]: len(p) for group, p in per_arm.items()}
-    assert points["none"] == 1 and points["label-smoothing"] == 2
-    assert all(n == 4 for name, n in points.items() if name not in ("none", "label-smoothing"))
-    assert len(cells) == 2 * 2 * 5 * (1 + 8 * 4 + 2)
+    assert points["none"] == 1 and points["label-smoothing"] == 2 and points["fitnet"] == 2
+    two = ("none", "label-smoothing", "fitnet")
+    assert all(n == 4 for name, n in points.items() if name not in two)
+    assert len(cells) == 2 * 2 * 5 * (1 + 8 * 4 + 2 + 2)
 
 
 def test_preflight_checks_every_swept_configuration_not_just_every_name(

@@ -32,7 +32,7 @@ def preflight(cells: Sequence[Cell], data_root: Path) -> None:
     for cell in {(_same(c.dataset), _same(c.teacher)): c for c in cells}.values():
         members = cell.spec.instances["teachers"].__getitem__
         check_pools(cell.teacher, cell.dataset, data_root, members)
-    checked = set()
+    checked, checked_features = set(), []
     for cell in cells:
         pending = [cell.teacher] if cell.teacher else []
         while pending:
@@ -43,6 +43,9 @@ def preflight(cells: Sequence[Cell], data_root: Path) -> None:
             if not names and key not in checked:  # composites: their members are checked
                 checked.add(key)
                 _check_teacher(teacher, cell.dataset)
+        if _distils_features(cell) and cell.teacher not in checked_features:
+            checked_features.append(cell.teacher)
+            _check_teacher_features(cell)
     backends = {_same(b): b for c in cells for b in (c.backend, c.eval_backend) if b is not None}
     for backend in backends.values():
         backend.component.preflight()
@@ -128,20 +131,47 @@ def _check_circuits(cells: Sequence[Cell], data_root: Path) -> None:
                     " their gradients and Adam's moments)",
                     "make it smaller",
                 )
-            if student not in built:
-                built.add(student)
+            if (*student, _distils_features(cell)) not in built:
+                built.add((*student, _distils_features(cell)))
                 _check_student(cell, probe)
 
 
 def _check_student(cell: Cell, probe: Backend) -> None:
-    """Build the student on the CPU and pass it one zero image, up to its first circuit."""
+    """Build the student on the CPU and pass it one zero image, up to its first circuit; for
+    a distiller of features, it must have a front."""
     student = cell.student.component
-    _takes_an_image(
-        f"student '{cell.student.name}'",
-        lambda: student.build(student_context(cell, probe)),
-        cell.dataset,
-        _CircuitReached,
-    )
+
+    def build() -> torch.nn.Module:
+        model = student.build(student_context(cell, probe))
+        if _distils_features(cell) and student.front_module(model) is None:
+            raise KdbenchError(
+                f"distiller '{cell.distiller_name}' distils features, and student"
+                f" '{cell.student.name}' has no classical front (Student.front_module)"
+            )
+        return model
+
+    _takes_an_image(f"student '{cell.student.name}'", build, cell.dataset, _CircuitReached)
+
+
+def _distils_features(cell: Cell) -> bool:
+    return cell.distiller is not None and cell.distiller.component.uses_features
+
+
+def _check_teacher_features(cell: Cell) -> None:
+    """A distiller of features needs a teacher with a classifier layer (penultimate
+    features): composite teachers have none."""
+    teacher = cell.teacher.component
+    classes = len(cell.dataset.component.selected_classes)
+    layer = None
+    if not teacher.member_names():
+        model = teacher.build(classes, tuple(cell.dataset.component.image_shape))
+        layer = teacher.classifier_layer(model)
+    if layer is None:
+        raise KdbenchError(
+            f"distiller '{cell.distiller_name}' distils features, and teacher"
+            f" '{cell.teacher.name}' exposes none (Teacher.classifier_layer; a composite"
+            " teacher's members' features are not one vector): use a single teacher"
+        )
 
 
 def _batches(cell: Cell, data_root: Path, training: bool) -> tuple[int | None, int]:

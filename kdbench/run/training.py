@@ -11,12 +11,12 @@ import torch
 from kdbench.api import Backend, CircuitFunction, StudentContext
 from kdbench.config import Instance
 from kdbench.data import make_splits
-from kdbench.distill import EpochMetrics, Split, evaluate, fit, probabilities_to_log
+from kdbench.distill import EpochMetrics, Hint, Split, evaluate, fit, probabilities_to_log
 from kdbench.matrix import Cell
 from kdbench.results import TEACHER_SOURCE_TAG, Result, circuit_metrics
 from kdbench.run.artifacts import cell_artifacts
 from kdbench.run.events import Events
-from kdbench.teachers import prepare_teacher, teacher_logits
+from kdbench.teachers import prepare_teacher, teacher_features, teacher_logits
 from kdbench.tracking import Tracker, flatten
 
 
@@ -51,12 +51,16 @@ def train_cell(
             on_epoch=lambda m: events.epoch(cell, m),
         )
         shuffle = torch.Generator().manual_seed(seed)
+        layer = _teacher_layer(cell, teacher.network)
         for part in (train, val):  # the test loss is the plain cross-entropy
             part.teacher_logits = teacher_logits(teacher.model, part.x)
+            if layer is not None:
+                part.teacher_features = teacher_features(teacher.network, layer, part.x)
             if cell.teacher.component.shuffled:  # right outputs, wrong images
-                part.teacher_logits = part.teacher_logits[
-                    torch.randperm(len(part.x), generator=shuffle)
-                ]
+                order = torch.randperm(len(part.x), generator=shuffle)
+                part.teacher_logits = part.teacher_logits[order]
+                if part.teacher_features is not None:
+                    part.teacher_features = part.teacher_features[order]
         metrics |= {
             "teacher_val_accuracy": teacher.val_accuracy,
             "teacher_test_accuracy": teacher.test_accuracy,
@@ -76,6 +80,9 @@ def train_cell(
 
     model, circuits = build_student(cell.backend)
     distiller = cell.distiller.component if cell.distiller else None
+    hint = _hint(cell, model, train) if distiller and distiller.uses_features else None
+    if hint is not None:
+        opened.callback(hint.close)
 
     def on_epoch(m: EpochMetrics) -> None:
         tracker.log_metrics(run_id, m.logged(), m.epoch)
@@ -94,6 +101,7 @@ def train_cell(
         seed=seed,
         distiller=distiller,
         on_epoch=on_epoch,
+        hint=hint,
     )
     tested = evaluate(model, _log_probs, test, num_classes)
     metrics |= {
@@ -123,6 +131,27 @@ def train_cell(
         flatten(cell.config()),
         run_id,
     )
+
+
+def _teacher_layer(cell: Cell, model: torch.nn.Module) -> torch.nn.Module | None:
+    """The teacher's classifier layer, for a distiller of features (preflight has checked
+    that the teacher has one); None for any other."""
+    distiller = cell.distiller.component if cell.distiller else None
+    if cell.teacher is None or distiller is None or not distiller.uses_features:
+        return None
+    return cell.teacher.component.classifier_layer(model)
+
+
+def _hint(cell: Cell, model: torch.nn.Module, train: Split) -> Hint:
+    """The student's front, tapped, and the distiller's learned module, made from the cell's
+    seed for the two feature widths (the front run on one image; no circuit runs)."""
+    front = cell.student.component.front_module(model)
+    assert front is not None and train.teacher_features is not None  # preflight's checks
+    with torch.no_grad():
+        width = front(train.x[:1]).flatten(1).shape[1]
+    torch.manual_seed(cell.seed)
+    learned = cell.distiller.component.build(width, train.teacher_features.shape[1])
+    return Hint(front, learned)
 
 
 def student_context(cell: Cell, backend: Backend) -> StudentContext:
