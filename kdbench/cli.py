@@ -150,7 +150,7 @@ def run(
     root = paths.data_dir(data_dir or spec.experiment.data_dir)
     preflight(cells, root)
     if dry_run:
-        from kdbench.report import point_text
+        from kdbench.matrix import point_text
 
         table = Table(title=f"{len(cells)} cells of {config}")
         swept = any(cell.sweep for cell in cells)
@@ -358,18 +358,19 @@ def report(
     from kdbench.names import file_name
     from kdbench.tracking import Tracker
 
-    configured, config_report = None, None
+    configured, config_report, cells = None, None, []
     if config:
         from kdbench.config import load_spec
+        from kdbench.matrix import expand
         from kdbench.plugins import registry
 
         spec = load_spec(config, registry(), profile=profile)
         experiment = experiment or spec.experiment.name
-        configured, config_report = spec.experiment.tracking_uri, spec.report
+        configured, config_report, cells = spec.experiment.tracking_uri, spec.report, expand(spec)
     if not experiment:
         raise KdbenchError("report needs a CONFIG or --experiment NAME")
     tracker = Tracker(resolve_tracking_uri(tracking_uri, configured), experiment, create=False)
-    rows = reporting.load_rows(tracker)
+    rows = reporting.load_rows(tracker, cells)
     if not rows:
         raise KdbenchError(f"experiment '{experiment}' has no finished cells")
 

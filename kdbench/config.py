@@ -7,6 +7,7 @@ import math
 import os
 import stat
 import sys
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -363,6 +364,8 @@ def _check_students(spec: Spec, registry: Registry) -> None:
             if encoder is not None:
                 _reference(spec, registry, "encoders", encoder, f"students.{name}.encoder")
             limit = student.component.max_classes()
+            if entry.sweep:  # checked at each point, with the point's values
+                continue
             for dataset_name in entry.datasets:
                 classes = len(spec.instance("datasets", dataset_name).component.selected_classes)
                 if limit is not None and classes > limit:
@@ -407,17 +410,13 @@ def _sweep_points(sweep: Any, zipped: Any, file: str, where: str) -> list[dict[s
             file=file,
             key=f"{where}.sweep",
         )
+    sweep = _dotted(sweep)  # an unquoted `train.lr = [...]` is a nested table in TOML
     for key, values in sweep.items():
         problem = sweep_key_problem(key)
         if problem:
             raise ConfigError(problem, file=file, key=f"{where}.sweep")
         if not isinstance(values, list) or not values:
             raise ConfigError("expected a non-empty list of values", file=file,
-                              key=f"{where}.sweep.{key}")  # fmt: skip
-        texts = [repr(v) for v in values]
-        repeated = sorted({t for t in texts if texts.count(t) > 1})
-        if repeated:
-            raise ConfigError(f"repeats {', '.join(repeated)}", file=file,
                               key=f"{where}.sweep.{key}")  # fmt: skip
     keys, lists = list(sweep), list(sweep.values())
     if zipped:
@@ -427,18 +426,40 @@ def _sweep_points(sweep: Any, zipped: Any, file: str, where: str) -> list[dict[s
                 f"zip = true needs lists of one length; got {lengths}", file=file,
                 key=f"{where}.sweep",
             )  # fmt: skip
-        combos = list(zip(*lists, strict=True))
+        count = len(lists[0])
     else:
         count = math.prod(len(v) for v in lists)
-        if count > MAX_SWEEP_POINTS:
-            raise ConfigError(
-                f"crosses into {count} points; at most {MAX_SWEEP_POINTS} (split it into"
-                " [[matrix]] entries, or zip = true)",
-                file=file,
-                key=f"{where}.sweep",
-            )
+    if count > MAX_SWEEP_POINTS:
+        raise ConfigError(
+            f"has {count} points; at most {MAX_SWEEP_POINTS}: split it into [[matrix]] entries",
+            file=file,
+            key=f"{where}.sweep",
+        )
+    if zipped:
+        combos = list(zip(*lists, strict=True))
+    else:
+        for key, values in sweep.items():
+            _refuse_repeats([repr(v) for v in values], file, f"{where}.sweep.{key}")
         combos = list(itertools.product(*lists))
+    _refuse_repeats([repr(c) for c in combos], file, f"{where}.sweep")
     return [dict(zip(keys, combo, strict=True)) for combo in combos]
+
+
+def _dotted(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested table's leaves by dotted key."""
+    flat: dict[str, Any] = {}
+    for key, value in table.items():
+        if isinstance(value, dict):
+            flat |= _dotted(value, f"{prefix}{key}.")
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _refuse_repeats(texts: list[str], file: str, key: str) -> None:
+    repeated = sorted(text for text, n in Counter(texts).items() if n > 1)
+    if repeated:
+        raise ConfigError(f"repeats {', '.join(repeated)}", file=file, key=key)
 
 
 def sweep_key_problem(key: str) -> str | None:
@@ -452,6 +473,11 @@ def sweep_key_problem(key: str) -> str | None:
         return "the seeds are not swept: they are the matrix's own axis (seeds = [...])"
     if parts[0] not in SWEPT_SECTIONS:
         return f"sweep key '{key}': a sweep sets an option of {one_of(SWEPT_SECTIONS)}; {example}"
+    if parts[-1] == "plugin":
+        return (
+            f"sweep key '{key}': a sweep sets options, not plugins; list instances of other"
+            " plugins in the matrix instead"
+        )
     depth = 2 if parts[0] in ("train", "distill") else 3
     if len(parts) != depth:
         shape = f"{parts[0]}.OPTION" if depth == 2 else f"{parts[0]}.NAME.OPTION"
@@ -468,15 +494,16 @@ def _parse_point(
     for key, value in values.items():
         document = set_key(document, key, value)
     document = dict(document)
-    document["matrix"] = [
-        {k: v for k, v in entry.items() if k not in ("sweep", "zip")} for entry in raw["matrix"]
-    ]
+    # The entry alone: the point's values are not those of the other entries' cells.
+    entry = raw["matrix"][index]
+    document["matrix"] = [{k: v for k, v in entry.items() if k not in ("sweep", "zip")}]
     try:
         return _parse_document(document, file, registry)
     except ConfigError as exc:
         point = ", ".join(f"{k} = {v!r}" for k, v in values.items())
+        key = exc.key
+        if key is not None and key.startswith("matrix[0]"):
+            key = f"matrix[{index}]" + key.removeprefix("matrix[0]")
         raise ConfigError(
-            f"{exc.message} (at the sweep point {point} of matrix[{index}])",
-            file=file,
-            key=exc.key,
+            f"{exc.message} (at the sweep point {point} of matrix[{index}])", file=file, key=key
         ) from None

@@ -15,6 +15,11 @@ from torch import nn
 from torch.torch_version import TorchVersion
 
 from kdbench.api import DistillBatch, Distiller
+from kdbench.errors import PluginError
+
+# Part names a distiller may not use: the harness's own figures (its "ce" is the plain
+# cross-entropy, which a distiller may report too, and must then equal).
+RESERVED_PARTS = frozenset({"loss", "accuracy"})
 
 # Probabilities that are exactly 0 (a shot-sampled outcome never seen) must not give -inf.
 MIN_PROBABILITY = 1e-12
@@ -38,7 +43,13 @@ def training_loss(
     features, learned = (None, None) if hint is None else (hint.features, hint.learned)
     batch = DistillBatch(log_probs, labels, teacher_logits, features, teacher_features, learned)
     loss = distiller.loss(batch)
-    return loss.total, {"ce": ce, **loss.parts}
+    reserved = RESERVED_PARTS & set(loss.parts)
+    if reserved:
+        raise PluginError(
+            f"distiller '{distiller.name}' names a part {sorted(reserved)[0]!r}; the harness"
+            f" logs {', '.join(sorted(RESERVED_PARTS))} itself"
+        )
+    return loss.total, {**loss.parts, "ce": ce}
 
 
 def probabilities_to_log(probs: torch.Tensor) -> torch.Tensor:

@@ -62,7 +62,7 @@ class Cell:
     @property
     def label(self) -> str:
         names = self.group if self.distiller else self.group[:-1]
-        point = [f"{key.rsplit('.', 1)[-1]}={value}" for key, value in self.sweep.items()]
+        point = [point_text(self.sweep)] if self.sweep else []
         return " · ".join((*names, *point, f"seed {self.seed}"))
 
     def uses(self, key: str) -> bool:
@@ -108,6 +108,16 @@ class Cell:
         return digest(self.config())
 
 
+def point_text(point: Mapping[str, Any], empty: str = "–") -> str:
+    """A sweep point for people: 'kd_weight=0.5, temperature=2' (each key by its last part,
+    unless two keys share it)."""
+    if not point:
+        return empty
+    last = [key.rsplit(".", 1)[-1] for key in point]
+    names = [n if last.count(n) == 1 else key for n, key in zip(last, point, strict=True)]
+    return ", ".join(f"{n}={v}" for n, v in zip(names, point.values(), strict=True))
+
+
 def teacher_config(spec: Spec, teacher: Instance) -> dict[str, Any]:
     """A teacher's resolved options, with each member of a composite teacher resolved in place."""
     config = teacher.resolved()
@@ -147,9 +157,11 @@ def expand(spec: Spec) -> list[Cell]:
     one cell.
     """
     cells: dict[str, Cell] = {}
+    # Cells keep their config's Spec (workers receive it): the points' own Specs stay here.
+    bare = replace(spec, matrix=[replace(entry, points=[]) for entry in spec.matrix])
     for index, entry in enumerate(spec.matrix):
         used: set[str] = set()
-        points = [(p.values, p.spec) for p in entry.points] or [({}, spec)]
+        points = [(p.values, p.spec) for p in entry.points] or [({}, bare)]
         for values, point_spec in points:
             for cell in _entry_cells(entry, point_spec):
                 cell_sweep = {k: v for k, v in values.items() if cell.uses(k)}

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
+
+from kdbench.config import DEFAULT_DISTILLER, NO_TEACHER
+from kdbench.matrix import NO_DISTILLER
 
 if TYPE_CHECKING:
     from kdbench.api import CircuitFunction
@@ -23,6 +26,7 @@ BACKEND_TAG = "kdbench.backend"
 SEED_TAG = "kdbench.seed"
 DISTILLER_TAG = "kdbench.distiller"
 SWEEP_TAG = "kdbench.sweep"  # JSON: the sweep values the cell uses, by dotted key
+CELL_ID_TAG = "kdbench.cell_id"  # the cell's id, set when the tracker claims it
 ERROR_TAG = "kdbench.error"
 TEACHER_SOURCE_TAG = "kdbench.teacher_source"
 
@@ -85,6 +89,7 @@ class Result:
     sweep: Mapping[str, Any] = field(default_factory=dict, compare=False)
     params: Mapping[str, str] = field(default_factory=dict, compare=False)
     run_id: str | None = field(default=None, compare=False)
+    cell_id: str | None = field(default=None, compare=False)
 
     @property
     def point(self) -> str:
@@ -97,7 +102,7 @@ class Result:
         tags, metrics = run.data.tags, run.data.metrics
         teacher = tags[TEACHER_TAG]
         # Runs from before distillers were plugins used the paper's loss with every teacher.
-        default = "none" if teacher == "none" else "paper"
+        default = NO_DISTILLER if teacher == NO_TEACHER else DEFAULT_DISTILLER
         return cls(
             tags[DATASET_TAG],
             teacher,
@@ -111,4 +116,13 @@ class Result:
             json.loads(tags.get(SWEEP_TAG, "{}")),
             dict(run.data.params),
             run.info.run_id,
+            tags.get(CELL_ID_TAG),
         )
+
+    def as_in(self, cells: Mapping[str, Cell]) -> Result:
+        """This result with the distiller and sweep point its cell has in `cells` (by id):
+        a finished cell reused by another config keeps the tags of the config that ran it."""
+        cell = cells.get(self.cell_id or "")
+        if cell is None:
+            return self
+        return replace(self, distiller=cell.distiller_name, sweep=dict(cell.sweep))

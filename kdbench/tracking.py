@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from kdbench.errors import KdbenchError, TrackingError, first_line
-from kdbench.results import ERROR_TAG
+from kdbench.results import CELL_ID_TAG, ERROR_TAG
 from kdbench.stores import (
     FIRST_CONTACT_TIMEOUT_S,
     LATER_REQUESTS_ENV,
@@ -27,7 +27,6 @@ from kdbench.stores import (
     store_lock,
 )
 
-CELL_ID_TAG = "kdbench.cell_id"
 ROLE_TAG = "kdbench.role"
 PARENT_TAG = "mlflow.parentRunId"
 HOST_TAG = "kdbench.host"

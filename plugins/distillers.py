@@ -8,6 +8,7 @@ weights and (except where `t2_scaling` applies it) before τ².
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -354,7 +355,8 @@ class FitNet(Distiller):
 
 
 @hookimpl
-def register_distillers(register) -> None:
+def register_distillers(register: Callable[[type], None]) -> None:
+    """The built-in distillation methods."""
     for cls in (Paper, Hinton, ReverseKl, ProbTemperature, Mse, Dkd, Dist, Rkd, LabelSmoothing,
                 FitNet):  # fmt: skip
         register(cls)

@@ -122,6 +122,12 @@ def test_a_sweep_of_train_and_instance_options_reaches_every_cell_that_uses_them
         ('sweep = { "train.lr" = [0.1] }\nzip = "yes"', "", "matrix[0].zip",
          "expected true or false"),
         ('sweep = "lr"', "", "matrix[0].sweep", "expected a table of dotted keys"),
+        ('sweep = { "students.q2.plugin" = ["pqc", "classical"] }', "", "matrix[0].sweep",
+         "a sweep sets options, not plugins"),
+        ('sweep = { "train.lr" = [0.1, 0.2], "train.epochs" = [1, 1] }\nzip = true\n'
+         '[[matrix]]\ndatasets = ["mnist-0-2"]\nstudents = ["q2"]\n'
+         'sweep = { "train.lr" = [0.1, 0.1], "train.epochs" = [1, 1] }\nzip = true', "",
+         "matrix[1].sweep", "repeats (0.1, 1)"),
         ('distillers = ["hintn"]', "", "matrix[0].distillers[0]",
          "unknown distiller 'hintn' (did you mean 'hinton'?)"),
         ("", "[distill]\nkd_weight = 1.0\n[distillers.paper]\nkd_weight = 2.0\n", "distill",
@@ -143,7 +149,7 @@ def test_bad_sweeps_and_distillers_are_refused_naming_the_key(
 def test_a_sweep_over_too_many_points_or_used_by_no_cell_is_refused(write_config, registry):
     values = ", ".join(str(v) for v in range(1, 33))
     entry = f'sweep = {{ "train.epochs" = [{values}], "train.batch_size" = [{values}] }}'
-    with pytest.raises(ConfigError, match="crosses into 1024 points; at most 1000"):
+    with pytest.raises(ConfigError, match="has 1024 points; at most 1000"):
         cells_of(write_config, registry, entry)
     extra = '[students.q3]\nplugin = "pqc"\nqubits = 3\nfront = "linear"\n'
     with pytest.raises(
@@ -318,3 +324,97 @@ def test_preflight_checks_every_swept_configuration_not_just_every_name(
     assert len(result.stderr.strip().splitlines()) == 1
     assert "fewer than the 7008 requested" in result.stderr and "mnist-0-2" in result.stderr
     assert not (isolated / "mlflow.db").exists()
+
+
+def test_zipped_values_may_repeat_and_unquoted_dotted_keys_work(write_config, registry):
+    zipped = 'sweep = { "train.lr" = [0.001, 0.001], "train.epochs" = [1, 2] }\nzip = true'
+    assert len(cells_of(write_config, registry, zipped)) == 4
+    unquoted = "sweep = { train.lr = [0.001, 0.01] }"
+    cells = cells_of(write_config, registry, unquoted)
+    assert {c.sweep["train.lr"] for c in cells} == {0.001, 0.01}
+
+
+def test_a_point_is_validated_with_its_own_entry_only(write_config, registry):
+    """The file's value of a swept option, and the other entries, do not judge a point."""
+    base = TINY.format(name="scope").split("[[matrix]]")[0]
+    text = (
+        base
+        + """
+[students.q1]
+plugin = "pqc"
+qubits = 2
+front = "linear"
+
+[datasets.mnist-0-4]
+plugin = "mnist"
+classes = [0, 1, 2, 3, 4]
+train_per_class = 12
+val_per_class = 8
+test_per_class = 10
+
+[[matrix]]                    # q1 at 2 qubits reads 4 classes: 5 need the sweep's 3 qubits
+datasets = ["mnist-0-4"]
+students = ["q1"]
+sweep = { "students.q1.qubits" = [3, 4] }
+
+[[matrix]]                    # 3 classes: fine at 2 qubits, whatever the first entry sweeps
+datasets = ["mnist-0-2"]
+students = ["q1"]
+sweep = { "students.q1.readout" = ["linear", "first-c"] }
+"""
+    )
+    cells = expand(load_spec(write_config(text), registry))
+    assert sorted(c.student.component.qubits for c in cells) == [2, 2, 3, 4]
+    bad = text.replace("[3, 4]", "[2, 3]")
+    with pytest.raises(ConfigError, match=r"reads out at most 4 classes.*students\.q1\.qubits = 2"):
+        load_spec(write_config(bad), registry)
+
+
+def test_cells_carry_no_other_points_config(write_config, registry):
+    """A cell travels to its worker with its Spec: not with the Specs of every point."""
+    import pickle
+
+    entry = 'sweep = { "train.lr" = [' + ", ".join(f"0.00{i}" for i in range(1, 10)) + "] }"
+    extra = '\n[[matrix]]\ndatasets = ["mnist-0-2"]\nstudents = ["q2"]\nseeds = [5]\n'
+    cells = cells_of(write_config, registry, entry + extra)
+    plain = next(c for c in cells if c.seed == 5)
+    swept = next(c for c in cells if c.sweep)
+    assert len(pickle.dumps(plain)) < 2 * len(pickle.dumps(swept))
+    assert all(not e.points for e in plain.spec.matrix)
+
+
+def test_a_distiller_may_not_name_the_harness_own_figures():
+    import torch
+
+    from kdbench.api import Distiller, Loss
+    from kdbench.distill import training_loss
+    from kdbench.errors import PluginError
+
+    class Greedy(Distiller):
+        name = "greedy"
+
+        def loss(self, batch):
+            ce = batch.cross_entropy()
+            return Loss(ce, {"accuracy": ce})
+
+    log_p = torch.log_softmax(torch.randn(4, 3), 1)
+    with pytest.raises(PluginError, match="names a part 'accuracy'"):
+        training_loss(log_p, torch.tensor([0, 1, 2, 0]), torch.randn(4, 3), Greedy())
+
+
+@pytest.mark.slow
+def test_the_report_of_a_config_labels_reused_cells_as_the_config_does(
+    write_config, invoke, isolated
+):
+    """A cell run first without a sweep, then reused by a config that sweeps over it: the
+    report of the second config shows it at its point there."""
+    first = write_config(TINY.format(name="reuse"), "first.toml")
+    assert invoke("run", str(first)).exit_code == 0
+    swept = write_config(
+        TINY.format(name="reuse") + 'sweep = { "train.lr" = [0.001, 0.003] }\n', "swept.toml"
+    )
+    again = invoke("run", str(swept))
+    assert "2 cells finished, 2 already done" in again.stdout, again.stdout
+    report = invoke("report", str(swept), "--points", "--format", "csv")
+    assert report.exit_code == 0, report.output
+    assert report.stdout.count("lr=0.001") >= 2 and report.stdout.count("lr=0.003") >= 2

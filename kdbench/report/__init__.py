@@ -20,7 +20,6 @@ from kdbench.report.tables import (
     FamilyTable,
     TableRow,
     family_tables,
-    point_text,
     points_table,
     results_table,
     to_csv,
@@ -31,6 +30,7 @@ from kdbench.report.tables import (
 from kdbench.results import Result
 
 if TYPE_CHECKING:
+    from kdbench.matrix import Cell
     from kdbench.report.figures import History
     from kdbench.tracking import Tracker
 
@@ -49,7 +49,6 @@ __all__ = [
     "mean_std",
     "paired_gain",
     "parse_report",
-    "point_text",
     "points_table",
     "results_table",
     "student_label",
@@ -102,10 +101,11 @@ def build_report(
             figures.accuracy_groups(family_rows, config.labels),
             f"{title}: test accuracy by teacher",
         )
-        forest = figures.gain_forest(family_rows, f"{title}: gain by distiller and teacher",
-                                     config.labels)  # fmt: skip
-        if forest is not None and len({r.distiller for r in family_rows}) > 2:
-            report.files[f"fig-gain-{stem}.png"] = forest
+        if len({r.distiller for r in family_rows}) > 2:  # more than the paper's and none
+            forest = figures.gain_forest(family_rows, f"{title}: gain by distiller and teacher",
+                                         config.labels)  # fmt: skip
+            if forest is not None:
+                report.files[f"fig-gain-{stem}.png"] = forest
         points = points_table(every, config)
         if points.rows:
             report.points[family] = points
@@ -120,9 +120,11 @@ def build_report(
     return report
 
 
-def load_rows(tracker: Tracker) -> list[Row]:
-    """The rows of every finished cell the tracker's experiment holds."""
-    return summarize(Result.from_run(run) for run in tracker.cell_runs())
+def load_rows(tracker: Tracker, cells: Sequence[Cell] = ()) -> list[Row]:
+    """The rows of every finished cell the tracker's experiment holds; those among `cells`
+    (a config's) with the distiller and sweep point the config gives them."""
+    by_id = {cell.id: cell for cell in cells}
+    return summarize(Result.from_run(run).as_in(by_id) for run in tracker.cell_runs())
 
 
 def write(report: Report, folder: Path) -> list[Path]:

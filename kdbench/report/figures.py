@@ -179,7 +179,8 @@ def sweep_curves(rows: Sequence[Row], key: str, title: str, labels: Labels = NO_
         color = f"C{index % 10}"
         name = f"{_student(best, labels)} · {arm_label(best, rows, labels)}"
         axis.plot(x, [100 * r.mean for r in line], "-o", color=color, ms=3, label=name)
-        axis.plot(x, [100 * (r.val_mean or np.nan) for r in line], "--", color=color, lw=0.8)
+        val = [np.nan if r.val_mean is None else 100 * r.val_mean for r in line]
+        axis.plot(x, val, "--", color=color, lw=0.8)
         if best in line:
             axis.plot([x[line.index(best)]], [100 * best.mean], "o", ms=10, mfc="none",
                       color=color)  # fmt: skip

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from rich.table import Table
 
 from kdbench.config import DEFAULT_DISTILLER, NO_TEACHER
-from kdbench.matrix import NO_DISTILLER
+from kdbench.matrix import NO_DISTILLER, point_text
 from kdbench.report.labels import dataset_label, student_label, teacher_label
 from kdbench.report.reference import Number, ReportConfig
 from kdbench.report.stats import Gain, Row, adjusted, mean_std, tests_count
@@ -56,15 +55,6 @@ def _reference(number: Number | None) -> tuple[str, str]:
         return NONE, NONE
     accuracy, gain = number
     return f"{accuracy:.2f}", NONE if gain is None else f"{gain:+.2f}"
-
-
-def point_text(point: Mapping[str, Any]) -> str:
-    """'kd_weight=0.5, temperature=2' (each key by its last part unless two share it)."""
-    if not point:
-        return NONE
-    last = [key.rsplit(".", 1)[-1] for key in point]
-    names = [n if last.count(n) == 1 else key for n, key in zip(last, point, strict=True)]
-    return ", ".join(f"{n}={v}" for n, v in zip(names, point.values(), strict=True))
 
 
 def family_tables(

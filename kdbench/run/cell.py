@@ -27,7 +27,9 @@ def versions(cell: Cell, registry: Registry) -> dict[str, str]:
         "torch.version": torch.__version__,
         "python.version": platform.python_version(),
     }
-    for instance in (cell.dataset, cell.teacher, cell.student, cell.encoder, cell.backend):
+    instances = (cell.dataset, cell.teacher, cell.student, cell.encoder, cell.backend,
+                 cell.eval_backend, cell.distiller)  # fmt: skip
+    for instance in instances:
         if instance is not None:
             owner = registry.owner(instance.kind, instance.plugin)
             found[f"plugin.{owner.name}.version"] = owner.version

@@ -157,8 +157,8 @@ def teachers_first(cells: Sequence[Cell], spec: Spec, cache: Path) -> list[Cell]
     for cell in cells:
         keys = []
         if cell.teacher is not None:
-            keys = keys_to_train(cell.teacher, cell.dataset, cell.seed,
-                                 lambda name: spec.instance("teachers", name))  # fmt: skip
+            members = cell.spec.instances["teachers"].__getitem__  # the cell's own config
+            keys = keys_to_train(cell.teacher, cell.dataset, cell.seed, members)
         untrained = [k for k in keys if k not in seen and not checkpoint_path(cache, k).exists()]
         seen.update(keys)
         (leading if untrained else rest).append(cell)

@@ -15,7 +15,7 @@ from kdbench.config import Instance
 from kdbench.data import load_raw
 from kdbench.distill import evaluate
 from kdbench.errors import KdbenchError, first_line
-from kdbench.matrix import Cell, digest
+from kdbench.matrix import Cell, digest, teacher_config
 from kdbench.memory import check_memory
 from kdbench.run.training import student_context
 from kdbench.teachers import check_pools, load_checkpoint
@@ -29,7 +29,7 @@ def preflight(cells: Sequence[Cell], data_root: Path) -> None:
     # Loads every data set's splits (missing or corrupt data fails here) and counts classes.
     # Instances are told apart by their resolved options, not their names: a sweep gives one
     # name many configurations, each checked.
-    for cell in {(_same(c.dataset), _same(c.teacher)): c for c in cells}.values():
+    for cell in {(_same(c.dataset), _same_teacher(c)): c for c in cells}.values():
         members = cell.spec.instances["teachers"].__getitem__
         check_pools(cell.teacher, cell.dataset, data_root, members)
     checked, checked_features = set(), []
@@ -55,6 +55,11 @@ def preflight(cells: Sequence[Cell], data_root: Path) -> None:
 def _same(instance: Instance | None) -> str | None:
     """What tells two instances apart for a check: their plugin and resolved options."""
     return None if instance is None else digest(instance.resolved())
+
+
+def _same_teacher(cell: Cell) -> str | None:
+    """`_same` for a cell's teacher, a composite's members' options included."""
+    return None if cell.teacher is None else digest(teacher_config(cell.spec, cell.teacher))
 
 
 def _check_teacher(teacher: Instance, dataset: Instance) -> None:
@@ -103,12 +108,15 @@ def _check_circuits(cells: Sequence[Cell], data_root: Path) -> None:
     are refused before anything is logged. Then, once per student and data set, it is built
     on the CPU and passed one zero image up to its first circuit: a student that cannot be
     built for the images, or cannot take them, is refused too."""
-    probed, built = set(), set()
+    probed, built, batches = set(), set(), {}
     for cell in cells:
         for backend, training in ((cell.backend, True), (cell.eval_backend, False)):
             if backend is None:
                 continue
-            train_batch, eval_batch = _batches(cell, data_root, training)
+            sizes = (_same(cell.dataset), training, cell.spec.train.batch_size)
+            if sizes not in batches:  # the whole test set is counted once per data set
+                batches[sizes] = _batches(cell, data_root, training)
+            train_batch, eval_batch = batches[sizes]
             student = (_same(cell.student), _same(cell.encoder), _same(cell.dataset))
             key = (*student, _same(backend), train_batch, eval_batch)
             if key in probed:
@@ -160,6 +168,11 @@ def _distils_features(cell: Cell) -> bool:
 def _check_teacher_features(cell: Cell) -> None:
     """A distiller of features needs a teacher with a classifier layer (penultimate
     features): composite teachers have none."""
+    if cell.teacher is None:
+        raise KdbenchError(
+            f"distiller '{cell.distiller_name}' distils features but declares no teacher"
+            " (uses_teacher = False): a method of features needs a teacher's"
+        )
     teacher = cell.teacher.component
     classes = len(cell.dataset.component.selected_classes)
     layer = None

@@ -147,8 +147,10 @@ def _hint(cell: Cell, model: torch.nn.Module, train: Split) -> Hint:
     seed for the two feature widths (the front run on one image; no circuit runs)."""
     front = cell.student.component.front_module(model)
     assert front is not None and train.teacher_features is not None  # preflight's checks
-    with torch.no_grad():
-        width = front(train.x[:1]).flatten(1).shape[1]
+    mode = front.training
+    with torch.no_grad():  # in eval mode: no batch statistics moved, no dropout drawn
+        width = front.eval()(train.x[:1]).flatten(1).shape[1]
+    front.train(mode)
     torch.manual_seed(cell.seed)
     learned = cell.distiller.component.build(width, train.teacher_features.shape[1])
     return Hint(front, learned)
