@@ -13,7 +13,7 @@ matplotlib.use("Agg")  # no display needed
 import matplotlib.pyplot as plt
 import numpy as np
 
-from kdbench.config import DEFAULT_DISTILLER, NO_TEACHER
+from kdbench.config import DEFAULT_DISTILLER
 from kdbench.matrix import NO_DISTILLER
 from kdbench.report.labels import NO_LABELS, Labels, dataset_label, student_label, teacher_label
 from kdbench.report.stats import Row
@@ -39,8 +39,7 @@ def _student(row: Row, labels: Labels) -> str:
 def arm_label(row: Row, rows: Sequence[Row], labels: Labels = NO_LABELS) -> str:
     """The teacher's label ("no teacher" alone), with the distiller's name where `rows`
     use more than the paper's."""
-    teacher = ("no teacher" if row.teacher == NO_TEACHER
-               else teacher_label(row.params, row.teacher, labels))  # fmt: skip
+    teacher = teacher_label(row.params, row.teacher, labels, alone="no teacher")
     distillers = {r.distiller for r in rows} - {NO_DISTILLER}
     if row.distiller == NO_DISTILLER or distillers <= {DEFAULT_DISTILLER}:
         return teacher
@@ -155,8 +154,7 @@ def gain_forest(rows: Sequence[Row], title: str, labels: Labels = NO_LABELS) -> 
 
 
 def _gain_line(row: Row, labels: Labels) -> str:
-    teacher = ("no teacher" if row.teacher == NO_TEACHER
-               else teacher_label(row.params, row.teacher, labels))  # fmt: skip
+    teacher = teacher_label(row.params, row.teacher, labels, alone="no teacher")
     return f"{_student(row, labels)} ← {teacher}"
 
 

@@ -11,6 +11,7 @@ import json
 from collections.abc import Mapping
 from types import MappingProxyType
 
+from kdbench.config import NO_TEACHER
 from kdbench.plugins import registry
 
 Labels = Mapping[str, str]  # instance (of any kind) -> label, from [report.labels]
@@ -50,7 +51,12 @@ def dataset_label(
     return family, instance
 
 
-def teacher_label(params: Mapping[str, str], instance: str, labels: Labels = NO_LABELS) -> str:
+def teacher_label(
+    params: Mapping[str, str], instance: str, labels: Labels = NO_LABELS, alone: str = "none"
+) -> str:
+    """The teacher's label; `alone` for a student trained without one."""
+    if instance == NO_TEACHER:
+        return alone
     label = labels.get(instance) or title(params, "teacher", instance) or instance
     return f"{label} (outputs shuffled)" if params.get("teacher.shuffled") == "True" else label
 

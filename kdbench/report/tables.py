@@ -93,8 +93,7 @@ def family_tables(
                     ((order[row.dataset], student), TableRow("Student", student, dataset, cells))
                 )
                 continue
-            teacher = (teacher_label(params, row.teacher, labels)
-                       if row.teacher != NO_TEACHER else "none")  # fmt: skip
+            teacher = teacher_label(params, row.teacher, labels)
             if row.teacher != NO_TEACHER and params.get("teacher.shuffled") != "True":
                 teachers.setdefault((row.teacher, row.dataset), []).append(row)
             cells = (percent(row.mean, row.std), *gain_text(row.gain), *reference)
@@ -142,8 +141,7 @@ def points_table(rows: Sequence[Row], config: ReportConfig | None = None) -> Fam
         if row.points < 2:
             continue
         _, dataset = dataset_label(row.params, row.dataset, labels)
-        teacher = (teacher_label(row.params, row.teacher, labels)
-                   if row.teacher != NO_TEACHER else "none")  # fmt: skip
+        teacher = teacher_label(row.params, row.teacher, labels)
         student = student_label(row.params, row.student, labels)
         architecture = f"Teacher: {teacher}, Student: {student}, Distiller: {row.distiller}"
         gain = gain_text(row.gain)
