@@ -20,7 +20,7 @@ else:  # the same parser, before it joined the standard library
 
 from kdbench.api import KINDS, MAX_SEED, Component
 from kdbench.errors import ConfigError, OptionError, PluginError, did_you_mean, one_of
-from kdbench.layering import apply_override, apply_profile, set_key
+from kdbench.layering import apply_override, apply_profile, dotted, set_key
 from kdbench.names import experiment_name_problem, instance_name_problem
 from kdbench.options import build, option, outside_limits, resolved
 from kdbench.plugins import Registry
@@ -410,7 +410,7 @@ def _sweep_points(sweep: Any, zipped: Any, file: str, where: str) -> list[dict[s
             file=file,
             key=f"{where}.sweep",
         )
-    sweep = _dotted(sweep)  # an unquoted `train.lr = [...]` is a nested table in TOML
+    sweep = dotted(sweep)  # an unquoted `train.lr = [...]` is a nested table in TOML
     for key, values in sweep.items():
         problem = sweep_key_problem(key)
         if problem:
@@ -443,17 +443,6 @@ def _sweep_points(sweep: Any, zipped: Any, file: str, where: str) -> list[dict[s
         combos = list(itertools.product(*lists))
     _refuse_repeats([repr(c) for c in combos], file, f"{where}.sweep")
     return [dict(zip(keys, combo, strict=True)) for combo in combos]
-
-
-def _dotted(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """A nested table's leaves by dotted key."""
-    flat: dict[str, Any] = {}
-    for key, value in table.items():
-        if isinstance(value, dict):
-            flat |= _dotted(value, f"{prefix}{key}.")
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def _refuse_repeats(texts: list[str], file: str, key: str) -> None:

@@ -86,6 +86,11 @@ class Hint:
     def parameters(self) -> list[torch.nn.Parameter]:
         return [] if self.learned is None else list(self.learned.parameters())
 
+    def train(self, mode: bool) -> None:
+        """Put the learned module in training mode (or evaluation), as the student."""
+        if self.learned is not None:
+            self.learned.train(mode)
+
     def close(self) -> None:
         self._hook.remove()
 
@@ -146,8 +151,8 @@ def evaluate(
     Without a distiller (the test split, a student alone) the loss is the cross-entropy.
     """
     model.eval().to(memory_format=torch.channels_last)
-    if hint is not None and hint.learned is not None:
-        hint.learned.eval()
+    if hint is not None:
+        hint.train(False)
     totals = _Means(weight_in_float32=True)
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.long)
     with torch.no_grad():
@@ -239,8 +244,8 @@ def fit(
     for epoch in range(1, epochs + 1):
         started = time.perf_counter()
         model.train()
-        if hint is not None and hint.learned is not None:
-            hint.learned.train()
+        if hint is not None:
+            hint.train(True)
         sums = _Means()
         batches = torch.randperm(len(train.y), generator=order).split(batch_size)
         if len(batches) > 1 and len(batches[-1]) == 1:

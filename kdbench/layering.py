@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 if sys.version_info >= (3, 11):
@@ -70,6 +71,18 @@ def apply_override(raw: dict[str, Any], override: str, file: str) -> dict[str, A
     except RecursionError:
         raise ConfigError(f"--set {key}: value nested too deeply", file=file) from None
     return set_key(raw, key, value)
+
+
+def dotted(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested table's leaves by dotted key: {'a': {'b': 1}} -> {'a.b': 1} (set_key's
+    inverse)."""
+    flat: dict[str, Any] = {}
+    for key, value in table.items():
+        if isinstance(value, Mapping):
+            flat |= dotted(value, f"{prefix}{key}.")
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def set_key(raw: dict[str, Any], key: str, value: Any) -> dict[str, Any]:

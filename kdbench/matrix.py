@@ -46,6 +46,11 @@ class Cell:
         return self.distiller.name if self.distiller else NO_DISTILLER
 
     @property
+    def distils_features(self) -> bool:
+        """Whether its distiller learns from features (the teacher's and the student's)."""
+        return self.distiller is not None and self.distiller.component.uses_features
+
+    @property
     def backend_label(self) -> str:
         """The backend, and the one tested on when it differs: "statevector→noisy-aer"."""
         if self.eval_backend is None:

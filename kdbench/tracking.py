@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from kdbench.errors import KdbenchError, TrackingError, first_line
+from kdbench.layering import dotted
 from kdbench.results import CELL_ID_TAG, ERROR_TAG
 from kdbench.stores import (
     FIRST_CONTACT_TIMEOUT_S,
@@ -36,14 +37,10 @@ MAX_RUN_NAME = 250
 
 def flatten(value: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     """{'student': {'qubits': 3}} -> {'student.qubits': '3'}; lists as JSON."""
-    flat: dict[str, str] = {}
-    for key, item in value.items():
-        name = f"{prefix}{key}"
-        if isinstance(item, Mapping):
-            flat.update(flatten(item, f"{name}."))
-        else:
-            flat[name] = json.dumps(item) if isinstance(item, (list, tuple)) else str(item)
-    return flat
+    return {
+        name: json.dumps(item) if isinstance(item, (list, tuple)) else str(item)
+        for name, item in dotted(value, prefix).items()
+    }
 
 
 @dataclass(frozen=True)

@@ -121,7 +121,7 @@ def family_tables(
         )
     return {
         family: FamilyTable(
-            headers(config.reference, tests_count(adjusted(families[family])), family in swept),
+            headers(config.reference, tests_count(families[family]), family in swept),
             [
                 row
                 for category in CATEGORIES

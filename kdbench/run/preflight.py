@@ -32,7 +32,7 @@ def preflight(cells: Sequence[Cell], data_root: Path) -> None:
     for cell in {(_same(c.dataset), _same_teacher(c)): c for c in cells}.values():
         members = cell.spec.instances["teachers"].__getitem__
         check_pools(cell.teacher, cell.dataset, data_root, members)
-    checked, checked_features = set(), []
+    checked, checked_features = set(), set()
     for cell in cells:
         pending = [cell.teacher] if cell.teacher else []
         while pending:
@@ -43,8 +43,8 @@ def preflight(cells: Sequence[Cell], data_root: Path) -> None:
             if not names and key not in checked:  # composites: their members are checked
                 checked.add(key)
                 _check_teacher(teacher, cell.dataset)
-        if _distils_features(cell) and cell.teacher not in checked_features:
-            checked_features.append(cell.teacher)
+        if cell.distils_features and _same_teacher(cell) not in checked_features:
+            checked_features.add(_same_teacher(cell))
             _check_teacher_features(cell)
     backends = {_same(b): b for c in cells for b in (c.backend, c.eval_backend) if b is not None}
     for backend in backends.values():
@@ -139,8 +139,8 @@ def _check_circuits(cells: Sequence[Cell], data_root: Path) -> None:
                     " their gradients and Adam's moments)",
                     "make it smaller",
                 )
-            if (*student, _distils_features(cell)) not in built:
-                built.add((*student, _distils_features(cell)))
+            if (*student, cell.distils_features) not in built:
+                built.add((*student, cell.distils_features))
                 _check_student(cell, probe)
 
 
@@ -151,7 +151,7 @@ def _check_student(cell: Cell, probe: Backend) -> None:
 
     def build() -> torch.nn.Module:
         model = student.build(student_context(cell, probe))
-        if _distils_features(cell) and student.front_module(model) is None:
+        if cell.distils_features and student.front_module(model) is None:
             raise KdbenchError(
                 f"distiller '{cell.distiller_name}' distils features, and student"
                 f" '{cell.student.name}' has no classical front (Student.front_module)"
@@ -159,10 +159,6 @@ def _check_student(cell: Cell, probe: Backend) -> None:
         return model
 
     _takes_an_image(f"student '{cell.student.name}'", build, cell.dataset, _CircuitReached)
-
-
-def _distils_features(cell: Cell) -> bool:
-    return cell.distiller is not None and cell.distiller.component.uses_features
 
 
 def _check_teacher_features(cell: Cell) -> None:

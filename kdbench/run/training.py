@@ -51,11 +51,14 @@ def train_cell(
             on_epoch=lambda m: events.epoch(cell, m),
         )
         shuffle = torch.Generator().manual_seed(seed)
-        layer = _teacher_layer(cell, teacher.network)
+        # Penultimate features, for a distiller of features (preflight has checked the
+        # teacher has a classifier layer).
+        network = teacher.network
+        layer = cell.teacher.component.classifier_layer(network) if cell.distils_features else None
         for part in (train, val):  # the test loss is the plain cross-entropy
             part.teacher_logits = teacher_logits(teacher.model, part.x)
             if layer is not None:
-                part.teacher_features = teacher_features(teacher.network, layer, part.x)
+                part.teacher_features = teacher_features(network, layer, part.x)
             if cell.teacher.component.shuffled:  # right outputs, wrong images
                 order = torch.randperm(len(part.x), generator=shuffle)
                 part.teacher_logits = part.teacher_logits[order]
@@ -80,7 +83,7 @@ def train_cell(
 
     model, circuits = build_student(cell.backend)
     distiller = cell.distiller.component if cell.distiller else None
-    hint = _hint(cell, model, train) if distiller and distiller.uses_features else None
+    hint = _hint(cell, model, train) if cell.distils_features else None
     if hint is not None:
         opened.callback(hint.close)
 
@@ -131,15 +134,6 @@ def train_cell(
         flatten(cell.config()),
         run_id,
     )
-
-
-def _teacher_layer(cell: Cell, model: torch.nn.Module) -> torch.nn.Module | None:
-    """The teacher's classifier layer, for a distiller of features (preflight has checked
-    that the teacher has one); None for any other."""
-    distiller = cell.distiller.component if cell.distiller else None
-    if cell.teacher is None or distiller is None or not distiller.uses_features:
-        return None
-    return cell.teacher.component.classifier_layer(model)
 
 
 def _hint(cell: Cell, model: torch.nn.Module, train: Split) -> Hint:
