@@ -142,6 +142,18 @@ class Teacher(Component):
     train_per_class: int | None = option(
         None, help="training images per class (default: every image of the class)", minimum=1
     )
+    precision: Literal["float32", "bfloat16"] = option(
+        "float32",
+        help="training arithmetic: bfloat16 autocasts convolutions and matmuls (weights, loss "
+        "and evaluation stay float32)",
+        recorded_at_default=False,
+    )
+    schedule: Literal["constant", "one-cycle"] = option(
+        "constant",
+        help="learning rate: constant, or one-cycle (up to lr over the first quarter of the "
+        "steps, then cosine down to ~0)",
+        recorded_at_default=False,
+    )
     checkpoint: str | None = option(
         None, help="load this state dict (torch.save) instead of training"
     )

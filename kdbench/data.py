@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass
+from collections import OrderedDict
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -43,15 +44,18 @@ class Splits:
     val_y: torch.Tensor
     test_x: torch.Tensor
     test_y: torch.Tensor
-    teacher_raw: torch.Tensor  # uint8 [N, H, W]: see teacher_x
     teacher_y: torch.Tensor
     class_names: list[str]
+    # The teacher pool as indices into these raw training images (see teacher_x).
+    _teacher_index: torch.Tensor = field(repr=False)
+    _train_images: torch.Tensor = field(repr=False)
 
     @cached_property
     def teacher_x(self) -> torch.Tensor:
-        # Converted when first asked for: the pool holds tens of thousands of images, and only
-        # a teacher that trains needs them as floats, not each of a matrix's many cells.
-        return _to_float(self.teacher_raw, tuple(self.train_x.shape[1:]))
+        # Gathered and converted when first asked for: the pool holds tens of thousands of
+        # images, and only a teacher that trains needs them, not each of a matrix's cells.
+        raw = self._train_images[self._teacher_index]
+        return _to_float(raw, tuple(self.train_x.shape[1:]))
 
 
 def load_raw(dataset: Dataset, root: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -96,8 +100,9 @@ def _check_definition(dataset: Dataset) -> None:
 
 
 def clear_cache() -> None:
-    """Forget loaded data sets (for tests, or to free memory)."""
+    """Forget loaded data sets and drawn splits (for tests, or to free memory)."""
     _raw_cache.clear()
+    _splits_cache.clear()
 
 
 def _check_classes(dataset: Dataset) -> list[int]:
@@ -169,7 +174,30 @@ def _counts(labels: torch.Tensor, n: int) -> list[int]:
     return torch.bincount(inside.to(torch.int64), minlength=n).tolist()
 
 
+# Splits drawn in this process, most recent last: a matrix draws the same (data set, seed)
+# for each of its teachers and students, ~30 ms each time. Bounded: each holds ~10 MB.
+_splits_cache: OrderedDict[tuple, Splits] = OrderedDict()
+_SPLITS_KEPT = 16
+
+
 def make_splits(
+    dataset: Dataset, root: Path, seed: int, teacher_per_class: int | None = None
+) -> Splits:
+    """The class-balanced subsets of one cell (drawn once per process, see `draw_splits`);
+    treat them as read-only."""
+    own = json.dumps(resolved(dataset), sort_keys=True, default=repr)
+    key = (type(dataset), own, str(Path(root).expanduser()), seed, teacher_per_class)
+    if key in _splits_cache:
+        _splits_cache.move_to_end(key)
+        return _splits_cache[key]
+    splits = draw_splits(dataset, root, seed, teacher_per_class)
+    _splits_cache[key] = splits
+    if len(_splits_cache) > _SPLITS_KEPT:
+        _splits_cache.popitem(last=False)
+    return splits
+
+
+def draw_splits(
     dataset: Dataset, root: Path, seed: int, teacher_per_class: int | None = None
 ) -> Splits:
     """Draw the class-balanced subsets of one cell.
@@ -212,7 +240,7 @@ def make_splits(
             "test": (test_images, test),
         }
         for key, (images, index) in chosen.items():
-            parts[key].append(images[index])
+            parts[key].append(index if key == "teacher" else images[index])
             labels[key].append(torch.full((len(index),), new_label, dtype=torch.int64))
 
     shape = dataset.image_shape
@@ -225,7 +253,8 @@ def make_splits(
         val_y=y["val"],
         test_x=x["test"],
         test_y=y["test"],
-        teacher_raw=torch.cat(parts["teacher"]),
         teacher_y=y["teacher"],
         class_names=[dataset.class_names[c] for c in classes],
+        _teacher_index=torch.cat(parts["teacher"]),
+        _train_images=train_images,
     )

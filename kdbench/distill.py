@@ -213,6 +213,13 @@ def adam(parameters: Iterable[torch.Tensor], lr: float) -> torch.optim.Adam:
     return torch.optim.Adam(parameters, lr=lr, fused=fusable or None)
 
 
+def _batch_count(samples: int, batch_size: int) -> int:
+    """Batches per epoch: a last batch of a single image is dropped (BatchNorm cannot train
+    on one)."""
+    batches = math.ceil(samples / batch_size)
+    return batches - 1 if batches > 1 and samples % batch_size == 1 else batches
+
+
 def fit(
     model: nn.Module,
     log_probs: Callable[[nn.Module, torch.Tensor], torch.Tensor],
@@ -228,17 +235,31 @@ def fit(
     device: torch.device | str = "cpu",
     on_epoch: Callable[[EpochMetrics], None] | None = None,
     hint: Hint | None = None,
+    precision: str = "float32",
+    schedule: str = "constant",
 ) -> FitResult:
     """Adam on the distiller's loss (the cross-entropy without one); keep the weights of the
     epoch with the best validation accuracy.
 
     Ties go to the lower validation cross-entropy. The test set is never looked at here.
+    `precision="bfloat16"` autocasts the forward pass (weights, loss and validation stay
+    float32); `schedule="one-cycle"` warms the learning rate up to `lr` over the first
+    quarter of the steps, then anneals it (cosine), stepping once per batch.
     """
     # Convolutions and max-pools of small images train ~1.5x faster on the CPU with
     # channels-last weights (the 4-D ones; nothing else changes).
     model.to(memory_format=torch.channels_last)
     optimizer = adam([*model.parameters(), *(hint.parameters() if hint else [])], lr)
     order = torch.Generator().manual_seed(seed)
+    steps = _batch_count(len(train.y), batch_size)
+    scheduler = None
+    if schedule == "one-cycle":
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, lr, total_steps=epochs * steps, pct_start=0.25
+        )
+    autocast = torch.autocast(
+        torch.device(device).type, dtype=torch.bfloat16, enabled=precision == "bfloat16"
+    )
     result = FitResult()
     best: tuple[float, float] | None = None
     for epoch in range(1, epochs + 1):
@@ -247,12 +268,13 @@ def fit(
         if hint is not None:
             hint.train(True)
         sums = _Means()
-        batches = torch.randperm(len(train.y), generator=order).split(batch_size)
-        if len(batches) > 1 and len(batches[-1]) == 1:
-            batches = batches[:-1]  # BatchNorm cannot train on a single image
+        batches = torch.randperm(len(train.y), generator=order).split(batch_size)[:steps]
         for batch in batches:
             y = train.y[batch].to(device)
-            out = log_probs(model, train.x[batch].to(device))
+            with autocast:
+                out = log_probs(model, train.x[batch].to(device))
+            if autocast.fast_dtype == out.dtype:  # autocast: the loss is taken in float32
+                out = out.float()
             t = None if train.teacher_logits is None else train.teacher_logits[batch].to(device)
             f = None if train.teacher_features is None else train.teacher_features[batch]
             total, parts = training_loss(out, y, t, distiller, f, hint)
@@ -263,6 +285,8 @@ def fit(
             optimizer.zero_grad(set_to_none=True)
             total.backward()
             optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
             sums.add(len(batch), total, parts, (out.argmax(1) == y).sum().item())
         v = evaluate(model, log_probs, val, num_classes, distiller, device=device, hint=hint)
         metrics = EpochMetrics(

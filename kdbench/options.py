@@ -27,11 +27,15 @@ def option(
     maximum: float | None = None,
     exclusive_maximum: bool = False,
     choices: Sequence[Any] | None = None,
+    recorded_at_default: bool = True,
 ) -> Any:
     """Declare a plugin option: a dataclass field with help text and optional limits.
 
     `minimum` and `maximum` bound a number (each item of a list); `choices` lists the allowed
     values when they are computed at import (fixed ones read better as a `Literal` type).
+    `recorded_at_default=False` leaves the option out of what a run records (and so of cell
+    ids and teacher cache keys) while it has its default: for an option added to a released
+    component, so that the runs of configs written before it keep their ids.
     """
     metadata = {
         "help": help,
@@ -40,6 +44,7 @@ def option(
         "maximum": maximum,
         "exclusive_maximum": exclusive_maximum,
         "choices": None if choices is None else tuple(choices),
+        "recorded_at_default": recorded_at_default,
     }
     if isinstance(default, list):
         frozen = list(default)
@@ -200,8 +205,13 @@ def build(cls: type, table: Mapping[str, Any], *, file: str | None, key: str) ->
 
 
 def resolved(component: Any) -> dict[str, Any]:
-    """All option values of a component, defaults included: what a run records."""
-    return {f.name: getattr(component, f.name) for f in _fields(type(component))}
+    """All option values of a component, defaults included: what a run records (an option
+    declared `recorded_at_default=False` only when it differs from its default)."""
+    return {
+        f.name: getattr(component, f.name)
+        for f in _fields(type(component))
+        if f.metadata.get("recorded_at_default", True) or getattr(component, f.name) != _default(f)
+    }
 
 
 def preset(base: type, name: str, doc: str, *, title: str | None = None, **defaults: Any) -> type:
@@ -217,7 +227,8 @@ def preset(base: type, name: str, doc: str, *, title: str | None = None, **defau
         raise TypeError(f"{base.__name__} has no option {', '.join(unknown)}")
     hints = get_type_hints(base)
     changed = [
-        (key, hints[key], option(value, **_bounds(fields[key]))) for key, value in defaults.items()
+        (key, hints[key], option(value, **_bounds(fields[key]), **_recording(fields[key])))
+        for key, value in defaults.items()
     ]
     class_name = "".join(part.capitalize() for part in name.replace("_", "-").split("-"))
     namespace = {"name": name, "__doc__": doc, "__module__": base.__module__}
@@ -230,6 +241,10 @@ def preset(base: type, name: str, doc: str, *, title: str | None = None, **defau
 
 # The metadata `option()` records beside the help text.
 _LIMITS = ("minimum", "exclusive_minimum", "maximum", "exclusive_maximum", "choices")
+
+
+def _recording(f: dataclasses.Field) -> dict[str, Any]:
+    return {"recorded_at_default": f.metadata.get("recorded_at_default", True)}
 
 
 def _bounds(f: dataclasses.Field) -> dict[str, Any]:

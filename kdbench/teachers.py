@@ -301,7 +301,8 @@ def _load_or_train(
             model, _log_probs, Split(splits.teacher_x, splits.teacher_y),
             Split(splits.val_x, splits.val_y), num_classes=len(splits.class_names),
             epochs=options.epochs, batch_size=options.batch_size, lr=options.lr, seed=seed,
-            device=device, on_epoch=on_epoch,
+            device=device, on_epoch=on_epoch, precision=options.precision,
+            schedule=options.schedule,
         )  # fmt: skip
         _save_atomically({k: v.cpu() for k, v in model.state_dict().items()}, target)
         target.with_suffix(".json").write_text(json.dumps(meta, indent=2))

@@ -221,12 +221,17 @@ class Tracker:
             self.client.log_batch(run_id, params=items[start : start + 100])
 
     def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:
+        self.log_steps(run_id, [(step, metrics)])
+
+    def log_steps(self, run_id: str, steps: Iterable[tuple[int, Mapping[str, float]]]) -> None:
+        """Log (step, metrics) pairs in as few store calls as MLflow allows (1000 metrics a
+        batch): a cell's whole history costs one call, not one per epoch."""
         from mlflow.entities import Metric
 
         now = _now_ms()
-        self.client.log_batch(
-            run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()]
-        )
+        items = [Metric(k, float(v), now, n) for n, metrics in steps for k, v in metrics.items()]
+        for start in range(0, len(items), 1000):
+            self.client.log_batch(run_id, metrics=items[start : start + 1000])
 
     def log_files(
         self, run_id: str, files: Iterable[tuple[str, bytes]], folder: str | None = None

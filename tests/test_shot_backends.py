@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -413,3 +414,52 @@ def test_registered_under_their_names():
     assert Aer.summary() == (
         "Qiskit Aer's sampler with shots and optional noise, gradients by parameter shift."
     )
+
+
+def _paper_backends():
+    """The paper profile's shot backend, and the Aer one of its `aer` profile."""
+    from kdbench.config import load_spec
+    from kdbench.plugins import registry
+
+    path = Path(__file__).parent.parent / "benchmarks.toml"
+    paper, on_aer = (load_spec(path, registry(), profile=p) for p in (None, "aer"))
+    return paper.instance("backends", "sim").component, on_aer.instance("backends", "sim").component
+
+
+def test_paper_profile_shots_and_aer_are_one_distribution():
+    """The paper profile's statevector shots and a noiseless Aer QASM simulation (Aer draws
+    the shots) give the same counts and the same parameter-shift gradients, statistically:
+    per image a chi-square test of homogeneity on 20 × 5000 shots, per weight a Welch t-test
+    of 24 gradient draws, Holm over all; a control with one weight moved by 0.05 is refused."""
+    from scipy.stats import chi2_contingency, ttest_ind
+
+    from kdbench.report.stats import holm
+
+    paper, aer_backend = _paper_backends()
+    assert isinstance(paper, Statevector) and isinstance(aer_backend, Aer)
+    assert paper.shots == aer_backend.shots == 5000 and paper.gradient == "parameter-shift"
+    circuit, inputs, weights = student_circuit(3, 2)
+    x, w = randn(6, len(inputs), seed=30), randn(len(weights), seed=31)
+    ours = paper.compile(circuit, inputs, weights, seed=2)
+    theirs = Aer(shots=5000, aer_shots=True).compile(circuit, inputs, weights, seed=3)
+
+    def counts(fn, weights_used):
+        return sum(fn(x, weights_used) * 5000 for _ in range(20)).round()
+
+    def homogeneity(a, b):
+        tables = (torch.stack([ra, rb]) for ra, rb in zip(a, b, strict=True))
+        # Outcomes neither side ever saw carry no information (and no expected count).
+        return [chi2_contingency(t[:, t.sum(0) > 0].numpy()).pvalue for t in tables]
+
+    reference = counts(theirs, w)
+    p_counts = homogeneity(counts(ours, w), reference)
+    coeffs = randn(2**circuit.num_qubits, seed=32)
+    draws = {name: torch.stack([grads(fn, x, w, coeffs)[2] for _ in range(24)])
+             for name, fn in (("ours", ours), ("aer", theirs))}  # fmt: skip
+    p_grads = ttest_ind(draws["ours"].numpy(), draws["aer"].numpy(), equal_var=False).pvalue
+    adjusted = holm([*p_counts, *p_grads.tolist()])
+    assert min(adjusted) > 0.01, adjusted
+    # The tests can see a difference: the weight of the last layer's qubit 0 moved by 0.05.
+    moved = w.clone()
+    moved[-3] += 0.05
+    assert min(holm(homogeneity(counts(ours, moved), reference))) < 1e-3

@@ -48,7 +48,6 @@ def test_run_logs_parent_and_children_with_everything(write_config, invoke, isol
         artifacts = {a.path for a in client.list_artifacts(run_id)}
         assert {
             "config.json",
-            "loss_curve.png",
             "confusion_matrix.png",
             "confusion_matrix.json",
             "student_state_dict.pt",

@@ -62,5 +62,5 @@ def test_a_matrix_runs_against_a_tracking_server(server, tmp_path, write_config)
     cells = client.search_runs([experiment], "tags.`kdbench.role` = 'cell'")
     assert len(cells) == 2 and all(r.info.status == "FINISHED" for r in cells)
     artifacts = {a.path for a in client.list_artifacts(cells[0].info.run_id)}
-    assert "loss_curve.png" in artifacts
-    assert any((tmp_path / "artifacts").rglob("loss_curve.png")), "artifacts went to the server"
+    assert "confusion_matrix.png" in artifacts
+    assert any((tmp_path / "artifacts").rglob("confusion_matrix.png")), "artifacts went to the server"

@@ -1,53 +1,65 @@
-"""Figures of one cell, logged with its run: loss and accuracy per epoch, confusion matrix."""
+"""The figure of one cell logged with its run: the confusion matrix on the test set.
+
+A matrix draws it for every cell, so it is laid out once per process and class names and
+then only gets new numbers: laying out ticks and labels took most of the ~0.12 s it cost a
+cell when drawn from scratch.
+"""
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
-from kdbench.report.figures import plt, png  # pyplot, on the backend chosen there
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
 if TYPE_CHECKING:  # torch is slow to import; annotations only
     import torch
 
-    from kdbench.distill import EpochMetrics
-
-
-def loss_curve(history: Sequence[EpochMetrics], title: str) -> bytes:
-    """Train and validation loss (and the distiller's parts in training, the validation
-    cross-entropy) per epoch."""
-    epochs = [m.epoch for m in history]
-    logged = [m.logged() for m in history]
-    figure, (loss_axis, acc_axis) = plt.subplots(1, 2, figsize=(10, 4))
-    parts = [f"train_{name}" for name in history[0].train if name not in ("loss", "ce", "accuracy")]
-    for name, style in (
-        ("train_loss", "-"),
-        ("val_loss", "-"),
-        *((part, ":") for part in parts),
-        ("val_ce", "--"),
-    ):
-        loss_axis.plot(epochs, [m[name] for m in logged], style, label=name)
-    loss_axis.set(xlabel="epoch", ylabel="loss", title="loss")
-    loss_axis.legend()
-    for name in ("train_accuracy", "val_accuracy"):
-        acc_axis.plot(epochs, [m[name] for m in logged], label=name)
-    acc_axis.set(xlabel="epoch", ylabel="accuracy", title="accuracy", ylim=(0, 1))
-    acc_axis.legend()
-    figure.suptitle(title)
-    return png(figure)
+_DPI = 120
 
 
 def confusion_matrix(confusion: torch.Tensor, class_names: Sequence[str], title: str) -> bytes:
     """Counts of (true, predicted) classes on the test set."""
-    figure, axis = plt.subplots(figsize=(5, 4.5))
-    image = axis.imshow(confusion.numpy(), cmap="Blues")
-    ticks = range(len(class_names))
-    axis.set(xticks=ticks, yticks=ticks, xlabel="predicted", ylabel="true", title=title)
+    figure, axis, image, texts = _confusion_template(tuple(class_names))
+    counts = confusion.numpy()
+    image.set_data(counts)
+    image.set_clim(0, max(int(counts.max()), 1))
+    for text, count in zip(texts, counts.flatten().tolist(), strict=True):
+        text.set_text(str(count))
+    axis.set_title(title)
+    return _png(figure)
+
+
+@cache
+def _confusion_template(class_names: tuple[str, ...]) -> tuple[Figure, Any, Any, list]:
+    figure = _figure((5, 4.5))
+    axis = figure.subplots()
+    size = len(class_names)
+    image = axis.imshow(np.zeros((size, size)), cmap="Blues", vmin=0, vmax=1)
+    ticks = range(size)
+    axis.set(xticks=ticks, yticks=ticks, xlabel="predicted", ylabel="true")
     axis.set_xticklabels(class_names, rotation=45, ha="right")
     axis.set_yticklabels(class_names)
-    for (i, j), count in zip(
-        [(i, j) for i in ticks for j in ticks], confusion.flatten().tolist(), strict=True
-    ):
-        axis.text(j, i, str(count), ha="center", va="center", fontsize=7)
+    texts = [axis.text(j, i, "", ha="center", va="center", fontsize=7)
+             for i in ticks for j in ticks]  # fmt: skip
     figure.colorbar(image)
-    return png(figure)
+    axis.set_title("title")
+    figure.tight_layout()  # once, for these class names; a cell changes only numbers
+    return figure, axis, image, texts
+
+
+def _figure(size: tuple[float, float]) -> Figure:
+    figure = Figure(figsize=size, dpi=_DPI)
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _png(figure: Figure) -> bytes:
+    buffer = io.BytesIO()
+    # zlib level 1: a third of the time of the default level 6, for files ~1.3x larger.
+    figure.savefig(buffer, format="png", dpi=_DPI, pil_kwargs={"compress_level": 1})
+    return buffer.getvalue()

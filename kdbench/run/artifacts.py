@@ -1,4 +1,8 @@
-"""The files a cell logs beside its metrics: config, loss curve, confusion matrix, weights."""
+"""The files a cell logs beside its metrics: config, confusion matrix, weights.
+
+Its loss and accuracy curves are the per-epoch metrics themselves, which the MLflow UI
+charts (and `kdbench report` draws as Fig. 6); a PNG of them cost each cell ~70 ms.
+"""
 
 from __future__ import annotations
 
@@ -8,24 +12,19 @@ from collections.abc import Sequence
 
 import torch
 
-from kdbench.distill import EpochMetrics, Evaluation
+from kdbench.distill import Evaluation
 from kdbench.matrix import Cell
 from kdbench.report import cell_figures as figures
 
 
 def cell_artifacts(
-    cell: Cell,
-    history: Sequence[EpochMetrics],
-    tested: Evaluation,
-    class_names: Sequence[str],
-    model: torch.nn.Module,
+    cell: Cell, tested: Evaluation, class_names: Sequence[str], model: torch.nn.Module
 ) -> list[tuple[str, bytes]]:
     """(name, content) of every artifact of a finished cell."""
     weights = io.BytesIO()
     torch.save(model.state_dict(), weights)
     return [
         ("config.json", json.dumps(cell.config(), indent=2).encode()),
-        ("loss_curve.png", figures.loss_curve(history, cell.label)),
         ("confusion_matrix.png", figures.confusion_matrix(tested.confusion, class_names,
                                                           cell.label)),
         ("confusion_matrix.json", json.dumps(tested.confusion.tolist()).encode()),
