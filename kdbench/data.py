@@ -10,7 +10,6 @@ import dataclasses
 import json
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 
 import torch
@@ -50,10 +49,11 @@ class Splits:
     _teacher_index: torch.Tensor = field(repr=False)
     _train_images: torch.Tensor = field(repr=False)
 
-    @cached_property
+    @property
     def teacher_x(self) -> torch.Tensor:
-        # Gathered and converted when first asked for: the pool holds tens of thousands of
-        # images, and only a teacher that trains needs them, not each of a matrix's cells.
+        # Gathered and converted when asked for, and not kept: the pool holds tens of
+        # thousands of images (190 MB as floats for 8 classes), only a teacher that trains
+        # needs them, and splits are kept for the cells that follow.
         raw = self._train_images[self._teacher_index]
         return _to_float(raw, tuple(self.train_x.shape[1:]))
 

@@ -38,6 +38,9 @@ SUPPORTED_GATES = tuple(sorted(_FIXED_MONOMIAL | _ROTATIONS | {"h"}))
 
 # Below this, an imaginary part is rounding noise (phases are products of unit numbers).
 _IMAG_TOL = 1e-12
+FUSE_MAX_QUBITS = 6
+"""Circuits up to this width get product-state and weight-block fusion: a fused block is a
+dense 2^n x 2^n matrix, whose cost grows as 4^n against 2^n for gate by gate."""
 
 
 @dataclass(kw_only=True)
@@ -49,6 +52,13 @@ class Statevector(Backend):
     fixed angle) are fused into one gather-and-multiply; h, rx and ry combine the two halves
     of a qubit's axis; rz and p with a parameter multiply by per-sample phases. A circuit of
     real gates (h, x, y, z, ry, cx, cz, swap, ccx, ...) runs in a real dtype.
+
+    Up to FUSE_MAX_QUBITS qubits the compiler fuses further, for any circuit: the leading
+    single-qubit gates become a product state (each qubit's 2-vector, multiplied out), and
+    every run of gates whose angles involve no input becomes one 2^n x 2^n matrix, built
+    per call from the weights (layers of single-qubit gates as Kronecker products) and applied
+    to the whole batch in one matmul. The tensor operations per call then no longer grow with
+    the gates: they dominated the time of the small circuits students use.
 
     With `shots` set, each row of probabilities is replaced by the frequencies of `shots`
     multinomial draws (a generator seeded with the compile seed, so runs repeat). Gradients
@@ -179,6 +189,7 @@ class CompiledStatevector(CircuitCounters):
         *,
         shots: int | None,
         seed: int,
+        fuse: bool = True,
     ):
         circuit = decompose_to(circuit, SUPPORTED_GATES)
         super().__init__(
@@ -189,8 +200,11 @@ class CompiledStatevector(CircuitCounters):
         self.num_weights = len(weights)
         self.seed = seed
         builder = _Builder(circuit, list(inputs), list(weights))
-        self._ops = builder.ops
-        self.is_real = all(op.real for op in self._ops)
+        self.is_real = all(op.real for op in builder.ops)
+        self._start, self._ops = None, builder.ops
+        if fuse and circuit.num_qubits <= FUSE_MAX_QUBITS:
+            weight_only = [column >= len(inputs) for column in builder.columns]
+            self._start, self._ops = _fuse(builder.ops, circuit.num_qubits, weight_only)
         # angle_g = slope_g * values[:, column_g] + offset_g; halved where the gate uses θ/2.
         self._columns = torch.tensor(builder.columns, dtype=torch.long)
         self._slopes = torch.tensor(builder.slopes, dtype=torch.float64)
@@ -200,8 +214,8 @@ class CompiledStatevector(CircuitCounters):
 
     @property
     def num_operations(self) -> int:
-        """How many tensor operations one call runs (after fusing constant gates)."""
-        return len(self._ops)
+        """How many gate operations one call runs (after fusion; each is a few tensor ops)."""
+        return len(self._ops) + (self._start is not None)
 
     def __call__(self, inputs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """inputs [B, n_inputs], weights [n_weights] -> probabilities [B, 2**num_qubits]."""
@@ -223,8 +237,11 @@ class CompiledStatevector(CircuitCounters):
             cos, sin = torch.cos(angles), torch.sin(angles)
 
         state_dtype = dtype if self.is_real else _complex(dtype)
-        state = torch.zeros(batch, 2**self.num_qubits, dtype=state_dtype, device=device)
-        state[:, 0] = 1
+        if self._start is not None:
+            state = self._start.state(cos, sin, batch, state_dtype, device)
+        else:
+            state = torch.zeros(batch, 2**self.num_qubits, dtype=state_dtype, device=device)
+            state[:, 0] = 1
         for op in self._ops:
             state = op.apply(state, cos, sin, self.num_qubits)
         probs = state.square() if self.is_real else state.real.square() + state.imag.square()
@@ -326,6 +343,153 @@ class _Rotation:
             return _join(c * a0 - s * a1, s * a0 + c * a1)
         minus_i_s = s * -1j
         return _join(c * a0 + minus_i_s * a1, minus_i_s * a0 + c * a1)
+
+
+def _affine(op: _Fixed1q | _Rotation) -> tuple[np.ndarray, np.ndarray, np.ndarray, int | None]:
+    """A single-qubit gate as M = A0 + cos·Ac + sin·As with constant 2x2 matrices, and the
+    column of cos and sin it reads (None: a constant gate)."""
+    zero, one = np.zeros((2, 2), complex), np.eye(2, dtype=complex)
+    if isinstance(op, _Fixed1q):
+        return op.matrix.astype(complex), zero, zero, None
+    if op.kind == "ry":
+        return zero, one, np.array([[0, -1], [1, 0]], complex), op.index
+    if op.kind == "rx":
+        return zero, one, np.array([[0, -1j], [-1j, 0]]), op.index
+    if op.kind == "rz":
+        return zero, one, np.diag([-1j, 1j]), op.index
+    return (
+        np.diag([1, 0]).astype(complex),
+        np.diag([0, 1]).astype(complex),
+        np.diag([0, 1j]),
+        op.index,
+    )
+
+
+class _QubitMatrices:
+    """Single-qubit gates on any qubits, as each qubit's 2x2 product [R, n, 2, 2]: the k-th
+    gate of every qubit is built at once (one gather and a multiply-add), whatever n."""
+
+    def __init__(self, ops: list, num_qubits: int):
+        per_qubit = [[op for op in ops if op.qubit == q] for q in range(num_qubits)]
+        self.positions: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, bool]] = []
+        for k in range(max(len(gates) for gates in per_qubit)):
+            a0 = np.tile(np.eye(2, dtype=complex), (num_qubits, 1, 1))  # no gate: identity
+            ac, a_s = np.zeros_like(a0), np.zeros_like(a0)
+            columns = np.zeros(num_qubits, dtype=np.int64)
+            parameterized = False
+            for q, gates in enumerate(per_qubit):
+                if k < len(gates):
+                    a0[q], ac[q], a_s[q], column = _affine(gates[k])
+                    if column is not None:
+                        columns[q], parameterized = column, True
+            self.positions.append((a0, ac, a_s, columns, parameterized))
+        self.real = all(not np.any(m.imag) for p in self.positions for m in p[:3])
+        self._cache: dict[tuple[torch.device, torch.dtype], list[tuple]] = {}
+
+    def matrices(self, cos, sin, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        """[R, n, 2, 2]: R = the rows of cos and sin, or 1 for constant gates only."""
+        key = (device, dtype)
+        if key not in self._cache:
+            self._cache[key] = [
+                (
+                    *(_table(m, dtype, device) for m in (a0, ac, a_s)),
+                    torch.from_numpy(columns).to(device),
+                    parameterized,
+                )
+                for a0, ac, a_s, columns, parameterized in self.positions
+            ]
+        product = None
+        for a0, ac, a_s, columns, parameterized in self._cache[key]:
+            if parameterized:
+                c, s = cos[:, columns, None, None], sin[:, columns, None, None]
+                m = a0 + c * ac + s * a_s
+            else:
+                m = a0.unsqueeze(0)
+            product = m if product is None else m @ product
+        return product
+
+
+def _table(matrix: np.ndarray, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    values = torch.from_numpy(matrix if dtype.is_complex else matrix.real.copy())
+    return values.to(device, dtype)
+
+
+class _ProductState:
+    """The state after the circuit's leading single-qubit gates on |0...0>: a product state,
+    each qubit's first column of its 2x2 product, multiplied out (qubit 0 varies fastest)."""
+
+    def __init__(self, ops: list, num_qubits: int):
+        self.block = _QubitMatrices(ops, num_qubits)
+        self.real = self.block.real
+
+    def state(self, cos, sin, batch: int, dtype: torch.dtype, device: torch.device):
+        columns = self.block.matrices(cos, sin, dtype, device)[..., 0]  # [R, n, 2]
+        state = columns[:, -1]
+        for q in range(columns.shape[1] - 2, -1, -1):
+            state = (state[:, :, None] * columns[:, q, None, :]).flatten(1)
+        return state.expand(batch, -1) if len(state) == 1 else state
+
+
+class _Unitary:
+    """Gates whose angles involve no input, as one matrix U built per call from the weights
+    (the same for every row): layers of single-qubit gates as Kronecker products, constant
+    permutations and phases on its rows; the batch is then multiplied by U once."""
+
+    def __init__(self, stages: list, num_qubits: int):
+        self.stages = stages  # _QubitMatrices and _Monomial, in circuit order
+        self.real = all(stage.real for stage in stages)
+
+    def apply(self, state, cos, sin, num_qubits):
+        dtype, device = state.dtype, state.device
+        cos, sin = (None, None) if cos is None else (cos[:1], sin[:1])  # rows are equal
+        unitary = None
+        for stage in self.stages:
+            if isinstance(stage, _Monomial):
+                if unitary is None:
+                    unitary = torch.eye(2**num_qubits, dtype=dtype, device=device)
+                unitary = stage.apply(unitary.T, None, None, num_qubits).T
+                continue
+            factors = stage.matrices(cos, sin, dtype, device)[0]  # [n, 2, 2]
+            layer = factors[-1]
+            for q in range(num_qubits - 2, -1, -1):  # qubit 0 is the least significant
+                layer = torch.kron(layer, factors[q])
+            unitary = layer if unitary is None else layer @ unitary
+        return state @ unitary.T
+
+
+def _fuse(ops: list, num_qubits: int, weight_only: list[bool]) -> tuple[Any, list]:
+    """(product state or None, the remaining operations with weight-only runs as _Unitary).
+
+    `weight_only[g]` tells whether angle column g of cos and sin is a weight's (no input)."""
+    single = (_Fixed1q, _Rotation)
+    lead = 0
+    while lead < len(ops) and isinstance(ops[lead], single):
+        lead += 1
+    start = _ProductState(ops[:lead], num_qubits) if lead else None
+
+    def constant_in_batch(op) -> bool:
+        return not isinstance(op, _Rotation) or weight_only[op.index]
+
+    fused, run = [], []
+    for op in [*ops[lead:], None]:  # None: the end, flushes the last run
+        if op is not None and constant_in_batch(op):
+            run.append(op)
+            continue
+        if len(run) > 1:
+            stages: list = []
+            for gate in run:
+                if isinstance(gate, single) and stages and isinstance(stages[-1], list):
+                    stages[-1].append(gate)
+                else:
+                    stages.append([gate] if isinstance(gate, single) else gate)
+            stages = [_QubitMatrices(s, num_qubits) if isinstance(s, list) else s for s in stages]
+            fused.append(_Unitary(stages, num_qubits))
+        else:
+            fused += run
+        run = []
+        if op is not None:
+            fused.append(op)
+    return start, fused
 
 
 class _Builder:

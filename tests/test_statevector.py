@@ -91,6 +91,38 @@ def test_random_circuits_match_qiskit(seed):
         np.testing.assert_allclose(probs[row].numpy(), expected, rtol=0, atol=1e-10)
 
 
+@pytest.mark.parametrize("seed", range(12))
+def test_fusion_changes_neither_probabilities_nor_gradients(seed):
+    """Product-state and weight-block fusion against the same circuit gate by gate: random
+    circuits of every gate, some starting with an entangler, one wider than fusion covers."""
+    rng = np.random.default_rng(300 + seed)
+    num_qubits = 7 if seed == 11 else 1 + seed % 5
+    circuit, inputs, weights = random_circuit(rng, num_qubits, depth=10 + 4 * num_qubits)
+    if seed % 3 == 0 and num_qubits > 1:  # no leading single-qubit gates to make a product of
+        entangled = QuantumCircuit(num_qubits, num_qubits)
+        entangled.cx(0, 1)
+        circuit = entangled.compose(circuit)
+    x = torch.tensor(rng.uniform(-3, 3, (5, len(inputs))))
+    w = torch.tensor(rng.uniform(-3, 3, len(weights)))
+    coeffs = torch.tensor(rng.normal(size=(5, 2**num_qubits)))
+    compiled = [
+        statevector.CompiledStatevector(circuit, inputs, weights, shots=None, seed=0, fuse=f)
+        for f in (True, False)
+    ]
+    (l0, gx0, gw0), (l1, gx1, gw1) = (loss_and_grads(fn, x, w, coeffs) for fn in compiled)
+    assert_close(l0, l1, 1e-10)
+    assert_close(gx0, gx1, 1e-10)
+    assert_close(gw0, gw1, 1e-10)
+    fused, plain = compiled
+    if num_qubits > statevector.FUSE_MAX_QUBITS:
+        assert fused.num_operations == plain.num_operations
+    else:
+        assert fused.num_operations < plain.num_operations
+    for row in range(2):  # and against Qiskit
+        expected = qiskit_probabilities(circuit, inputs, weights, x[row], w)
+        np.testing.assert_allclose(fused(x, w)[row].detach().numpy(), expected, 0, 1e-10)
+
+
 def test_bit_order_is_little_endian():
     circuit = QuantumCircuit(3)
     circuit.x(0)  # qubit 0 set: index 0b001
@@ -162,8 +194,13 @@ def test_real_path_for_real_gates_matches_complex_path():
     real_probs, complex_probs = real_fn(x, w), complex_fn(x, w)
     assert real_probs.dtype == complex_probs.dtype == torch.float64
     assert_close(real_probs, complex_probs, 1e-12)
-    # H and RY(x) per qubit, then per layer 3 RY and the CX chain fused into one gather.
-    assert real_fn.num_operations == 2 * 3 + 2 * (3 + 1)
+    # Fused: the product state of H and RY(x) per qubit, then one matrix of all the weights'
+    # gates; gate by gate: per layer 3 RY and the CX chain in one gather.
+    assert real_fn.num_operations == 2
+    unfused = statevector.CompiledStatevector(
+        *layered_circuit(3, False), shots=None, seed=0, fuse=False
+    )
+    assert unfused.num_operations == 2 * 3 + 2 * (3 + 1)
 
     # float32 in, float32 out, within float32 rounding of the float64 result.
     single = real_fn(x.float(), w.float())
