@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import gc
 import hashlib
 import json
 import os
 import pickle
-import sys
 import tempfile
 import warnings
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -187,7 +182,6 @@ def prepare_teacher(
     if member_teachers:
         key = digest([key, *(m.cache_key for m in member_teachers)])
     if key in _PREPARED:
-        _PREPARED.move_to_end(key)
         return _PREPARED[key]
     splits = make_splits(dataset.component, data_root, seed, options.train_per_class)
     num_classes = len(splits.class_names)
@@ -211,9 +205,6 @@ def prepare_teacher(
     )
     prepared = PreparedTeacher(model, val_accuracy, test_accuracy, source, key)
     _PREPARED[key] = prepared
-    if len(_PREPARED) > _PREPARED_KEPT:
-        _PREPARED.popitem(last=False)
-        release_freed_memory()
     return prepared
 
 
@@ -276,21 +267,8 @@ def _add_outputs(path: Path, new: dict[bytes, torch.Tensor]) -> None:
         _save_atomically({"keys": keys, "outputs": torch.stack(list(merged.values()))}, path)
 
 
-# Teachers prepared in this process, by cache key, most recent last: preparing is loading plus
-# evaluating. A few only: an AlexNet holds 380 MB, and a worker meets every teacher of a matrix.
-# Three cover an ensemble cell (the ensemble and its two members).
-_PREPARED: OrderedDict[str, PreparedTeacher] = OrderedDict()
-_PREPARED_KEPT = 3
-
-
-def release_freed_memory() -> None:
-    """Hand memory freed by Python and torch back to the system (glibc keeps freed blocks
-    for reuse): after a teacher trains or is dropped, a long-lived worker shrinks back."""
-    gc.collect()
-    if sys.platform.startswith("linux"):
-        # Not glibc (musl, say): nothing to trim with.
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL("libc.so.6").malloc_trim(0)
+# Teachers prepared in this process, by cache key: preparing is loading plus evaluating.
+_PREPARED: dict[str, PreparedTeacher] = {}
 
 
 def forget_prepared() -> None:
@@ -328,8 +306,7 @@ def _load_or_train(
         )  # fmt: skip
         _save_atomically({k: v.cpu() for k, v in model.state_dict().items()}, target)
         target.with_suffix(".json").write_text(json.dumps(meta, indent=2))
-    release_freed_memory()  # the optimizer's state and the training batches
-    return "trained"
+        return "trained"
 
 
 def _log_probs(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
