@@ -43,15 +43,16 @@ def apply_profile(raw: dict[str, Any], profile: str | None, file: str) -> dict[s
     chosen = profiles[profile]
     raw = dict(raw)
     for kind in KINDS:
-        # An instance that changes plugin starts from the new plugin's defaults: the old
-        # plugin's options mean nothing to it.
+        # An instance whose profile table names its plugin starts from that plugin's
+        # defaults: the document's options are another plugin's, or another setting of
+        # this one (`{ plugin = "statevector" }` over a 5000-shot statevector is exact).
         if not isinstance(raw.get(kind, {}), dict) or not isinstance(chosen.get(kind, {}), dict):
             continue  # not tables: parse_spec says so, at the merged value
         instances = dict(raw.get(kind, {}))
         for name, table in chosen.get(kind, {}).items():
             old = instances.get(name)
             replaced = isinstance(table, dict) and "plugin" in table and isinstance(old, dict)
-            if replaced and table["plugin"] != old.get("plugin", name):
+            if replaced:
                 del instances[name]
         if kind in raw:
             raw[kind] = instances

@@ -63,4 +63,6 @@ def test_a_matrix_runs_against_a_tracking_server(server, tmp_path, write_config)
     assert len(cells) == 2 and all(r.info.status == "FINISHED" for r in cells)
     artifacts = {a.path for a in client.list_artifacts(cells[0].info.run_id)}
     assert "confusion_matrix.png" in artifacts
-    assert any((tmp_path / "artifacts").rglob("confusion_matrix.png")), "artifacts went to the server"
+    assert any((tmp_path / "artifacts").rglob("confusion_matrix.png")), (
+        "artifacts went to the server"
+    )
