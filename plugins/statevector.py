@@ -435,7 +435,7 @@ class _Unitary:
     (the same for every row): layers of single-qubit gates as Kronecker products, constant
     permutations and phases on its rows; the batch is then multiplied by U once."""
 
-    def __init__(self, stages: list, num_qubits: int):
+    def __init__(self, stages: list):
         self.stages = stages  # _QubitMatrices and _Monomial, in circuit order
         self.real = all(stage.real for stage in stages)
 
@@ -483,7 +483,7 @@ def _fuse(ops: list, num_qubits: int, weight_only: list[bool]) -> tuple[Any, lis
                 else:
                     stages.append([gate] if isinstance(gate, single) else gate)
             stages = [_QubitMatrices(s, num_qubits) if isinstance(s, list) else s for s in stages]
-            fused.append(_Unitary(stages, num_qubits))
+            fused.append(_Unitary(stages))
         else:
             fused += run
         run = []
