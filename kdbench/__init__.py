@@ -63,6 +63,8 @@ _LAZY = {
     "is_fake_name": "kdbench.quantum",
     "linear_angle": "kdbench.quantum",
     "measured": "kdbench.quantum",
+    "smoothed": "kdbench.quantum",
+    "smoothing_option": "kdbench.quantum",
     "split_slots": "kdbench.quantum",
     # The data-file toolkit, for data set authors (kdbench.fetch).
     "FetchReport": "kdbench.fetch",
@@ -113,6 +115,8 @@ if TYPE_CHECKING:  # for type checkers and editors: the lazy names, as if import
         is_fake_name,
         linear_angle,
         measured,
+        smoothed,
+        smoothing_option,
         split_slots,
     )
 

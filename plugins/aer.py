@@ -22,6 +22,7 @@ from kdbench import (
     hookimpl,
     measured,
     option,
+    smoothing_option,
     split_slots,
 )
 
@@ -66,6 +67,7 @@ class Aer(Backend):
     name: ClassVar[str] = "aer"
 
     shots: int = option(5000, help="shots per circuit", minimum=1)
+    smoothing: float = smoothing_option()
     noise: str | None = option(
         None,
         help="fake IBM device whose noise and gates to use, e.g. FakeManilaV2 or fake_manila "
@@ -152,7 +154,9 @@ class Aer(Backend):
             sampler = PrimitiveSampler(
                 primitive, isa, slots.parameters, shots=self.shots, before_submit=reseed
             )
-        return AerCircuit(slots, isa=isa, sampler=sampler, shots=self.shots)
+        return AerCircuit(
+            slots, isa=isa, sampler=sampler, shots=self.shots, smoothing=self.smoothing
+        )
 
     def check_circuit(self, plan: CircuitPlan) -> None:
         """Refuse a circuit wider than the noise device or than the simulator method takes
@@ -252,6 +256,7 @@ class AerCircuit(ParameterShift):
         isa: QuantumCircuit,
         sampler: PrimitiveSampler | ProbabilitySampler,
         shots: int,
+        smoothing: float,
     ):
         super().__init__(
             slots,
@@ -260,6 +265,7 @@ class AerCircuit(ParameterShift):
             width=isa.num_qubits,
             shots_per_circuit=shots,
             unused=sampler.unused,
+            smoothing=smoothing,
         )
 
 

@@ -57,6 +57,7 @@ class IbmRuntime(Backend):
         "any other name (e.g. ibm_brisbane) is real hardware",
     )
     shots: int = option(5000, help="shots per circuit", minimum=1)
+    smoothing: float = kdbench.smoothing_option()
     mode: Literal["job", "batch", "session"] = option(
         "batch", help="execution mode on real hardware (ignored by fake devices)"
     )
@@ -150,6 +151,7 @@ class IbmRuntime(Backend):
             device_name=self.backend,
             local=self.local,
             shots=self.shots,
+            smoothing=self.smoothing,
             max_circuits=self.max_circuits,
             seed=seed,
         )
@@ -225,6 +227,7 @@ class RuntimeCircuit(kdbench.ParameterShift):
         device_name: str,
         local: bool,
         shots: int,
+        smoothing: float,
         max_circuits: int | None,
         seed: int,
     ):
@@ -242,6 +245,7 @@ class RuntimeCircuit(kdbench.ParameterShift):
             width=isa.num_qubits,
             shots_per_circuit=shots,
             unused=sampler.unused,
+            smoothing=smoothing,
         )
 
     def _before_submit(self, count: int) -> None:

@@ -22,6 +22,8 @@ from kdbench import (
     hookimpl,
     linear_angle,
     option,
+    smoothed,
+    smoothing_option,
     split_slots,
 )
 
@@ -61,7 +63,8 @@ class Statevector(Backend):
     the gates: they dominated the time of the small circuits students use.
 
     With `shots` set, each row of probabilities is replaced by the frequencies of `shots`
-    multinomial draws (a generator seeded with the compile seed, so runs repeat). Gradients
+    multinomial draws (a generator seeded with the compile seed, so runs repeat), smoothed
+    with the pseudo-count `smoothing` (`kdbench.smoothed`). Gradients
     use the straight-through estimator: the forward value is the sampled frequencies, the
     backward pass is that of the exact probabilities, so training still works.
 
@@ -77,6 +80,7 @@ class Statevector(Backend):
         help="sample this many shots per circuit (multinomial) instead of exact probabilities",
         minimum=1,
     )
+    smoothing: float = smoothing_option()
     gradient: Literal["autograd", "parameter-shift"] = option(
         "autograd",
         help="autograd (exact, through the simulation) or parameter-shift (2 circuits per "
@@ -93,9 +97,12 @@ class Statevector(Backend):
     ) -> CompiledStatevector | ParameterShift:
         """Compile `circuit` once; raise ValueError for an unsupported gate or angle."""
         if self.gradient == "autograd":
-            return CompiledStatevector(circuit, inputs, weights, shots=self.shots, seed=seed)
+            return CompiledStatevector(
+                circuit, inputs, weights, shots=self.shots, seed=seed, smoothing=self.smoothing
+            )
         slots = split_slots(circuit, inputs, weights)
-        # The slot circuit's parameters are all "inputs": one value per slot and row.
+        # The slot circuit's parameters are all "inputs": one value per slot and row. Its raw
+        # frequencies are smoothed once, by ParameterShift.
         run = CompiledStatevector(slots.circuit, slots.parameters, [], shots=self.shots, seed=seed)
         empty = torch.zeros(0, dtype=torch.float64)
         return ParameterShift(
@@ -104,6 +111,7 @@ class Statevector(Backend):
             depth=run.depth,
             width=run.width,
             shots_per_circuit=self.shots or 0,
+            smoothing=self.smoothing,
         )
 
     def check_circuit(self, plan: CircuitPlan) -> None:
@@ -190,6 +198,7 @@ class CompiledStatevector(CircuitCounters):
         shots: int | None,
         seed: int,
         fuse: bool = True,
+        smoothing: float = 0.0,
     ):
         circuit = decompose_to(circuit, SUPPORTED_GATES)
         super().__init__(
@@ -199,6 +208,7 @@ class CompiledStatevector(CircuitCounters):
         self.num_inputs = len(inputs)
         self.num_weights = len(weights)
         self.seed = seed
+        self.smoothing = smoothing
         builder = _Builder(circuit, list(inputs), list(weights))
         self.is_real = all(op.real for op in builder.ops)
         self._start, self._ops = None, builder.ops
@@ -252,7 +262,7 @@ class CompiledStatevector(CircuitCounters):
         sampled = self._sample(probs.detach())
         # Straight-through: the value is `sampled` exactly (probs - probs.detach() is 0), the
         # gradient that of the exact probabilities.
-        return sampled + (probs - probs.detach())
+        return smoothed(sampled + (probs - probs.detach()), self.shots_per_circuit, self.smoothing)
 
     def _angle_table(self, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
         """The angle table on `device` in `dtype`, copied there once."""

@@ -196,7 +196,7 @@ def test_aer_agrees_with_statevector_within_shot_noise():
 def test_aer_repeats_with_its_seed_and_counts_one_job_per_pass(aer_shots):
     circuit, inputs, weights = student_circuit()
     x, w, coeffs = randn(4, 3, seed=12), randn(3, seed=13), randn(8, seed=14)
-    backend = Aer(shots=1000, aer_shots=aer_shots)
+    backend = Aer(shots=1000, aer_shots=aer_shots, smoothing=0)
     first = backend.compile(circuit, inputs, weights, seed=5)
     expected = aer.PrimitiveSampler if aer_shots else aer.ProbabilitySampler
     assert isinstance(first.sampler, expected)
@@ -232,7 +232,7 @@ def test_aer_outcomes_are_in_qiskit_bit_order(aer_shots):
     x = Parameter("x")
     qc = QuantumCircuit(3)
     qc.rx(x, 1)
-    fn = Aer(shots=100, aer_shots=aer_shots).compile(qc, [x], [], seed=0)
+    fn = Aer(shots=100, aer_shots=aer_shots, smoothing=0).compile(qc, [x], [], seed=0)
     probs = fn(torch.full((2, 1), math.pi, dtype=torch.float64), torch.zeros(0))
     assert torch.all(probs[:, 2] == 1.0)
 
@@ -259,10 +259,73 @@ def deterministic_circuit():
 def test_noise_changes_the_distribution(backend):
     circuit, inputs, weights = deterministic_circuit()
     x, w = torch.full((2, 1), math.pi, dtype=torch.float64), torch.zeros(0, dtype=torch.float64)
-    clean = Aer(shots=4000).compile(circuit, inputs, weights, seed=0)(x, w)
+    clean = Aer(shots=4000, smoothing=0).compile(circuit, inputs, weights, seed=0)(x, w)
     assert torch.all(clean[:, 7] == 1.0)
     noisy = backend.compile(circuit, inputs, weights, seed=0)(x, w)
     assert torch.all(noisy[:, 7] < 0.98) and torch.all(noisy[:, 7] > 0.5)
+
+
+@pytest.mark.parametrize(
+    "backend",
+    [
+        Statevector(shots=50),
+        Statevector(shots=50, gradient="parameter-shift"),
+        Aer(shots=50),
+    ],
+    ids=["statevector", "statevector-shift", "aer"],
+)
+def test_smoothing_keeps_the_gradient_of_an_outcome_no_shot_landed_on(backend):
+    """RY(x) at x = 0.01 on |0>: P(1) = 2.5e-5, so 50 shots never see outcome 1. Its log
+    probability, the loss of an image of class 1, keeps a finite, nonzero gradient with the
+    default pseudo-count (0.5) and has none with raw frequencies (smoothing = 0)."""
+    from dataclasses import replace
+
+    from kdbench.distill import probabilities_to_log
+
+    x = Parameter("x")
+    qc = QuantumCircuit(1)
+    qc.ry(x, 0)
+    assert backend.smoothing == 0.5
+
+    def loss_and_gradient(b):
+        angle = torch.full((3, 1), 0.01, dtype=torch.float64, requires_grad=True)
+        probs = b.compile(qc, [x], [], seed=0)(angle, torch.zeros(0, dtype=torch.float64))
+        loss = -probabilities_to_log(probs)[:, 1].sum()
+        loss.backward()
+        return probs.detach(), angle.grad
+
+    probs, grad = loss_and_gradient(backend)
+    assert torch.allclose(probs[:, 1], torch.full((3,), 0.5 / 51, dtype=torch.float64))
+    # Nonzero (parameter shift estimates it from shots too, so its sign is noisy).
+    assert torch.all(grad != 0) and torch.all(torch.isfinite(grad))
+    raw, raw_grad = loss_and_gradient(replace(backend, smoothing=0))
+    assert torch.all(raw[:, 1] == 0) and torch.all(raw_grad == 0)
+
+
+def test_ibm_runtime_smooths_its_counts():
+    """A fake device's readout errors give every outcome a few shots: here only the
+    pseudo-count is checked (the other shot backends' gradient test shows its effect)."""
+    circuit, inputs, weights = deterministic_circuit()
+    assert (
+        IbmRuntime(backend="FakeManilaV2").compile(circuit, inputs, weights, seed=0).smoothing
+        == 0.5
+    )
+    fn = IbmRuntime(backend="FakeManilaV2", smoothing=2).compile(circuit, inputs, weights, seed=0)
+    probs = fn(
+        torch.full((1, 1), math.pi, dtype=torch.float64), torch.zeros(0, dtype=torch.float64)
+    )
+    assert torch.all(probs >= 2 / (fn.shots_per_circuit + 2 * 8))
+
+
+def test_smoothed_is_additive_smoothing_of_the_counts():
+    from kdbench import smoothed
+
+    frequencies = torch.tensor([[0.0, 0.3, 0.7]], requires_grad=True)
+    out = smoothed(frequencies, 10, 0.5)
+    assert torch.allclose(out, torch.tensor([[0.5, 3.5, 7.5]]) / 11.5)
+    out[0, 0].backward()
+    assert torch.allclose(frequencies.grad, torch.tensor([[10 / 11.5, 0, 0]]))
+    assert smoothed(frequencies, 10, 0) is frequencies
 
 
 def test_noise_names_are_resolved_case_insensitively():

@@ -230,7 +230,7 @@ def test_counters_count_executions_and_no_shots_when_exact():
 
 def test_shots_sample_frequencies_reproducibly():
     circuit, x_params, w_params = layered_circuit(3, extra_phase=True)
-    backend = Statevector(shots=2000)
+    backend = Statevector(shots=2000, smoothing=0)  # raw frequencies
     x, w = randn(6, 3, seed=3), randn(6, seed=4)
     exact = Statevector().compile(circuit, x_params, w_params, seed=0)(x, w)
 
@@ -258,11 +258,15 @@ def test_shots_use_straight_through_gradients():
     x, w = randn(4, 3, seed=5), randn(6, seed=6)
     coeffs = randn(4, 8, seed=7)
     exact = Statevector().compile(circuit, x_params, w_params, seed=0)
-    sampled = Statevector(shots=100).compile(circuit, x_params, w_params, seed=0)
     _, exact_gx, exact_gw = loss_and_grads(exact, x, w, coeffs)
-    _, sampled_gx, sampled_gw = loss_and_grads(sampled, x, w, coeffs)
-    assert_close(sampled_gx, exact_gx, 1e-12)
-    assert_close(sampled_gw, exact_gw, 1e-12)
+    # Raw frequencies: the exact gradient; smoothed, that gradient times shots / (shots + α·M).
+    for smoothing, factor in ((0, 1.0), (0.5, 100 / (100 + 0.5 * 8))):
+        sampled = Statevector(shots=100, smoothing=smoothing).compile(
+            circuit, x_params, w_params, seed=0
+        )
+        _, sampled_gx, sampled_gw = loss_and_grads(sampled, x, w, coeffs)
+        assert_close(sampled_gx, factor * exact_gx, 1e-12)
+        assert_close(sampled_gw, factor * exact_gw, 1e-12)
 
 
 @pytest.mark.parametrize(

@@ -12,4 +12,4 @@ from kdbench.quantum.primitives import (
     measured,
 )
 from kdbench.quantum.shift import SHIFTABLE_GATES, ParameterShift, Sampler, Slots, split_slots
-from kdbench.quantum.shots import draw_frequencies
+from kdbench.quantum.shots import draw_frequencies, smoothed, smoothing_option

@@ -29,6 +29,7 @@ import torch
 from kdbench.quantum.angles import linear_angle
 from kdbench.quantum.counters import CircuitCounters, check_circuit_call
 from kdbench.quantum.gates import decompose_to
+from kdbench.quantum.shots import smoothed
 
 if TYPE_CHECKING:
     from qiskit.circuit import Parameter, QuantumCircuit
@@ -153,7 +154,8 @@ class ParameterShift(CircuitCounters):
     are not shifted.
 
     `executions` counts circuits run (forward and shifted), `shots` the shots spent
-    (`shots_per_circuit` each) and `sampler_calls` the calls to the sampler.
+    (`shots_per_circuit` each) and `sampler_calls` the calls to the sampler. With shots, the
+    frequencies returned are smoothed with the pseudo-count `smoothing` (`smoothed`).
     """
 
     def __init__(
@@ -165,8 +167,10 @@ class ParameterShift(CircuitCounters):
         width: int,
         shots_per_circuit: int = 0,
         unused: Sequence[int] = (),
+        smoothing: float = 0.0,
     ):
         super().__init__(depth=depth, width=width, shots_per_circuit=shots_per_circuit)
+        self.smoothing = smoothing
         self.slots = slots
         self.sampler = sampler
         self.sampler_calls = 0
@@ -182,7 +186,10 @@ class ParameterShift(CircuitCounters):
     def __call__(self, inputs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """inputs [B, n_inputs], weights [n_weights] -> probabilities [B, 2**num_qubits]."""
         check_circuit_call(inputs, weights, self.num_inputs, self.num_weights)
-        return _ShiftFunction.apply(inputs, weights, self)
+        frequencies = _ShiftFunction.apply(inputs, weights, self)
+        if not self.shots_per_circuit:
+            return frequencies
+        return smoothed(frequencies, self.shots_per_circuit, self.smoothing)
 
     def angles(self, inputs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """The slot values [B, S] of a batch, in float64 on the inputs' device."""

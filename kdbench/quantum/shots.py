@@ -23,3 +23,33 @@ def draw_frequencies(probs: torch.Tensor, shots: int, generator: torch.Generator
         mass = (mass - exact[:, k]).clamp_min(0.0)
     counts[:, -1] = remaining
     return (counts / shots).to(probs.dtype)
+
+
+# Jeffreys' (Krichevsky-Trofimov) pseudo-count: half a shot per outcome.
+DEFAULT_SMOOTHING = 0.5
+
+
+def smoothed(frequencies: torch.Tensor, shots: int, pseudocount: float) -> torch.Tensor:
+    """Additive smoothing of shot frequencies [K, M]: (counts + α) / (shots + α·M).
+
+    A class no shot landed on then has a small probability, not 0: its log (the loss) stays
+    finite and keeps a gradient, where log(clamp(0)) would have none and the worst-classified
+    images would not train. Affine in the frequencies, so gradients pass through, scaled by
+    shots / (shots + α·M). α = 0 returns `frequencies` unchanged.
+    """
+    if not pseudocount:
+        return frequencies
+    outcomes = frequencies.shape[-1]
+    return (frequencies * shots + pseudocount) / (shots + pseudocount * outcomes)
+
+
+def smoothing_option() -> float:
+    """The `smoothing` option of a backend that samples shots (a dataclass field)."""
+    from kdbench.options import option
+
+    return option(
+        DEFAULT_SMOOTHING,
+        minimum=0,
+        help="pseudo-count added to every outcome's shot count (0: raw frequencies), so that"
+        " no probability is 0 and the loss keeps its gradient",
+    )
