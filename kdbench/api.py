@@ -350,6 +350,14 @@ class Student(Component):
         """The most classes this student can read out (None: no limit)."""
         return None
 
+    def readout_problem(self, num_classes: int) -> str | None:
+        """Why this student should not be run on `num_classes` classes, or None (default).
+
+        For a readout that ignores part of the model (a qubit whose measured value never
+        decides the class): the matrix is refused before a run, with this reason, so that
+        models are not compared as if the ignored part mattered."""
+        return None
+
     def front_module(self, model: nn.Module) -> nn.Module | None:
         """The submodule of the built `model` that maps images to the features its circuit
         encodes (its classical front), for feature distillers; default: `model.front` if it

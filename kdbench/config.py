@@ -375,6 +375,13 @@ def _check_students(spec: Spec, registry: Registry) -> None:
                         file=spec.file,
                         key=f"matrix[{entry_index}]",
                     )
+                problem = student.component.readout_problem(classes)
+                if problem:
+                    raise ConfigError(
+                        f"student '{name}' on dataset '{dataset_name}': {problem}",
+                        file=spec.file,
+                        key=f"students.{name}",
+                    )
 
 
 def _check_teachers(spec: Spec, registry: Registry) -> None:

@@ -19,7 +19,14 @@ from torch import nn
 from kdbench import OptionError, Student, StudentContext, hookimpl, option, preset
 
 Front = Literal["cnn", "linear", "pool"]
-Readout = Literal["first-c", "linear"]
+Readout = Literal["first-c", "sigmoid-pair", "mod-c", "linear", "z-linear"]
+READOUT_HELP = (
+    "how outcome probabilities become class probabilities: first-c (the first C outcomes,"
+    " renormalized), sigmoid-pair (the released notebooks: a softmax over σ(p) and 1 − σ(p)"
+    " of every outcome, class c read at outcome c), mod-c (outcome k counts for class"
+    " k mod C), linear (a trainable map of the 2^n probabilities) or z-linear (a trainable"
+    " map of the n values ⟨Z⟩)"
+)
 
 MAX_QUBITS = 32  # see Pqc.qubits
 
@@ -64,18 +71,63 @@ def ansatz(
 
 
 class ReadOut(nn.Module):
-    """Outcome probabilities [B, 2**n] -> class probabilities [B, C]."""
+    """Outcome probabilities [B, 2**n] -> class probabilities [B, C] (see READOUT_HELP).
 
-    def __init__(self, kind: Readout, outcomes: int, num_classes: int):
+    "sigmoid-pair" is the released notebooks' head, `cat(sigmoid(p), 1 - sigmoid(p))` taken
+    as logits by a cross-entropy: the class probabilities are that softmax's first C
+    entries. They sum to less than 1 (the rest sits on outcomes that are no class), so the
+    loss, and a KD term on the first C entries, are the notebooks' exactly.
+    """
+
+    def __init__(self, kind: Readout, qubits: int, num_classes: int):
         super().__init__()
+        self.kind = kind
         self.num_classes = num_classes
-        self.map = nn.Linear(outcomes, num_classes) if kind == "linear" else None
+        outcomes = torch.arange(2**qubits)
+        bits = (outcomes[:, None] >> torch.arange(qubits)) & 1  # [2^n, n]: bit q is qubit q
+        self.map = None
+        if kind == "linear":
+            self.map = nn.Linear(2**qubits, num_classes)
+        elif kind == "z-linear":
+            self.map = nn.Linear(qubits, num_classes)
+            self.register_buffer("signs", (1 - 2 * bits).float(), persistent=False)
+        elif kind == "mod-c":
+            groups = nn.functional.one_hot(outcomes % num_classes, num_classes).float()
+            self.register_buffer("groups", groups, persistent=False)
 
     def forward(self, probs: torch.Tensor) -> torch.Tensor:
-        if self.map is not None:
+        if self.kind == "linear":
             return torch.softmax(self.map(probs), dim=1)
+        if self.kind == "z-linear":  # ⟨Z_q⟩ = P(qubit q = 0) - P(qubit q = 1)
+            return torch.softmax(self.map(probs @ self.signs.to(probs.dtype)), dim=1)
+        if self.kind == "mod-c":
+            return probs @ self.groups.to(probs.dtype)
+        if self.kind == "sigmoid-pair":
+            high = torch.sigmoid(probs)
+            return torch.softmax(torch.cat((high, 1 - high), dim=1), dim=1)[:, : self.num_classes]
         kept = probs[:, : self.num_classes]  # "first-c": the first C outcomes, renormalized
         return kept / kept.sum(dim=1, keepdim=True).clamp_min(1e-12)
+
+
+def readout_limit(kind: Readout, qubits: int) -> int | None:
+    """The most classes a readout of `qubits` qubits tells apart (None: no limit)."""
+    # Capped: a config may say qubits = 2**62, and 2**(2**62) would never finish.
+    fixed = kind in ("first-c", "sigmoid-pair", "mod-c")
+    return 2 ** min(qubits, 64) if fixed else None
+
+
+def unused_qubits(kind: Readout, qubits: int, num_classes: int) -> list[int]:
+    """The qubits whose measured value never decides which class an outcome counts for.
+
+    first-c keeps only the outcomes below C: qubit q is 0 in all of them when 2^q >= C (for
+    a product state the output then does not depend on it at all). mod-c gives outcomes k
+    and k ± 2^q the same class when C divides 2^q. The other readouts see every outcome.
+    """
+    if kind == "first-c":
+        return [q for q in range(qubits) if 2**q >= num_classes]
+    if kind == "mod-c":
+        return [q for q in range(qubits) if 2**q % num_classes == 0]
+    return []
 
 
 class QuantumStudent(nn.Module):
@@ -99,7 +151,7 @@ class QuantumStudent(nn.Module):
         self.circuit = encoding.compose(trainable)
         self.run_circuit = context.compile(self.circuit, inputs, list(weights))
         self.weights = nn.Parameter(torch.empty(len(weights)).uniform_(-math.pi, math.pi))
-        self.readout = ReadOut(options.readout, 2**options.qubits, context.num_classes)
+        self.readout = ReadOut(options.readout, options.qubits, context.num_classes)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         angles = self.encoder.parameter_values(self.front(images))
@@ -127,8 +179,12 @@ class Pqc(Student):
     )
     block: Literal["ry", "h-ry"] = option("ry", help="gates per qubit in a layer: RY or H, RY")
     front: Front = option("cnn", help="classical front: cnn (released code), linear or pool")
-    readout: Readout = option(
-        "first-c", help="first-c: the first C outcomes renormalized; linear: a trainable map"
+    readout: Readout = option("first-c", help=READOUT_HELP)
+    allow_unused_qubits: bool = option(
+        False,
+        help="run even when the readout ignores a qubit (its measured value never decides the"
+        " class), e.g. to replicate code that did",
+        recorded_at_default=False,
     )
 
     def check(self) -> None:
@@ -136,8 +192,19 @@ class Pqc(Student):
             raise OptionError("encoder", "a quantum student needs an encoder")
 
     def max_classes(self) -> int | None:
-        # Capped: a config may say qubits = 2**62, and 2**(2**62) would never finish.
-        return 2 ** min(self.qubits, 64) if self.readout == "first-c" else None
+        return readout_limit(self.readout, self.qubits)
+
+    def readout_problem(self, num_classes: int) -> str | None:
+        unused = unused_qubits(self.readout, self.qubits, num_classes)
+        if not unused or self.allow_unused_qubits:
+            return None
+        which = ", ".join(map(str, unused))
+        return (
+            f"readout '{self.readout}' ignores qubit{'s' if len(unused) > 1 else ''} {which}"
+            f" of {self.qubits} with {num_classes} classes (its measured value never decides"
+            " the class); use readout 'z-linear', 'linear' or 'sigmoid-pair', or set"
+            " allow_unused_qubits = true"
+        )
 
     def ansatz(self) -> tuple[QuantumCircuit, Sequence[Parameter]]:
         """The trainable circuit after the encoding on `qubits` qubits, and its weights in order."""
@@ -148,16 +215,19 @@ class Pqc(Student):
 
 
 # The paper's students in its two readings (the README's "The paper's matrix"): the
-# released notebooks' hybrid (CNN front, H + RY angle encoding, no circuit weights) and the
+# released notebooks' hybrid (CNN front, H + RY angle encoding, no circuit weights, the
+# sigmoid-pair head of 21 of their 24 student notebooks, all 4-qubit ones among them) and the
 # text's circuit (amplitude encoding, then one trainable layer of H and RY per qubit, Fig. 5).
 ReleasedQ3 = preset(
     Pqc, "released-q3",
-    "The released code's 3-qubit student: CNN front, H + RY(π·tanh x), no circuit weights.",
-    title="Quantum, {qubits} qubit", layers=0, entanglement="none",
+    "The released code's 3-qubit student: CNN front, H + RY(π·tanh x), no circuit weights,"
+    " softmax over [σ(p), 1 − σ(p)].",
+    title="Quantum, {qubits} qubit", layers=0, entanglement="none", readout="sigmoid-pair",
 )  # fmt: skip
 ReleasedQ4 = preset(
     ReleasedQ3, "released-q4",
-    "The released code's 4-qubit student: CNN front, H + RY(π·tanh x), no circuit weights.",
+    "The released code's 4-qubit student: CNN front, H + RY(π·tanh x), no circuit weights,"
+    " softmax over [σ(p), 1 − σ(p)].",
     qubits=4,
 )  # fmt: skip
 PaperQ3 = preset(
@@ -166,10 +236,13 @@ PaperQ3 = preset(
     title="Quantum, {qubits} qubit (paper text)",
     encoder="amplitude", entanglement="none", block="h-ry",
 )  # fmt: skip
+# The text reads the first C outcomes. For 8 classes on 4 qubits that keeps the outcomes with
+# qubit 3 at 0: its measured value never decides the class (the amplitude-encoded state is
+# entangled, so its features still count through the renormalization).
 PaperQ4 = preset(
     PaperQ3, "paper-q4",
     "The paper text's 4-qubit student: amplitude encoding, a trainable H + RY layer (Fig. 5).",
-    qubits=4,
+    qubits=4, allow_unused_qubits=True,
 )  # fmt: skip
 
 
@@ -183,7 +256,7 @@ class ClassicalStudent(nn.Module):
         self.front = make_front(options.front, context.image_shape, options.qubits)
         # features -> 2**n "outcome" probabilities, as the circuit would give
         self.layer = nn.Linear(options.qubits, outcomes)
-        self.readout = ReadOut(options.readout, outcomes, context.num_classes)
+        self.readout = ReadOut(options.readout, options.qubits, context.num_classes)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         features = self.scale * torch.tanh(self.front(images))
@@ -202,13 +275,10 @@ class Classical(Student):
     )
     scale: float = option(math.pi, help="features are squashed as scale·tanh(x), as encoded")
     front: Front = option("cnn", help="classical front: cnn (released code), linear or pool")
-    readout: Readout = option(
-        "first-c", help="first-c: the first C outcomes renormalized; linear: a trainable map"
-    )
+    readout: Readout = option("first-c", help=READOUT_HELP)
 
     def max_classes(self) -> int | None:
-        # Capped: a config may say qubits = 2**62, and 2**(2**62) would never finish.
-        return 2 ** min(self.qubits, 64) if self.readout == "first-c" else None
+        return readout_limit(self.readout, self.qubits)
 
     def build(self, context: StudentContext) -> nn.Module:
         return ClassicalStudent(self, context)

@@ -93,7 +93,14 @@ CONFIGS = [
     (
         "student-option-wrong-choice",
         after("qubits = 2", 'readout = "last"'),
-        "students.q2.readout: expected 'first-c' | 'linear', got 'last'",
+        "students.q2.readout: expected 'first-c' | 'sigmoid-pair' | 'mod-c' | 'linear' | 'z-linear',"
+        " got 'last'",
+    ),
+    (
+        "student-readout-ignores-a-qubit",
+        replace("qubits = 2", "qubits = 3"),
+        "student 'q2' on dataset 'mnist-0-2': readout 'first-c' ignores qubit 2 of 3 with 3"
+        " classes",
     ),
     (
         "encoder-mistyped-option",

@@ -38,7 +38,107 @@ def test_presets_build_the_papers_students(name, qubits, circuit_weights, gates)
     assert set(model.circuit.count_ops()) == gates
     probs = model(torch.rand(5, 1, 28, 28))
     assert probs.shape == (5, 6)
-    assert torch.allclose(probs.sum(1), torch.ones(5, dtype=probs.dtype), atol=1e-6)
+    if student.readout == "sigmoid-pair":  # the rest of the softmax is on no class
+        assert torch.all(probs.sum(1) < 1)
+    else:
+        assert torch.allclose(probs.sum(1), torch.ones(5, dtype=probs.dtype), atol=1e-6)
+
+
+def test_sigmoid_pair_is_the_released_notebooks_loss_and_kd_term():
+    """The notebooks: `x = torch.sigmoid(p); torch.cat((x, 1 - x), -1)` fed to
+    nn.CrossEntropyLoss, and KLDivLoss(log_softmax(y / T), softmax(t / T)) on its first C
+    entries y. kdbench's nll of log(readout) and its KD on log(readout) / T are the same."""
+    import torch.nn.functional as F
+
+    from kdbench_plugins.students import ReadOut
+
+    torch.manual_seed(1)
+    probs = torch.softmax(torch.randn(7, 16, dtype=torch.float64), 1)
+    labels = torch.randint(0, 8, (7,))
+    logits = torch.cat((torch.sigmoid(probs), 1 - torch.sigmoid(probs)), -1)
+    ours = torch.log(ReadOut("sigmoid-pair", 4, 8).double()(probs))
+    assert torch.allclose(F.nll_loss(ours, labels), F.cross_entropy(logits, labels))
+    temperature = 3.0
+    assert torch.allclose(
+        F.log_softmax(ours / temperature, 1), F.log_softmax(logits[:, :8] / temperature, 1)
+    )
+
+
+@pytest.mark.parametrize(
+    ("readout", "reads_qubit_3"),
+    [("first-c", False), ("sigmoid-pair", True), ("z-linear", True), ("linear", True)],
+)
+def test_the_fourth_qubit_counts_unless_the_readout_ignores_it(readout, reads_qubit_3):
+    """released-q4 on 8 classes: the front's 4th feature (qubit 3's angle) has a gradient
+    with every readout but first-c, where it cancels exactly."""
+    _, model = build("released-q4", 8, readout=readout, allow_unused_qubits=True)
+    model.eval()  # no dropout: one deterministic function
+    torch.log(model(torch.rand(6, 1, 28, 28)))[:, :8].sum().backward()
+    grad = model.front[-1].weight.grad.abs().amax(1)  # per feature
+    relative = (grad[3] / grad[:3].max()).item()  # float32: rounding leaves ~1e-7
+    assert (relative > 1e-3) if reads_qubit_3 else (relative < 1e-5)
+
+
+@pytest.mark.parametrize(
+    ("readout", "qubits", "classes", "unused"),
+    [
+        ("first-c", 4, 8, [3]),
+        ("first-c", 3, 2, [1, 2]),
+        ("first-c", 3, 6, []),
+        ("mod-c", 4, 8, [3]),
+        ("mod-c", 3, 6, []),
+        ("mod-c", 3, 4, [2]),
+        ("sigmoid-pair", 4, 8, []),
+        ("z-linear", 4, 2, []),
+    ],
+)
+def test_unused_qubits_are_those_that_never_decide_the_class(readout, qubits, classes, unused):
+    from kdbench_plugins.students import ReadOut, unused_qubits
+
+    assert unused_qubits(readout, qubits, classes) == unused
+    # Checked numerically: flipping an unused qubit in every outcome moves no class
+    # probability of a product state.
+    torch.manual_seed(2)
+    marginals = torch.rand(qubits, dtype=torch.float64)  # P(qubit q = 1)
+    head = ReadOut(readout, qubits, classes).double()
+    for q in range(qubits):
+        flipped = marginals.clone()
+        flipped[q] = 1 - flipped[q]
+        same = torch.allclose(head(product(marginals)), head(product(flipped)))
+        assert same == (q in unused) or marginals[q] == 0.5
+
+
+def product(marginals: torch.Tensor) -> torch.Tensor:
+    """The outcome probabilities [1, 2^n] of independent qubits with P(1) = marginals."""
+    outcomes = torch.arange(2 ** len(marginals))
+    bits = (outcomes[:, None] >> torch.arange(len(marginals))) & 1
+    return torch.where(bits == 1, marginals, 1 - marginals).prod(1)[None]
+
+
+def test_a_readout_that_ignores_a_qubit_is_refused_unless_allowed(write_config, registry):
+    from kdbench.config import load_spec
+    from kdbench.errors import ConfigError
+
+    text = """
+    [datasets.mnist-0-7]
+    plugin = "mnist"
+    classes = [0, 1, 2, 3, 4, 5, 6, 7]
+    [students.q4]
+    plugin = "pqc"
+    qubits = 4
+    [[matrix]]
+    datasets = ["mnist-0-7"]
+    students = ["q4"]
+    """
+    with pytest.raises(
+        ConfigError,
+        match=r"students\.q4: student 'q4' on dataset 'mnist-0-7': readout 'first-c' ignores"
+        r" qubit 3 of 4 with 8 classes .* or set allow_unused_qubits = true",
+    ):
+        load_spec(write_config(text), registry)
+    allowed = text.replace("qubits = 4", "qubits = 4\nallow_unused_qubits = true")
+    spec = load_spec(write_config(allowed), registry)
+    assert spec.instance("students", "q4").component.allow_unused_qubits
 
 
 def test_released_student_has_only_the_cnn_and_an_encoding():
