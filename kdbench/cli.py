@@ -379,6 +379,9 @@ def report(
 
     built = reporting.build_report(rows, history, experiment, config_report)
     shown = [(f"{experiment}: {family}", table) for family, table in built.tables.items()]
+    if built.pooled is not None:
+        shown.append((f"{experiment}: each teacher's gain pooled over students and data sets",
+                      built.pooled))  # fmt: skip
     if points:
         shown += [(f"{experiment}: {family}, every sweep point", table)
                   for family, table in built.points.items()]  # fmt: skip

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -127,6 +127,24 @@ class Evaluation:
 
     def metrics(self) -> dict[str, float]:
         return {"loss": self.loss, **self.parts, "accuracy": self.accuracy}
+
+
+# A run "collapsed" when its validation accuracy, after having risen this far above chance,
+# fell back to within COLLAPSE_MARGIN of it: an optimisation failure that selection on
+# validation hides (it keeps an earlier epoch) and the report counts.
+LEARNED_MARGIN = 0.2
+COLLAPSE_MARGIN = 0.05
+
+
+def collapsed(val_accuracies: Sequence[float], num_classes: int) -> bool:
+    """Whether validation accuracy fell back to chance after having been above it."""
+    chance = 1 / num_classes
+    learned = False
+    for accuracy in val_accuracies:
+        learned = learned or accuracy >= chance + LEARNED_MARGIN
+        if learned and accuracy <= chance + COLLAPSE_MARGIN:
+            return True
+    return False
 
 
 @dataclass

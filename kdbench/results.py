@@ -90,6 +90,7 @@ class Result:
     params: Mapping[str, str] = field(default_factory=dict, compare=False)
     run_id: str | None = field(default=None, compare=False)
     cell_id: str | None = field(default=None, compare=False)
+    collapsed: bool | None = None  # validation accuracy fell back to chance (None: not logged)
 
     @property
     def point(self) -> str:
@@ -117,6 +118,7 @@ class Result:
             dict(run.data.params),
             run.info.run_id,
             tags.get(CELL_ID_TAG),
+            None if "collapsed" not in metrics else bool(metrics["collapsed"]),
         )
 
     def as_in(self, cells: Mapping[str, Cell]) -> Result:

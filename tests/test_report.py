@@ -18,12 +18,15 @@ from kdbench.report import (
     dataset_label,
     family_tables,
     load_rows,
+    paired_gain,
     student_label,
+    summarize,
     teacher_label,
     to_csv,
     to_latex,
     to_markdown,
 )
+from kdbench.results import Result
 from kdbench.tracking import Tracker, flatten
 from tests.conftest import TINY
 
@@ -96,7 +99,9 @@ def test_tables_in_every_format(tracker, registry):
     distillation = table.rows[-1]
     assert distillation.dataset == "MNIST 0-5"
     assert distillation.cells[1] == f"{100 * MEAN:+.1f}"
-    assert distillation.cells[5:] == ("97.89", "+1.33"), "the paper's own numbers beside ours"
+    assert distillation.cells[7:] == ("97.89", "+1.33"), "the paper's own numbers beside ours"
+    assert distillation.cells[5] == "0.050", "one comparison: BH's q is the p-value"
+    assert distillation.cells[6] == "–", "these runs did not record whether they collapsed"
     records = list(csv.reader(io.StringIO(to_csv(table))))
     assert records[0][0] == "Category" and len(records) == 4
     assert records[0][-2:] == ["Paper (%)", "Paper +Δ"]
@@ -125,13 +130,15 @@ def test_report_command_shows_the_configs_reference(tracker, invoke, tmp_path):
     assert result.exit_code == 0, result.output
     records = [r for r in csv.reader(io.StringIO(result.stdout)) if r]
     assert records[0][-2:] == ["Paper (%)", "Paper +Δ"]
-    assert records[-1][-2:] == ["97.89", "+1.33"]
+    distilled = [r for r in records if r[0] == "Distillation"]
+    assert distilled[0][-2:] == ["97.89", "+1.33"]
+    assert [r[0] for r in records if r[0] == "Pooled"] == ["Pooled"]
 
 
 def test_without_a_reference_the_reference_columns_are_dashes(tracker):
     (table,) = family_tables(load_rows(tracker)).values()
     assert table.headers[-2:] == ("Reference (%)", "Reference +Δ")
-    assert all(row.cells[5:] == ("–", "–") for row in table.rows)
+    assert all(row.cells[7:] == ("–", "–") for row in table.rows)
 
 
 @pytest.mark.parametrize("profile", [None, "quick"])
@@ -266,3 +273,70 @@ def test_a_bad_report_section_exits_2(write_config, invoke, isolated):
     assert result.stderr.strip() == (
         f"Error: {path}: report.labels.q2: expected a string: instance = row label"
     )
+
+
+def test_benjamini_hochberg_matches_scipy():
+    from scipy.stats import false_discovery_control
+
+    from kdbench.report.stats import benjamini_hochberg
+
+    p_values = [0.01, 0.04, 0.03, 0.005, 0.5, 0.2]
+    expected = false_discovery_control(p_values, method="bh")
+    assert benjamini_hochberg(p_values) == pytest.approx(list(expected))
+    with_untested = benjamini_hochberg([0.01, math.nan, 0.04])
+    assert math.isnan(with_untested[1])
+    assert with_untested[0] == pytest.approx(0.02) and with_untested[2] == pytest.approx(0.04)
+
+
+def test_identical_differences_have_no_p_value_not_p_zero():
+    from kdbench.report.tables import NO_SPREAD, gain_text
+
+    gain = paired_gain({0: 0.5, 1: 0.6, 2: 0.7}, {0: 0.55, 1: 0.65, 2: 0.75})
+    assert gain.no_spread and math.isnan(gain.p_value)
+    assert gain.mean == pytest.approx(0.05)
+    assert gain_text(gain)[2] == NO_SPREAD
+
+
+def results(dataset: str, teacher: str, accuracies: list[float], collapsed: list[bool]):
+    return [
+        Result(
+            dataset,
+            teacher,
+            "q3",
+            "sim",
+            "none" if teacher == "none" else "paper",
+            seed,
+            accuracy,
+            collapsed=flag,
+        )
+        for seed, (accuracy, flag) in enumerate(zip(accuracies, collapsed, strict=True))
+    ]
+
+
+def test_pooled_gains_and_collapsed_seeds():
+    from kdbench.report import pooled_table
+    from kdbench.report.stats import pooled
+
+    everything = []
+    for dataset, gain in (("a", 0.01), ("b", 0.02), ("c", -0.01)):
+        base = [0.5, 0.6, 0.7]
+        everything += results(dataset, "none", base, [False, True, False])
+        everything += results(dataset, "lenet", [b + gain for b in base], [False] * 3)
+    rows = summarize(everything)
+    (entry,) = pooled(rows)
+    assert (entry.teacher, entry.pairs, entry.wins, entry.losses) == ("lenet", 3, 2, 1)
+    assert entry.mean == pytest.approx(0.02 / 3)
+    assert entry.sign_p == pytest.approx(1.0)  # 2 of 3: no evidence either way
+    assert entry.low < 0 < entry.high
+    (row,) = pooled_table(rows).rows
+    assert row.cells == ("3", "+0.7", row.cells[2], "2 / 1", "1.000")
+    baseline = next(r for r in rows if r.teacher == "none")
+    assert baseline.collapsed == 1
+
+
+def test_a_run_collapses_when_validation_falls_back_to_chance():
+    from kdbench.distill import collapsed
+
+    assert collapsed([0.2, 0.64, 0.5, 0.11], num_classes=6)  # the audit's run
+    assert not collapsed([0.2, 0.3, 0.19], num_classes=6)  # never above chance
+    assert not collapsed([0.5, 0.9, 0.4], num_classes=6)  # worse, not at chance

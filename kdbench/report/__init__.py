@@ -21,6 +21,7 @@ from kdbench.report.tables import (
     TableRow,
     family_tables,
     points_table,
+    pooled_table,
     results_table,
     to_csv,
     to_latex,
@@ -50,6 +51,7 @@ __all__ = [
     "paired_gain",
     "parse_report",
     "points_table",
+    "pooled_table",
     "results_table",
     "student_label",
     "summarize",
@@ -70,6 +72,7 @@ class Report:
     tables: dict[str, FamilyTable]
     files: dict[str, bytes] = field(default_factory=dict)
     points: dict[str, FamilyTable] = field(default_factory=dict)  # every sweep point, by family
+    pooled: FamilyTable | None = None  # each teacher's gains over every student and data set
 
 
 def build_report(
@@ -84,6 +87,13 @@ def build_report(
 
     config = config or ReportConfig()
     report = Report(list(rows), family_tables(rows, config))
+    pooled = pooled_table(rows, config)
+    if pooled.rows:
+        report.pooled = pooled
+        report.files["pooled.md"] = to_markdown(
+            pooled, f"{experiment}: each teacher's gain pooled over students and data sets"
+        ).encode()
+        report.files["pooled.csv"] = to_csv(pooled).encode()
     for family, table in report.tables.items():
         title = f"{experiment}: {family}"
         stem = file_name(family.lower())

@@ -1,5 +1,6 @@
 """The statistics of a report: mean ± std over seeds, selection of sweep points on validation,
-each arm's paired gain over the baseline, and Holm's adjustment of its p-values."""
+each arm's paired gain over the baseline, Holm's adjustment of its p-values (and
+Benjamini-Hochberg's q-values), and gains pooled over student and data-set pairs."""
 
 from __future__ import annotations
 
@@ -24,8 +25,14 @@ class Gain:
     n: int
     low: float  # 95 % confidence interval of the mean (t distribution)
     high: float
-    p_value: float  # two-sided paired t-test; nan with fewer than 2 pairs
+    p_value: float  # two-sided paired t-test; nan with fewer than 2 pairs or no spread
     p_adjusted: float | None = None  # Holm-adjusted over a table's comparisons (`adjusted`)
+    q_value: float | None = None  # Benjamini-Hochberg over the same comparisons
+
+    @property
+    def no_spread(self) -> bool:
+        """Every pair differs by the same nonzero amount: the t-test is undefined (not p = 0)."""
+        return self.n >= 2 and self.std == 0 and self.mean != 0
 
     @property
     def significant(self) -> bool:
@@ -46,8 +53,8 @@ def paired_gain(baseline: Mapping[int, float], treated: Mapping[int, float]) -> 
         return Gain(mean, 0.0, 1, math.nan, math.nan, math.nan)
     std = statistics.stdev(diffs)
     half = stats.t.ppf(0.975, len(diffs) - 1) * std / math.sqrt(len(diffs))
-    if std == 0:
-        p_value = 1.0 if mean == 0 else 0.0
+    if std == 0:  # no difference at all: p = 1; the same nonzero one on every seed: no t-test
+        p_value = 1.0 if mean == 0 else math.nan
     else:
         p_value = float(stats.ttest_rel(
             [treated[s] for s in sorted(treated) if s in baseline],
@@ -77,6 +84,13 @@ class Row:
     val_mean: float | None = None  # mean validation accuracy: what selection compares
     selected: bool = True  # the arm's point with the best validation accuracy
     points: int = 1  # how many points its arm was selected from
+
+    @property
+    def collapsed(self) -> int | None:
+        """How many of its seeds collapsed (`kdbench.distill.collapsed`); None if its runs
+        did not record it (runs from before it was logged)."""
+        flags = [r.collapsed for r in self.results if r.collapsed is not None]
+        return sum(flags) if flags else None
 
     @property
     def params(self) -> Mapping[str, str]:
@@ -155,13 +169,67 @@ def holm(p_values: Sequence[float]) -> list[float]:
     return adjusted
 
 
+def benjamini_hochberg(p_values: Sequence[float]) -> list[float]:
+    """Benjamini-Hochberg q-values of `p_values` (the false discovery rate at which each
+    would be declared); a nan stays nan and is not counted."""
+    tested = sorted((p, i) for i, p in enumerate(p_values) if not math.isnan(p))
+    q_values = [math.nan] * len(p_values)
+    running = 1.0
+    for rank in range(len(tested), 0, -1):
+        p, i = tested[rank - 1]
+        running = min(running, len(tested) * p / rank)
+        q_values[i] = running
+    return q_values
+
+
 def adjusted(rows: Sequence[Row]) -> list[Row]:
-    """The rows with their gains' p-values Holm-adjusted over the gains among them."""
+    """The rows with their gains' p-values Holm-adjusted, and their Benjamini-Hochberg
+    q-values, over the gains among them."""
     p_values = [r.gain.p_value if r.gain else math.nan for r in rows]
     return [
-        replace(row, gain=replace(row.gain, p_adjusted=p)) if row.gain else row
-        for row, p in zip(rows, holm(p_values), strict=True)
+        replace(row, gain=replace(row.gain, p_adjusted=p, q_value=q)) if row.gain else row
+        for row, p, q in zip(rows, holm(p_values), benjamini_hochberg(p_values), strict=True)
     ]
+
+
+@dataclass(frozen=True)
+class Pooled:
+    """One teacher's (and distiller's) gains over every student and data set it taught."""
+
+    teacher: str
+    distiller: str
+    pairs: int  # (student, data set, backend) rows pooled
+    mean: float  # the mean of their mean gains
+    low: float  # 95 % t interval over the pairs (nan with fewer than 2)
+    high: float
+    wins: int  # pairs whose mean gain is above 0
+    losses: int  # and below
+    sign_p: float  # two-sided sign test of wins against losses (ties dropped)
+
+
+def pooled(rows: Sequence[Row]) -> list[Pooled]:
+    """Per teacher and distiller, the selected rows' gains pooled over the student, data set
+    and backend pairs: the mean gain with its interval across pairs, and a sign test (does
+    the teacher help more often than it hurts, whatever the size)."""
+    from scipy import stats
+
+    groups: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for row in rows:
+        if row.selected and row.gain is not None:
+            groups[(row.teacher, row.distiller)].append(row.gain.mean)
+    result = []
+    for (teacher, distiller), gains in groups.items():
+        mean = statistics.fmean(gains)
+        low = high = math.nan
+        if len(gains) > 1:
+            half = (stats.t.ppf(0.975, len(gains) - 1) * statistics.stdev(gains)
+                    / math.sqrt(len(gains)))  # fmt: skip
+            low, high = mean - half, mean + half
+        wins, losses = sum(g > 0 for g in gains), sum(g < 0 for g in gains)
+        sign_p = stats.binomtest(wins, wins + losses).pvalue if wins + losses else math.nan
+        result.append(Pooled(teacher, distiller, len(gains), mean, low, high, wins, losses,
+                             float(sign_p)))  # fmt: skip
+    return result
 
 
 def tests_count(rows: Sequence[Row]) -> int:

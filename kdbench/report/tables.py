@@ -2,15 +2,17 @@
 
 One table per data-set family (MNIST, FashionMNIST, ...) with the categories Student, Teacher
 and Distillation: our mean ± std over seeds, the paired gain with its 95 % interval, its
-p-value and that p-value Holm-adjusted over the table's comparisons, the sweep point selected
-on validation (when there was a sweep), and the reference's own numbers (the config's
-[report]) where it has the row.
+p-value, that p-value Holm-adjusted over the table's comparisons and its Benjamini-Hochberg
+q-value, how many seeds collapsed, the sweep point selected on validation (when there was a
+sweep), and the reference's own numbers (the config's [report]) where it has the row. The
+pooled table sums each teacher's gains up over every student and data set.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -20,7 +22,7 @@ from kdbench.config import DEFAULT_DISTILLER, NO_TEACHER
 from kdbench.matrix import NO_DISTILLER, point_text
 from kdbench.report.labels import dataset_label, student_label, teacher_label
 from kdbench.report.reference import Number, ReportConfig
-from kdbench.report.stats import Gain, Row, adjusted, mean_std, tests_count
+from kdbench.report.stats import Gain, Row, adjusted, mean_std, pooled, tests_count
 
 CATEGORIES = ("Student", "Teacher", "Distillation")
 NONE = "–"  # an empty cell
@@ -31,7 +33,8 @@ class TableRow:
     category: str
     architecture: str
     dataset: str
-    cells: tuple[str, ...]  # accuracy, Δ, CI, p, Holm's p, [selected point,] reference accuracy, Δ
+    # accuracy, Δ, CI, p, Holm's p, BH q, collapsed, [selected point,] reference accuracy, Δ
+    cells: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -45,8 +48,8 @@ class FamilyTable:
 def headers(reference: str, tests: int, swept: bool) -> tuple[str, ...]:
     selected = ("Selected on validation",) if swept else ()
     return ("Category", "Architecture", "Dataset", "Accuracy (%)", "+Δ for Student", "95% CI",
-            "p", f"p Holm (m={tests})", *selected, f"{reference} (%)",
-            f"{reference} +Δ")  # fmt: skip
+            "p", f"p Holm (m={tests})", f"q BH (m={tests})", "Collapsed", *selected,
+            f"{reference} (%)", f"{reference} +Δ")  # fmt: skip
 
 
 def _reference(number: Number | None) -> tuple[str, str]:
@@ -88,7 +91,8 @@ def family_tables(
             selected = (point_text(row.point),) if family in swept else ()
             reference = (*selected, *_reference(number))
             if row.teacher == NO_TEACHER and row.distiller == NO_DISTILLER:
-                cells = (percent(row.mean, row.std), NONE, NONE, NONE, NONE, *reference)
+                cells = (percent(row.mean, row.std), *gain_text(None), collapsed_text(row),
+                         *reference)  # fmt: skip
                 bucket["Student"].append(
                     ((order[row.dataset], student), TableRow("Student", student, dataset, cells))
                 )
@@ -96,7 +100,8 @@ def family_tables(
             teacher = teacher_label(params, row.teacher, labels)
             if row.teacher != NO_TEACHER and params.get("teacher.shuffled") != "True":
                 teachers.setdefault((row.teacher, row.dataset), []).append(row)
-            cells = (percent(row.mean, row.std), *gain_text(row.gain), *reference)
+            cells = (percent(row.mean, row.std), *gain_text(row.gain), collapsed_text(row),
+                     *reference)  # fmt: skip
             architecture = f"Teacher: {teacher}, Student: {student}"
             if named_distillers:
                 architecture += f", Distiller: {row.distiller}"
@@ -114,7 +119,7 @@ def family_tables(
         mean, std = mean_std(list(by_seed.values()))
         label = f"Classical, {teacher_label(params, name, labels)}"
         selected = (NONE,) if family in swept else ()
-        cells = (percent(mean, std), NONE, NONE, NONE, NONE, *selected,
+        cells = (percent(mean, std), *gain_text(None), NONE, *selected,
                  *_reference(config.teacher_number(dataset_name, name)))  # fmt: skip
         tables[family]["Teacher"].append(
             ((label, order[dataset_name]), TableRow("Teacher", label, dataset, cells))
@@ -153,6 +158,28 @@ def points_table(rows: Sequence[Row], config: ReportConfig | None = None) -> Fam
         )
     heading = ("Category", "Architecture", "Dataset", "Sweep point", "Seeds", "Validation (%)",
                "Test (%)", "+Δ for Student", "95% CI", "Selected")  # fmt: skip
+    return FamilyTable(heading, [row for _, row in sorted(records, key=lambda kv: kv[0])])
+
+
+def pooled_table(rows: Sequence[Row], config: ReportConfig | None = None) -> FamilyTable:
+    """Per teacher (and distiller), its selected rows' gains over every student, data set
+    and backend pooled: their mean with a 95 % interval across pairs, how often it helps and
+    hurts, and a two-sided sign test."""
+    labels = (config or ReportConfig()).labels
+    params = {(r.teacher, r.distiller): r.params for r in rows}
+    distillers = {r.distiller for r in rows if r.distiller != NO_DISTILLER}
+    named = distillers != {DEFAULT_DISTILLER} and bool(distillers)
+    records = []
+    for entry in pooled(rows):
+        teacher = teacher_label(params[(entry.teacher, entry.distiller)], entry.teacher, labels)
+        architecture = f"Teacher: {teacher}" + (f", Distiller: {entry.distiller}" if named else "")
+        interval = NONE if entry.pairs < 2 else (
+            f"[{100 * entry.low:+.1f}, {100 * entry.high:+.1f}]")  # fmt: skip
+        cells = (str(entry.pairs), percent(entry.mean, signed=True), interval,
+                 f"{entry.wins} / {entry.losses}", p_text(entry.sign_p))  # fmt: skip
+        records.append(((teacher, entry.distiller), TableRow("Pooled", architecture, "all", cells)))
+    heading = ("Category", "Architecture", "Dataset", "Pairs", "Mean +Δ (%)", "95% CI",
+               "Helps / hurts", "Sign test p")  # fmt: skip
     return FamilyTable(heading, [row for _, row in sorted(records, key=lambda kv: kv[0])])
 
 
@@ -221,19 +248,31 @@ def percent(mean: float | None, std: float | None = None, signed: bool = False) 
     return f"{text} ± {100 * std:.1f}" if std is not None else text
 
 
-def gain_text(gain: Gain | None) -> tuple[str, str, str, str]:
-    """(Δ, 95 % CI, p, Holm-adjusted p) cells for a table."""
+def gain_text(gain: Gain | None) -> tuple[str, str, str, str, str]:
+    """(Δ, 95 % CI, p, Holm-adjusted p, Benjamini-Hochberg q) cells for a table."""
     if gain is None:
-        return NONE, NONE, NONE, NONE
+        return NONE, NONE, NONE, NONE, NONE
     if gain.n < 2:
-        return percent(gain.mean, signed=True), NONE, NONE, NONE
+        return percent(gain.mean, signed=True), NONE, NONE, NONE, NONE
     interval = f"[{100 * gain.low:+.1f}, {100 * gain.high:+.1f}]"
+    p = NO_SPREAD if gain.no_spread else p_text(gain.p_value)
     holm = NONE if gain.p_adjusted is None else p_text(gain.p_adjusted)
-    return percent(gain.mean, signed=True), interval, p_text(gain.p_value), holm
+    q = NONE if gain.q_value is None else p_text(gain.q_value)
+    return percent(gain.mean, signed=True), interval, p, holm, q
+
+
+NO_SPREAD = "no spread"  # every seed's difference the same: no t-test, not p = 0
+
+
+def collapsed_text(row: Row) -> str:
+    """'1 / 5': seeds whose validation accuracy fell back to chance; '–' if not recorded."""
+    return NONE if row.collapsed is None else f"{row.collapsed} / {row.seeds}"
 
 
 def p_text(p: float) -> str:
-    """A p-value to 3 places; below 0.001 as '<0.001', never as 0."""
+    """A p-value to 3 places; below 0.001 as '<0.001', never as 0; '–' for none (nan)."""
+    if math.isnan(p):
+        return NONE
     return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
@@ -247,12 +286,14 @@ def results_table(rows: Sequence[Row], title: str = "Test accuracy (%)") -> Tabl
         table.add_column(column)
     if swept:
         table.add_column("selected on validation")
+    tests = tests_count(rows)
     for column in ("student acc", "teacher acc", "Δ vs no teacher", "95% CI", "p",
-                   f"p Holm (m={tests_count(rows)})"):  # fmt: skip
+                   f"p Holm (m={tests})", f"q BH (m={tests})", "collapsed"):  # fmt: skip
         table.add_column(column, justify="right")
     for row in rows:
         selected = (point_text(row.point),) if swept else ()
         table.add_row(row.dataset, row.teacher, row.student, row.backend, row.distiller,
                       str(row.seeds), *selected, percent(row.mean, row.std),
-                      percent(row.teacher_mean), *gain_text(row.gain))  # fmt: skip
+                      percent(row.teacher_mean), *gain_text(row.gain),
+                      collapsed_text(row))  # fmt: skip
     return table

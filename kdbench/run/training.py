@@ -11,7 +11,7 @@ import torch
 from kdbench.api import Backend, CircuitFunction, StudentContext
 from kdbench.config import Instance
 from kdbench.data import make_splits
-from kdbench.distill import Hint, Split, evaluate, fit, probabilities_to_log
+from kdbench.distill import Hint, Split, collapsed, evaluate, fit, probabilities_to_log
 from kdbench.matrix import Cell
 from kdbench.results import TEACHER_SOURCE_TAG, Result, circuit_metrics
 from kdbench.run.artifacts import cell_artifacts
@@ -106,6 +106,7 @@ def train_cell(
     metrics |= {
         "best_epoch": fitted.best_epoch,
         "best_val_accuracy": fitted.history[fitted.best_epoch - 1].val_accuracy,
+        "collapsed": float(collapsed([m.val_accuracy for m in fitted.history], num_classes)),
         "student_parameters": sum(p.numel() for p in model.parameters()),
         **circuit_metrics(circuits),
     }
@@ -129,6 +130,7 @@ def train_cell(
         dict(cell.sweep),
         flatten(cell.config()),
         run_id,
+        collapsed=bool(metrics["collapsed"]),
     )
 
 
