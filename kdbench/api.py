@@ -167,6 +167,17 @@ class Teacher(Component):
     shuffled: bool = option(
         False, help="permute its outputs across training images: a control for what KD adds"
     )
+    within_class: bool = option(
+        False,
+        help="with shuffled: permute only among images of the same class (the label"
+        " information kept, the per-image knowledge removed)",
+        recorded_at_default=False,
+    )
+
+    def check(self) -> None:
+        """Refuse within_class without shuffled (subclasses extend, calling super)."""
+        if self.within_class and not self.shuffled:
+            raise OptionError("within_class", "needs shuffled = true")
 
     def build(self, num_classes: int, image_shape: tuple[int, int, int]) -> nn.Module:
         """Return an untrained network mapping images [B, C, H, W] to logits [B, num_classes]."""

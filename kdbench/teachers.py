@@ -56,7 +56,7 @@ def cache_key(teacher: Instance, dataset: Instance, seed: int) -> str:
     }
     # Where it runs, how its outputs are used and the seed option (folded into `seed`) do not
     # change the trained weights.
-    unused = ("device", "shuffled", "seed")
+    unused = ("device", "shuffled", "within_class", "seed")
     options = {k: v for k, v in teacher.resolved().items() if k not in unused}
     return digest({"protocol": PROTOCOL_VERSION, "teacher": options, "dataset": data, "seed": seed})
 

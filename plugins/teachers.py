@@ -78,6 +78,7 @@ class Ensemble(Teacher):
 
     def check(self) -> None:
         """Require two or more distinct members and no checkpoint of its own."""
+        super().check()
         if len(self.members) < 2:
             raise OptionError(
                 "members", f"an ensemble needs at least 2 teachers, got {self.members}"
@@ -151,6 +152,7 @@ class TorchvisionTeacher(Teacher):
 
     def check(self) -> None:
         """Reject an unknown model name (with a suggestion) and a resize below one."""
+        super().check()
         names = _torchvision_models()
         if self.model not in names:
             raise OptionError(

@@ -185,3 +185,46 @@ def test_memoized_teacher_computes_each_image_once_across_processes(tmp_path):
     shared.write_bytes(b"not a torch file")  # a broken cache is computed again, not trusted
     torch.testing.assert_close(Memoized(network, shared)(images[:1]), first[:1])
     assert network.seen == 7
+
+
+def test_a_class_conditional_shuffle_keeps_each_image_within_its_class():
+    from kdbench.run.training import permutation
+
+    labels = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1, 2, 2])
+    generator = torch.Generator().manual_seed(0)
+    within = permutation(labels, True, generator)
+    assert sorted(within.tolist()) == list(range(10))
+    assert torch.equal(labels[within], labels), "every image gets an output of its own class"
+    assert not torch.equal(within, torch.arange(10))
+    across = permutation(labels, False, torch.Generator().manual_seed(0))
+    assert not torch.equal(labels[across], labels)
+
+
+def test_within_class_needs_shuffled_and_shares_the_trained_teacher(write_config, registry):
+    from kdbench.errors import ConfigError
+    from kdbench.report.labels import teacher_label
+    from kdbench.teachers import cache_key
+    from kdbench.tracking import flatten
+
+    base, matrix = TINY.format(name="w").split("[[matrix]]")
+    matrix = "[[matrix]]" + matrix
+    unshuffled = base.replace("train_per_class = 60", "train_per_class = 60\nwithin_class = true")
+    with pytest.raises(ConfigError, match=r"teachers\.lenet\.within_class: needs shuffled = true"):
+        load_spec(write_config(unshuffled + matrix), registry)
+    text = (
+        base
+        + """
+[teachers.lenet-within]
+plugin = "lenet"
+epochs = 1
+train_per_class = 60
+shuffled = true
+within_class = true
+"""
+    )
+    spec = load_spec(write_config(text + matrix), registry)
+    dataset = spec.instance("datasets", "mnist-0-2")
+    within, plain = spec.instance("teachers", "lenet-within"), spec.instance("teachers", "lenet")
+    assert cache_key(within, dataset, 0) == cache_key(plain, dataset, 0)
+    params = flatten({"teacher": within.resolved()})
+    assert teacher_label(params, "lenet-within") == "LeNet (outputs shuffled within class)"

@@ -58,7 +58,10 @@ def teacher_label(
     if instance == NO_TEACHER:
         return alone
     label = labels.get(instance) or title(params, "teacher", instance) or instance
-    return f"{label} (outputs shuffled)" if params.get("teacher.shuffled") == "True" else label
+    if params.get("teacher.shuffled") != "True":
+        return label
+    within = params.get("teacher.within_class") == "True"
+    return f"{label} (outputs shuffled{' within class' if within else ''})"
 
 
 def student_label(params: Mapping[str, str], instance: str, labels: Labels = NO_LABELS) -> str:

@@ -60,7 +60,7 @@ def train_cell(
             if layer is not None:
                 part.teacher_features = teacher_features(network, layer, part.x)
             if cell.teacher.component.shuffled:  # right outputs, wrong images
-                order = torch.randperm(len(part.x), generator=shuffle)
+                order = permutation(part.y, cell.teacher.component.within_class, shuffle)
                 part.teacher_logits = part.teacher_logits[order]
                 if part.teacher_features is not None:
                     part.teacher_features = part.teacher_features[order]
@@ -174,3 +174,17 @@ def _legacy_circuit(student: torch.nn.Module) -> list[CircuitFunction]:
 
 def _log_probs(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     return probabilities_to_log(model(x))
+
+
+def permutation(
+    labels: torch.Tensor, within_class: bool, generator: torch.Generator
+) -> torch.Tensor:
+    """A random order of the images: across all of them, or only among those of one class
+    (each image then gets the outputs of another image of its class)."""
+    if not within_class:
+        return torch.randperm(len(labels), generator=generator)
+    order = torch.arange(len(labels))
+    for label in labels.unique():
+        members = (labels == label).nonzero().flatten()
+        order[members] = members[torch.randperm(len(members), generator=generator)]
+    return order
