@@ -60,6 +60,14 @@ class TrainConfig:
     epochs: int = option(10, help="training epochs", minimum=1)
     batch_size: int = option(32, help="mini-batch size", minimum=1)
     lr: float = option(1e-3, help="Adam learning rate", minimum=0, exclusive_minimum=True)
+    threads: int = option(
+        1,
+        help="torch threads a student trains and is tested with, whatever --jobs gives its"
+        " worker: a sum split over threads adds in another order, so results depend on it",
+        minimum=1,
+        maximum=256,
+        recorded_at_default=False,
+    )
 
 
 @dataclass(frozen=True)

@@ -176,6 +176,33 @@ def test_same_seed_same_machine_gives_identical_accuracies(write_config, invoke,
     assert len(by_cell) == 2 and all(len(values) == 1 for values in by_cell.values())
 
 
+def test_a_students_results_do_not_depend_on_the_cores_its_worker_got(
+    write_config, invoke, isolated
+):
+    """Serial runs give the worker every core, --jobs N a share: the student trains with
+    [train] threads (1) all the same, so a cell's losses are identical to the last digit."""
+    text = TINY.format(name="threads").replace('front = "linear"', 'front = "cnn"')
+    config = write_config(text)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        first = invoke("run", str(config))
+        torch.set_num_threads(1)
+        second = invoke("run", str(config), "--rerun")  # the teacher comes from the cache
+    finally:
+        torch.set_num_threads(before)
+    assert first.exit_code == second.exit_code == 0, first.output + second.output
+    client = MlflowClient(tracking_uri=f"sqlite:///{isolated}/mlflow.db")
+    experiment = client.get_experiment_by_name("threads").experiment_id
+    by_cell: dict[str, set[tuple[float, float]]] = {}
+    for run in client.search_runs([experiment], "tags.`kdbench.role` = 'cell'"):
+        metrics = run.data.metrics
+        by_cell.setdefault(run.data.tags["kdbench.cell_id"], set()).add(
+            (metrics["test_loss"], metrics["train_loss"])
+        )
+    assert len(by_cell) == 2 and all(len(values) == 1 for values in by_cell.values()), by_cell
+
+
 def test_parallel_executors_start_each_untrained_teacher_first(write_config, registry, isolated):
     text = TINY.format(name="order").replace("seeds = [0]", "seeds = [0, 1]")
     text += """

@@ -81,6 +81,10 @@ def train_cell(
                 opened.callback(close)
         return student, circuits
 
+    # The student's arithmetic is the same however many cores its worker got: teachers (above)
+    # use them all, the student `[train] threads`.
+    opened.callback(torch.set_num_threads, torch.get_num_threads())
+    torch.set_num_threads(spec.train.threads)
     model, circuits = build_student(cell.backend)
     distiller = cell.distiller.component if cell.distiller else None
     hint = _hint(cell, model, train) if cell.distils_features else None
