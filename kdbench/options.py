@@ -28,6 +28,7 @@ def option(
     exclusive_maximum: bool = False,
     choices: Sequence[Any] | None = None,
     recorded_at_default: bool = True,
+    recorded_if: str | None = None,
 ) -> Any:
     """Declare a plugin option: a dataclass field with help text and optional limits.
 
@@ -36,6 +37,9 @@ def option(
     `recorded_at_default=False` leaves the option out of what a run records (and so of cell
     ids and teacher cache keys) while it has its default: for an option added to a released
     component, so that the runs of configs written before it keep their ids.
+    `recorded_if="other"` records it only while the option `other` is set (truthy): for an
+    option that does nothing without that one (a backend's smoothing of shots it does not
+    draw), so that adding it leaves the ids of the runs it cannot change as they were.
     """
     metadata = {
         "help": help,
@@ -45,6 +49,7 @@ def option(
         "exclusive_maximum": exclusive_maximum,
         "choices": None if choices is None else tuple(choices),
         "recorded_at_default": recorded_at_default,
+        "recorded_if": recorded_if,
     }
     if isinstance(default, list):
         frozen = list(default)
@@ -206,12 +211,18 @@ def build(cls: type, table: Mapping[str, Any], *, file: str | None, key: str) ->
 
 def resolved(component: Any) -> dict[str, Any]:
     """All option values of a component, defaults included: what a run records (an option
-    declared `recorded_at_default=False` only when it differs from its default)."""
-    return {
-        f.name: getattr(component, f.name)
-        for f in _fields(type(component))
-        if f.metadata.get("recorded_at_default", True) or getattr(component, f.name) != _default(f)
-    }
+    declared `recorded_at_default=False` only when it differs from its default, one declared
+    `recorded_if=other` only while `other` is set)."""
+
+    def recorded(f: dataclasses.Field) -> bool:
+        condition = f.metadata.get("recorded_if")
+        if condition is not None and not getattr(component, condition):
+            return False
+        return f.metadata.get("recorded_at_default", True) or getattr(
+            component, f.name
+        ) != _default(f)
+
+    return {f.name: getattr(component, f.name) for f in _fields(type(component)) if recorded(f)}
 
 
 def preset(base: type, name: str, doc: str, *, title: str | None = None, **defaults: Any) -> type:
@@ -244,7 +255,9 @@ _LIMITS = ("minimum", "exclusive_minimum", "maximum", "exclusive_maximum", "choi
 
 
 def _recording(f: dataclasses.Field) -> dict[str, Any]:
-    return {"recorded_at_default": f.metadata.get("recorded_at_default", True)}
+    meta = f.metadata
+    return {"recorded_at_default": meta.get("recorded_at_default", True),
+            "recorded_if": meta.get("recorded_if")}  # fmt: skip
 
 
 def _bounds(f: dataclasses.Field) -> dict[str, Any]:

@@ -80,7 +80,7 @@ class Statevector(Backend):
         help="sample this many shots per circuit (multinomial) instead of exact probabilities",
         minimum=1,
     )
-    smoothing: float = smoothing_option()
+    smoothing: float = smoothing_option(recorded_if="shots")  # exact: nothing to smooth
     gradient: Literal["autograd", "parameter-shift"] = option(
         "autograd",
         help="autograd (exact, through the simulation) or parameter-shift (2 circuits per "

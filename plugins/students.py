@@ -19,14 +19,16 @@ from torch import nn
 from kdbench import OptionError, Student, StudentContext, hookimpl, option, preset
 
 Front = Literal["cnn", "linear", "pool"]
-Readout = Literal["first-c", "sigmoid-pair", "mod-c", "linear", "z-linear"]
+Readout = Literal["first-c", "sigmoid-pair", "mod-c", "parity", "linear", "z-linear"]
 READOUT_HELP = (
     "how outcome probabilities become class probabilities: first-c (the first C outcomes,"
     " renormalized), sigmoid-pair (the released notebooks: a softmax over σ(p) and 1 − σ(p)"
     " of every outcome, class c read at outcome c), mod-c (outcome k counts for class"
-    " k mod C), linear (a trainable map of the 2^n probabilities) or z-linear (a trainable"
-    " map of the n values ⟨Z⟩)"
+    " k mod C), parity (the outcome's bits XOR-folded into ⌈log2 C⌉ bits, then mod C: every"
+    " qubit decides), linear (a trainable map of the 2^n probabilities) or z-linear (a"
+    " trainable map of the n values ⟨Z⟩)"
 )
+FIXED_READOUTS = ("first-c", "sigmoid-pair", "mod-c", "parity")
 
 MAX_QUBITS = 32  # see Pqc.qubits
 
@@ -91,8 +93,9 @@ class ReadOut(nn.Module):
         elif kind == "z-linear":
             self.map = nn.Linear(qubits, num_classes)
             self.register_buffer("signs", (1 - 2 * bits).float(), persistent=False)
-        elif kind == "mod-c":
-            groups = nn.functional.one_hot(outcomes % num_classes, num_classes).float()
+        elif kind in ("mod-c", "parity"):
+            classes = outcomes if kind == "mod-c" else xor_fold(outcomes, num_classes)
+            groups = nn.functional.one_hot(classes % num_classes, num_classes).float()
             self.register_buffer("groups", groups, persistent=False)
 
     def forward(self, probs: torch.Tensor) -> torch.Tensor:
@@ -100,7 +103,7 @@ class ReadOut(nn.Module):
             return torch.softmax(self.map(probs), dim=1)
         if self.kind == "z-linear":  # ⟨Z_q⟩ = P(qubit q = 0) - P(qubit q = 1)
             return torch.softmax(self.map(probs @ self.signs.to(probs.dtype)), dim=1)
-        if self.kind == "mod-c":
+        if self.kind in ("mod-c", "parity"):
             return probs @ self.groups.to(probs.dtype)
         if self.kind == "sigmoid-pair":
             high = torch.sigmoid(probs)
@@ -109,11 +112,25 @@ class ReadOut(nn.Module):
         return kept / kept.sum(dim=1, keepdim=True).clamp_min(1e-12)
 
 
+def xor_fold(outcomes: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Each outcome's bits XOR-folded into m = ⌈log2 C⌉ bits: chunk j of m bits XORed in.
+
+    Flipping qubit q flips bit q mod m of the code, which moves it by 2^(q mod m) < C: its
+    class (code mod C) always changes, so every qubit decides (for 2 classes: the parity).
+    """
+    width = max(1, (num_classes - 1).bit_length())
+    code = torch.zeros_like(outcomes)
+    rest = outcomes.clone()
+    while bool(rest.any()):
+        code ^= rest & (2**width - 1)
+        rest >>= width
+    return code
+
+
 def readout_limit(kind: Readout, qubits: int) -> int | None:
     """The most classes a readout of `qubits` qubits tells apart (None: no limit)."""
     # Capped: a config may say qubits = 2**62, and 2**(2**62) would never finish.
-    fixed = kind in ("first-c", "sigmoid-pair", "mod-c")
-    return 2 ** min(qubits, 64) if fixed else None
+    return 2 ** min(qubits, 64) if kind in FIXED_READOUTS else None
 
 
 def unused_qubits(kind: Readout, qubits: int, num_classes: int) -> list[int]:
@@ -121,7 +138,8 @@ def unused_qubits(kind: Readout, qubits: int, num_classes: int) -> list[int]:
 
     first-c keeps only the outcomes below C: qubit q is 0 in all of them when 2^q >= C (for
     a product state the output then does not depend on it at all). mod-c gives outcomes k
-    and k ± 2^q the same class when C divides 2^q. The other readouts see every outcome.
+    and k ± 2^q the same class when C divides 2^q. The other readouts use every qubit
+    (parity by construction: see `xor_fold`).
     """
     if kind == "first-c":
         return [q for q in range(qubits) if 2**q >= num_classes]
@@ -230,6 +248,24 @@ ReleasedQ4 = preset(
     " softmax over [σ(p), 1 − σ(p)].",
     qubits=4,
 )  # fmt: skip
+# Trainable circuits and their classical twins (issue: a circuit that learns in the main
+# rows). A linear front only projects the image to n features; the circuit (3 layers of ring
+# CNOTs + RY, 3n weights) and the parity readout (every qubit decides, no parameters) do the
+# rest. The twin keeps the front and readout and puts a ring Ising model (3n parameters, a
+# distribution over the same 2^n outcomes) in the circuit's place.
+VqcQ3 = preset(
+    Pqc, "vqc-q3",
+    "A trainable 3-qubit circuit: linear front, angle encoding, 3 ring-entangled RY layers,"
+    " parity readout.",
+    title="Trainable circuit, {qubits} qubit",
+    layers=3, entanglement="ring", front="linear", readout="parity",
+)  # fmt: skip
+VqcQ4 = preset(
+    VqcQ3, "vqc-q4",
+    "A trainable 4-qubit circuit: linear front, angle encoding, 3 ring-entangled RY layers,"
+    " parity readout.",
+    qubits=4,
+)  # fmt: skip
 PaperQ3 = preset(
     Pqc, "paper-q3",
     "The paper text's 3-qubit student: amplitude encoding, a trainable H + RY layer (Fig. 5).",
@@ -246,6 +282,36 @@ PaperQ4 = preset(
 )  # fmt: skip
 
 
+def ring_pairs(qubits: int) -> list[tuple[int, int]]:
+    """Neighbours on a ring of `qubits` (a single pair for 2)."""
+    return [(q, (q + 1) % qubits) for q in range(qubits if qubits > 2 else 1)]
+
+
+class IsingRing(nn.Module):
+    """Features [B, n] -> a distribution over the 2^n outcomes: a ring Ising model whose
+    fields are the features, p(k) ∝ exp(Σ_q (a_q f_q + b_q) s_q(k) + Σ_ring J_qr s_q s_r(k))
+    with spins s = ±1 per qubit. 3n parameters for n ≥ 3 (a, b and a coupling per ring edge):
+    as many as 3 layers of one RY per qubit, and correlated outcomes like a ring-entangled
+    circuit's. At initialization (a = 1, b = J = 0) the qubits are independent."""
+
+    def __init__(self, qubits: int):
+        super().__init__()
+        bits = (torch.arange(2**qubits)[:, None] >> torch.arange(qubits)) & 1
+        spins = (1 - 2 * bits).float()  # [2^n, n]
+        pairs = ring_pairs(qubits)
+        products = torch.stack([spins[:, q] * spins[:, r] for q, r in pairs], 1)
+        self.register_buffer("spins", spins, persistent=False)
+        self.register_buffer("products", products, persistent=False)
+        self.gain = nn.Parameter(torch.ones(qubits))
+        self.bias = nn.Parameter(torch.zeros(qubits))
+        self.coupling = nn.Parameter(torch.zeros(len(pairs)))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        fields = features * self.gain + self.bias
+        energies = fields @ self.spins.T + self.products @ self.coupling
+        return torch.softmax(energies, dim=1)
+
+
 class ClassicalStudent(nn.Module):
     """A quantum student with its circuit replaced by a classical layer of the same outline."""
 
@@ -255,12 +321,19 @@ class ClassicalStudent(nn.Module):
         self.scale = options.scale
         self.front = make_front(options.front, context.image_shape, options.qubits)
         # features -> 2**n "outcome" probabilities, as the circuit would give
-        self.layer = nn.Linear(options.qubits, outcomes)
+        self.layer: nn.Module = (
+            IsingRing(options.qubits)
+            if options.head == "ising-ring"
+            else nn.Linear(options.qubits, outcomes)  # then a softmax
+        )
         self.readout = ReadOut(options.readout, options.qubits, context.num_classes)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         features = self.scale * torch.tanh(self.front(images))
-        return self.readout(torch.softmax(self.layer(features), dim=1))
+        outcomes = self.layer(features)
+        if isinstance(self.layer, nn.Linear):
+            outcomes = torch.softmax(outcomes, dim=1)
+        return self.readout(outcomes)
 
 
 @dataclass(kw_only=True)
@@ -275,6 +348,13 @@ class Classical(Student):
     )
     scale: float = option(math.pi, help="features are squashed as scale·tanh(x), as encoded")
     front: Front = option("cnn", help="classical front: cnn (released code), linear or pool")
+    head: Literal["linear", "ising-ring"] = option(
+        "linear",
+        help="in the circuit's place: linear (features -> 2^n logits, n·2^n + 2^n parameters)"
+        " or ising-ring (a ring Ising model over n spins, 3n parameters: the twin of 3 layers"
+        " of a ring-entangled circuit)",
+        recorded_at_default=False,
+    )
     readout: Readout = option("first-c", help=READOUT_HELP)
 
     def max_classes(self) -> int | None:
@@ -284,7 +364,24 @@ class Classical(Student):
         return ClassicalStudent(self, context)
 
 
+TwinQ3 = preset(
+    Classical, "twin-q3",
+    "vqc-q3's classical twin: its linear front and parity readout, a ring Ising model (9"
+    " parameters) for its circuit (9 weights).",
+    title="Classical twin, {qubits}-qubit outline",
+    front="linear", head="ising-ring", readout="parity",
+)  # fmt: skip
+TwinQ4 = preset(
+    TwinQ3, "twin-q4",
+    "vqc-q4's classical twin: its linear front and parity readout, a ring Ising model (12"
+    " parameters) for its circuit (12 weights).",
+    qubits=4,
+)  # fmt: skip
+
+
 @hookimpl
 def register_students(register) -> None:
-    for student in (Pqc, ReleasedQ3, ReleasedQ4, PaperQ3, PaperQ4, Classical):
+    students = (Pqc, ReleasedQ3, ReleasedQ4, VqcQ3, VqcQ4, PaperQ3, PaperQ4, Classical, TwinQ3,
+                TwinQ4)  # fmt: skip
+    for student in students:
         register(student)

@@ -302,6 +302,15 @@ def test_smoothing_keeps_the_gradient_of_an_outcome_no_shot_landed_on(backend):
     assert torch.all(raw[:, 1] == 0) and torch.all(raw_grad == 0)
 
 
+def test_smoothing_is_recorded_only_where_shots_are_drawn():
+    """Exact statevector cells keep the ids they had before smoothing existed."""
+    from kdbench.options import resolved
+
+    assert "smoothing" not in resolved(Statevector())
+    assert resolved(Statevector(shots=100))["smoothing"] == 0.5
+    assert resolved(Aer())["smoothing"] == 0.5
+
+
 def test_ibm_runtime_smooths_its_counts():
     """A fake device's readout errors give every outcome a few shots: here only the
     pseudo-count is checked (the other shot backends' gradient test shows its effect)."""

@@ -89,6 +89,10 @@ def test_the_fourth_qubit_counts_unless_the_readout_ignores_it(readout, reads_qu
         ("mod-c", 3, 6, []),
         ("mod-c", 3, 4, [2]),
         ("sigmoid-pair", 4, 8, []),
+        ("parity", 4, 8, []),
+        ("parity", 3, 2, []),
+        ("parity", 3, 6, []),
+        ("parity", 4, 5, []),
         ("z-linear", 4, 2, []),
     ],
 )
@@ -184,3 +188,34 @@ def test_a_student_that_cannot_read_out_the_classes_is_refused(write_config, reg
         ConfigError, match="reads out at most 8 classes but dataset 'digits' has 10"
     ):
         load_spec(write_config(text), registry)
+
+
+@pytest.mark.parametrize("qubits", [3, 4])
+def test_trainable_circuits_and_their_twins_match_in_size_and_both_learn(qubits):
+    """vqc-qN: 3 ring layers of RY (3n weights); twin-qN: the same linear front and parity
+    readout around a ring Ising model with as many parameters. One Adam step on 8 images
+    moves the circuit's weights and the twin's head."""
+    _, quantum = build(f"vqc-q{qubits}", num_classes=8)
+    _, twin = build(f"twin-q{qubits}", num_classes=8)
+    assert quantum.weights.numel() == 3 * qubits == sum(p.numel() for p in twin.layer.parameters())
+    assert set(quantum.circuit.count_ops()) == {"h", "ry", "cx"}
+    assert quantum.circuit.count_ops()["cx"] == 3 * qubits  # a ring: n CNOTs per layer
+    front = sum(p.numel() for p in quantum.front.parameters())
+    assert front == sum(p.numel() for p in twin.front.parameters()) == 784 * qubits + qubits
+    images, labels = torch.rand(8, 1, 28, 28), torch.arange(8)
+    for model, head in ((quantum, quantum.weights), (twin, twin.layer.coupling)):
+        probs = model(images)
+        assert torch.allclose(probs.sum(1), torch.ones(8, dtype=probs.dtype), atol=1e-5)
+        torch.nn.functional.nll_loss(torch.log(probs), labels).backward()
+        assert head.grad is not None and head.grad.abs().sum() > 0
+
+
+def test_the_ising_twin_starts_as_independent_qubits():
+    from kdbench_plugins.students import IsingRing
+
+    features = torch.randn(5, 3)
+    probs = IsingRing(3)(features)
+    # p(s) ∝ exp(Σ f_q s_q): qubit q is 0 (s = +1) with probability σ(2 f_q), independently.
+    p_zero = torch.sigmoid(2 * features)
+    expected = torch.stack([product(1 - row)[0] for row in p_zero]).float()
+    assert torch.allclose(probs, expected, atol=1e-6)

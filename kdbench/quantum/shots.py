@@ -43,8 +43,9 @@ def smoothed(frequencies: torch.Tensor, shots: int, pseudocount: float) -> torch
     return (frequencies * shots + pseudocount) / (shots + pseudocount * outcomes)
 
 
-def smoothing_option() -> float:
-    """The `smoothing` option of a backend that samples shots (a dataclass field)."""
+def smoothing_option(recorded_if: str | None = None) -> float:
+    """The `smoothing` option of a backend that samples shots (a dataclass field);
+    `recorded_if` names the option without which it draws no shots (see `option`)."""
     from kdbench.options import option
 
     return option(
@@ -52,4 +53,5 @@ def smoothing_option() -> float:
         minimum=0,
         help="pseudo-count added to every outcome's shot count (0: raw frequencies), so that"
         " no probability is 0 and the loss keeps its gradient",
+        recorded_if=recorded_if,
     )
