@@ -1,0 +1,54 @@
+"""The study configs behind RESULTS.md (studies/): they validate, expand to the cells their
+comments describe, and share the paper profile's teachers."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from kdbench.config import load_spec
+from kdbench.matrix import expand
+from kdbench.teachers import cache_key
+
+ROOT = Path(__file__).parent.parent
+
+
+@pytest.mark.parametrize("profile", [None, "threads-2"])
+def test_the_verdict_crosses_every_student_with_every_teacher(registry, profile):
+    spec = load_spec(ROOT / "studies" / "verdict.toml", registry, profile=profile)
+    cells = expand(spec)
+    assert len(cells) == 1710 and len(spec.experiment.seeds) == 15
+    assert spec.train.threads == (2 if profile else 1)
+    students = Counter(c.student.name for c in cells)
+    # released/vqc/twin: 6 teachers (with "none") on the 0-5 and 0-7 sets (4), 4-qubit ones
+    # on the 0-7 sets only; the classical controls alone.
+    assert students["released-q3"] == students["vqc-q3"] == students["twin-q3"] == 4 * 6 * 15
+    assert students["released-q4"] == students["vqc-q4"] == students["twin-q4"] == 2 * 6 * 15
+    assert students["classical-q3"] == 4 * 15 and students["classical-q4"] == 2 * 15
+    lenet = {c.seed: c for c in cells if c.teacher_name == "lenet"}
+    assert len({cache_key(c.teacher, c.dataset, c.seed) for c in lenet.values()}) == 15
+
+
+def test_the_verdict_shares_the_paper_profiles_teachers(registry):
+    verdict = load_spec(ROOT / "studies" / "verdict.toml", registry)
+    paper = load_spec(ROOT / "benchmarks.toml", registry)
+    dataset = paper.instance("datasets", "fashion-mnist-0-7")
+    for ours, theirs in (("alexnet", "alexnet"), ("lenet-0", "lenet")):
+        assert cache_key(verdict.instance("teachers", ours), dataset, 0) == cache_key(
+            paper.instance("teachers", theirs), dataset, 0
+        )
+
+
+def test_the_ablations_vary_one_factor_at_a_time(registry):
+    spec = load_spec(ROOT / "studies" / "ablations.toml", registry)
+    cells = expand(spec)
+    assert len(cells) == 760
+    points = {tuple(sorted(c.sweep.items())) for c in cells if c.sweep}
+    assert len(points) == 4 * 3 * 2  # λ × τ × τ²
+    distillers = {c.distiller_name for c in cells}
+    assert distillers == set(registry.names("distillers")) | {"none"}
+    teachers = {c.teacher_name for c in cells}
+    assert teachers == {"none", "lenet", "lenet-100", "lenet-1000", "lenet-shuffled",
+                        "lenet-within"}  # fmt: skip
