@@ -336,6 +336,12 @@ def ui(tracking_uri: str | None, host: str, port: int) -> None:
 )
 @tracking_option
 @click.option("--points", is_flag=True, help="also print every sweep point (validation, test)")
+@click.option(
+    "--against",
+    metavar="EXPERIMENT",
+    help="also print which verdicts hold in this other experiment of the same store (the"
+    " same matrix rerun, e.g. on another floating-point path)",
+)
 def report(
     config: str | None,
     profile: str | None,
@@ -344,6 +350,7 @@ def report(
     output: str | None,
     tracking_uri: str | None,
     points: bool,
+    against: str | None,
 ) -> None:
     """The paper's Tables 1 and 2 and Figs. 6 and 7 from an experiment's runs.
 
@@ -385,6 +392,19 @@ def report(
     if points:
         shown += [(f"{experiment}: {family}, every sweep point", table)
                   for family, table in built.points.items()]  # fmt: skip
+    if against:
+        from kdbench.report.stability import stability_table
+
+        other = Tracker(tracker.uri, against, create=False)
+        second = reporting.load_rows(other, cells)
+        if not second:
+            raise KdbenchError(f"experiment '{against}' has no finished cells")
+        stable = stability_table(rows, second, config_report)
+        built.files[f"stability-{file_name(against)}.md"] = reporting.to_markdown(
+            stable, f"{experiment} against {against}"
+        ).encode()
+        built.files[f"stability-{file_name(against)}.csv"] = reporting.to_csv(stable).encode()
+        shown.append((f"{experiment} against {against}: which verdicts hold", stable))
     for title, table in shown:
         if form == "rich":
             console.print(reporting.to_rich(table, title))

@@ -38,10 +38,10 @@ MEAN = T_975_DF4 * SD / math.sqrt(5)  # a gain whose two-sided p-value is exactl
 DISTILLED = [b + MEAN + SD * z for b, z in zip(BASELINE, Z, strict=True)]
 
 
-def log_cells(tracker: Tracker) -> None:
+def log_cells(tracker: Tracker, distilled: list[float] = DISTILLED) -> None:
     """Ten finished cells (5 seeds, with and without LeNet) the way kdbench logs them."""
     parent = tracker.start_run("fake", {"kdbench.role": "invocation"})
-    for teacher, accuracies in (("none", BASELINE), ("lenet", DISTILLED)):
+    for teacher, accuracies in (("none", BASELINE), ("lenet", distilled)):
         for seed, accuracy in enumerate(accuracies):
             tags = {"kdbench.role": "cell", "kdbench.cell_id": f"{teacher}{seed}",
                     "kdbench.dataset": "mnist-0-5", "kdbench.teacher": teacher,
@@ -340,3 +340,22 @@ def test_a_run_collapses_when_validation_falls_back_to_chance():
     assert collapsed([0.2, 0.64, 0.5, 0.11], num_classes=6)  # the audit's run
     assert not collapsed([0.2, 0.3, 0.19], num_classes=6)  # never above chance
     assert not collapsed([0.5, 0.9, 0.4], num_classes=6)  # worse, not at chance
+
+
+def test_against_a_second_run_marks_which_verdicts_hold(tracker, invoke, tmp_path):
+    """A rerun with the same gain holds; a rerun whose gain is far larger does not (p = 0.05
+    is not below 0.05: 'no evidence' once, 'helps' the other time)."""
+    rerun = Tracker(tracker.uri, "rerun")
+    log_cells(rerun)
+    log_cells(Tracker(tracker.uri, "stronger"), [d + 0.05 for d in DISTILLED])
+    for other, mark, second in (("rerun", "✓", "no evidence"), ("stronger", "✗", "helps")):
+        result = invoke("report", "--experiment", "arithmetic", "--tracking-uri", tracker.uri,
+                        "--format", "csv", "--against", other,
+                        "--output", str(tmp_path / other))  # fmt: skip
+        assert result.exit_code == 0, result.output
+        (row,) = [r for r in csv.reader(io.StringIO(result.stdout)) if r and r[0] == "Stability"]
+        assert row[5] == "no evidence" and row[8] == second and row[9] == mark
+        assert (tmp_path / other / f"stability-{other}.csv").exists()
+    missing = invoke("report", "--experiment", "arithmetic", "--tracking-uri", tracker.uri,
+                     "--against", "nowhere")  # fmt: skip
+    assert missing.exit_code == 2 and "nowhere" in missing.stderr

@@ -1,0 +1,46 @@
+"""Which verdicts hold on a second run: the gains of two experiments (the same matrix on two
+floating-point paths, two machines) side by side, each row's verdict in both."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from kdbench.report.labels import dataset_label, student_label, teacher_label
+from kdbench.report.reference import ReportConfig
+from kdbench.report.stats import Gain, Row, adjusted
+from kdbench.report.tables import FamilyTable, TableRow, gain_text
+
+
+def verdict(gain: Gain | None) -> str:
+    """'helps' or 'hurts' where Holm's p < 0.05, else 'no evidence'."""
+    if gain is None or gain.p_adjusted is None or not gain.significant:
+        return "no evidence"
+    return "helps" if gain.mean > 0 else "hurts"
+
+
+def stability_table(
+    first: Sequence[Row], second: Sequence[Row], config: ReportConfig | None = None
+) -> FamilyTable:
+    """Every arm with a gain in both experiments: its gain, interval and verdict in each
+    (Holm over each experiment's own comparisons), and whether the verdict holds."""
+    labels = (config or ReportConfig()).labels
+
+    def gains(rows: Sequence[Row]) -> dict[tuple[str, ...], Row]:
+        return {r.arm: r for r in adjusted([r for r in rows if r.selected]) if r.gain}
+
+    ours, theirs = gains(first), gains(second)
+    records = []
+    for arm in sorted(ours.keys() & theirs.keys()):
+        a, b = ours[arm], theirs[arm]
+        _, dataset = dataset_label(a.params, a.dataset, labels)
+        teacher = teacher_label(a.params, a.teacher, labels)
+        student = student_label(a.params, a.student, labels)
+        architecture = f"Teacher: {teacher}, Student: {student}, Distiller: {a.distiller}"
+        cells = (*gain_text(a.gain)[:2], verdict(a.gain), *gain_text(b.gain)[:2],
+                 verdict(b.gain), "✓" if verdict(a.gain) == verdict(b.gain) else "✗")  # fmt: skip
+        records.append(TableRow("Stability", architecture, dataset, cells))
+    m_first, m_second = len(ours), len(theirs)
+    heading = ("Category", "Architecture", "Dataset", "+Δ (1st)", "95% CI (1st)",
+               f"verdict (1st, Holm m={m_first})", "+Δ (2nd)", "95% CI (2nd)",
+               f"verdict (2nd, Holm m={m_second})", "holds")  # fmt: skip
+    return FamilyTable(heading, records)
