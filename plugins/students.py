@@ -220,8 +220,8 @@ class Pqc(Student):
         return (
             f"readout '{self.readout}' ignores qubit{'s' if len(unused) > 1 else ''} {which}"
             f" of {self.qubits} with {num_classes} classes (its measured value never decides"
-            " the class); use readout 'z-linear', 'linear' or 'sigmoid-pair', or set"
-            " allow_unused_qubits = true"
+            " the class); use readout 'parity', 'z-linear', 'linear' or 'sigmoid-pair', or"
+            " set allow_unused_qubits = true"
         )
 
     def ansatz(self) -> tuple[QuantumCircuit, Sequence[Parameter]]:

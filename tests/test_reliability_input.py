@@ -620,7 +620,7 @@ def test_third_party_dataset_counts_are_checked_by_a_dry_run(
         '[[matrix]]\ndatasets = ["light"]\nstudents = ["q2"]\n',
         '[datasets.light]\nplugin = "flat"\nlevel = 200\ntrain_per_class = 4\n'
         "val_per_class = 2\ntest_per_class = 6\n",
-    )
+    ).replace("qubits = 2", 'qubits = 2\nreadout = "parity"')  # 2 classes: first-c ignores qubit 1
     result = dry_run(invoke, write_config, text)
     assert_clean_failure(
         result, "datasets.light: class 0 (even) has 5 test images, fewer than the 6", isolated
