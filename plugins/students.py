@@ -86,13 +86,12 @@ class ReadOut(nn.Module):
         self.kind = kind
         self.num_classes = num_classes
         outcomes = torch.arange(2**qubits)
-        bits = (outcomes[:, None] >> torch.arange(qubits)) & 1  # [2^n, n]: bit q is qubit q
         self.map = None
         if kind == "linear":
             self.map = nn.Linear(2**qubits, num_classes)
         elif kind == "z-linear":
             self.map = nn.Linear(qubits, num_classes)
-            self.register_buffer("signs", (1 - 2 * bits).float(), persistent=False)
+            self.register_buffer("signs", outcome_spins(qubits), persistent=False)
         elif kind in ("mod-c", "parity"):
             classes = outcomes if kind == "mod-c" else xor_fold(outcomes, num_classes)
             groups = nn.functional.one_hot(classes % num_classes, num_classes).float()
@@ -110,6 +109,12 @@ class ReadOut(nn.Module):
             return torch.softmax(torch.cat((high, 1 - high), dim=1), dim=1)[:, : self.num_classes]
         kept = probs[:, : self.num_classes]  # "first-c": the first C outcomes, renormalized
         return kept / kept.sum(dim=1, keepdim=True).clamp_min(1e-12)
+
+
+def outcome_spins(qubits: int) -> torch.Tensor:
+    """[2^n, n]: +1 where qubit q is 0 in outcome k, -1 where it is 1 (bit q of k is qubit q)."""
+    bits = (torch.arange(2**qubits)[:, None] >> torch.arange(qubits)) & 1
+    return (1 - 2 * bits).float()
 
 
 def xor_fold(outcomes: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -296,8 +301,7 @@ class IsingRing(nn.Module):
 
     def __init__(self, qubits: int):
         super().__init__()
-        bits = (torch.arange(2**qubits)[:, None] >> torch.arange(qubits)) & 1
-        spins = (1 - 2 * bits).float()  # [2^n, n]
+        spins = outcome_spins(qubits)
         pairs = ring_pairs(qubits)
         products = torch.stack([spins[:, q] * spins[:, r] for q, r in pairs], 1)
         self.register_buffer("spins", spins, persistent=False)

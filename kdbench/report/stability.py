@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from kdbench.report.labels import dataset_label, student_label, teacher_label
 from kdbench.report.reference import ReportConfig
 from kdbench.report.stats import Gain, Row, adjusted
-from kdbench.report.tables import FamilyTable, TableRow, gain_text
+from kdbench.report.tables import FamilyTable, TableRow, arm_label, gain_text
 
 
 def verdict(gain: Gain | None) -> str:
@@ -32,10 +31,7 @@ def stability_table(
     records = []
     for arm in sorted(ours.keys() & theirs.keys()):
         a, b = ours[arm], theirs[arm]
-        _, dataset = dataset_label(a.params, a.dataset, labels)
-        teacher = teacher_label(a.params, a.teacher, labels)
-        student = student_label(a.params, a.student, labels)
-        architecture = f"Teacher: {teacher}, Student: {student}, Distiller: {a.distiller}"
+        architecture, dataset = arm_label(a, labels)
         cells = (*gain_text(a.gain)[:2], verdict(a.gain), *gain_text(b.gain)[:2],
                  verdict(b.gain), "✓" if verdict(a.gain) == verdict(b.gain) else "✗")  # fmt: skip
         records.append(TableRow("Stability", architecture, dataset, cells))

@@ -20,7 +20,7 @@ from rich.table import Table
 
 from kdbench.config import DEFAULT_DISTILLER, NO_TEACHER
 from kdbench.matrix import NO_DISTILLER, point_text
-from kdbench.report.labels import dataset_label, student_label, teacher_label
+from kdbench.report.labels import Labels, dataset_label, student_label, teacher_label
 from kdbench.report.reference import Number, ReportConfig
 from kdbench.report.stats import Gain, Row, adjusted, mean_std, pooled, tests_count
 
@@ -69,8 +69,7 @@ def family_tables(
     labels = config.labels
     rows = [r for r in rows if r.selected]
     backends = {r.backend for r in rows}
-    distillers = {r.distiller for r in rows if r.distiller != NO_DISTILLER}
-    named_distillers = distillers != {DEFAULT_DISTILLER} and bool(distillers)
+    named_distillers = names_distillers(rows)
     swept = {dataset_label(r.params, r.dataset, labels)[0] for r in rows if r.points > 1}
     tables: dict[str, dict[str, list[tuple[tuple, TableRow]]]] = {}
     teachers: dict[tuple[str, str], list[Row]] = {}
@@ -145,10 +144,7 @@ def points_table(rows: Sequence[Row], config: ReportConfig | None = None) -> Fam
     for row in rows:
         if row.points < 2:
             continue
-        _, dataset = dataset_label(row.params, row.dataset, labels)
-        teacher = teacher_label(row.params, row.teacher, labels)
-        student = student_label(row.params, row.student, labels)
-        architecture = f"Teacher: {teacher}, Student: {student}, Distiller: {row.distiller}"
+        architecture, dataset = arm_label(row, labels)
         gain = gain_text(row.gain)
         cells = (point_text(row.point), str(row.seeds), percent(row.val_mean),
                  percent(row.mean, row.std), gain[0], gain[1],
@@ -167,20 +163,32 @@ def pooled_table(rows: Sequence[Row], config: ReportConfig | None = None) -> Fam
     hurts, and a two-sided sign test."""
     labels = (config or ReportConfig()).labels
     params = {(r.teacher, r.distiller): r.params for r in rows}
-    distillers = {r.distiller for r in rows if r.distiller != NO_DISTILLER}
-    named = distillers != {DEFAULT_DISTILLER} and bool(distillers)
+    named = names_distillers(rows)
     records = []
     for entry in pooled(rows):
         teacher = teacher_label(params[(entry.teacher, entry.distiller)], entry.teacher, labels)
         architecture = f"Teacher: {teacher}" + (f", Distiller: {entry.distiller}" if named else "")
-        interval = NONE if entry.pairs < 2 else (
-            f"[{100 * entry.low:+.1f}, {100 * entry.high:+.1f}]")  # fmt: skip
+        interval = NONE if entry.pairs < 2 else interval_text(entry.low, entry.high)
         cells = (str(entry.pairs), percent(entry.mean, signed=True), interval,
                  f"{entry.wins} / {entry.losses}", p_text(entry.sign_p))  # fmt: skip
         records.append(((teacher, entry.distiller), TableRow("Pooled", architecture, "all", cells)))
     heading = ("Category", "Architecture", "Dataset", "Pairs", "Mean +Δ (%)", "95% CI",
                "Helps / hurts", "Sign test p")  # fmt: skip
     return FamilyTable(heading, [row for _, row in sorted(records, key=lambda kv: kv[0])])
+
+
+def names_distillers(rows: Sequence[Row]) -> bool:
+    """Whether rows need their distiller named: some distiller other than the paper's."""
+    distillers = {r.distiller for r in rows if r.distiller != NO_DISTILLER}
+    return distillers != {DEFAULT_DISTILLER} and bool(distillers)
+
+
+def arm_label(row: Row, labels: Labels) -> tuple[str, str]:
+    """(architecture, dataset) cells of a row that names its teacher, student and distiller."""
+    _, dataset = dataset_label(row.params, row.dataset, labels)
+    teacher = teacher_label(row.params, row.teacher, labels)
+    student = student_label(row.params, row.student, labels)
+    return f"Teacher: {teacher}, Student: {student}, Distiller: {row.distiller}", dataset
 
 
 def _records(table: FamilyTable) -> list[list[str]]:
@@ -254,7 +262,7 @@ def gain_text(gain: Gain | None) -> tuple[str, str, str, str, str]:
         return NONE, NONE, NONE, NONE, NONE
     if gain.n < 2:
         return percent(gain.mean, signed=True), NONE, NONE, NONE, NONE
-    interval = f"[{100 * gain.low:+.1f}, {100 * gain.high:+.1f}]"
+    interval = interval_text(gain.low, gain.high)
     p = NO_SPREAD if gain.no_spread else p_text(gain.p_value)
     holm = NONE if gain.p_adjusted is None else p_text(gain.p_adjusted)
     q = NONE if gain.q_value is None else p_text(gain.q_value)
@@ -262,6 +270,11 @@ def gain_text(gain: Gain | None) -> tuple[str, str, str, str, str]:
 
 
 NO_SPREAD = "no spread"  # every seed's difference the same: no t-test, not p = 0
+
+
+def interval_text(low: float, high: float) -> str:
+    """'[-1.0, +2.4]' from fractions."""
+    return f"[{100 * low:+.1f}, {100 * high:+.1f}]"
 
 
 def collapsed_text(row: Row) -> str:
