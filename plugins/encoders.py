@@ -10,7 +10,7 @@ from typing import ClassVar
 import torch
 from qiskit.circuit import Parameter, ParameterVector, QuantumCircuit
 
-from kdbench import Encoder, KdbenchError, hookimpl, option
+from kdbench import Encoder, KdbenchError, hookimpl, option, preset
 
 MAX_AMPLITUDE_QUBITS = 16
 
@@ -158,7 +158,19 @@ def _safe_atan2(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return torch.atan2(torch.where(zero, 0.0, y), torch.where(zero, 1.0, x))
 
 
+# With scale π, RY(π·tanh x) after H passes |1⟩ at tanh x = ½ and turns back to |+⟩ as the
+# feature saturates: P(1) = (1 + sin θ)/2 is not monotone in x, and a saturated feature gives
+# ½ with no gradient. At π/2 every outcome probability is monotone in its feature and a
+# saturated one is a definite |0⟩ or |1⟩.
+MonotoneAngle = preset(
+    Angle, "monotone-angle",
+    "One feature per qubit: H, then RY((π/2)·tanh(feature)), monotone in the feature.",
+    scale=math.pi / 2,
+)  # fmt: skip
+
+
 @hookimpl
 def register_encoders(register) -> None:
     register(Angle)
+    register(MonotoneAngle)
     register(Amplitude)

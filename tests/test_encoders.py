@@ -10,7 +10,7 @@ import torch
 from qiskit.quantum_info import Statevector as QiskitStatevector
 
 from kdbench.options import describe
-from kdbench_plugins.encoders import Amplitude, Angle
+from kdbench_plugins.encoders import Amplitude, Angle, MonotoneAngle
 from kdbench_plugins.statevector import Statevector
 
 
@@ -130,4 +130,25 @@ def test_angle_and_amplitude_share_the_scale_option():
 
 
 def test_encoders_are_registered(registry):
-    assert {"angle", "amplitude"} <= set(registry.names("encoders"))
+    assert {"angle", "monotone-angle", "amplitude"} <= set(registry.names("encoders"))
+
+
+def _p_one(encoder, features: torch.Tensor) -> torch.Tensor:
+    """P(qubit 0 reads 1) of the one-qubit encoding of each feature, on the backend."""
+    fragment, inputs = encoder.circuit(2)
+    run = Statevector().compile(fragment, inputs, [], seed=0)
+    values = torch.stack([features, torch.zeros_like(features)], 1)
+    probs = run(encoder.parameter_values(values), torch.zeros(0, dtype=torch.float64))
+    return probs[:, 1] + probs[:, 3]  # outcomes with bit 0 set
+
+
+def test_the_monotone_angle_encoding_rises_with_its_feature_to_a_basis_state():
+    """With scale π a feature past tanh x = ½ turns back (saturated: P = ½ and no gradient);
+    at π/2 P(1) rises all the way and a saturated feature reads a definite 0 or 1."""
+    features = torch.linspace(-8, 8, 401, dtype=torch.float64)
+    monotone, released = _p_one(MonotoneAngle(), features), _p_one(Angle(), features)
+    assert (monotone.diff() >= 0).all() and monotone[0] < 1e-6 and monotone[-1] > 1 - 1e-6
+    assert (released.diff() < 0).any()
+    torch.testing.assert_close(
+        released[[0, -1]], torch.full((2,), 0.5, dtype=torch.float64), rtol=0, atol=1e-5
+    )

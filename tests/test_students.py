@@ -7,15 +7,13 @@ import torch
 
 from kdbench.api import StudentContext
 from kdbench.plugins import load_registry
-from kdbench_plugins.encoders import Amplitude, Angle
 from kdbench_plugins.statevector import Statevector
-
-ENCODERS = {"angle": Angle(), "amplitude": Amplitude()}
 
 
 def build(name: str, num_classes: int, **options):
-    student = load_registry(environ={}).get("students", name)(**options)
-    encoder = ENCODERS.get(student.encoder) if student.encoder else None
+    registry = load_registry(environ={})
+    student = registry.get("students", name)(**options)
+    encoder = registry.get("encoders", student.encoder)() if student.encoder else None
     torch.manual_seed(0)
     context = StudentContext(num_classes, (1, 28, 28), Statevector(), encoder, seed=0)
     return student, student.build(context)
@@ -195,9 +193,11 @@ def test_trainable_circuits_and_their_twins_match_in_size_and_both_learn(qubits)
     """vqc-qN: 3 ring layers of RY (3n weights); twin-qN: the same linear front and parity
     readout around a ring Ising model with as many parameters. One Adam step on 8 images
     moves the circuit's weights and the twin's head."""
-    _, quantum = build(f"vqc-q{qubits}", num_classes=8)
+    vqc, quantum = build(f"vqc-q{qubits}", num_classes=8)
     _, twin = build(f"twin-q{qubits}", num_classes=8)
     assert quantum.weights.numel() == 3 * qubits == sum(p.numel() for p in twin.layer.parameters())
+    assert quantum.weights.abs().max() <= 0.1  # near the CNOTs alone (RESULTS.md)
+    assert vqc.encoder == "monotone-angle"
     assert set(quantum.circuit.count_ops()) == {"h", "ry", "cx"}
     assert quantum.circuit.count_ops()["cx"] == 3 * qubits  # a ring: n CNOTs per layer
     front = sum(p.numel() for p in quantum.front.parameters())

@@ -3,6 +3,7 @@ comments describe, and share the paper profile's teachers."""
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 
 from kdbench.config import load_spec
 from kdbench.matrix import expand
-from kdbench.teachers import cache_key
+from kdbench.teachers import cache_key, keys_to_train
 
 ROOT = Path(__file__).parent.parent
 
@@ -19,16 +20,24 @@ ROOT = Path(__file__).parent.parent
 def test_the_verdict_crosses_every_student_with_every_teacher(registry, profile):
     spec = load_spec(ROOT / "studies" / "verdict.toml", registry, profile=profile)
     cells = expand(spec)
-    assert len(cells) == 1710 and len(spec.experiment.seeds) == 15
+    assert len(cells) == 1980 and len(spec.experiment.seeds) == 15
     assert spec.train.threads == (2 if profile else 1)
     students = Counter(c.student.name for c in cells)
-    # released/vqc/twin: 6 teachers (with "none") on the 0-5 and 0-7 sets (4), 4-qubit ones
+    # released/vqc/twin: 7 teachers (with "none") on the 0-5 and 0-7 sets (4), 4-qubit ones
     # on the 0-7 sets only; the classical controls alone.
-    assert students["released-q3"] == students["vqc-q3"] == students["twin-q3"] == 4 * 6 * 15
-    assert students["released-q4"] == students["vqc-q4"] == students["twin-q4"] == 2 * 6 * 15
+    assert students["released-q3"] == students["vqc-q3"] == students["twin-q3"] == 4 * 7 * 15
+    assert students["released-q4"] == students["vqc-q4"] == students["twin-q4"] == 2 * 7 * 15
     assert students["classical-q3"] == 4 * 15 and students["classical-q4"] == 2 * 15
-    lenet = {c.seed: c for c in cells if c.teacher_name == "lenet"}
-    assert len({cache_key(c.teacher, c.dataset, c.seed) for c in lenet.values()}) == 15
+
+    def keys(cell):
+        return tuple(keys_to_train(cell.teacher, cell.dataset, cell.seed, members))
+
+    def members(name):
+        return spec.instance("teachers", name)
+
+    for teacher, instances in (("lenet", 15), ("lenet-0", 1)):  # one per seed, or one
+        taught = [c for c in cells if c.teacher_name == teacher and c.dataset.name == "mnist-0-5"]
+        assert len({keys(c) for c in taught}) == instances
 
 
 def test_the_verdict_shares_the_paper_profiles_teachers(registry):
@@ -39,6 +48,14 @@ def test_the_verdict_shares_the_paper_profiles_teachers(registry):
         assert cache_key(verdict.instance("teachers", ours), dataset, 0) == cache_key(
             paper.instance("teachers", theirs), dataset, 0
         )
+
+
+def test_the_vqc_probe_separates_the_two_fixes(registry):
+    spec = load_spec(ROOT / "studies" / "vqc-probe.toml", registry)
+    first, preset = (spec.instance("students", s).component for s in ("vqc-first", "vqc-q3"))
+    assert (first.encoder, first.weight_spread) == ("angle", pytest.approx(math.pi))
+    assert (preset.encoder, preset.weight_spread) == ("monotone-angle", 0.1)
+    assert len(expand(spec)) == 2 * 5 * 5
 
 
 def test_the_ablations_vary_one_factor_at_a_time(registry):
