@@ -359,3 +359,24 @@ def test_against_a_second_run_marks_which_verdicts_hold(tracker, invoke, tmp_pat
     missing = invoke("report", "--experiment", "arithmetic", "--tracking-uri", tracker.uri,
                      "--against", "nowhere")  # fmt: skip
     assert missing.exit_code == 2 and "nowhere" in missing.stderr
+
+
+def test_a_partial_rerun_is_judged_over_the_arms_both_runs_have():
+    """Holm's m counts the common arms in each run: a rerun of one arm of two faces m = 1,
+    and so does the first run, whatever else it compared."""
+    from kdbench.report.stability import stability_table
+
+    def run(teachers):
+        base = [0.5, 0.6, 0.7, 0.8]
+        everything = results("a", "none", base, [False] * 4)
+        for teacher in teachers:
+            taught = [b + g for b, g in zip(base, [0.02, 0.03, 0.025, 0.035], strict=True)]
+            everything += results("a", teacher, taught, [False] * 4)
+        return summarize(everything)
+
+    table = stability_table(run(["lenet", "alexnet"]), run(["lenet"]))
+    assert [h for h in table.headers if "Holm" in h] == [
+        "verdict (1st, Holm m=1)", "verdict (2nd, Holm m=1)"
+    ]  # fmt: skip
+    (row,) = table.rows
+    assert row.cells[2] == row.cells[5] == "helps" and row.cells[6] == "✓"

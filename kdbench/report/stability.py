@@ -20,16 +20,22 @@ def verdict(gain: Gain | None) -> str:
 def stability_table(
     first: Sequence[Row], second: Sequence[Row], config: ReportConfig | None = None
 ) -> FamilyTable:
-    """Every arm with a gain in both experiments: its gain, interval and verdict in each
-    (Holm over each experiment's own comparisons), and whether the verdict holds."""
+    """Every arm with a gain in both experiments: its gain, interval and verdict in each,
+    and whether the verdict holds. Holm runs over these common arms in each experiment, so
+    that a rerun of part of the matrix faces as many comparisons as the first run does."""
     labels = (config or ReportConfig()).labels
 
     def gains(rows: Sequence[Row]) -> dict[tuple[str, ...], Row]:
-        return {r.arm: r for r in adjusted([r for r in rows if r.selected]) if r.gain}
+        return {r.arm: r for r in rows if r.selected and r.gain}
 
-    ours, theirs = gains(first), gains(second)
+    common = gains(first).keys() & gains(second).keys()
+
+    def common_gains(rows: Sequence[Row]) -> dict[tuple[str, ...], Row]:
+        return gains(adjusted([r for r in gains(rows).values() if r.arm in common]))
+
+    ours, theirs = common_gains(first), common_gains(second)
     records = []
-    for arm in sorted(ours.keys() & theirs.keys()):
+    for arm in sorted(common):
         a, b = ours[arm], theirs[arm]
         architecture, dataset = arm_label(a, labels)
         cells = (*gain_text(a.gain)[:2], verdict(a.gain), *gain_text(b.gain)[:2],
