@@ -9,6 +9,8 @@
    outputs shuffled within each class (label information kept), seed by seed, Holm over rows.
 3. Each student's widest 95 % half-width.
 4. The spread of the gain under one LeNet per seed against LeNet seed 0 teaching every seed.
+5. Each teacher's gain pooled over data sets (and 3/4 qubits) per kind of student, with a
+   sign test: released students, trainable circuits and their classical twins apart.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import sys
 from collections import defaultdict
 
 from kdbench.report import load_rows
-from kdbench.report.stats import Gain, adjusted, holm, paired_gain
+from kdbench.report.stats import Gain, adjusted, holm, paired_gain, pooled
 from kdbench.tracking import Tracker
 
 TEACHERS = ("alexnet", "lenet", "lenet-0", "ensemble", "lenet-shuffled", "lenet-within")
@@ -90,6 +92,14 @@ def main(uri: str = "sqlite:///mlflow.db", experiment: str = "verdict") -> None:
                   f" {100 * fixed.gain.std:5.1f} | {ratios[-1]:4.2f}")  # fmt: skip
     if ratios:
         print(f"  median ratio {statistics.median(ratios):.2f} over {len(ratios)} rows")
+
+    print("\nmean gain over data sets per kind of student (points), 95 % t interval, sign test:")
+    for kind in ("released", "vqc", "twin"):
+        for entry in pooled([r for r in rows if r.student.startswith(kind)]):
+            print(f"  {kind:9} {entry.teacher:15} {100 * entry.mean:+5.1f}"
+                  f" [{100 * entry.low:+5.1f}, {100 * entry.high:+5.1f}]"
+                  f" helps {entry.wins} / hurts {entry.losses} of {entry.pairs},"
+                  f" sign p {entry.sign_p:.3f}")  # fmt: skip
 
 
 if __name__ == "__main__":
