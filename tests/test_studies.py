@@ -79,3 +79,10 @@ def test_the_ablations_vary_one_factor_at_a_time(registry):
     teachers = {c.teacher_name for c in cells}
     assert teachers == {"none", "lenet", "lenet-100", "lenet-1000", "lenet-shuffled",
                         "lenet-within"}  # fmt: skip
+
+
+def test_the_trainable_profile_reruns_the_circuits_half_of_the_ablations(registry):
+    full = expand(load_spec(ROOT / "studies" / "ablations.toml", registry))
+    half = expand(load_spec(ROOT / "studies" / "ablations.toml", registry, profile="trainable"))
+    assert {c.id for c in half} == {c.id for c in full if c.student.name == "vqc-q3"}
+    assert len(half) == 380
