@@ -86,3 +86,10 @@ def test_the_trainable_profile_reruns_the_circuits_half_of_the_ablations(registr
     half = expand(load_spec(ROOT / "studies" / "ablations.toml", registry, profile="trainable"))
     assert {c.id for c in half} == {c.id for c in full if c.student.name == "vqc-q3"}
     assert len(half) == 380
+
+
+def test_the_replication_draws_new_seeds_for_the_circuits_and_twins(registry):
+    spec = load_spec(ROOT / "studies" / "verdict.toml", registry, profile="seeds-10-19")
+    cells = expand(spec)
+    assert len(cells) == 360 and {c.seed for c in cells} == set(range(10, 20))
+    assert {c.student.name.split("-")[0] for c in cells} == {"vqc", "twin"}
