@@ -20,29 +20,34 @@ import sys
 from collections import defaultdict
 
 from kdbench.report import load_rows
-from kdbench.report.stats import Gain, adjusted, holm, paired_gain, pooled
+from kdbench.report.labels import dataset_label
+from kdbench.report.stats import Gain, Row, adjusted, holm, paired_gain, pooled
+from kdbench.report.tables import interval_text
 from kdbench.tracking import Tracker
 
 TEACHERS = ("alexnet", "lenet", "lenet-0", "ensemble", "lenet-shuffled", "lenet-within")
 
 
-def family(dataset: str) -> str:
-    return dataset.rsplit("-", 2)[0]  # mnist-0-5 -> mnist
-
-
 def points(gain: Gain) -> str:
     star = "*" if gain.p_adjusted is not None and gain.p_adjusted < 0.05 else ""
-    return f"{100 * gain.mean:+.1f} [{100 * gain.low:+.1f}, {100 * gain.high:+.1f}]{star}"
+    return f"{100 * gain.mean:+.1f} {interval_text(gain.low, gain.high)}{star}"
+
+
+def accuracies(row: Row) -> dict[int, float]:
+    return {r.seed: r.test_accuracy for r in row.results}
 
 
 def main(uri: str = "sqlite:///mlflow.db", experiment: str = "verdict") -> None:
     rows = [r for r in load_rows(Tracker(uri, experiment, create=False)) if r.selected]
     by_family = defaultdict(list)
     for row in rows:
-        by_family[family(row.dataset)].append(row)
+        by_family[dataset_label(row.params, row.dataset)[0]].append(row)
     rows = [r for group in by_family.values() for r in adjusted(group)]
     arm = {(r.dataset, r.student, r.teacher): r for r in rows}
     pairs = sorted({(r.dataset, r.student) for r in rows})
+
+    def taught(dataset: str, student: str, *teachers: str) -> list[Row | None]:
+        return [arm.get((dataset, student, t)) for t in teachers]
 
     print("| data set | student | alone (%) | " + " | ".join(TEACHERS) + " |")
     print("|---|---|---:|" + "---:|" * len(TEACHERS))
@@ -50,7 +55,7 @@ def main(uri: str = "sqlite:///mlflow.db", experiment: str = "verdict") -> None:
         alone = arm.get((dataset, student, "none"))
         if alone is None:
             continue
-        gains = [arm.get((dataset, student, t)) for t in TEACHERS]
+        gains = taught(dataset, student, *TEACHERS)
         cells = [points(g.gain) if g and g.gain else "–" for g in gains]
         print(f"| {dataset} | {student} | {100 * alone.mean:.1f} ± {100 * alone.std:.1f} | "
               + " | ".join(cells) + " |")  # fmt: skip
@@ -58,18 +63,14 @@ def main(uri: str = "sqlite:///mlflow.db", experiment: str = "verdict") -> None:
     print("\nLeNet against its outputs shuffled within class (points, Holm over rows):")
     tests = []
     for dataset, student in pairs:
-        real, within = (
-            arm.get((dataset, student, "lenet")),
-            arm.get((dataset, student, "lenet-within")),
-        )
+        real, within = taught(dataset, student, "lenet", "lenet-within")
         if real and within:
-            seeds = lambda row: {r.seed: r.test_accuracy for r in row.results}  # noqa: E731
-            tests.append((dataset, student, paired_gain(seeds(within), seeds(real))))
+            tests.append((dataset, student, paired_gain(accuracies(within), accuracies(real))))
     for (dataset, student, gain), p in zip(
         tests, holm([g.p_value for *_, g in tests]), strict=True
     ):
         print(f"  {dataset:18} {student:13} {100 * gain.mean:+5.1f}"
-              f" [{100 * gain.low:+5.1f}, {100 * gain.high:+5.1f}]  p_Holm {p:.3f}")  # fmt: skip
+              f" {interval_text(gain.low, gain.high)}  p_Holm {p:.3f}")  # fmt: skip
 
     print("\nwidest 95 % half-width of a gain, points:")
     widest: dict[str, float] = defaultdict(float)
@@ -82,10 +83,7 @@ def main(uri: str = "sqlite:///mlflow.db", experiment: str = "verdict") -> None:
     print("\nstd of the gain over seeds (points): one LeNet per seed | LeNet seed 0 | ratio")
     ratios = []
     for dataset, student in pairs:
-        per_seed, fixed = (
-            arm.get((dataset, student, "lenet")),
-            arm.get((dataset, student, "lenet-0")),
-        )
+        per_seed, fixed = taught(dataset, student, "lenet", "lenet-0")
         if per_seed and fixed and per_seed.gain and fixed.gain and fixed.gain.std:
             ratios.append(per_seed.gain.std / fixed.gain.std)
             print(f"  {dataset:18} {student:13} {100 * per_seed.gain.std:5.1f} |"
@@ -97,7 +95,7 @@ def main(uri: str = "sqlite:///mlflow.db", experiment: str = "verdict") -> None:
     for kind in ("released", "vqc", "twin"):
         for entry in pooled([r for r in rows if r.student.startswith(kind)]):
             print(f"  {kind:9} {entry.teacher:15} {100 * entry.mean:+5.1f}"
-                  f" [{100 * entry.low:+5.1f}, {100 * entry.high:+5.1f}]"
+                  f" {interval_text(entry.low, entry.high)}"
                   f" helps {entry.wins} / hurts {entry.losses} of {entry.pairs},"
                   f" sign p {entry.sign_p:.3f}")  # fmt: skip
 

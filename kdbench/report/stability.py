@@ -28,14 +28,11 @@ def stability_table(
     def gains(rows: Sequence[Row]) -> dict[tuple[str, ...], Row]:
         return {r.arm: r for r in rows if r.selected and r.gain}
 
-    common = gains(first).keys() & gains(second).keys()
-
-    def common_gains(rows: Sequence[Row]) -> dict[tuple[str, ...], Row]:
-        return gains(adjusted([r for r in gains(rows).values() if r.arm in common]))
-
-    ours, theirs = common_gains(first), common_gains(second)
+    by_arm = gains(first), gains(second)
+    common = sorted(by_arm[0].keys() & by_arm[1].keys())
+    ours, theirs = ({r.arm: r for r in adjusted([arms[a] for a in common])} for arms in by_arm)
     records = []
-    for arm in sorted(common):
+    for arm in common:
         a, b = ours[arm], theirs[arm]
         architecture, dataset = arm_label(a, labels)
         cells = (*gain_text(a.gain)[:2], verdict(a.gain), *gain_text(b.gain)[:2],
