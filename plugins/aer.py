@@ -17,6 +17,7 @@ from kdbench import (
     ParameterShift,
     PrimitiveSampler,
     bind_order,
+    depolarizing_targets,
     draw_frequencies,
     fake_backend,
     hookimpl,
@@ -40,8 +41,6 @@ METHODS = (
 )
 # Methods without `save_probabilities`: Aer samples their shots itself.
 _NO_PROBABILITIES = frozenset({"extended_stabilizer"})
-# Instructions that get no depolarizing error: they are not gates.
-_NOT_GATES = frozenset({"measure", "barrier", "delay", "reset"})
 
 
 @dataclass(kw_only=True)
@@ -121,13 +120,7 @@ class Aer(Backend):
         isa = manager.run(measured(slots.circuit))
         if self.depolarizing:
             noise_model = noise_model or NoiseModel()
-            done = set()
-            for instruction in isa.data:
-                name = instruction.operation.name
-                qubits = tuple(isa.find_bit(q).index for q in instruction.qubits)
-                if name in _NOT_GATES or len(qubits) > 2 or (name, qubits) in done:
-                    continue
-                done.add((name, qubits))
+            for name, qubits in depolarizing_targets(isa):
                 # Composed with the device's error on those qubits, if there is one.
                 error = depolarizing_error(self.depolarizing, len(qubits))
                 noise_model.add_quantum_error(error, name, qubits, warnings=False)

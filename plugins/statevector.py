@@ -16,13 +16,12 @@ from kdbench import (
     CircuitCounters,
     CircuitPlan,
     ParameterShift,
+    ShotSampler,
     check_circuit_call,
     decompose_to,
-    draw_frequencies,
     hookimpl,
     linear_angle,
     option,
-    smoothed,
     smoothing_option,
     split_slots,
 )
@@ -64,7 +63,7 @@ class Statevector(Backend):
 
     With `shots` set, each row of probabilities is replaced by the frequencies of `shots`
     multinomial draws (a generator seeded with the compile seed, so runs repeat), smoothed
-    with the pseudo-count `smoothing` (`kdbench.smoothed`). Gradients
+    with the pseudo-count `smoothing` (`kdbench.ShotSampler`). Gradients
     use the straight-through estimator: the forward value is the sampled frequencies, the
     backward pass is that of the exact probabilities, so training still works.
 
@@ -209,6 +208,7 @@ class CompiledStatevector(CircuitCounters):
         self.num_weights = len(weights)
         self.seed = seed
         self.smoothing = smoothing
+        self._shots = ShotSampler(shots, seed, smoothing) if shots else None
         builder = _Builder(circuit, list(inputs), list(weights))
         self.is_real = all(op.real for op in builder.ops)
         self._start, self._ops = None, builder.ops
@@ -219,7 +219,6 @@ class CompiledStatevector(CircuitCounters):
         self._columns = torch.tensor(builder.columns, dtype=torch.long)
         self._slopes = torch.tensor(builder.slopes, dtype=torch.float64)
         self._offsets = torch.tensor(builder.offsets, dtype=torch.float64)
-        self._generators: dict[torch.device, torch.Generator] = {}
         self._tables: dict[tuple[torch.device, torch.dtype], tuple[torch.Tensor, ...]] = {}
 
     @property
@@ -257,12 +256,7 @@ class CompiledStatevector(CircuitCounters):
         probs = state.square() if self.is_real else state.real.square() + state.imag.square()
 
         self.count(batch)
-        if not self.shots_per_circuit:  # exact
-            return probs
-        sampled = self._sample(probs.detach())
-        # Straight-through: the value is `sampled` exactly (probs - probs.detach() is 0), the
-        # gradient that of the exact probabilities.
-        return smoothed(sampled + (probs - probs.detach()), self.shots_per_circuit, self.smoothing)
+        return probs if self._shots is None else self._shots(probs)
 
     def _angle_table(self, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
         """The angle table on `device` in `dtype`, copied there once."""
@@ -274,14 +268,6 @@ class CompiledStatevector(CircuitCounters):
                 self._offsets.to(device, dtype),
             )
         return self._tables[key]
-
-    def _sample(self, probs: torch.Tensor) -> torch.Tensor:
-        """Frequencies of `shots_per_circuit` multinomial draws from each row of `probs`."""
-        generator = self._generators.get(probs.device)
-        if generator is None:
-            generator = torch.Generator(device=probs.device).manual_seed(self.seed)
-            self._generators[probs.device] = generator
-        return draw_frequencies(probs, self.shots_per_circuit, generator)
 
 
 def _complex(dtype: torch.dtype) -> torch.dtype:

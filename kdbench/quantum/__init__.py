@@ -1,10 +1,18 @@
 """The circuit toolkit for backend authors; import its names from `kdbench`."""
 # ruff: noqa: F401  (re-exports)
 
-from kdbench.quantum.angles import linear_angle
+from kdbench.quantum.angles import linear_angle, linear_form
 from kdbench.quantum.counters import CircuitCounters, check_circuit_call
 from kdbench.quantum.devices import fake_backend, fake_backends, is_fake_name
 from kdbench.quantum.gates import decompose_to
+from kdbench.quantum.noise import (
+    depolarizing_targets,
+    device_noise_model,
+    gets_depolarizing,
+    load_noise_model,
+    names_device,
+    noise_source,
+)
 from kdbench.quantum.primitives import (
     PrimitiveSampler,
     bind_order,
@@ -12,4 +20,4 @@ from kdbench.quantum.primitives import (
     measured,
 )
 from kdbench.quantum.shift import SHIFTABLE_GATES, ParameterShift, Sampler, Slots, split_slots
-from kdbench.quantum.shots import draw_frequencies, smoothed, smoothing_option
+from kdbench.quantum.shots import ShotSampler, draw_frequencies, smoothed, smoothing_option

@@ -1,4 +1,6 @@
-"""Gate angles as linear functions of one circuit parameter: `slope * values[column] + offset`."""
+"""Gate angles as linear functions of circuit parameters: `slope * values[column] + offset`
+(one parameter) or `sum(slopes[c] * values[c]) + offset` (several, after a transpiler merged
+rotations)."""
 
 from __future__ import annotations
 
@@ -29,13 +31,34 @@ def linear_angle(
     if len(value.parameters) > 1:
         names = ", ".join(sorted(p.name for p in value.parameters))
         raise ValueError(f"{where}: angle {value} depends on several parameters ({names})")
-    (param,) = value.parameters
-    if param not in columns:
-        raise ValueError(f"{where}: parameter '{param.name}' is in neither inputs nor weights")
-    slope = value.gradient(param)
-    if isinstance(slope, ParameterExpression) and slope.parameters:
-        raise ValueError(f"{where}: angle {value} is not of the form a*{param.name} + b")
-    return columns[param], _real(slope, where), _real(value.bind({param: 0.0}), where)
+    slopes, offset = linear_form(value, columns, where)
+    ((column, slope),) = slopes.items()
+    return column, slope, offset
+
+
+def linear_form(
+    value: Any, columns: Mapping[Any, int], where: str
+) -> tuple[dict[int, float], float]:
+    """({column: slope}, offset) of a gate angle `sum(slope * values[column]) + offset`, of
+    any number of parameters ({} for a constant angle).
+
+    Raise ValueError, starting with `where`, for an angle that is not linear in the
+    parameters of `columns`.
+    """
+    from qiskit.circuit import ParameterExpression
+
+    if not isinstance(value, ParameterExpression) or not value.parameters:
+        return {}, linear_angle(value, columns, where)[2]
+    slopes = {}
+    for param in value.parameters:
+        if param not in columns:
+            raise ValueError(f"{where}: parameter '{param.name}' is in neither inputs nor weights")
+        slope = value.gradient(param)
+        if isinstance(slope, ParameterExpression) and slope.parameters:
+            raise ValueError(f"{where}: angle {value} is not of the form a*{param.name} + b")
+        slopes[columns[param]] = _real(slope, where)
+    offset = value.bind({param: 0.0 for param in value.parameters})
+    return slopes, _real(offset, where)
 
 
 def _real(value: Any, where: str) -> float:

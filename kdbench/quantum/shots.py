@@ -25,6 +25,31 @@ def draw_frequencies(probs: torch.Tensor, shots: int, generator: torch.Generator
     return (counts / shots).to(probs.dtype)
 
 
+class ShotSampler:
+    """Replaces exact probabilities by the frequencies of `shots` multinomial draws, for an
+    exact simulator that offers shots: a generator per torch device seeded with `seed` (so
+    runs repeat), smoothed with `smoothing` (`smoothed`), gradients straight through: the
+    value is the sampled frequencies, the backward pass that of the exact probabilities."""
+
+    def __init__(self, shots: int, seed: int, smoothing: float):
+        self.shots, self.seed, self.smoothing = shots, seed, smoothing
+        self._generators: dict[torch.device, torch.Generator] = {}
+
+    def draw(self, probs: torch.Tensor) -> torch.Tensor:
+        """Raw frequencies [K, M] of `shots` draws from each row of `probs` (detached)."""
+        generator = self._generators.get(probs.device)
+        if generator is None:
+            generator = torch.Generator(device=probs.device).manual_seed(self.seed)
+            self._generators[probs.device] = generator
+        return draw_frequencies(probs.detach(), self.shots, generator)
+
+    def __call__(self, probs: torch.Tensor) -> torch.Tensor:
+        """Smoothed frequencies with the exact probabilities' gradient."""
+        # probs - probs.detach() is 0 in value, the exact gradient in the backward pass.
+        sampled = self.draw(probs) + (probs - probs.detach())
+        return smoothed(sampled, self.shots, self.smoothing)
+
+
 # Jeffreys' (Krichevsky-Trofimov) pseudo-count: half a shot per outcome.
 DEFAULT_SMOOTHING = 0.5
 

@@ -1,0 +1,727 @@
+"""The `density-matrix` backend: exact noisy simulation in torch, gradients by autograd."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+import torch
+
+from kdbench import (
+    Backend,
+    CircuitCounters,
+    CircuitPlan,
+    KdbenchError,
+    ShotSampler,
+    check_circuit_call,
+    decompose_to,
+    fake_backend,
+    gets_depolarizing,
+    hookimpl,
+    linear_form,
+    load_noise_model,
+    measured,
+    names_device,
+    noise_source,
+    option,
+    smoothing_option,
+)
+
+if TYPE_CHECKING:  # qiskit is slow to import; it is imported when a circuit is compiled
+    from qiskit.circuit import Parameter, QuantumCircuit
+    from qiskit_aer.noise import NoiseModel
+
+# Operations with no effect on the outcome probabilities of the final measurement.
+_SKIPPED = frozenset({"measure", "barrier", "delay"})
+# A gate's matrix as A + cos(ωθ)·B + sin(ωθ)·C: ω = 1/2 for rotations, 1 for phase gates.
+_FREQUENCIES = (0.5, 1.0)
+_MATRIX_TOL = 1e-12
+
+
+@dataclass(kw_only=True)
+class DensityMatrix(Backend):
+    """Exact batched density-matrix simulation in torch, autograd gradients, optional noise.
+
+    With `noise` naming a fake IBM device, the circuit is transpiled once to the device's
+    gates and layout (as the `aer` backend does), and the device's noise model
+    (`NoiseModel.from_backend`: a depolarizing error and thermal relaxation from T1, T2 and
+    the gate times after every gate, and each qubit's readout confusion matrix) is applied:
+    gate errors as quantum channels after each gate, readout errors on the outcome
+    probabilities. `noise` may instead be the path of a pickled `qiskit_aer` NoiseModel: the
+    circuit is then transpiled to the model's basis gates, its qubit i on the model's qubit
+    i. `depolarizing` adds a uniform depolarizing error after every 1- and 2-qubit gate (on
+    top of the device's, as in the `aer` backend). Without either, it equals the statevector
+    backend.
+
+    How it runs: the gates on each qubit before its first multi-qubit gate (the encoding)
+    make a product of 2x2 density matrices, per sample; the gates after the last one that
+    reads an input (the trainable layers) run backwards, in the Heisenberg picture, on the
+    measured observables (the readout confusion folded in) once per call, whatever the
+    batch; what lies between runs on the batch's [B, 2^n, 2^n] density matrices. Gates and
+    their errors on at most 2 qubits are fused into one superoperator each. With `shots`,
+    the probabilities are replaced by multinomial frequencies (straight-through gradients,
+    as in the statevector backend).
+    """
+
+    name: ClassVar[str] = "density-matrix"
+
+    noise: str | None = option(
+        None,
+        help="fake IBM device whose gates, layout and noise to use (e.g. FakeManilaV2), or the "
+        "path of a pickled qiskit_aer NoiseModel (default: noiseless)",
+    )
+    depolarizing: float | None = option(
+        None,
+        help="depolarizing error probability after every 1- and 2-qubit gate",
+        minimum=0,
+        maximum=1,
+    )
+    readout: bool = option(True, help="apply the noise model's readout errors", recorded_if="noise")
+    shots: int | None = option(
+        None,
+        help="sample this many shots per circuit (multinomial) instead of exact probabilities",
+        minimum=1,
+    )
+    smoothing: float = smoothing_option(recorded_if="shots")
+    optimization_level: int = option(
+        1, help="transpiler optimization level", minimum=0, maximum=3, recorded_if="noise"
+    )
+
+    def check(self) -> None:
+        """Reject a `noise` that is neither a fake device nor a saved noise model."""
+        if self.noise is None:
+            return
+        if names_device(self.noise):
+            fake_backend(self.noise, "noise")
+        else:
+            load_noise_model(self.noise)
+
+    def compile(
+        self,
+        circuit: QuantumCircuit,
+        inputs: Sequence[Parameter],
+        weights: Sequence[Parameter],
+        *,
+        seed: int,
+    ) -> CompiledDensityMatrix:
+        """Transpile `circuit` (with `noise`) and compile it once; raise ValueError for a gate
+        or angle it cannot simulate, KdbenchError for a circuit wider than the device."""
+        isa, noise_model = self.transpiled(circuit, seed)
+        return CompiledDensityMatrix(
+            isa,
+            inputs,
+            weights,
+            noise_model=noise_model,
+            depolarizing=self.depolarizing or 0.0,
+            readout=self.readout,
+            shots=self.shots,
+            seed=seed,
+            smoothing=self.smoothing,
+        )
+
+    def transpiled(self, circuit: QuantumCircuit, seed: int) -> tuple[QuantumCircuit, Any]:
+        """(the measured circuit as it is simulated, the noise model or None)."""
+        if self.noise is None:
+            return measured(decompose_to(circuit, ())), None
+        from qiskit.transpiler.preset_passmanagers import generate_preset_pass_manager
+
+        noise_model = noise_source(self.noise)
+        if names_device(self.noise):
+            device = fake_backend(self.noise, "noise")()
+            self._check_width(circuit, device.num_qubits)
+            manager = generate_preset_pass_manager(
+                optimization_level=self.optimization_level, backend=device, seed_transpiler=seed
+            )
+        else:
+            gates = sorted(set(noise_model.basis_gates) - {"for_loop", "if_else", "switch_case"})
+            manager = generate_preset_pass_manager(
+                optimization_level=self.optimization_level,
+                basis_gates=gates,
+                seed_transpiler=seed,
+            )
+        return manager.run(measured(circuit)), noise_model
+
+    def check_circuit(self, plan: CircuitPlan) -> None:
+        """Refuse a circuit wider than the noise device, or whose density matrices cannot fit
+        in memory: 4^n complex amplitudes per sample (float32 students: 8 bytes), kept for
+        autograd once per gate when the gates between the encoding and the trainable layers
+        read inputs (an upper estimate), and the 2^n observables of the readout."""
+        if self.noise is not None and names_device(self.noise):
+            self._check_width(plan.circuit, fake_backend(self.noise, "noise")().num_qubits)
+        n = plan.circuit.num_qubits
+        rows = max(plan.train_batch or 0, plan.eval_batch)
+        kept = len(plan.circuit.data) + 3 if plan.train_batch else 2
+        needed = 4**n * 8 * (rows * kept + 2**n * 2)
+        self.check_memory(
+            needed,
+            f"a {n}-qubit circuit on batches of {rows} ({rows} × {kept} density matrices of "
+            f"4^{n} complex64 entries, and 2^{n} observables)",
+        )
+
+    def _check_width(self, circuit: QuantumCircuit, device_qubits: int) -> None:
+        if circuit.num_qubits > device_qubits:
+            raise KdbenchError(
+                f"density-matrix: the circuit has {circuit.num_qubits} qubits, noise device "
+                f"'{self.noise}' only {device_qubits}"
+            )
+
+
+@hookimpl
+def register_backends(register) -> None:
+    """Register the density-matrix backend."""
+    register(DensityMatrix)
+
+
+# ---------------------------------------------------------------------------------------
+# Compiling: gates and their errors, as superoperators on at most 2 qubits
+
+
+@dataclass
+class _Step:
+    """One gate and the error after it, on `qubits` (indices of the simulated qubits; bit j
+    of the matrices' index is qubits[j], as in Qiskit): matrix = A + cos(ω·angle)·B +
+    sin(ω·angle)·C with `angle` a column of the angle table (None: the matrix is A), then
+    the channel `noise` (a superoperator, None: no error)."""
+
+    qubits: tuple[int, ...]
+    terms: tuple[np.ndarray, np.ndarray, np.ndarray]
+    frequency: float = 0.0
+    angle: int | None = None
+    noise: np.ndarray | None = None
+    reads_inputs: bool = False
+
+    def embedded(self, block: tuple[int, ...]) -> _Step:
+        """The same step on the qubits of `block` (a superset), identity elsewhere."""
+        if block == self.qubits:
+            return self
+        terms = tuple(_embed(m, self.qubits, block) for m in self.terms)
+        noise = None
+        if self.noise is not None:
+            noise = _superop_embed(self.noise, self.qubits, block)
+        return _Step(block, terms, self.frequency, self.angle, noise, self.reads_inputs)
+
+
+def _superop(kraus: Sequence[np.ndarray]) -> np.ndarray:
+    """The superoperator of a channel: vec(E(ρ)) = S vec(ρ), vec row-major (index r·d + c)."""
+    return sum(np.kron(k, k.conj()) for k in kraus)
+
+
+def _embed(matrix: np.ndarray, qubits: tuple[int, ...], block: tuple[int, ...]) -> np.ndarray:
+    """`matrix` on `qubits` as a matrix on `block` ⊇ qubits (identity on the others)."""
+    k, n = len(qubits), len(block)
+    tensor = matrix.reshape([2] * (2 * k))  # axes: out bits k-1..0, in bits k-1..0
+    out = np.zeros([2] * (2 * n), dtype=complex)
+    others = [q for q in block if q not in qubits]
+    position = {q: n - 1 - block.index(q) for q in block}  # axis of qubit q's bit
+    for other in np.ndindex(*([2] * len(others))):
+        index: list[Any] = [slice(None)] * (2 * n)
+        for q, bit in zip(others, other, strict=True):
+            index[position[q]] = bit
+            index[n + position[q]] = bit
+        # The remaining axes are `qubits` in block order; the matrix's axes are in its order.
+        order = sorted(qubits, key=lambda q: position[q])
+        perm = [k - 1 - qubits.index(q) for q in order]
+        out[tuple(index)] = tensor.transpose(perm + [k + p for p in perm])
+    return out.reshape(2**n, 2**n)
+
+
+def _superop_embed(superop: np.ndarray, qubits: tuple[int, ...], block: tuple) -> np.ndarray:
+    """A superoperator on `qubits` as one on `block` ⊇ qubits, via its Kraus form."""
+    d = 2 ** len(qubits)
+    # The Choi matrix is the superoperator reshuffled; its eigenvectors are Kraus operators.
+    choi = superop.reshape(d, d, d, d).transpose(0, 2, 1, 3).reshape(d * d, d * d)
+    values, vectors = np.linalg.eigh(choi)
+    kraus = [math.sqrt(v) * vectors[:, i].reshape(d, d) for i, v in enumerate(values) if v > 1e-15]
+    return _superop([_embed(k, qubits, block) for k in kraus])
+
+
+def _gate_terms(operation: Any, where: str) -> tuple[tuple[np.ndarray, ...], float, Any]:
+    """((A, B, C), ω, the angle expression or None) of a gate's matrix A + cos(ωθ)B + sin(ωθ)C."""
+    from qiskit.circuit import ParameterExpression
+    from qiskit.quantum_info import Operator
+
+    varying = [
+        i
+        for i, p in enumerate(operation.params)
+        if isinstance(p, ParameterExpression) and p.parameters
+    ]
+    try:
+        if not varying:
+            matrix = Operator(operation).data
+            zero = np.zeros_like(matrix)
+            return (matrix, zero, zero), 0.0, None
+        if len(varying) > 1:
+            raise ValueError(f"{where}: more than one angle depends on parameters")
+        slot = varying[0]
+
+        def at(angle: float) -> np.ndarray:
+            gate = operation.to_mutable()
+            gate.params = [angle if i == slot else p for i, p in enumerate(operation.params)]
+            return Operator(gate).data
+
+        for omega in _FREQUENCIES:
+            zero, half, full = at(0.0), at(math.pi / (2 * omega)), at(math.pi / omega)
+            a, b = (zero + full) / 2, (zero - full) / 2
+            c = half - a
+            if all(
+                np.allclose(
+                    at(t), a + math.cos(omega * t) * b + math.sin(omega * t) * c, atol=_MATRIX_TOL
+                )
+                for t in (0.37, -1.9)
+            ):
+                return (a, b, c), omega, operation.params[slot]
+    except ValueError:
+        raise
+    except Exception as error:  # Qiskit raises several kinds for a gate without a matrix
+        raise ValueError(f"{where}: no matrix ({error})") from None
+    raise ValueError(f"{where}: its matrix is not a rotation or phase in its angle")
+
+
+class _Compiler:
+    """Walks a measured, transpiled circuit once: its steps, angle table and readout."""
+
+    def __init__(
+        self,
+        isa: QuantumCircuit,
+        inputs: Sequence[Parameter],
+        weights: Sequence[Parameter],
+        noise_model: NoiseModel | None,
+        depolarizing: float,
+        readout: bool,
+    ):
+        self.noise_model, self.depolarizing = noise_model, depolarizing
+        columns: dict[Any, int] = {}
+        for column, param in enumerate([*inputs, *weights]):
+            if param in columns:
+                raise ValueError(f"parameter '{param.name}' is listed twice in inputs/weights")
+            columns[param] = column
+        self.num_inputs = len(inputs)
+        measure_of: dict[int, int] = {}  # clbit -> physical qubit
+        used: set[int] = set()
+        for instruction in isa.data:
+            qubits = [isa.find_bit(q).index for q in instruction.qubits]
+            if instruction.operation.name == "measure":
+                measure_of[isa.find_bit(instruction.clbits[0]).index] = qubits[0]
+            if instruction.operation.name not in ("barrier", "delay"):
+                used.update(qubits)
+        # Only the qubits a gate or a measurement touches are simulated: a fake device has
+        # up to 133, a student uses a few (an idle qubit has no error in Aer's device models).
+        self.physical = sorted(used)
+        index = {q: i for i, q in enumerate(self.physical)}
+        self.measured = [index[measure_of[c]] for c in range(isa.num_clbits)]
+        self.slopes: list[dict[int, float]] = []
+        self.offsets: list[float] = []
+        self.steps: list[_Step] = []
+        self._kraus_cache: dict[tuple[str, tuple[int, ...]], np.ndarray | None] = {}
+        for instruction in isa.data:
+            operation = instruction.operation
+            physical = tuple(isa.find_bit(q).index for q in instruction.qubits)
+            where = f"density-matrix backend: gate '{operation.name}' on qubits {list(physical)}"
+            if operation.name in _SKIPPED:
+                continue
+            if operation.name == "reset" or operation.num_clbits:
+                raise ValueError(f"{where}: only unitary gates and final measurements run here")
+            if len(physical) > 2:
+                raise ValueError(f"{where}: gates on more than 2 qubits are not supported")
+            terms, omega, angle = _gate_terms(operation, where)
+            step = _Step(tuple(index[q] for q in physical), terms, omega)
+            if angle is not None:
+                slopes, offset = linear_form(angle, columns, where)
+                step.angle = len(self.slopes)
+                step.reads_inputs = any(c < self.num_inputs for c in slopes)
+                self.slopes.append(slopes)
+                self.offsets.append(offset)
+            step.noise = self._error(operation.name, physical)
+            self.steps.append(step)
+        self.confusion = [
+            self._confusion(self.physical[q]) if readout else np.eye(2) for q in self.measured
+        ]
+
+    def _error(self, name: str, physical: tuple[int, ...]) -> np.ndarray | None:
+        """The superoperator of the error after gate `name` on `physical`, or None: the noise
+        model's (local, else all-qubit, as Aer applies them), then the uniform depolarizing."""
+        key = (name, physical)
+        if key in self._kraus_cache:
+            return self._kraus_cache[key]
+        from qiskit.quantum_info import Kraus
+        from qiskit_aer.noise import depolarizing_error
+
+        error = None
+        if self.noise_model is not None:
+            local = self.noise_model._local_quantum_errors.get(name, {})
+            error = local.get(physical, self.noise_model._default_quantum_errors.get(name))
+        if self.depolarizing and gets_depolarizing(name, len(physical)):
+            uniform = depolarizing_error(self.depolarizing, len(physical))
+            error = uniform if error is None else error.compose(uniform)
+        superop = None
+        if error is not None:
+            superop = _superop(Kraus(error.to_quantumchannel()).data)
+        self._kraus_cache[key] = superop
+        return superop
+
+    def _confusion(self, physical: int) -> np.ndarray:
+        """P(read m | state t) as [t, m] for `physical`'s measurement (identity: none)."""
+        if self.noise_model is None:
+            return np.eye(2)
+        local = self.noise_model._local_readout_errors
+        error = local.get((physical,), self.noise_model._default_readout_error)
+        if any(len(qubits) > 1 for qubits in local):
+            raise ValueError(
+                "density-matrix backend: correlated readout errors on several qubits are not "
+                "supported; the noise model has them"
+            )
+        return np.eye(2) if error is None else np.asarray(error.probabilities, dtype=float)
+
+
+# ---------------------------------------------------------------------------------------
+# Running
+
+
+@dataclass
+class _Block:
+    """Steps on the same at most 2 qubits, run as one superoperator: constant runs are
+    multiplied out at compile time, the angle-dependent steps multiplied in per call."""
+
+    qubits: tuple[int, ...]
+    steps: list[_Step] = field(default_factory=list)
+
+
+def _blocks(steps: list[_Step]) -> list[_Block]:
+    """Fuse steps into blocks on at most 2 qubits: a step joins the block that last touched
+    all its qubits when that block covers them; a 2-qubit step takes in the 1-qubit blocks
+    that are the last on its qubits. Moving a step or block past others on other qubits
+    keeps the circuit's meaning: they commute."""
+    blocks: list[_Block | None] = []
+    last: dict[int, int] = {}
+    for step in steps:
+        owners = {last.get(q) for q in step.qubits}
+        if len(owners) == 1 and None not in owners:
+            block = blocks[owners.pop()]  # type: ignore[index]
+            if block is not None and set(step.qubits) <= set(block.qubits):
+                block.steps.append(step)
+                continue
+        new = _Block(step.qubits)
+        if len(step.qubits) == 2:
+            for q in step.qubits:
+                index = last.get(q)
+                old = None if index is None else blocks[index]
+                if old is not None and old.qubits == (q,):
+                    new.steps += old.steps
+                    blocks[index] = None  # type: ignore[index]
+        new.steps.append(step)
+        blocks.append(new)
+        for q in step.qubits:
+            last[q] = len(blocks) - 1
+    return [b for b in blocks if b is not None]
+
+
+class _Local:
+    """A superoperator on some qubits applied to rows of vectorized density matrices (or
+    observables) [R, 4^n]: a gather puts the qubits' row and column bits last, a matmul
+    applies it, a gather puts them back."""
+
+    def __init__(self, qubits: tuple[int, ...], num_qubits: int):
+        d, k = 2**num_qubits, len(qubits)
+        r, c = np.divmod(np.arange(d * d), d)
+        local_r = sum(((r >> q) & 1) << j for j, q in enumerate(qubits))
+        local_c = sum(((c >> q) & 1) << j for j, q in enumerate(qubits))
+        mask = sum(1 << q for q in qubits)
+        _, rest = np.unique((r & ~mask) * d + (c & ~mask), return_inverse=True)
+        position = rest * 4**k + local_r * 2**k + local_c
+        self.gather = np.empty(d * d, dtype=np.int64)
+        self.gather[position] = np.arange(d * d)
+        self.scatter = np.argsort(self.gather)
+        self.size = 4**k
+        self._cache: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def apply(self, rows: torch.Tensor, superop: torch.Tensor) -> torch.Tensor:
+        """rows [R, 4^n] with `superop` [4^k, 4^k] or [R, 4^k, 4^k] applied to each."""
+        if rows.device not in self._cache:
+            self._cache[rows.device] = (
+                torch.from_numpy(self.gather).to(rows.device),
+                torch.from_numpy(self.scatter).to(rows.device),
+            )
+        gather, scatter = self._cache[rows.device]
+        local = rows.index_select(1, gather).reshape(len(rows), -1, self.size)
+        out = local @ superop.transpose(-1, -2)
+        return out.reshape(len(rows), -1).index_select(1, scatter)
+
+
+class _Unitaries:
+    """Per-call matrices A + cos(ω·angle)B + sin(ω·angle)C of several gates at once, and
+    their superoperators U ⊗ conj(U)."""
+
+    def __init__(self, steps: Sequence[_Step]):
+        self.terms = np.stack([np.stack(s.terms) for s in steps])  # [G, 3, d, d]
+        self.frequency = np.array([s.frequency for s in steps])
+        self.angles = np.array([s.angle for s in steps], dtype=np.int64)
+        self._cache: dict[tuple, tuple[torch.Tensor, ...]] = {}
+
+    def superops(self, angles: torch.Tensor) -> torch.Tensor:
+        """angles [R, all] -> [R, G, d², d²]."""
+        key = (angles.device, angles.dtype)
+        if key not in self._cache:
+            complex_dtype = _complex(angles.dtype)
+            terms = torch.from_numpy(self.terms).to(angles.device, complex_dtype)
+            self._cache[key] = (
+                terms,
+                torch.from_numpy(self.frequency).to(angles.device, angles.dtype),
+                torch.from_numpy(self.angles).to(angles.device),
+            )
+        terms, frequency, columns = self._cache[key]
+        theta = angles[:, columns] * frequency  # [R, G]
+        cos, sin = theta.cos()[..., None, None], theta.sin()[..., None, None]
+        u = terms[:, 0] + cos * terms[:, 1] + sin * terms[:, 2]  # [R, G, d, d]
+        d = u.shape[-1]
+        kron = u[..., :, None, :, None] * u.conj()[..., None, :, None, :]
+        return kron.reshape(*u.shape[:-2], d * d, d * d)
+
+
+class _FusedBlock:
+    """A block's superoperator per call: constant runs multiplied out once, each
+    angle-dependent gate's U ⊗ conj(U) multiplied in."""
+
+    def __init__(self, block: _Block):
+        self.qubits = block.qubits
+        d2 = 4 ** len(block.qubits)
+        self.reads_inputs = any(s.reads_inputs for s in block.steps)
+        steps = [s.embedded(block.qubits) for s in block.steps]
+        # superop = C_m · K(U_m) · ... · C_1 · K(U_1) · C_0
+        self.constants: list[np.ndarray] = []
+        varying: list[_Step] = []
+        current = np.eye(d2, dtype=complex)
+        for step in steps:
+            noise = np.eye(d2) if step.noise is None else step.noise
+            if step.angle is None:
+                a = step.terms[0]
+                current = noise @ np.kron(a, a.conj()) @ current
+            else:
+                self.constants.append(current)
+                varying.append(step)
+                current = noise
+        self.constants.append(current)
+        self.unitaries = _Unitaries(varying) if varying else None
+        self._cache: dict[tuple, torch.Tensor] = {}
+
+    def superop(self, angles: torch.Tensor) -> torch.Tensor:
+        """[4^k, 4^k], or [R, 4^k, 4^k] when it reads inputs (angles [R, all])."""
+        key = (angles.device, angles.dtype)
+        if key not in self._cache:
+            stacked = np.stack(self.constants)
+            self._cache[key] = torch.from_numpy(stacked).to(angles.device, _complex(angles.dtype))
+        constants = self._cache[key]
+        if self.unitaries is None:
+            return constants[0]
+        kron = self.unitaries.superops(angles)  # [R, G, d², d²]
+        out = constants[0]
+        for g in range(kron.shape[1]):
+            out = constants[g + 1] @ (kron[:, g] @ out)
+        return out if self.reads_inputs else out[0]
+
+
+class CompiledDensityMatrix(CircuitCounters):
+    """A circuit compiled for `DensityMatrix`: call it with inputs [B, n_in], weights [n_w].
+
+    Returns the outcome probabilities [B, 2**num_clbits] of the measured circuit `isa`, bit j
+    of the index being classical bit j (logical qubit j: `kdbench.measured` measures qubit j
+    into bit j before transpiling), as the statevector backend orders them. `qubits` lists
+    the physical qubits simulated.
+    """
+
+    def __init__(
+        self,
+        isa: QuantumCircuit,
+        inputs: Sequence[Parameter],
+        weights: Sequence[Parameter],
+        *,
+        noise_model: NoiseModel | None = None,
+        depolarizing: float = 0.0,
+        readout: bool = True,
+        shots: int | None = None,
+        seed: int = 0,
+        smoothing: float = 0.0,
+    ):
+        compiled = _Compiler(isa, inputs, weights, noise_model, depolarizing, readout)
+        super().__init__(
+            depth=CircuitCounters.gate_depth(isa),
+            width=len(compiled.physical),
+            shots_per_circuit=shots or 0,
+        )
+        self.isa = isa
+        self.qubits = compiled.physical
+        self.num_qubits = n = len(compiled.physical)
+        self.num_inputs, self.num_weights = len(inputs), len(weights)
+        self._shots = ShotSampler(shots, seed, smoothing) if shots else None
+        # angle_g = Σ_c slopes[g, c] · values[c] + offsets[g]
+        slopes = np.zeros((len(compiled.slopes), len(inputs) + len(weights)))
+        for g, row in enumerate(compiled.slopes):
+            for column, slope in row.items():
+                slopes[g, column] = slope
+        self._slopes_in = torch.from_numpy(slopes[:, : len(inputs)].T.copy())
+        self._slopes_w = torch.from_numpy(slopes[:, len(inputs) :].T.copy())
+        self._offsets = torch.tensor(compiled.offsets, dtype=torch.float64)
+
+        product, middle, tail = _segments(compiled.steps, n)
+        self._product = _ProductState(product, n)
+        self._middle = [(_FusedBlock(b), _Local(b.qubits, n)) for b in _blocks(middle)]
+        self._tail = [(_FusedBlock(b), _Local(b.qubits, n)) for b in _blocks(tail)]
+        self._observables = _observables(compiled.confusion, compiled.measured, n)
+        self._paired = _paired_order(n)
+        self._tensors: dict[tuple, tuple[torch.Tensor, ...]] = {}
+
+    def __call__(self, inputs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """inputs [B, n_inputs], weights [n_weights] -> probabilities [B, 2**num_clbits]."""
+        check_circuit_call(inputs, weights, self.num_inputs, self.num_weights)
+        dtype = torch.promote_types(inputs.dtype, weights.dtype)
+        if dtype not in (torch.float32, torch.float64):
+            dtype = torch.float64
+        device, batch = inputs.device, inputs.shape[0]
+        slopes_in, slopes_w, offsets, observables, paired = self._on(device, dtype)
+        weight_angles = (weights.to(device, dtype) @ slopes_w + offsets)[None]  # [1, G]
+        angles = inputs.to(dtype) @ slopes_in + weight_angles  # [B, G]
+
+        # The trainable layers, backwards on the observables: once per call.
+        for block, local in reversed(self._tail):
+            observables = local.apply(observables, block.superop(weight_angles).transpose(-1, -2))
+        state = self._product.vector(angles, batch)  # [B or 1, 4^n] in the paired order
+        if self._middle:
+            rows = state.expand(batch, -1)[:, paired.argsort()]  # to row-major [B, 4^n]
+            for block, local in self._middle:
+                rows = local.apply(
+                    rows, block.superop(angles if block.reads_inputs else weight_angles)
+                )
+            probs = (rows @ observables.T).real
+        else:
+            probs = (state @ observables[:, paired].T).real.expand(batch, -1)
+        self.count(batch)
+        probs = probs.clamp_min(0.0)  # rounding: a probability is never below 0
+        return probs if self._shots is None else self._shots(probs)
+
+    def _on(self, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+        """The angle table, the observables and the pairing on `device`, copied there once."""
+        key = (device, dtype)
+        if key not in self._tensors:
+            self._tensors[key] = (
+                self._slopes_in.to(device, dtype),
+                self._slopes_w.to(device, dtype),
+                self._offsets.to(device, dtype),
+                torch.from_numpy(self._observables).to(device, _complex(dtype)),
+                torch.from_numpy(self._paired).to(device),
+            )
+        return self._tensors[key]
+
+
+def _complex(dtype: torch.dtype) -> torch.dtype:
+    return torch.complex64 if dtype == torch.float32 else torch.complex128
+
+
+def _segments(steps: list[_Step], n: int) -> tuple[list[_Step], list[_Step], list[_Step]]:
+    """(product, middle, tail): each qubit's 1-qubit steps before its first multi-qubit step
+    (a product state); the steps after the last one that reads an input on their qubits
+    (input-free: run on the observables); the rest, in order. Each qubit's steps keep their
+    order, so the three run one after the other mean the same circuit."""
+    product, rest = [], []
+    entangled: set[int] = set()
+    for step in steps:
+        if len(step.qubits) == 1 and step.qubits[0] not in entangled:
+            product.append(step)
+        else:
+            entangled.update(step.qubits)
+            rest.append(step)
+    tail: list[_Step] = []
+    middle: list[_Step] = []
+    blocked: set[int] = set()
+    for step in reversed(rest):
+        if step.reads_inputs or blocked.intersection(step.qubits):
+            blocked.update(step.qubits)
+            middle.append(step)
+        else:
+            tail.append(step)
+    return product, middle[::-1], tail[::-1]
+
+
+class _ProductState:
+    """Each qubit's 2x2 density matrix after its leading 1-qubit steps, per sample, as the
+    vectorized product [R, 4^n] in the paired order (qubit n-1's (row, column) bits most
+    significant). The k-th angle-dependent step of every qubit runs at once."""
+
+    def __init__(self, steps: list[_Step], n: int):
+        self.n = n
+        per_qubit = [
+            _FusedBlock(_Block((q,), [s for s in steps if s.qubits == (q,)])) for q in range(n)
+        ]
+        depth = max((len(b.constants) - 1 for b in per_qubit), default=0)
+        eye = np.eye(4, dtype=complex)
+        # constants[k][q]: qubit q's k-th constant run (identity past its last).
+        self.constants = np.stack(
+            [
+                [b.constants[k] if k < len(b.constants) else eye for b in per_qubit]
+                for k in range(depth + 1)
+            ]
+        )
+        identity = _Step(
+            (0,), (np.eye(2, dtype=complex), np.zeros((2, 2)), np.zeros((2, 2))), 0.0, 0
+        )
+        self.positions = []
+        for k in range(depth):
+            gates = []
+            for b in per_qubit:
+                varying = [] if b.unitaries is None else _varying(b)
+                gates.append(varying[k] if k < len(varying) else identity)
+            self.positions.append(_Unitaries(gates))
+        self._cache: dict[tuple, torch.Tensor] = {}
+
+    def vector(self, angles: torch.Tensor, batch: int) -> torch.Tensor:
+        key = (angles.device, angles.dtype)
+        if key not in self._cache:
+            self._cache[key] = torch.from_numpy(self.constants).to(
+                angles.device, _complex(angles.dtype)
+            )
+        constants = self._cache[key]
+        qubits = constants[0][None, :, :, 0]  # C_0 applied to |0><0|: [1, n, 4]
+        for k, gates in enumerate(self.positions):
+            kron = gates.superops(angles)  # [R, n, 4, 4]
+            qubits = (constants[k + 1] @ (kron @ qubits[..., None]))[..., 0]
+        state = qubits[:, self.n - 1]
+        for q in range(self.n - 2, -1, -1):
+            state = (state[:, :, None] * qubits[:, q, None, :]).flatten(1)
+        return state
+
+
+def _varying(block: _FusedBlock) -> list[_Step]:
+    """The angle-dependent steps of a fused 1-qubit block, in order."""
+    assert block.unitaries is not None
+    u = block.unitaries
+    return [
+        _Step((0,), tuple(u.terms[g]), float(u.frequency[g]), int(u.angles[g]))
+        for g in range(len(u.angles))
+    ]
+
+
+def _observables(confusion: list[np.ndarray], measured: list[int], n: int) -> np.ndarray:
+    """[2^m, 4^n] vectorized diagonal observables: outcome j's probability is <O_j, ρ>, the
+    product over classical bits of P(read bit | the measured qubit's state)."""
+    d = 2**n
+    basis = np.arange(d)
+    outcomes = np.arange(2 ** len(measured))
+    weight = np.ones((len(outcomes), d))
+    for bit, (qubit, matrix) in enumerate(zip(measured, confusion, strict=True)):
+        state = (basis >> qubit) & 1
+        read = (outcomes >> bit) & 1
+        weight *= matrix[state[None, :], read[:, None]]
+    out = np.zeros((len(outcomes), d, d), dtype=complex)
+    out[:, basis, basis] = weight
+    return out.reshape(len(outcomes), d * d)
+
+
+def _paired_order(n: int) -> np.ndarray:
+    """The row-major index (r·2^n + c) of each position of the paired order, whose digits in
+    base 4 are (r_q, c_q) from qubit n-1 down to 0."""
+    d = 2**n
+    position = np.arange(d * d)
+    r = sum(((position >> (2 * q + 1)) & 1) << q for q in range(n))
+    c = sum(((position >> (2 * q)) & 1) << q for q in range(n))
+    return (r * d + c).astype(np.int64)
