@@ -41,6 +41,8 @@ SCALE = math.pi / 2  # x' = (π/2)·tanh(x)
 LAYERS = 2
 NUM_CLASSES = 3
 SHOTS = 5000
+DEVICE = "FakeManilaV2"  # the noise rows' fake IBM device
+DEPOLARIZING = 0.01  # the noise rows' uniform depolarizing probability (Qiskit's λ)
 LR = 0.01
 BATCH = 32
 SEED = 0
@@ -54,6 +56,16 @@ TARGETS = [
     ("kdbench-sv", "fused-ref", 0.9),
     ("kdbench-aer", "qml-aer", 5.0),
     ("kdbench-sv-shots", "qml-aer", 1000.0),
+    # The noise issue: exact noisy training against shot-sampled noise, and PennyLane's
+    # mixed-state simulator with the same depolarizing channels.
+    ("kdbench-dm-device", "kdbench-aer-device", 50.0),
+    ("kdbench-dm-dep", "pl-mixed", 10.0),
+]
+# Implementations that must give the same outputs from the same weights: the exact ones, and
+# the two exact simulations of the depolarized circuit.
+AGREEING = [
+    ("kdbench-sv", "pl-backprop", "qml-exact", "fused-ref"),
+    ("kdbench-dm-dep", "pl-mixed"),
 ]
 
 
@@ -123,6 +135,24 @@ def build_kdbench_aer(qubits: int) -> tuple[nn.Module, nn.Parameter]:
     return build_kdbench(Aer(shots=SHOTS))(qubits)
 
 
+def build_kdbench_dm_device(qubits: int) -> tuple[nn.Module, nn.Parameter]:
+    from kdbench_plugins.density_matrix import DensityMatrix
+
+    return build_kdbench(DensityMatrix(noise=DEVICE))(qubits)
+
+
+def build_kdbench_aer_device(qubits: int) -> tuple[nn.Module, nn.Parameter]:
+    from kdbench_plugins.aer import Aer
+
+    return build_kdbench(Aer(shots=SHOTS, noise=DEVICE))(qubits)
+
+
+def build_kdbench_dm_dep(qubits: int) -> tuple[nn.Module, nn.Parameter]:
+    from kdbench_plugins.density_matrix import DensityMatrix
+
+    return build_kdbench(DensityMatrix(depolarizing=DEPOLARIZING))(qubits)
+
+
 def _qml_model(qubits: int, sampler: Any, gradient: Any) -> tuple[nn.Module, nn.Parameter]:
     from qiskit_machine_learning.connectors import TorchConnector
     from qiskit_machine_learning.neural_networks import SamplerQNN
@@ -180,6 +210,48 @@ def _pl_model(
         # PennyLane's parameter shift cannot differentiate a broadcast (batched) input: one
         # tape per sample, as its error message advises.
         qnode = qml.transforms.broadcast_expand(qnode)
+    layer = qml.qnn.TorchLayer(qnode, {"weights": (LAYERS * qubits,)})
+    return Dressed(qubits, layer), layer.qnode_weights["weights"]
+
+
+def build_pl_mixed(qubits: int) -> tuple[nn.Module, nn.Parameter]:
+    """PennyLane's default.mixed, backprop, with kdbench's uniform depolarizing after every
+    gate. Qiskit's depolarizing λ keeps ρ with 1 − λ and replaces it by I/d with λ: on one
+    qubit, PennyLane's DepolarizingChannel(3λ/4); on two, a Pauli channel of 15 Paulis at
+    λ/16 each (PennyLane has no 2-qubit depolarizing channel)."""
+    import itertools
+
+    import numpy as np
+    import pennylane as qml
+
+    device = qml.device("default.mixed", wires=qubits)
+    paulis = [
+        np.eye(2),
+        np.array([[0, 1], [1, 0]]),
+        np.array([[0, -1j], [1j, 0]]),
+        np.diag([1, -1]),
+    ]
+    pairs = [np.kron(a, b) for a, b in itertools.product(paulis, paulis)]
+    kraus = [math.sqrt(1 - 15 * DEPOLARIZING / 16) * pairs[0]]
+    kraus += [math.sqrt(DEPOLARIZING / 16) * pair for pair in pairs[1:]]
+    one = 3 * DEPOLARIZING / 4
+
+    def circuit(inputs, weights):
+        for q in range(qubits):
+            qml.Hadamard(wires=q)
+            qml.DepolarizingChannel(one, wires=q)
+            qml.RY(inputs[..., q], wires=q)
+            qml.DepolarizingChannel(one, wires=q)
+        for layer in range(LAYERS):
+            for q in range(qubits - 1):
+                qml.CNOT(wires=[q, q + 1])
+                qml.QubitChannel(kraus, wires=[q, q + 1])
+            for q in range(qubits):
+                qml.RY(weights[layer * qubits + q], wires=q)
+                qml.DepolarizingChannel(one, wires=q)
+        return qml.probs(wires=list(reversed(range(qubits))))
+
+    qnode = qml.QNode(circuit, device, interface="torch", diff_method="backprop")
     layer = qml.qnn.TorchLayer(qnode, {"weights": (LAYERS * qubits,)})
     return Dressed(qubits, layer), layer.qnode_weights["weights"]
 
@@ -291,6 +363,35 @@ IMPLEMENTATIONS = [
     ),
     Implementation("fused-ref", "hand-fused torch reference (one ansatz)", build_fused, "torch"),
     Implementation(
+        "kdbench-dm-device",
+        f"kdbench density-matrix, {DEVICE} noise, exact",
+        build_kdbench_dm_device,
+        "kdbench",
+        kdbench=True,
+    ),
+    Implementation(
+        "kdbench-aer-device",
+        f"kdbench aer {SHOTS} shots, {DEVICE} noise",
+        build_kdbench_aer_device,
+        "qiskit_aer",
+        slow=True,
+        kdbench=True,
+    ),
+    Implementation(
+        "kdbench-dm-dep",
+        f"kdbench density-matrix, depolarizing {DEPOLARIZING}",
+        build_kdbench_dm_dep,
+        "kdbench",
+        kdbench=True,
+    ),
+    Implementation(
+        "pl-mixed",
+        f"PennyLane default.mixed backprop, depolarizing {DEPOLARIZING}",
+        build_pl_mixed,
+        "pennylane",
+        slow=True,
+    ),
+    Implementation(
         "pl-shots",
         f"PennyLane default.qubit {SHOTS} shots, param-shift",
         build_pl_shots,
@@ -384,14 +485,16 @@ def check_agreement(
     images: torch.Tensor,
     labels: torch.Tensor,
     tol: float = 1e-5,
+    group: tuple[str, ...] = AGREEING[0],
 ) -> dict[str, Any]:
-    """Exact implementations from the same weights give the same outputs (and gradients).
+    """Exact implementations of `group` from the same weights give the same outputs (and
+    gradients).
 
     Raises AssertionError unless the class probabilities are allclose (rtol = atol = `tol`):
     kdbench runs in float32 like the front, and renormalizing the first C outcomes can
     magnify its rounding a little where they hold little of the probability.
     """
-    exact = [k for k in ("kdbench-sv", "pl-backprop", "qml-exact", "fused-ref") if k in models]
+    exact = [k for k in group if k in models]
     outputs, grads = {}, {}
     for key in exact:
         model, circuit = models[key]
@@ -480,8 +583,13 @@ def machine_info() -> dict[str, Any]:
 
 
 def ratios(medians: dict[str, float]) -> dict[str, float]:
-    """Every kdbench implementation's median samples/s over every peer's."""
-    out = {}
+    """Every kdbench implementation's median samples/s over every peer's, and each target's
+    (one may compare two kdbench implementations)."""
+    out = {
+        f"{mine}/{peer}": medians[mine] / medians[peer]
+        for mine, peer, _ in TARGETS
+        if mine in medians and peer in medians
+    }
     for mine in medians:
         if not BY_KEY[mine].kdbench:
             continue
@@ -598,8 +706,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             models[impl.key] = (model, circuit)
         first = order[:BATCH]
         check = check_agreement(models, images[first], labels[first])
-        if check["agree"]:
-            print(f"{qubits} qubits: outputs agree ({', '.join(check['compared'])})")
+        check["noisy"] = check_agreement(models, images[first], labels[first], group=AGREEING[1])
+        for agreed in (check, check["noisy"]):
+            if agreed["agree"]:
+                print(f"{qubits} qubits: outputs agree ({', '.join(agreed['compared'])})")
         for model, _ in models.values():
             warm_up(model, images[first], labels[first])
 

@@ -437,8 +437,10 @@ class _Local:
         self.size = 4**k
         self._cache: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
 
-    def apply(self, rows: torch.Tensor, superop: torch.Tensor) -> torch.Tensor:
-        """rows [R, 4^n] with `superop` [4^k, 4^k] or [R, 4^k, 4^k] applied to each."""
+    def apply(self, rows: torch.Tensor, superop: torch.Tensor, adjoint: bool) -> torch.Tensor:
+        """rows [R, 4^n] with `superop` S ([4^k, 4^k] or [R, 4^k, 4^k]) applied to each; with
+        `adjoint`, rows are observables Q read as <Q, vec ρ>, and <Q, S vec ρ> = <Sᵀ Q, vec ρ>:
+        each becomes Sᵀ Q."""
         if rows.device not in self._cache:
             self._cache[rows.device] = (
                 torch.from_numpy(self.gather).to(rows.device),
@@ -446,80 +448,142 @@ class _Local:
             )
         gather, scatter = self._cache[rows.device]
         local = rows.index_select(1, gather).reshape(len(rows), -1, self.size)
-        out = local @ superop.transpose(-1, -2)
+        # Each row's local part x becomes S x, or Sᵀ x for the adjoint.
+        out = local @ (superop if adjoint else superop.transpose(-1, -2))
         return out.reshape(len(rows), -1).index_select(1, scatter)
 
 
-class _Unitaries:
-    """Per-call matrices A + cos(ω·angle)B + sin(ω·angle)C of several gates at once, and
-    their superoperators U ⊗ conj(U)."""
+def _kron_terms(step: _Step) -> np.ndarray:
+    """[5, d², d²]: U ⊗ conj(U) of the step's gate U = A + cB + sC (c, s = cos, sin ωθ) as
+    T_0 + c·T_1 + s·T_2 + cos(2ωθ)·T_3 + sin(2ωθ)·T_4 (c² = (1 + cos 2ωθ)/2, ...)."""
 
-    def __init__(self, steps: Sequence[_Step]):
-        self.terms = np.stack([np.stack(s.terms) for s in steps])  # [G, 3, d, d]
-        self.frequency = np.array([s.frequency for s in steps])
-        self.angles = np.array([s.angle for s in steps], dtype=np.int64)
+    def k(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        return np.kron(x, y.conj())
+
+    a, b, c = step.terms
+    return np.stack(
+        [
+            k(a, a) + (k(b, b) + k(c, c)) / 2,
+            k(a, b) + k(b, a),
+            k(a, c) + k(c, a),
+            (k(b, b) - k(c, c)) / 2,
+            (k(b, c) + k(c, b)) / 2,
+        ]
+    )
+
+
+class _Factors:
+    """Superoperators F_g = Σ_j φ_j(ω_g·angle_g)·T_gj of several gates at once per call, the
+    T_gj fixed ([G, 5, d², d²]: each gate's U ⊗ conj(U) terms with its neighbouring
+    constant runs multiplied in), φ = (1, cos, sin, cos 2·, sin 2·): one einsum for all."""
+
+    def __init__(self, terms: np.ndarray, frequency: Sequence[float], columns: Sequence[int]):
+        self.terms = terms
+        self.frequency = np.asarray(frequency, dtype=float)
+        self.columns = np.asarray(columns, dtype=np.int64)
         self._cache: dict[tuple, tuple[torch.Tensor, ...]] = {}
 
-    def superops(self, angles: torch.Tensor) -> torch.Tensor:
+    def __call__(self, angles: torch.Tensor) -> torch.Tensor:
         """angles [R, all] -> [R, G, d², d²]."""
         key = (angles.device, angles.dtype)
         if key not in self._cache:
-            complex_dtype = _complex(angles.dtype)
-            terms = torch.from_numpy(self.terms).to(angles.device, complex_dtype)
             self._cache[key] = (
-                terms,
+                torch.from_numpy(self.terms).to(angles.device, _complex(angles.dtype)),
                 torch.from_numpy(self.frequency).to(angles.device, angles.dtype),
-                torch.from_numpy(self.angles).to(angles.device),
+                torch.from_numpy(self.columns).to(angles.device),
             )
         terms, frequency, columns = self._cache[key]
         theta = angles[:, columns] * frequency  # [R, G]
-        cos, sin = theta.cos()[..., None, None], theta.sin()[..., None, None]
-        u = terms[:, 0] + cos * terms[:, 1] + sin * terms[:, 2]  # [R, G, d, d]
-        d = u.shape[-1]
-        kron = u[..., :, None, :, None] * u.conj()[..., None, :, None, :]
-        return kron.reshape(*u.shape[:-2], d * d, d * d)
+        phi = torch.stack(
+            [torch.ones_like(theta), theta.cos(), theta.sin(), (2 * theta).cos(),
+             (2 * theta).sin()], -1,
+        )  # fmt: skip
+        return torch.einsum("rgj,gjab->rgab", phi.to(terms.dtype), terms)
 
 
 class _FusedBlock:
-    """A block's superoperator per call: constant runs multiplied out once, each
-    angle-dependent gate's U ⊗ conj(U) multiplied in."""
+    """A block's superoperator S = C_m·K_m···C_1·K_1·C_0 (K_g = U_g ⊗ conj(U_g) of its
+    angle-dependent gates, C_g the constant runs between them, multiplied out once) as the
+    factors F_g = C_g·K_g, C_0 folded into F_1 unless `keep_first`."""
 
-    def __init__(self, block: _Block):
+    def __init__(self, block: _Block, keep_first: bool = False):
         self.qubits = block.qubits
         d2 = 4 ** len(block.qubits)
         self.reads_inputs = any(s.reads_inputs for s in block.steps)
-        steps = [s.embedded(block.qubits) for s in block.steps]
-        # superop = C_m · K(U_m) · ... · C_1 · K(U_1) · C_0
-        self.constants: list[np.ndarray] = []
+        runs: list[np.ndarray] = []
         varying: list[_Step] = []
         current = np.eye(d2, dtype=complex)
-        for step in steps:
+        for step in (s.embedded(block.qubits) for s in block.steps):
             noise = np.eye(d2) if step.noise is None else step.noise
             if step.angle is None:
                 a = step.terms[0]
                 current = noise @ np.kron(a, a.conj()) @ current
             else:
-                self.constants.append(current)
+                runs.append(current)
                 varying.append(step)
                 current = noise
-        self.constants.append(current)
-        self.unitaries = _Unitaries(varying) if varying else None
+        runs.append(current)
+        self.first = runs[0]  # C_0: the whole block when no angle varies
+        self.terms = [runs[g + 1] @ _kron_terms(step) for g, step in enumerate(varying)]
+        if self.terms and not keep_first:
+            self.terms[0] = self.terms[0] @ self.first
+        self.frequency = [s.frequency for s in varying]
+        self.columns = [s.angle for s in varying]
         self._cache: dict[tuple, torch.Tensor] = {}
 
-    def superop(self, angles: torch.Tensor) -> torch.Tensor:
-        """[4^k, 4^k], or [R, 4^k, 4^k] when it reads inputs (angles [R, all])."""
-        key = (angles.device, angles.dtype)
+    def constant(self, like: torch.Tensor) -> torch.Tensor:
+        """C_0 on `like`'s device, in its complex dtype."""
+        key = (like.device, like.dtype)
         if key not in self._cache:
-            stacked = np.stack(self.constants)
-            self._cache[key] = torch.from_numpy(stacked).to(angles.device, _complex(angles.dtype))
-        constants = self._cache[key]
-        if self.unitaries is None:
-            return constants[0]
-        kron = self.unitaries.superops(angles)  # [R, G, d², d²]
-        out = constants[0]
-        for g in range(kron.shape[1]):
-            out = constants[g + 1] @ (kron[:, g] @ out)
-        return out if self.reads_inputs else out[0]
+            self._cache[key] = torch.from_numpy(self.first).to(like.device, _complex(like.dtype))
+        return self._cache[key]
+
+
+class _FusedBlocks:
+    """Blocks run one after the other; the factors of all their angle-dependent gates are
+    computed at once per call, one batch per block width."""
+
+    def __init__(self, blocks: list[_Block], num_qubits: int):
+        self.blocks = [_FusedBlock(b) for b in blocks]
+        self.locals = [_Local(b.qubits, num_qubits) for b in blocks]
+        by_width: dict[int, list[_FusedBlock]] = {}
+        self.where: list[tuple[int, int]] = []  # per block: (width, first of its factors)
+        for block in self.blocks:
+            group = by_width.setdefault(len(block.qubits), [])
+            self.where.append((len(block.qubits), sum(len(b.terms) for b in group)))
+            group.append(block)
+        self.factors = {
+            width: _Factors(
+                np.concatenate([np.stack(b.terms) for b in group if b.terms]),
+                [f for b in group for f in b.frequency],
+                [c for b in group for c in b.columns],
+            )
+            for width, group in by_width.items()
+            if any(b.terms for b in group)
+        }
+
+    def __bool__(self) -> bool:
+        return bool(self.blocks)
+
+    def run(self, rows: torch.Tensor, angles: torch.Tensor, heisenberg: bool) -> torch.Tensor:
+        """rows [R, 4^n] through the blocks: forwards on density matrices, or backwards on
+        observables (`heisenberg`: each block's adjoint, the last block first). Blocks that
+        read no input use the first row of `angles`."""
+        factors = {width: f(angles) for width, f in self.factors.items()}
+        order = range(len(self.blocks))
+        for i in reversed(order) if heisenberg else order:
+            block, (width, start) = self.blocks[i], self.where[i]
+            if not block.terms:
+                superop = block.constant(angles)
+            else:
+                mine = factors[width][:, start : start + len(block.terms)]
+                superop = mine[:, 0]
+                for g in range(1, len(block.terms)):
+                    superop = mine[:, g] @ superop
+                if not block.reads_inputs:
+                    superop = superop[0]
+            rows = self.locals[i].apply(rows, superop, heisenberg)
+        return rows
 
 
 class CompiledDensityMatrix(CircuitCounters):
@@ -566,8 +630,8 @@ class CompiledDensityMatrix(CircuitCounters):
 
         product, middle, tail = _segments(compiled.steps, n)
         self._product = _ProductState(product, n)
-        self._middle = [(_FusedBlock(b), _Local(b.qubits, n)) for b in _blocks(middle)]
-        self._tail = [(_FusedBlock(b), _Local(b.qubits, n)) for b in _blocks(tail)]
+        self._middle = _FusedBlocks(_blocks(middle), n)
+        self._tail = _FusedBlocks(_blocks(tail), n)
         self._observables = _observables(compiled.confusion, compiled.measured, n)
         self._paired = _paired_order(n)
         self._tensors: dict[tuple, tuple[torch.Tensor, ...]] = {}
@@ -584,15 +648,11 @@ class CompiledDensityMatrix(CircuitCounters):
         angles = inputs.to(dtype) @ slopes_in + weight_angles  # [B, G]
 
         # The trainable layers, backwards on the observables: once per call.
-        for block, local in reversed(self._tail):
-            observables = local.apply(observables, block.superop(weight_angles).transpose(-1, -2))
+        observables = self._tail.run(observables, weight_angles, heisenberg=True)
         state = self._product.vector(angles, batch)  # [B or 1, 4^n] in the paired order
         if self._middle:
             rows = state.expand(batch, -1)[:, paired.argsort()]  # to row-major [B, 4^n]
-            for block, local in self._middle:
-                rows = local.apply(
-                    rows, block.superop(angles if block.reads_inputs else weight_angles)
-                )
+            rows = self._middle.run(rows, angles.expand(batch, -1), heisenberg=False)
             probs = (rows @ observables.T).real
         else:
             probs = (state @ observables[:, paired].T).real.expand(batch, -1)
@@ -646,59 +706,48 @@ def _segments(steps: list[_Step], n: int) -> tuple[list[_Step], list[_Step], lis
 class _ProductState:
     """Each qubit's 2x2 density matrix after its leading 1-qubit steps, per sample, as the
     vectorized product [R, 4^n] in the paired order (qubit n-1's (row, column) bits most
-    significant). The k-th angle-dependent step of every qubit runs at once."""
+    significant). The k-th angle-dependent gate of every qubit runs at once."""
 
     def __init__(self, steps: list[_Step], n: int):
         self.n = n
         per_qubit = [
-            _FusedBlock(_Block((q,), [s for s in steps if s.qubits == (q,)])) for q in range(n)
+            _FusedBlock(_Block((q,), [s for s in steps if s.qubits == (q,)]), keep_first=True)
+            for q in range(n)
         ]
-        depth = max((len(b.constants) - 1 for b in per_qubit), default=0)
-        eye = np.eye(4, dtype=complex)
-        # constants[k][q]: qubit q's k-th constant run (identity past its last).
-        self.constants = np.stack(
-            [
-                [b.constants[k] if k < len(b.constants) else eye for b in per_qubit]
-                for k in range(depth + 1)
-            ]
-        )
-        identity = _Step(
-            (0,), (np.eye(2, dtype=complex), np.zeros((2, 2)), np.zeros((2, 2))), 0.0, 0
-        )
+        # C_0 applied to |0><0| (vectorized: (1, 0, 0, 0)), per qubit.
+        self.start = np.stack([b.first[:, 0] for b in per_qubit])  # [n, 4]
+        identity = np.zeros((5, 4, 4), dtype=complex)
+        identity[0] = np.eye(4)
         self.positions = []
-        for k in range(depth):
-            gates = []
-            for b in per_qubit:
-                varying = [] if b.unitaries is None else _varying(b)
-                gates.append(varying[k] if k < len(varying) else identity)
-            self.positions.append(_Unitaries(gates))
+        for k in range(max((len(b.terms) for b in per_qubit), default=0)):
+            have = [k < len(b.terms) for b in per_qubit]
+            self.positions.append(
+                _Factors(
+                    np.stack(
+                        [
+                            b.terms[k] if h else identity
+                            for b, h in zip(per_qubit, have, strict=True)
+                        ]
+                    ),
+                    [b.frequency[k] if h else 0.0 for b, h in zip(per_qubit, have, strict=True)],
+                    [b.columns[k] if h else 0 for b, h in zip(per_qubit, have, strict=True)],
+                )
+            )
         self._cache: dict[tuple, torch.Tensor] = {}
 
     def vector(self, angles: torch.Tensor, batch: int) -> torch.Tensor:
         key = (angles.device, angles.dtype)
         if key not in self._cache:
-            self._cache[key] = torch.from_numpy(self.constants).to(
+            self._cache[key] = torch.from_numpy(self.start).to(
                 angles.device, _complex(angles.dtype)
             )
-        constants = self._cache[key]
-        qubits = constants[0][None, :, :, 0]  # C_0 applied to |0><0|: [1, n, 4]
-        for k, gates in enumerate(self.positions):
-            kron = gates.superops(angles)  # [R, n, 4, 4]
-            qubits = (constants[k + 1] @ (kron @ qubits[..., None]))[..., 0]
+        qubits = self._cache[key][None]  # [1, n, 4]
+        for factors in self.positions:
+            qubits = (factors(angles) @ qubits[..., None])[..., 0]  # [R, n, 4]
         state = qubits[:, self.n - 1]
         for q in range(self.n - 2, -1, -1):
             state = (state[:, :, None] * qubits[:, q, None, :]).flatten(1)
         return state
-
-
-def _varying(block: _FusedBlock) -> list[_Step]:
-    """The angle-dependent steps of a fused 1-qubit block, in order."""
-    assert block.unitaries is not None
-    u = block.unitaries
-    return [
-        _Step((0,), tuple(u.terms[g]), float(u.frequency[g]), int(u.angles[g]))
-        for g in range(len(u.angles))
-    ]
 
 
 def _observables(confusion: list[np.ndarray], measured: list[int], n: int) -> np.ndarray:
