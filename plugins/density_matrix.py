@@ -483,12 +483,12 @@ class _Factors:
         self.columns = np.asarray(columns, dtype=np.int64)
         self._cache: dict[tuple, tuple[torch.Tensor, ...]] = {}
 
-    def __call__(self, angles: torch.Tensor) -> torch.Tensor:
-        """angles [R, all] -> [R, G, d², d²]."""
-        key = (angles.device, angles.dtype)
+    def __call__(self, angles: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """angles [R, all] -> [R, G, d², d²] in `dtype` (real: the terms are)."""
+        key = (angles.device, dtype)
         if key not in self._cache:
             self._cache[key] = (
-                torch.from_numpy(self.terms).to(angles.device, _complex(angles.dtype)),
+                _tensor(self.terms, angles.device, dtype),
                 torch.from_numpy(self.frequency).to(angles.device, angles.dtype),
                 torch.from_numpy(self.columns).to(angles.device),
             )
@@ -531,11 +531,11 @@ class _FusedBlock:
         self.columns = [s.angle for s in varying]
         self._cache: dict[tuple, torch.Tensor] = {}
 
-    def constant(self, like: torch.Tensor) -> torch.Tensor:
-        """C_0 on `like`'s device, in its complex dtype."""
-        key = (like.device, like.dtype)
+    def constant(self, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        """C_0 on `device` in `dtype`."""
+        key = (device, dtype)
         if key not in self._cache:
-            self._cache[key] = torch.from_numpy(self.first).to(like.device, _complex(like.dtype))
+            self._cache[key] = _tensor(self.first, device, dtype)
         return self._cache[key]
 
 
@@ -569,12 +569,12 @@ class _FusedBlocks:
         """rows [R, 4^n] through the blocks: forwards on density matrices, or backwards on
         observables (`heisenberg`: each block's adjoint, the last block first). Blocks that
         read no input use the first row of `angles`."""
-        factors = {width: f(angles) for width, f in self.factors.items()}
+        factors = {width: f(angles, rows.dtype) for width, f in self.factors.items()}
         order = range(len(self.blocks))
         for i in reversed(order) if heisenberg else order:
             block, (width, start) = self.blocks[i], self.where[i]
             if not block.terms:
-                superop = block.constant(angles)
+                superop = block.constant(rows.device, rows.dtype)
             else:
                 mine = factors[width][:, start : start + len(block.terms)]
                 superop = mine[:, 0]
@@ -634,6 +634,14 @@ class CompiledDensityMatrix(CircuitCounters):
         self._tail = _FusedBlocks(_blocks(tail), n)
         self._observables = _observables(compiled.confusion, compiled.measured, n)
         self._paired = _paired_order(n)
+        # Real gates and real errors (H, RY, CX, depolarizing: Y ⊗ conj(Y) is real) keep every
+        # density matrix real: simulated in the real dtype, half the arithmetic.
+        self.is_real = _is_real(
+            self._product.start,
+            *(f.terms for f in self._product.positions),
+            *(b.first for part in (self._middle, self._tail) for b in part.blocks),
+            *(f.terms for part in (self._middle, self._tail) for f in part.factors.values()),
+        )
         self._tensors: dict[tuple, tuple[torch.Tensor, ...]] = {}
 
     def __call__(self, inputs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -649,16 +657,24 @@ class CompiledDensityMatrix(CircuitCounters):
 
         # The trainable layers, backwards on the observables: once per call.
         observables = self._tail.run(observables, weight_angles, heisenberg=True)
-        state = self._product.vector(angles, batch)  # [B or 1, 4^n] in the paired order
+        state_dtype = self._state_dtype(dtype)
+        # [B or 1, 4^n], the paired order
+        state = self._product.vector(angles, state_dtype)
         if self._middle:
             rows = state.expand(batch, -1)[:, paired.argsort()]  # to row-major [B, 4^n]
             rows = self._middle.run(rows, angles.expand(batch, -1), heisenberg=False)
-            probs = (rows @ observables.T).real
+            probs = rows @ observables.T
         else:
-            probs = (state @ observables[:, paired].T).real.expand(batch, -1)
+            probs = (state @ observables[:, paired].T).expand(batch, -1)
+        if probs.is_complex():
+            probs = probs.real
         self.count(batch)
         probs = probs.clamp_min(0.0)  # rounding: a probability is never below 0
         return probs if self._shots is None else self._shots(probs)
+
+    def _state_dtype(self, dtype: torch.dtype) -> torch.dtype:
+        """The density matrices' dtype for angles in `dtype`."""
+        return dtype if self.is_real else _complex(dtype)
 
     def _on(self, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
         """The angle table, the observables and the pairing on `device`, copied there once."""
@@ -668,7 +684,7 @@ class CompiledDensityMatrix(CircuitCounters):
                 self._slopes_in.to(device, dtype),
                 self._slopes_w.to(device, dtype),
                 self._offsets.to(device, dtype),
-                torch.from_numpy(self._observables).to(device, _complex(dtype)),
+                _tensor(self._observables, device, self._state_dtype(dtype)),
                 torch.from_numpy(self._paired).to(device),
             )
         return self._tensors[key]
@@ -676,6 +692,16 @@ class CompiledDensityMatrix(CircuitCounters):
 
 def _complex(dtype: torch.dtype) -> torch.dtype:
     return torch.complex64 if dtype == torch.float32 else torch.complex128
+
+
+def _tensor(array: np.ndarray, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """`array` as a tensor in `dtype`: its real part for a real dtype (it is real)."""
+    values = array if dtype.is_complex else np.ascontiguousarray(array.real)
+    return torch.from_numpy(values).to(device, dtype)
+
+
+def _is_real(*arrays: np.ndarray) -> bool:
+    return all(np.abs(np.imag(a)).max(initial=0.0) < _MATRIX_TOL for a in arrays)
 
 
 def _segments(steps: list[_Step], n: int) -> tuple[list[_Step], list[_Step], list[_Step]]:
@@ -735,15 +761,14 @@ class _ProductState:
             )
         self._cache: dict[tuple, torch.Tensor] = {}
 
-    def vector(self, angles: torch.Tensor, batch: int) -> torch.Tensor:
-        key = (angles.device, angles.dtype)
+    def vector(self, angles: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """[R, 4^n] in `dtype`; R = 1 when no angle here reads an input."""
+        key = (angles.device, dtype)
         if key not in self._cache:
-            self._cache[key] = torch.from_numpy(self.start).to(
-                angles.device, _complex(angles.dtype)
-            )
+            self._cache[key] = _tensor(self.start, angles.device, dtype)
         qubits = self._cache[key][None]  # [1, n, 4]
         for factors in self.positions:
-            qubits = (factors(angles) @ qubits[..., None])[..., 0]  # [R, n, 4]
+            qubits = (factors(angles, dtype) @ qubits[..., None])[..., 0]  # [R, n, 4]
         state = qubits[:, self.n - 1]
         for q in range(self.n - 2, -1, -1):
             state = (state[:, :, None] * qubits[:, q, None, :]).flatten(1)

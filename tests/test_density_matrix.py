@@ -224,3 +224,29 @@ def test_unsupported_instructions_are_named():
     qc.ry(x * x, 0)
     with pytest.raises(ValueError, match="not of the form"):
         DensityMatrix().compile(qc, [x], [], seed=0)
+
+
+def test_real_gates_and_errors_run_in_a_real_dtype_with_the_same_result():
+    qc = QuantumCircuit(3)
+    xs, ws = [Parameter(f"x{q}") for q in range(3)], [Parameter(f"w{q}") for q in range(3)]
+    for q in range(3):
+        qc.h(q)
+        qc.ry(xs[q], q)
+    qc.cx(0, 1)
+    qc.cx(1, 2)
+    for q in range(3):
+        qc.ry(ws[q], q)
+    x, w = torch.rand(4, 3, dtype=torch.float64), torch.rand(3, dtype=torch.float64)
+    real = DensityMatrix(depolarizing=0.05).compile(qc, xs, ws, seed=0)
+    assert real.is_real
+    qc.rz(ws[0], 0)  # a complex gate: the same circuit then simulated in complex numbers
+    qc.rz(-ws[0], 0)
+    complex_ = DensityMatrix(depolarizing=0.05).compile(qc, xs, ws, seed=0)
+    assert not complex_.is_real
+    # The rz pair is the identity, but its two depolarizing errors are not.
+    model = NoiseModel()
+    for name, on in depolarizing_targets(real.isa):
+        model.add_quantum_error(depolarizing_error(0.05, len(on)), name, on, warnings=False)
+    reference = aer_probabilities(real, model, bound_values(xs, ws, x, w), 4, False)
+    assert np.abs(real(x, w).numpy() - reference).max() < 1e-10
+    assert (complex_(x, w) - real(x, w)).abs().max() > 1e-4
