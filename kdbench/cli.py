@@ -389,6 +389,9 @@ def report(
     if built.pooled is not None:
         shown.append((f"{experiment}: each teacher's gain pooled over students and data sets",
                       built.pooled))  # fmt: skip
+    if built.noise is not None:
+        shown.append((f"{experiment}: accuracy drop on the test ladder, distilled against alone",
+                      built.noise))  # fmt: skip
     if points:
         shown += [(f"{experiment}: {family}, every sweep point", table)
                   for family, table in built.points.items()]  # fmt: skip

@@ -32,7 +32,7 @@ NO_TEACHER = "none"
 COMPONENT_KINDS = tuple(KINDS)
 DEFAULT_DISTILLER = "paper"  # the instance [distill] configures, and the matrix's default
 MATRIX_KEYS = ("datasets", "teachers", "students", "backends", "distillers", "seeds",
-               "eval_backend", "sweep", "zip")  # fmt: skip
+               "eval_backend", "also_test_on", "sweep", "zip")  # fmt: skip
 SWEPT_SECTIONS = ("train", "distill", *COMPONENT_KINDS)
 MAX_SWEEP_POINTS = 1000
 MAX_CONFIG_BYTES = 1 << 20  # a config is a page or two of TOML; refuse /dev/zero and the like
@@ -101,6 +101,7 @@ class MatrixEntry:
     seeds: list[int]
     distillers: list[str] = field(default_factory=lambda: [DEFAULT_DISTILLER])
     eval_backend: str | None = None  # test on this backend instead of the training one
+    also_test_on: list[str] = field(default_factory=list)  # and test again on each of these
     sweep: list[dict[str, Any]] = field(default_factory=list)  # the points' values
     points: list[SweepPoint] = field(default_factory=list, repr=False)  # [] without a sweep
 
@@ -355,9 +356,24 @@ def _parse_matrix(spec: Spec, raw: Any, registry: Registry) -> None:
         eval_backend = entry.get("eval_backend")
         if eval_backend is not None:
             _reference(spec, registry, "backends", eval_backend, f"{where}.eval_backend")
+        also = entry.get("also_test_on", [])
+        if not isinstance(also, list) or not all(isinstance(n, str) for n in also):
+            raise ConfigError(
+                "expected a list of backend names", file=spec.file, key=f"{where}.also_test_on"
+            )
+        if len(set(also)) < len(also):
+            raise ConfigError("names a backend twice", file=spec.file, key=f"{where}.also_test_on")
+        for j, name in enumerate(also):
+            _reference(spec, registry, "backends", name, f"{where}.also_test_on[{j}]")
         sweep = _sweep_points(entry.get("sweep"), entry.get("zip", False), spec.file, where)
         spec.matrix.append(
-            MatrixEntry(seeds=list(seeds), eval_backend=eval_backend, sweep=sweep, **lists)
+            MatrixEntry(
+                seeds=list(seeds),
+                eval_backend=eval_backend,
+                also_test_on=list(also),
+                sweep=sweep,
+                **lists,
+            )
         )
     _check_students(spec, registry)
     _check_teachers(spec, registry)

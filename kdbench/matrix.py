@@ -36,6 +36,14 @@ class Cell:
     distiller: Instance | None = None  # None: the cross-entropy alone
     sweep: Mapping[str, Any] = field(default_factory=dict, compare=False)
     """The values of its entry's sweep point that this cell uses, by dotted key."""
+    also_test_on: tuple[Instance, ...] = ()
+    """Backends the trained student is tested on too, after its own test (a noise ladder)."""
+
+    @property
+    def tested_on(self) -> list[tuple[Instance, bool]]:
+        """(backend, whether it trains) for every backend the cell's student runs on."""
+        tests = [self.eval_backend] if self.eval_backend is not None else []
+        return [(self.backend, True), *((b, False) for b in (*tests, *self.also_test_on))]
 
     @property
     def teacher_name(self) -> str:
@@ -87,14 +95,14 @@ class Cell:
             "datasets": [self.dataset],
             "students": [self.student],
             "encoders": [self.encoder],
-            "backends": [self.backend, self.eval_backend],
+            "backends": [self.backend, self.eval_backend, *self.also_test_on],
             "distillers": [self.distiller],
         }
         return {instance.name for instance in used.get(kind, []) if instance is not None}
 
     def config(self) -> dict[str, Any]:
         """The fully resolved configuration: everything that determines the result."""
-        return {
+        config = {
             "protocol": PROTOCOL_VERSION,
             "dataset": self.dataset.resolved(),
             "teacher": teacher_config(self.spec, self.teacher) if self.teacher else None,
@@ -106,6 +114,9 @@ class Cell:
             "distill": distiller_config(self.distiller) if self.distiller else None,
             "seed": self.seed,
         }
+        if self.also_test_on:  # absent otherwise: the cells of older configs keep their ids
+            config["also_test_on"] = [b.resolved() for b in self.also_test_on]
+        return config
 
     @cached_property  # hashed once: ids key every lookup of a run
     def id(self) -> str:
@@ -211,4 +222,5 @@ def _entry_cells(entry: MatrixEntry, spec: Spec) -> Iterator[Cell]:
                 if entry.eval_backend is None
                 else spec.instance("backends", entry.eval_backend),
                 distiller=distiller,
+                also_test_on=tuple(spec.instance("backends", b) for b in entry.also_test_on),
             )

@@ -29,6 +29,7 @@ SWEEP_TAG = "kdbench.sweep"  # JSON: the sweep values the cell uses, by dotted k
 CELL_ID_TAG = "kdbench.cell_id"  # the cell's id, set when the tracker claims it
 ERROR_TAG = "kdbench.error"
 TEACHER_SOURCE_TAG = "kdbench.teacher_source"
+ALSO_TESTED_TAG = "kdbench.also_tested_on"  # JSON: the names of the extra test backends, in order
 
 # Logged once per epoch (step = epoch), beside the distiller's parts (train_kd, val_kd...);
 # the report draws its loss curves from these.
@@ -55,6 +56,11 @@ def cell_tags(cell: Cell) -> dict[str, str]:
     if cell.sweep:
         tags[SWEEP_TAG] = json.dumps(dict(cell.sweep), sort_keys=True)
     return tags
+
+
+def also_metric(what: str, backend: str) -> str:
+    """The metric of the test on an extra backend: 'test_accuracy/noisy-aer'."""
+    return f"test_{what}/{backend}"
 
 
 def circuit_metrics(circuits: Iterable[CircuitFunction], prefix: str = "") -> dict[str, float]:
@@ -91,6 +97,8 @@ class Result:
     run_id: str | None = field(default=None, compare=False)
     cell_id: str | None = field(default=None, compare=False)
     collapsed: bool | None = None  # validation accuracy fell back to chance (None: not logged)
+    also: Mapping[str, float] = field(default_factory=dict, compare=False)
+    """Test accuracy on each backend of the cell's `also_test_on`, in its order."""
 
     @property
     def point(self) -> str:
@@ -119,6 +127,11 @@ class Result:
             run.info.run_id,
             tags.get(CELL_ID_TAG),
             None if "collapsed" not in metrics else bool(metrics["collapsed"]),
+            {
+                name: metrics[also_metric("accuracy", name)]
+                for name in json.loads(tags.get(ALSO_TESTED_TAG, "[]"))
+                if also_metric("accuracy", name) in metrics
+            },
         )
 
     def as_in(self, cells: Mapping[str, Cell]) -> Result:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from kdbench.names import file_name
 from kdbench.report.labels import dataset_label, student_label, teacher_label
+from kdbench.report.noise import noise_curves, noise_rows, noise_table
 from kdbench.report.reference import ReportConfig, parse_report
 from kdbench.report.stats import Gain, Row, holm, mean_std, paired_gain, summarize
 from kdbench.report.tables import (
@@ -73,6 +74,7 @@ class Report:
     files: dict[str, bytes] = field(default_factory=dict)
     points: dict[str, FamilyTable] = field(default_factory=dict)  # every sweep point, by family
     pooled: FamilyTable | None = None  # each teacher's gains over every student and data set
+    noise: FamilyTable | None = None  # drops on the cells' test ladders, taught against alone
 
 
 def build_report(
@@ -94,6 +96,15 @@ def build_report(
             pooled, f"{experiment}: each teacher's gain pooled over students and data sets"
         ).encode()
         report.files["pooled.csv"] = to_csv(pooled).encode()
+    noisy = noise_rows(rows)
+    if noisy:
+        report.noise = noise_table(noisy, config.labels)
+        title = f"{experiment}: accuracy drop from {noisy[0].reference}, distilled against alone"
+        report.files["noise.md"] = to_markdown(report.noise, title).encode()
+        report.files["noise.csv"] = to_csv(report.noise).encode()
+        curves = noise_curves(rows, f"{experiment}: test accuracy against noise", config.labels)
+        if curves is not None:
+            report.files["noise-accuracy.png"] = curves
     for family, table in report.tables.items():
         title = f"{experiment}: {family}"
         stem = file_name(family.lower())

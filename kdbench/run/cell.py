@@ -27,8 +27,8 @@ def versions(cell: Cell, registry: Registry) -> dict[str, str]:
         "torch.version": torch.__version__,
         "python.version": platform.python_version(),
     }
-    instances = (cell.dataset, cell.teacher, cell.student, cell.encoder, cell.backend,
-                 cell.eval_backend, cell.distiller)  # fmt: skip
+    instances = (cell.dataset, cell.teacher, cell.student, cell.encoder, cell.distiller,
+                 *(backend for backend, _ in cell.tested_on))  # fmt: skip
     for instance in instances:
         if instance is not None:
             owner = registry.owner(instance.kind, instance.plugin)

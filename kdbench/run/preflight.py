@@ -46,7 +46,7 @@ def preflight(cells: Sequence[Cell], data_root: Path) -> None:
         if cell.distils_features and _same_teacher(cell) not in checked_features:
             checked_features.add(_same_teacher(cell))
             _check_teacher_features(cell)
-    backends = {_same(b): b for c in cells for b in (c.backend, c.eval_backend) if b is not None}
+    backends = {_same(b): b for c in cells for b, _ in c.tested_on}
     for backend in backends.values():
         backend.component.preflight()
     _check_circuits(cells, data_root)
@@ -110,9 +110,7 @@ def _check_circuits(cells: Sequence[Cell], data_root: Path) -> None:
     built for the images, or cannot take them, is refused too."""
     probed, built, batches = set(), set(), {}
     for cell in cells:
-        for backend, training in ((cell.backend, True), (cell.eval_backend, False)):
-            if backend is None:
-                continue
+        for backend, training in cell.tested_on:
             sizes = (_same(cell.dataset), training, cell.spec.train.batch_size)
             if sizes not in batches:  # the whole test set is counted once per data set
                 batches[sizes] = _batches(cell, data_root, training)

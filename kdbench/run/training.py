@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 from contextlib import ExitStack
 from pathlib import Path
@@ -13,7 +14,13 @@ from kdbench.config import Instance
 from kdbench.data import make_splits
 from kdbench.distill import Hint, Split, collapsed, evaluate, fit, probabilities_to_log
 from kdbench.matrix import Cell
-from kdbench.results import TEACHER_SOURCE_TAG, Result, circuit_metrics
+from kdbench.results import (
+    ALSO_TESTED_TAG,
+    TEACHER_SOURCE_TAG,
+    Result,
+    also_metric,
+    circuit_metrics,
+)
 from kdbench.run.artifacts import cell_artifacts
 from kdbench.run.events import Events
 from kdbench.teachers import prepare_teacher, teacher_features, teacher_logits
@@ -122,6 +129,18 @@ def train_cell(
         tested = evaluate(model, _log_probs, test, num_classes)
         metrics |= circuit_metrics(circuits, "eval_")
     metrics |= {"test_accuracy": tested.accuracy, "test_loss": tested.loss}
+    also = {}
+    for backend in cell.also_test_on:
+        # The same weights again on each of these (a noise ladder); their circuits count apart.
+        events.phase(cell, f"testing on {backend.name}")
+        tester, _ = build_student(backend)
+        tester.load_state_dict(fitted.best_state)
+        result = evaluate(tester, _log_probs, test, num_classes)
+        also[backend.name] = result.accuracy
+        metrics |= {also_metric("accuracy", backend.name): result.accuracy,
+                    also_metric("loss", backend.name): result.loss}  # fmt: skip
+    if also:
+        tracker.set_tag(run_id, ALSO_TESTED_TAG, json.dumps(list(also)))
     # The epochs' metrics are logged with the cell's, in one store call: a call costs ~10 ms.
     tracker.log_steps(run_id, [*((m.epoch, m.logged()) for m in fitted.history), (0, metrics)])
     tracker.log_files(run_id, cell_artifacts(cell, tested, splits.class_names, model))
@@ -135,6 +154,7 @@ def train_cell(
         flatten(cell.config()),
         run_id,
         collapsed=bool(metrics["collapsed"]),
+        also=also,
     )
 
 

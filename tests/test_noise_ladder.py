@@ -1,0 +1,102 @@
+"""`also_test_on`: a trained student tested on a ladder of noisy backends, and the report's
+noise-sensitivity section (drops, their paired difference, Holm) on a real MLflow store."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from kdbench.config import load_spec
+from kdbench.errors import ConfigError
+from kdbench.matrix import expand
+from kdbench.report.noise import noise_rows
+from kdbench.report.stats import summarize
+from kdbench.results import Result
+from kdbench.tracking import Tracker
+from tests.conftest import TINY
+
+LADDER = (
+    TINY.replace(
+        'backends = ["statevector"]',
+        'backends = ["statevector", "noisy"]\nalso_test_on = ["clean", "noisy", "manila"]',
+    )
+    + """
+[backends.clean]
+plugin = "density-matrix"
+
+[backends.noisy]
+plugin = "density-matrix"
+depolarizing = 0.05
+
+[backends.manila]
+plugin = "density-matrix"
+noise = "FakeManilaV2"
+"""
+)
+
+
+def test_a_ladder_tests_each_trained_student_again_and_the_report_compares_drops(
+    write_config, invoke, isolated
+):
+    config = write_config(LADDER.format(name="ladder"))
+    result = invoke("run", str(config))
+    assert result.exit_code == 0, result.output[-3000:]
+    assert "4 cells finished" in result.stdout
+    tracker = Tracker(f"sqlite:///{isolated}/mlflow.db", "ladder", create=False)
+    results = [Result.from_run(run) for run in tracker.cell_runs()]
+    assert {r.backend for r in results} == {"statevector", "noisy"}
+    for r in results:
+        assert list(r.also) == ["clean", "noisy", "manila"]
+        if r.backend == "statevector":  # the noiseless rung is the exact simulation
+            assert math.isclose(r.also["clean"], r.test_accuracy)
+        else:  # trained under noise: its own test is the noisy rung
+            assert math.isclose(r.also["noisy"], r.test_accuracy)
+    rows = noise_rows(summarize(results))
+    assert {(r.arm.backend, r.rung) for r in rows} == {
+        (b, rung) for b in ("statevector", "noisy") for rung in ("noisy", "manila")
+    }
+    for row in rows:  # one seed: the paired difference of the drops, without a test
+        assert row.reference == "clean"
+        assert math.isclose(row.gain.mean, row.drop - row.alone_drop, abs_tol=1e-12)
+    report = invoke("report", str(config))
+    assert report.exit_code == 0, report.output[-3000:]
+    assert "accuracy drop on the test ladder" in report.stdout
+    folder = isolated / "kdbench-results" / "ladder"
+    assert (folder / "noise-accuracy.png").stat().st_size > 1000
+    table = (folder / "noise.md").read_text()
+    assert "Δ drop" in table and "manila" in table
+
+
+def test_the_ladder_is_part_of_a_cells_identity_only_when_set(write_config, registry):
+    plain = expand(load_spec(write_config(TINY.format(name="x")), registry))
+    text = (
+        TINY.format(name="x").replace(
+            'backends = ["statevector"]', 'backends = ["statevector"]\nalso_test_on = ["clean"]'
+        )
+        + '\n[backends.clean]\nplugin = "density-matrix"\n'
+    )
+    laddered = expand(load_spec(write_config(text, "b.toml"), registry))
+    assert [c.also_test_on for c in plain] == [()] * len(plain)
+    assert "also_test_on" not in plain[0].config()
+    assert {c.id for c in plain}.isdisjoint(c.id for c in laddered)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ('"clean"', "expected a list of backend names"),
+        ('["clean", "clean"]', "names a backend twice"),
+        ('["cleen"]', "did you mean 'clean'"),
+    ],
+)
+def test_a_bad_ladder_is_refused_with_its_key(write_config, registry, value, message):
+    text = (
+        TINY.format(name="x").replace(
+            'backends = ["statevector"]', f'backends = ["statevector"]\nalso_test_on = {value}'
+        )
+        + '\n[backends.clean]\nplugin = "density-matrix"\n'
+    )
+    with pytest.raises(ConfigError, match=message) as error:
+        load_spec(write_config(text), registry)
+    assert "also_test_on" in str(error.value)
