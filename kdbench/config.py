@@ -262,6 +262,15 @@ def _define(
     if problem:
         raise ConfigError(problem, file=spec.file, key=kind)
     key = key or f"{kind}.{name}"
+    if table and all(isinstance(value, dict) for value in table.values()):
+        # [backends.dep-0.001] is the table "001" inside "dep-0": TOML splits names at dots.
+        nested = f"{name}.{next(iter(table))}"
+        raise ConfigError(
+            f"holds only tables; if you meant an instance named '{nested}', quote its name: "
+            f'[{kind}."{nested}"]',
+            file=spec.file,
+            key=key,
+        )
     options = dict(table)
     plugin = options.pop("plugin", name)
     if not isinstance(plugin, str):

@@ -141,8 +141,14 @@ def noise_curves(rows: Sequence[Row], title: str, labels: Labels = NO_LABELS) ->
         name = dataset_label(params, dataset, labels)[1]
         axis.set_title(f"{name}, {student_label(params, student, labels)} [{backend}]", fontsize=8)
         axis.set_ylabel("test accuracy (%)")
-        axis.legend(fontsize=6)
     for axis in list(axes.flat)[len(panels) :]:
         axis.set_visible(False)
+    legend = {}  # one legend for every panel: the same teachers throughout
+    for axis in axes.flat:
+        for handle, label in zip(*axis.get_legend_handles_labels(), strict=True):
+            legend.setdefault(label, handle)
+    figure.legend(list(legend.values()), list(legend), loc="lower center", fontsize=8,
+                  ncol=min(3, len(legend)))  # fmt: skip
     figure.suptitle(title)
+    figure.tight_layout(rect=(0, 0.03 + 0.012 * math.ceil(len(legend) / 3), 1, 1))
     return png(figure)
