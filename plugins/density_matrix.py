@@ -184,13 +184,13 @@ class _Step:
     """One gate and the error after it, on `qubits` (indices of the simulated qubits; bit j
     of the matrices' index is qubits[j], as in Qiskit): matrix = A + cos(ω·angle)·B +
     sin(ω·angle)·C with `angle` a column of the angle table (None: the matrix is A), then
-    the channel `noise` (a superoperator, None: no error)."""
+    the channel `noise` (its Kraus operators, None: no error)."""
 
     qubits: tuple[int, ...]
     terms: tuple[np.ndarray, np.ndarray, np.ndarray]
     frequency: float = 0.0
     angle: int | None = None
-    noise: np.ndarray | None = None
+    noise: list[np.ndarray] | None = None
     reads_inputs: bool = False
 
     def embedded(self, block: tuple[int, ...]) -> _Step:
@@ -198,9 +198,7 @@ class _Step:
         if block == self.qubits:
             return self
         terms = tuple(_embed(m, self.qubits, block) for m in self.terms)
-        noise = None
-        if self.noise is not None:
-            noise = _superop_embed(self.noise, self.qubits, block)
+        noise = None if self.noise is None else [_embed(k, self.qubits, block) for k in self.noise]
         return _Step(block, terms, self.frequency, self.angle, noise, self.reads_inputs)
 
 
@@ -226,16 +224,6 @@ def _embed(matrix: np.ndarray, qubits: tuple[int, ...], block: tuple[int, ...]) 
         perm = [k - 1 - qubits.index(q) for q in order]
         out[tuple(index)] = tensor.transpose(perm + [k + p for p in perm])
     return out.reshape(2**n, 2**n)
-
-
-def _superop_embed(superop: np.ndarray, qubits: tuple[int, ...], block: tuple) -> np.ndarray:
-    """A superoperator on `qubits` as one on `block` ⊇ qubits, via its Kraus form."""
-    d = 2 ** len(qubits)
-    # The Choi matrix is the superoperator reshuffled; its eigenvectors are Kraus operators.
-    choi = superop.reshape(d, d, d, d).transpose(0, 2, 1, 3).reshape(d * d, d * d)
-    values, vectors = np.linalg.eigh(choi)
-    kraus = [math.sqrt(v) * vectors[:, i].reshape(d, d) for i, v in enumerate(values) if v > 1e-15]
-    return _superop([_embed(k, qubits, block) for k in kraus])
 
 
 def _gate_terms(operation: Any, where: str) -> tuple[tuple[np.ndarray, ...], float, Any]:
@@ -315,7 +303,7 @@ class _Compiler:
         self.slopes: list[dict[int, float]] = []
         self.offsets: list[float] = []
         self.steps: list[_Step] = []
-        self._kraus_cache: dict[tuple[str, tuple[int, ...]], np.ndarray | None] = {}
+        self._kraus_cache: dict[tuple[str, tuple[int, ...]], list[np.ndarray] | None] = {}
         for instruction in isa.data:
             operation = instruction.operation
             physical = tuple(isa.find_bit(q).index for q in instruction.qubits)
@@ -340,9 +328,10 @@ class _Compiler:
             self._confusion(self.physical[q]) if readout else np.eye(2) for q in self.measured
         ]
 
-    def _error(self, name: str, physical: tuple[int, ...]) -> np.ndarray | None:
-        """The superoperator of the error after gate `name` on `physical`, or None: the noise
-        model's (local, else all-qubit, as Aer applies them), then the uniform depolarizing."""
+    def _error(self, name: str, physical: tuple[int, ...]) -> list[np.ndarray] | None:
+        """The Kraus operators of the error after gate `name` on `physical`, or None: the
+        noise model's (local, else all-qubit, as Aer applies them), then the uniform
+        depolarizing."""
         key = (name, physical)
         if key in self._kraus_cache:
             return self._kraus_cache[key]
@@ -356,11 +345,9 @@ class _Compiler:
         if self.depolarizing and gets_depolarizing(name, len(physical)):
             uniform = depolarizing_error(self.depolarizing, len(physical))
             error = uniform if error is None else error.compose(uniform)
-        superop = None
-        if error is not None:
-            superop = _superop(Kraus(error.to_quantumchannel()).data)
-        self._kraus_cache[key] = superop
-        return superop
+        kraus = None if error is None else list(Kraus(error.to_quantumchannel()).data)
+        self._kraus_cache[key] = kraus
+        return kraus
 
     def _confusion(self, physical: int) -> np.ndarray:
         """P(read m | state t) as [t, m] for `physical`'s measurement (identity: none)."""
@@ -514,7 +501,7 @@ class _FusedBlock:
         varying: list[_Step] = []
         current = np.eye(d2, dtype=complex)
         for step in (s.embedded(block.qubits) for s in block.steps):
-            noise = np.eye(d2) if step.noise is None else step.noise
+            noise = np.eye(d2) if step.noise is None else _superop(step.noise)
             if step.angle is None:
                 a = step.terms[0]
                 current = noise @ np.kron(a, a.conj()) @ current

@@ -295,6 +295,26 @@ CONFIGS = [
         "backends.ibm.confirm_hardware: backend 'ibm_brisbane' is real IBM Quantum hardware",
     ),
     (
+        "density-matrix-device-unknown",
+        VALID + '\n[backends.dm]\nplugin = "density-matrix"\nnoise = "FakeMannila"\n',
+        "backends.dm.noise: unknown fake backend 'FakeMannila' (did you mean 'FakeManila",
+    ),
+    (
+        "density-matrix-noise-file-missing",
+        VALID + '\n[backends.dm]\nplugin = "density-matrix"\nnoise = "no/such/model.pkl"\n',
+        "backends.dm.noise: 'no/such/model.pkl' is neither a fake IBM device",
+    ),
+    (
+        "density-matrix-depolarizing-above-1",
+        VALID + '\n[backends.dm]\nplugin = "density-matrix"\ndepolarizing = 1.5\n',
+        "backends.dm.depolarizing: must be <= 1, got 1.5",
+    ),
+    (
+        "also-test-on-unknown",
+        after('backends = ["statevector"]', 'also_test_on = ["noisy"]'),
+        "matrix[0].also_test_on[0]: unknown backend 'noisy'",
+    ),
+    (
         "ibm-fake-device-unknown",
         VALID + '\n[backends.ibm]\nplugin = "ibm-runtime"\nbackend = "fake_manilla"\n',
         "backends.ibm.backend: unknown fake backend 'fake_manilla' (did you mean 'FakeManila",

@@ -66,6 +66,30 @@ def test_a_ladder_tests_each_trained_student_again_and_the_report_compares_drops
     assert (folder / "noise-accuracy.png").stat().st_size > 1000
     table = (folder / "noise.md").read_text()
     assert "Δ drop" in table and "manila" in table
+    assert "Less / more drop" in (folder / "noise-pooled.md").read_text()
+
+
+def test_drops_are_paired_by_seed_and_holm_adjusted_over_the_table():
+    from scipy import stats
+
+    def result(teacher: str, distiller: str, seed: int, ladder: dict[str, float]) -> Result:
+        return Result("d", teacher, "s", "exact", distiller, seed, ladder["clean"], also=ladder)
+
+    alone = {0: (0.80, 0.70), 1: (0.82, 0.74), 2: (0.78, 0.69)}  # seed: (clean, noisy)
+    taught = {0: (0.81, 0.77), 1: (0.83, 0.78), 2: (0.80, 0.75)}
+    results = [result("none", "none", s, {"clean": c, "noisy": n}) for s, (c, n) in alone.items()]
+    results += [result("t", "paper", s, {"clean": c, "noisy": n}) for s, (c, n) in taught.items()]
+    results += [result("u", "paper", s, {"clean": c, "noisy": c}) for s, (c, _) in alone.items()]
+    rows = noise_rows(summarize(results))
+    by_teacher = {r.arm.teacher: r for r in rows}
+    drops = [c - n for c, n in taught.values()]
+    alone_drops = [c - n for c, n in alone.values()]
+    gain = by_teacher["t"].gain
+    assert math.isclose(gain.mean, sum(drops) / 3 - sum(alone_drops) / 3)
+    assert math.isclose(gain.p_value, stats.ttest_rel(drops, alone_drops).pvalue)
+    p_values = sorted(r.gain.p_value for r in rows)
+    assert math.isclose(min(r.gain.p_adjusted for r in rows), 2 * p_values[0])  # m = 2
+    assert by_teacher["u"].drop == 0 and by_teacher["u"].gain.mean < 0  # no drop at all
 
 
 def test_the_ladder_is_part_of_a_cells_identity_only_when_set(write_config, registry):

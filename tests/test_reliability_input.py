@@ -680,14 +680,16 @@ def reloaded_registry():
         (
             "aer",
             replace('backends = ["statevector"]', 'backends = ["aer"]'),
-            "unknown backend 'aer'; defined or available: ibm-runtime, statevector; plugin 'aer'"
+            "unknown backend 'aer'; defined or available: density-matrix, ibm-runtime, "
+            "statevector; plugin 'aer'"
             " is not loaded: blocked by KDBENCH_BLOCK_PLUGINS",
         ),
         (
             "aer",
             VALID + '\n[backends.noisy]\nplugin = "aer"\n',
-            "backends.noisy.plugin: unknown backend plugin 'aer'; available: ibm-runtime,"
-            " statevector; plugin 'aer' is not loaded: blocked by KDBENCH_BLOCK_PLUGINS",
+            "backends.noisy.plugin: unknown backend plugin 'aer'; available: density-matrix,"
+            " ibm-runtime, statevector; plugin 'aer' is not loaded: blocked by"
+            " KDBENCH_BLOCK_PLUGINS",
         ),
         (
             "datasets",

@@ -210,7 +210,7 @@ def test_blocked_builtin_plugin_is_unknown(
     assert result.exit_code == 2
     assert result.stderr.startswith("Error: ")
     assert "matrix[0].backends[0]: unknown backend 'aer'" in result.stderr
-    assert "available: ibm-runtime, statevector" in result.stderr
+    assert "available: density-matrix, ibm-runtime, statevector" in result.stderr
     named = TINY.format(name="secure") + '\n[backends.noisy]\nplugin = "aer"\n'
     result = invoke("run", str(write_config(named)))
     assert result.exit_code == 2

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from kdbench.names import file_name
 from kdbench.report.labels import dataset_label, student_label, teacher_label
-from kdbench.report.noise import noise_curves, noise_rows, noise_table
+from kdbench.report.noise import noise_curves, noise_rows, noise_table, pooled_noise_table
 from kdbench.report.reference import ReportConfig, parse_report
 from kdbench.report.stats import Gain, Row, holm, mean_std, paired_gain, summarize
 from kdbench.report.tables import (
@@ -102,6 +102,10 @@ def build_report(
         title = f"{experiment}: accuracy drop from {noisy[0].reference}, distilled against alone"
         report.files["noise.md"] = to_markdown(report.noise, title).encode()
         report.files["noise.csv"] = to_csv(report.noise).encode()
+        pooled_noise = pooled_noise_table(noisy, config.labels)
+        title = f"{experiment}: Δ drop pooled over students, data sets and training backends"
+        report.files["noise-pooled.md"] = to_markdown(pooled_noise, title).encode()
+        report.files["noise-pooled.csv"] = to_csv(pooled_noise).encode()
         curves = noise_curves(rows, f"{experiment}: test accuracy against noise", config.labels)
         if curves is not None:
             report.files["noise-accuracy.png"] = curves

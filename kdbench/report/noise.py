@@ -9,15 +9,35 @@ alone: what "distillation reduces noise sensitivity" predicts.
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from kdbench.config import NO_TEACHER
 from kdbench.matrix import NO_DISTILLER
 from kdbench.report.labels import NO_LABELS, Labels, dataset_label, student_label, teacher_label
-from kdbench.report.stats import Gain, Row, benjamini_hochberg, holm, mean_std, paired_gain
-from kdbench.report.tables import FamilyTable, TableRow, gain_text, percent
+from kdbench.report.stats import (
+    Gain,
+    Row,
+    benjamini_hochberg,
+    holm,
+    mean_std,
+    paired_gain,
+    pool,
+)
+from kdbench.report.tables import (
+    NONE,
+    FamilyTable,
+    TableRow,
+    gain_text,
+    interval_text,
+    p_text,
+    percent,
+)
+
+DIGITS = 2  # drops are small: hundredths of a point show what tenths round away
 
 
 @dataclass(frozen=True)
@@ -103,18 +123,50 @@ def noise_table(rows: Sequence[NoiseRow], labels: Labels = NO_LABELS) -> FamilyT
         _, dataset = dataset_label(params, r.arm.dataset, labels)
         cells = (
             percent(*r.alone_accuracy),
-            percent(r.alone_drop, signed=True),
+            percent(r.alone_drop, signed=True, digits=DIGITS),
             percent(*r.accuracy),
-            percent(r.drop, signed=True),
-            *gain_text(r.gain),
+            percent(r.drop, signed=True, digits=DIGITS),
+            *gain_text(r.gain, DIGITS),
         )
         records.append(TableRow(r.rung, architecture, dataset, cells))
     return FamilyTable(headers, records)
 
 
+def pooled_noise_table(rows: Sequence[NoiseRow], labels: Labels = NO_LABELS) -> FamilyTable:
+    """Per rung, teacher and distiller: the mean Δ drop pooled over every student, data set
+    and training backend, its interval across them, how often distillation lowered (helps)
+    and raised (hurts) the drop, and a two-sided sign test."""
+    groups: dict[tuple[str, str, str], list[NoiseRow]] = {}
+    for r in rows:
+        if r.gain is not None:
+            groups.setdefault((r.rung, r.arm.teacher, r.arm.distiller), []).append(r)
+    order = {rung: i for i, rung in enumerate(dict.fromkeys(r.rung for r in rows))}
+    records = []
+    for (rung, teacher, distiller), members in sorted(
+        groups.items(), key=lambda kv: (order[kv[0][0]], kv[0][1:])
+    ):
+        label = teacher_label(members[0].arm.params, teacher, labels)
+        pairs, mean, low, high, wins, losses, sign_p = pool([r.gain.mean for r in members])
+        interval = NONE if pairs < 2 else interval_text(low, high, DIGITS)
+        # A lower drop is the help: wins of the Δ drop are losses of robustness.
+        cells = (
+            str(pairs),
+            percent(mean, signed=True, digits=DIGITS),
+            interval,
+            f"{losses} / {wins}",
+            p_text(sign_p),
+        )
+        records.append(TableRow(rung, f"Teacher: {label}, Distiller: {distiller}", "all", cells))
+    headers = ("Tested on", "Architecture", "Dataset", "Pairs", "Mean Δ drop", "95% CI",
+               "Less / more drop", "Sign test p")  # fmt: skip
+    return FamilyTable(headers, records)
+
+
 def noise_curves(rows: Sequence[Row], title: str, labels: Labels = NO_LABELS) -> bytes | None:
     """Accuracy against the ladder's rungs, one line per teacher (mean ± std over seeds), one
-    panel per data set, student and training backend; None without a ladder."""
+    panel per data set, student and training backend; None without a ladder. Rungs that
+    differ in one numeric option (depolarizing 0.001 → 0.003) are joined by a line; others
+    (one fake device, then another) stand alone."""
     from kdbench.report.figures import arm_label, plt, png
 
     selected = [r for r in rows if r.selected and ladder(r)]
@@ -123,19 +175,28 @@ def noise_curves(rows: Sequence[Row], title: str, labels: Labels = NO_LABELS) ->
         panels.setdefault((row.dataset, row.student, row.backend), []).append(row)
     if not panels:
         return None
+    arms = sorted({(r.teacher != NO_TEACHER, r.teacher, r.distiller) for r in selected})
+    colour = {arm[1:]: f"C{i}" for i, arm in enumerate(arms)}  # the same in every panel
     columns = min(3, len(panels))
     lines = math.ceil(len(panels) / columns)
     figure, axes = plt.subplots(lines, columns, figsize=(5.2 * columns, 3.8 * lines),
                                 squeeze=False)  # fmt: skip
-    for axis, ((dataset, student, backend), members) in zip(
-        axes.flat, panels.items(), strict=False
-    ):
+    legend: dict[str, Any] = {}
+    for axis, ((dataset, student, backend), members) in zip(axes.flat, panels.items(),
+                                                            strict=False):  # fmt: skip
         rungs = ladder(members[0])
-        for index, row in enumerate(members):
+        segments = _segments(members[0].params, len(rungs))
+        for row in sorted(members, key=lambda r: (r.teacher != NO_TEACHER, r.teacher)):
             values = [mean_std(list(accuracy_on(row, rung).values())) for rung in rungs]
-            axis.errorbar(range(len(rungs)), [100 * m for m, _ in values],
-                          yerr=[100 * s for _, s in values], capsize=2, marker="o",
-                          label=arm_label(row, selected, labels), color=f"C{index}")  # fmt: skip
+            label = arm_label(row, selected, labels)
+            for segment in segments:
+                handle = axis.errorbar(
+                    segment, [100 * values[i][0] for i in segment],
+                    yerr=[100 * values[i][1] for i in segment], capsize=2, marker="o",
+                    linestyle="-" if len(segment) > 1 else "none",
+                    color=colour[(row.teacher, row.distiller)],
+                )  # fmt: skip
+                legend.setdefault(label, handle)
         params = members[0].params
         axis.set_xticks(range(len(rungs)), rungs, rotation=30, ha="right", fontsize=7)
         name = dataset_label(params, dataset, labels)[1]
@@ -143,12 +204,31 @@ def noise_curves(rows: Sequence[Row], title: str, labels: Labels = NO_LABELS) ->
         axis.set_ylabel("test accuracy (%)")
     for axis in list(axes.flat)[len(panels) :]:
         axis.set_visible(False)
-    legend = {}  # one legend for every panel: the same teachers throughout
-    for axis in axes.flat:
-        for handle, label in zip(*axis.get_legend_handles_labels(), strict=True):
-            legend.setdefault(label, handle)
     figure.legend(list(legend.values()), list(legend), loc="lower center", fontsize=8,
                   ncol=min(3, len(legend)))  # fmt: skip
     figure.suptitle(title)
     figure.tight_layout(rect=(0, 0.03 + 0.012 * math.ceil(len(legend) / 3), 1, 1))
     return png(figure)
+
+
+def _segments(params: Mapping[str, str], count: int) -> list[list[int]]:
+    """The ladder's rungs in runs to draw as lines: consecutive rungs whose backends differ
+    in one numeric (or unset) option; every rung alone if the ladder is not in `params`."""
+    try:
+        configs = json.loads(params["also_test_on"])
+    except (KeyError, ValueError):
+        return [[i] for i in range(count)]
+
+    def joined(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+        differ = [k for k in {*a, *b} if a.get(k) != b.get(k)]
+        numeric = all(isinstance(x, (int, float)) or x is None
+                      for k in differ for x in (a.get(k), b.get(k)))  # fmt: skip
+        return len(differ) == 1 and numeric
+
+    segments = [[0]]
+    for i in range(1, min(count, len(configs))):
+        if joined(configs[i - 1], configs[i]):
+            segments[-1].append(i)
+        else:
+            segments.append([i])
+    return segments

@@ -211,25 +211,27 @@ def pooled(rows: Sequence[Row]) -> list[Pooled]:
     """Per teacher and distiller, the selected rows' gains pooled over the student, data set
     and backend pairs: the mean gain with its interval across pairs, and a sign test (does
     the teacher help more often than it hurts, whatever the size)."""
-    from scipy import stats
-
     groups: dict[tuple[str, str], list[float]] = defaultdict(list)
     for row in rows:
         if row.selected and row.gain is not None:
             groups[(row.teacher, row.distiller)].append(row.gain.mean)
-    result = []
-    for (teacher, distiller), gains in groups.items():
-        mean = statistics.fmean(gains)
-        low = high = math.nan
-        if len(gains) > 1:
-            half = (stats.t.ppf(0.975, len(gains) - 1) * statistics.stdev(gains)
-                    / math.sqrt(len(gains)))  # fmt: skip
-            low, high = mean - half, mean + half
-        wins, losses = sum(g > 0 for g in gains), sum(g < 0 for g in gains)
-        sign_p = stats.binomtest(wins, wins + losses).pvalue if wins + losses else math.nan
-        result.append(Pooled(teacher, distiller, len(gains), mean, low, high, wins, losses,
-                             float(sign_p)))  # fmt: skip
-    return result
+    return [Pooled(teacher, distiller, *pool(gains)) for (teacher, distiller), gains in
+            groups.items()]  # fmt: skip
+
+
+def pool(gains: Sequence[float]) -> tuple[int, float, float, float, int, int, float]:
+    """(pairs, mean, 95 % t interval low and high across pairs (nan with fewer than 2), wins,
+    losses, two-sided sign test p of wins against losses, ties dropped) of mean gains."""
+    from scipy import stats
+
+    mean = statistics.fmean(gains)
+    low = high = math.nan
+    if len(gains) > 1:
+        half = stats.t.ppf(0.975, len(gains) - 1) * statistics.stdev(gains) / math.sqrt(len(gains))
+        low, high = mean - half, mean + half
+    wins, losses = sum(g > 0 for g in gains), sum(g < 0 for g in gains)
+    sign_p = stats.binomtest(wins, wins + losses).pvalue if wins + losses else math.nan
+    return len(gains), mean, low, high, wins, losses, float(sign_p)
 
 
 def tests_count(rows: Sequence[Row]) -> int:

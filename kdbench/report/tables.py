@@ -248,33 +248,35 @@ def to_csv(table: FamilyTable) -> str:
     return buffer.getvalue()
 
 
-def percent(mean: float | None, std: float | None = None, signed: bool = False) -> str:
-    """'97.4 ± 0.3' (or '+1.2') from fractions; '–' for None."""
+def percent(
+    mean: float | None, std: float | None = None, signed: bool = False, digits: int = 1
+) -> str:
+    """'97.4 ± 0.3' (or '+1.2') from fractions, to `digits` places; '–' for None."""
     if mean is None:
         return NONE
-    text = f"{100 * mean:+.1f}" if signed else f"{100 * mean:.1f}"
-    return f"{text} ± {100 * std:.1f}" if std is not None else text
+    text = f"{100 * mean:+.{digits}f}" if signed else f"{100 * mean:.{digits}f}"
+    return f"{text} ± {100 * std:.{digits}f}" if std is not None else text
 
 
-def gain_text(gain: Gain | None) -> tuple[str, str, str, str, str]:
+def gain_text(gain: Gain | None, digits: int = 1) -> tuple[str, str, str, str, str]:
     """(Δ, 95 % CI, p, Holm-adjusted p, Benjamini-Hochberg q) cells for a table."""
     if gain is None:
         return NONE, NONE, NONE, NONE, NONE
     if gain.n < 2:
-        return percent(gain.mean, signed=True), NONE, NONE, NONE, NONE
-    interval = interval_text(gain.low, gain.high)
+        return percent(gain.mean, signed=True, digits=digits), NONE, NONE, NONE, NONE
+    interval = interval_text(gain.low, gain.high, digits)
     p = NO_SPREAD if gain.no_spread else p_text(gain.p_value)
     holm = NONE if gain.p_adjusted is None else p_text(gain.p_adjusted)
     q = NONE if gain.q_value is None else p_text(gain.q_value)
-    return percent(gain.mean, signed=True), interval, p, holm, q
+    return percent(gain.mean, signed=True, digits=digits), interval, p, holm, q
 
 
 NO_SPREAD = "no spread"  # every seed's difference the same: no t-test, not p = 0
 
 
-def interval_text(low: float, high: float) -> str:
-    """'[-1.0, +2.4]' from fractions."""
-    return f"[{100 * low:+.1f}, {100 * high:+.1f}]"
+def interval_text(low: float, high: float, digits: int = 1) -> str:
+    """'[-1.0, +2.4]' from fractions, to `digits` places."""
+    return f"[{100 * low:+.{digits}f}, {100 * high:+.{digits}f}]"
 
 
 def collapsed_text(row: Row) -> str:
