@@ -324,6 +324,14 @@ class _Compiler:
                 self.offsets.append(offset)
             step.noise = self._error(operation.name, physical)
             self.steps.append(step)
+        if noise_model is not None and "measure" in {
+            *noise_model._local_quantum_errors,
+            *noise_model._default_quantum_errors,
+        }:
+            raise ValueError(
+                "density-matrix backend: the noise model has quantum errors on 'measure'; only "
+                "readout errors (ReadoutError) on measurements are supported"
+            )
         self.confusion = [
             self._confusion(self.physical[q]) if readout else np.eye(2) for q in self.measured
         ]

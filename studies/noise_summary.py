@@ -55,7 +55,7 @@ def main(uri: str, experiment: str, rungs: tuple[str, ...]) -> None:
         star = "*" if r.gain.p_adjusted is not None and r.gain.p_adjusted < 0.05 else ""
         key = (r.arm.dataset, f"{r.arm.student} [{r.arm.backend}]",
                f"{r.arm.teacher} · {r.arm.distiller}")  # fmt: skip
-        text = f"{100 * r.gain.mean:+.2f} {interval_text(r.gain.low, r.gain.high)}{star}"
+        text = f"{100 * r.gain.mean:+.2f} {interval_text(r.gain.low, r.gain.high, 2)}{star}"
         cells.setdefault(key, {})[r.rung] = text
     for key in sorted(cells):
         print("| " + " | ".join(key) + " | "
@@ -70,7 +70,7 @@ def main(uri: str, experiment: str, rungs: tuple[str, ...]) -> None:
         print(
             f"- {r.arm.dataset} {r.arm.student} [{r.arm.backend}] {r.arm.teacher} · "
             f"{r.arm.distiller} on {r.rung}: {100 * r.gain.mean:+.2f} "
-            f"{interval_text(r.gain.low, r.gain.high)}, p_Holm {r.gain.p_adjusted:.3f}"
+            f"{interval_text(r.gain.low, r.gain.high, 2)}, p_Holm {r.gain.p_adjusted:.3f}"
         )
 
 

@@ -213,6 +213,16 @@ def test_a_circuit_wider_than_the_device_is_refused_before_it_runs():
         DensityMatrix().check_circuit(CircuitPlan(wide, [], [], train_batch=32, eval_batch=256))
 
 
+def test_a_quantum_error_on_measurements_is_refused(tmp_path):
+    model = NoiseModel()
+    model.add_all_qubit_quantum_error(depolarizing_error(0.1, 1), ["measure"])
+    path = tmp_path / "model.pkl"
+    path.write_bytes(pickle.dumps(model))
+    qc, xs, ws, _, _ = random_circuit(2, seed=81)
+    with pytest.raises(ValueError, match="quantum errors on 'measure'"):
+        DensityMatrix(noise=str(path)).compile(qc, xs, ws, seed=0)
+
+
 def test_unsupported_instructions_are_named():
     qc = QuantumCircuit(2)
     qc.h(0)
