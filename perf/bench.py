@@ -57,7 +57,9 @@ TARGETS = [
     ("kdbench-aer", "qml-aer", 5.0),
     ("kdbench-sv-shots", "qml-aer", 1000.0),
     # The noise issue: exact noisy training against shot-sampled noise, and PennyLane's
-    # mixed-state simulator with the same depolarizing channels.
+    # mixed-state simulator with the same depolarizing channels. Time the second pair in a
+    # run without Aer (`--only kdbench-dm-dep pl-mixed`): Aer's OpenMP threads stay busy
+    # after its jobs and slow the torch implementations timed after them.
     ("kdbench-dm-device", "kdbench-aer-device", 50.0),
     ("kdbench-dm-dep", "pl-mixed", 10.0),
 ]
