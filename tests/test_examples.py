@@ -14,13 +14,14 @@ from mlflow.tracking import MlflowClient
 EXAMPLES = Path(__file__).parent.parent / "examples"
 
 
-def run_example(name: str, tmp_path: Path, *overrides: str) -> list:
-    """Run examples/NAME.toml with overrides; return its finished child runs."""
+def run_example(name: str, tmp_path: Path, *overrides: str, config: Path | None = None) -> list:
+    """Run examples/NAME.toml (or `config`, its experiment NAME) with overrides; return its
+    finished child runs."""
     env = {**os.environ, "KDBENCH_CACHE": str(tmp_path / "cache")}
     args = [arg for override in overrides for arg in ("--set", override)]
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     result = subprocess.run(
-        [sys.executable, "-m", "kdbench", "run", str(EXAMPLES / f"{name}.toml"),
+        [sys.executable, "-m", "kdbench", "run", str(config or EXAMPLES / f"{name}.toml"),
          "--tracking-uri", uri, *args],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1200,
     )  # fmt: skip
@@ -78,3 +79,29 @@ def test_ibm_runtime_local_testing_mode_with_a_fake_device(tmp_path):
     assert run.data.params["backend.backend"] == "fake_manila"
     assert run.data.metrics["circuit_width"] >= 2
     assert run.data.metrics["circuit_shots"] > 0
+
+
+@pytest.mark.slow
+def test_the_noise_study_tests_every_student_on_its_ladder(tmp_path):
+    # One data set, one teacher and one loss: each cell compiles the 9 rungs (two of them
+    # transpiled to 127- and 133-qubit devices), so the whole matrix would take minutes.
+    text = (EXAMPLES / "noise.toml").read_text()
+    for whole, part in (('["mnist-0-5", "fashion-mnist-0-5"]', '["mnist-0-5"]'),
+                        ('["none", "lenet", "lenet-within"]', '["none", "lenet"]'),
+                        ('["paper", "dist"]', '["paper"]')):  # fmt: skip
+        assert whole in text
+        text = text.replace(whole, part)
+    config = tmp_path / "noise.toml"
+    config.write_text(text)
+    runs = run_example(
+        "noise", tmp_path, "experiment.seeds=[0]", *small("mnist-0-5", per_class=3),
+        "teachers.lenet.train_per_class=6", "teachers.lenet.epochs=1", config=config,
+    )  # fmt: skip
+    assert len(runs) == 8  # (2 exact students + the circuit on 2 noisy backends) x 2 arms
+    ladder = ["clean", "dep-0.001", "dep-0.003", "dep-0.01", "dep-0.03", "dep-0.1", "manila",
+              "brisbane", "torino"]  # fmt: skip
+    for run in runs:
+        assert json.loads(run.data.tags["kdbench.also_tested_on"]) == ladder
+        assert all(f"test_accuracy/{rung}" in run.data.metrics for rung in ladder)
+    backends = {r.data.tags["kdbench.backend"] for r in runs}
+    assert backends == {"exact", "dep-0.01", "manila"}
