@@ -22,6 +22,7 @@ from kdbench import (
     fake_backend,
     hookimpl,
     measured,
+    measured_qubits,
     option,
     smoothing_option,
     split_slots,
@@ -224,13 +225,10 @@ def _probabilities_circuit(isa: QuantumCircuit) -> QuantumCircuit:
     import qiskit_aer.library  # noqa: F401  (adds QuantumCircuit.save_probabilities)
 
     out = isa.copy_empty_like()
-    measured_qubit = {}
     for instruction in isa.data:
-        if instruction.operation.name == "measure":
-            measured_qubit[isa.find_bit(instruction.clbits[0]).index] = instruction.qubits[0]
-        elif instruction.operation.name != "barrier":
+        if instruction.operation.name not in ("measure", "barrier"):
             out.append(instruction)
-    out.save_probabilities([measured_qubit[c] for c in range(isa.num_clbits)])
+    out.save_probabilities(measured_qubits(isa))
     return out
 
 

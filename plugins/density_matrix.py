@@ -24,6 +24,7 @@ from kdbench import (
     linear_form,
     load_noise_model,
     measured,
+    measured_qubits,
     names_device,
     noise_source,
     option,
@@ -287,19 +288,17 @@ class _Compiler:
                 raise ValueError(f"parameter '{param.name}' is listed twice in inputs/weights")
             columns[param] = column
         self.num_inputs = len(inputs)
-        measure_of: dict[int, int] = {}  # clbit -> physical qubit
-        used: set[int] = set()
-        for instruction in isa.data:
-            qubits = [isa.find_bit(q).index for q in instruction.qubits]
-            if instruction.operation.name == "measure":
-                measure_of[isa.find_bit(instruction.clbits[0]).index] = qubits[0]
-            if instruction.operation.name not in ("barrier", "delay"):
-                used.update(qubits)
+        used = {
+            isa.find_bit(q).index
+            for instruction in isa.data
+            if instruction.operation.name not in ("barrier", "delay")
+            for q in instruction.qubits
+        }
         # Only the qubits a gate or a measurement touches are simulated: a fake device has
         # up to 133, a student uses a few (an idle qubit has no error in Aer's device models).
         self.physical = sorted(used)
         index = {q: i for i, q in enumerate(self.physical)}
-        self.measured = [index[measure_of[c]] for c in range(isa.num_clbits)]
+        self.measured = [index[q] for q in measured_qubits(isa)]
         self.slopes: list[dict[int, float]] = []
         self.offsets: list[float] = []
         self.steps: list[_Step] = []

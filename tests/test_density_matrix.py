@@ -14,8 +14,9 @@ from qiskit.quantum_info import Kraus
 from qiskit_aer import AerSimulator
 from qiskit_aer.noise import NoiseModel, depolarizing_error
 
-from kdbench import CircuitPlan, depolarizing_targets, fake_backend
+from kdbench import CircuitPlan, depolarizing_targets, fake_backend, measured_qubits
 from kdbench.errors import KdbenchError, OptionError
+from kdbench_plugins.aer import _probabilities_circuit
 from kdbench_plugins.density_matrix import DensityMatrix
 from kdbench_plugins.statevector import Statevector
 
@@ -53,18 +54,9 @@ def aer_probabilities(compiled, model: NoiseModel, values: dict, rows: int, read
     """Aer's density-matrix method on the circuit exactly as the backend simulated it, with
     `model`; readout errors as a channel before the probabilities are saved (Aer applies
     them only to sampled measurements): Kraus operators √P(m|t)·|m><t|."""
-    import qiskit_aer.library  # noqa: F401  (QuantumCircuit.save_probabilities)
-
-    isa = compiled.isa
-    circuit = isa.copy_empty_like()
-    measured = {}
-    for instruction in isa.data:
-        if instruction.operation.name == "measure":
-            measured[isa.find_bit(instruction.clbits[0]).index] = instruction.qubits[0]
-        elif instruction.operation.name != "barrier":
-            circuit.append(instruction)
-    for qubit in measured.values():
-        error = model._local_readout_errors.get((isa.find_bit(qubit).index,))
+    circuit = compiled.isa.copy()
+    for qubit in measured_qubits(circuit):  # after the measurements: before the saving
+        error = model._local_readout_errors.get((qubit,))
         if readout and error is not None:
             p = np.asarray(error.probabilities)
             basis = np.eye(2)
@@ -72,7 +64,7 @@ def aer_probabilities(compiled, model: NoiseModel, values: dict, rows: int, read
                 np.sqrt(p[t, m]) * np.outer(basis[m], basis[t]) for t in (0, 1) for m in (0, 1)
             ]
             circuit.append(Kraus(kraus), [qubit])
-    circuit.save_probabilities([measured[c] for c in range(isa.num_clbits)])
+    circuit = _probabilities_circuit(circuit)
     binds = [{p: np.broadcast_to(values[p], rows) for p in circuit.parameters}]
     simulator = AerSimulator(method="density_matrix", noise_model=model)
     result = simulator.run(circuit, parameter_binds=binds, shots=1).result()

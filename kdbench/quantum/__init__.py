@@ -18,6 +18,7 @@ from kdbench.quantum.primitives import (
     bind_order,
     bit_array_probabilities,
     measured,
+    measured_qubits,
 )
 from kdbench.quantum.shift import SHIFTABLE_GATES, ParameterShift, Sampler, Slots, split_slots
 from kdbench.quantum.shots import ShotSampler, draw_frequencies, smoothed, smoothing_option

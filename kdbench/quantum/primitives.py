@@ -22,6 +22,17 @@ def measured(circuit: QuantumCircuit) -> QuantumCircuit:
     return out
 
 
+def measured_qubits(circuit: QuantumCircuit) -> list[int]:
+    """The index of the qubit measured into each classical bit of `circuit`, in bit order (a
+    transpiler may have moved the logical qubits `measured` measured)."""
+    qubit_of = {}
+    for instruction in circuit.data:
+        if instruction.operation.name == "measure":
+            clbit = circuit.find_bit(instruction.clbits[0]).index
+            qubit_of[clbit] = circuit.find_bit(instruction.qubits[0]).index
+    return [qubit_of[c] for c in range(circuit.num_clbits)]
+
+
 def bit_array_probabilities(bits: Any, num_bits: int) -> np.ndarray:
     """Outcome frequencies [K, 2**num_bits] of a Qiskit `BitArray` of shape [K] (or [])."""
     array = np.asarray(bits.array)  # [..., shots, bytes], bytes big-endian
