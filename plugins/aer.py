@@ -17,6 +17,7 @@ from kdbench import (
     ParameterShift,
     PrimitiveSampler,
     bind_order,
+    depolarizing_option,
     depolarizing_targets,
     draw_frequencies,
     fake_backend,
@@ -73,12 +74,7 @@ class Aer(Backend):
         help="fake IBM device whose noise and gates to use, e.g. FakeManilaV2 or fake_manila "
         "(default: noiseless)",
     )
-    depolarizing: float | None = option(
-        None,
-        help="depolarizing error probability on every 1- and 2-qubit gate",
-        minimum=0,
-        maximum=1,
-    )
+    depolarizing: float | None = depolarizing_option()
     method: str = option("automatic", help="AerSimulator method", choices=METHODS)
     optimization_level: int = option(1, help="transpiler optimization level", minimum=0, maximum=3)
     aer_shots: bool = option(

@@ -18,6 +18,7 @@ from kdbench import (
     ShotSampler,
     check_circuit_call,
     decompose_to,
+    depolarizing_option,
     fake_backend,
     gets_depolarizing,
     hookimpl,
@@ -74,12 +75,7 @@ class DensityMatrix(Backend):
         help="fake IBM device whose gates, layout and noise to use (e.g. FakeManilaV2), or the "
         "path of a pickled qiskit_aer NoiseModel (default: noiseless)",
     )
-    depolarizing: float | None = option(
-        None,
-        help="depolarizing error probability after every 1- and 2-qubit gate",
-        minimum=0,
-        maximum=1,
-    )
+    depolarizing: float | None = depolarizing_option()
     readout: bool = option(True, help="apply the noise model's readout errors", recorded_if="noise")
     shots: int | None = option(
         None,

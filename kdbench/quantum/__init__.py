@@ -6,6 +6,7 @@ from kdbench.quantum.counters import CircuitCounters, check_circuit_call
 from kdbench.quantum.devices import fake_backend, fake_backends, is_fake_name
 from kdbench.quantum.gates import decompose_to
 from kdbench.quantum.noise import (
+    depolarizing_option,
     depolarizing_targets,
     device_noise_model,
     gets_depolarizing,

@@ -34,6 +34,19 @@ def depolarizing_targets(isa: QuantumCircuit) -> list[tuple[str, tuple[int, ...]
     return list(found)
 
 
+def depolarizing_option() -> float | None:
+    """The `depolarizing` option of a backend with noise (a dataclass field): the probability
+    of a uniform depolarizing error after every 1- and 2-qubit gate (`gets_depolarizing`)."""
+    from kdbench.options import option
+
+    return option(
+        None,
+        help="depolarizing error probability after every 1- and 2-qubit gate",
+        minimum=0,
+        maximum=1,
+    )
+
+
 @functools.lru_cache(maxsize=8)
 def device_noise_model(name: str) -> NoiseModel:
     """`NoiseModel.from_backend` of the fake device `name`, built once per process (seconds
