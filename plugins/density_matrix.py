@@ -327,6 +327,15 @@ class _Compiler:
                 "density-matrix backend: the noise model has quantum errors on 'measure'; only "
                 "readout errors (ReadoutError) on measurements are supported"
             )
+        if (
+            readout
+            and noise_model is not None
+            and any(len(qubits) > 1 for qubits in noise_model._local_readout_errors)
+        ):
+            raise ValueError(
+                "density-matrix backend: correlated readout errors on several qubits are not "
+                "supported; the noise model has them"
+            )
         self.confusion = [
             self._confusion(self.physical[q]) if readout else np.eye(2) for q in self.measured
         ]
@@ -358,11 +367,6 @@ class _Compiler:
             return np.eye(2)
         local = self.noise_model._local_readout_errors
         error = local.get((physical,), self.noise_model._default_readout_error)
-        if any(len(qubits) > 1 for qubits in local):
-            raise ValueError(
-                "density-matrix backend: correlated readout errors on several qubits are not "
-                "supported; the noise model has them"
-            )
         return np.eye(2) if error is None else np.asarray(error.probabilities, dtype=float)
 
 
