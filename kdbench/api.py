@@ -69,6 +69,13 @@ class Dataset(Component):
     test_per_class: int | Literal["all"] = option(
         150, help='test images per class ("all": the whole test set)', minimum=1
     )
+    order: Literal["random", "first"] = option(
+        "random",
+        help="which images of each class: random (drawn with the seed), or first (in the"
+        " files' order: training the first train_per_class, validation the next"
+        " val_per_class, test the first test_per_class; the released notebooks' split)",
+        recorded_at_default=False,
+    )
     sample_seed: int | None = option(
         None,
         help="seed of the per-class sampling (default: the cell's seed)",
@@ -174,10 +181,29 @@ class Teacher(Component):
         recorded_at_default=False,
     )
 
+    class_prior: bool = option(
+        False,
+        help="replace its outputs on each image by its mean distribution over the images of"
+        " that class: a control that keeps what the labels and the teacher's class confusions"
+        " say and removes all per-image knowledge",
+        recorded_at_default=False,
+    )
+    disjoint: bool = option(
+        False,
+        help="train on none of the images of the student's training and validation split (of"
+        " the seed it is trained with): its outputs on them are then predictions, not"
+        " memories. With a fixed `seed`, set the data set's `sample_seed` too, or leave"
+        " `seed` unset (one teacher per seed)",
+        recorded_at_default=False,
+    )
+
     def check(self) -> None:
-        """Refuse within_class without shuffled (subclasses extend, calling super)."""
+        """Refuse within_class without shuffled, and shuffled with class_prior (subclasses
+        extend, calling super)."""
         if self.within_class and not self.shuffled:
             raise OptionError("within_class", "needs shuffled = true")
+        if self.class_prior and self.shuffled:
+            raise OptionError("class_prior", "is a control of its own; drop shuffled")
 
     def build(self, num_classes: int, image_shape: tuple[int, int, int]) -> nn.Module:
         """Return an untrained network mapping images [B, C, H, W] to logits [B, num_classes]."""

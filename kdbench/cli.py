@@ -7,6 +7,7 @@ import os
 import re
 import signal
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -337,6 +338,12 @@ def ui(tracking_uri: str | None, host: str, port: int) -> None:
 @tracking_option
 @click.option("--points", is_flag=True, help="also print every sweep point (validation, test)")
 @click.option(
+    "--margin",
+    type=click.FloatRange(0, 100, min_open=True),
+    help="equivalence margin in points: TOST tests whether each gain lies within ±margin"
+    " (default: [report] equivalence_margin, else 1)",
+)
+@click.option(
     "--against",
     metavar="EXPERIMENT",
     help="also print which verdicts hold in this other experiment of the same store (the"
@@ -350,6 +357,7 @@ def report(
     output: str | None,
     tracking_uri: str | None,
     points: bool,
+    margin: float | None,
     against: str | None,
 ) -> None:
     """The paper's Tables 1 and 2 and Figs. 6 and 7 from an experiment's runs.
@@ -376,6 +384,8 @@ def report(
         configured, config_report, cells = spec.experiment.tracking_uri, spec.report, expand(spec)
     if not experiment:
         raise KdbenchError("report needs a CONFIG or --experiment NAME")
+    if margin is not None:
+        config_report = replace(config_report or reporting.ReportConfig(), margin=margin / 100)
     tracker = Tracker(resolve_tracking_uri(tracking_uri, configured), experiment, create=False)
     rows = reporting.load_rows(tracker, cells)
     if not rows:

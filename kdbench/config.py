@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -66,6 +66,13 @@ class TrainConfig:
         " worker: a sum split over threads adds in another order, so results depend on it",
         minimum=1,
         maximum=256,
+        recorded_at_default=False,
+    )
+    selection: Literal["validation", "best-test"] = option(
+        "validation",
+        help="which epoch's weights a student keeps: validation (the best validation accuracy),"
+        " or best-test (the best TEST accuracy over epochs, the released notebooks' 'best"
+        " accuracy': optimistic, for reproducing them only; the report flags it)",
         recorded_at_default=False,
     )
 

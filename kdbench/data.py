@@ -133,14 +133,15 @@ def check_sizes(
     *,
     name: str | None = None,
     teacher: str | None = None,
+    disjoint: bool = False,
 ) -> list[int]:
     """Raise DataError unless every selected class has the images a cell asks of it.
 
     From the training split, `train_per_class` + `val_per_class`; from the test split,
     `test_per_class` (unless "all"); and, for a teacher, `teacher_per_class` besides the
-    validation images. Counts labels only (through the `load_raw` cache). The message
-    names the data set as `name` (default: its plugin name) and the teacher `teacher`.
-    Returns the selected classes.
+    validation images (and, `disjoint`, the training images). Counts labels only (through
+    the `load_raw` cache). The message names the data set as `name` (default: its plugin
+    name) and the teacher `teacher`. Returns the selected classes.
     """
     classes = _check_classes(dataset)
     if teacher_per_class is not None and teacher_per_class < 1:
@@ -153,8 +154,15 @@ def check_sizes(
     for c in classes:
         wanted = [(train[c], n_val + n_train, "training", " (train_per_class + val_per_class)")]
         if teacher_per_class is not None:
-            why = f"{by} (its train_per_class; val_per_class = {n_val} are held out)"
-            wanted.append((train[c] - n_val, teacher_per_class, "non-validation training", why))
+            held = n_val + n_train if disjoint else n_val
+            out = (
+                f"train_per_class + val_per_class = {held}"
+                if disjoint
+                else f"val_per_class = {n_val}"
+            )
+            why = f"{by} (its train_per_class; {out} are held out)"
+            what = "non-student training" if disjoint else "non-validation training"
+            wanted.append((train[c] - held, teacher_per_class, what, why))
         if dataset.test_per_class != "all":
             wanted.append((test[c], dataset.test_per_class, "test", " (test_per_class)"))
         for have, want, what, why in wanted:
@@ -181,16 +189,20 @@ _SPLITS_KEPT = 16
 
 
 def make_splits(
-    dataset: Dataset, root: Path, seed: int, teacher_per_class: int | None = None
+    dataset: Dataset,
+    root: Path,
+    seed: int,
+    teacher_per_class: int | None = None,
+    disjoint: bool = False,
 ) -> Splits:
     """The class-balanced subsets of one cell (drawn once per process, see `draw_splits`);
     treat them as read-only."""
     own = json.dumps(resolved(dataset), sort_keys=True, default=repr)
-    key = (type(dataset), own, str(Path(root).expanduser()), seed, teacher_per_class)
+    key = (type(dataset), own, str(Path(root).expanduser()), seed, teacher_per_class, disjoint)
     if key in _splits_cache:
         _splits_cache.move_to_end(key)
         return _splits_cache[key]
-    splits = draw_splits(dataset, root, seed, teacher_per_class)
+    splits = draw_splits(dataset, root, seed, teacher_per_class, disjoint)
     _splits_cache[key] = splits
     if len(_splits_cache) > _SPLITS_KEPT:
         _splits_cache.popitem(last=False)
@@ -198,18 +210,24 @@ def make_splits(
 
 
 def draw_splits(
-    dataset: Dataset, root: Path, seed: int, teacher_per_class: int | None = None
+    dataset: Dataset,
+    root: Path,
+    seed: int,
+    teacher_per_class: int | None = None,
+    disjoint: bool = False,
 ) -> Splits:
     """Draw the class-balanced subsets of one cell.
 
     Per selected class, from the training split: `val_per_class` validation images and,
     disjoint from them, `train_per_class` training images; from the test split
-    `test_per_class` images ("all": every one). The teacher pool is every training image of
-    the class except the validation ones, or `teacher_per_class` of them. Sampling uses
-    `dataset.sample_seed` when set, else `seed`. Raises DataError for a bad class list or
-    a class with too few images (see `check_sizes`).
+    `test_per_class` images ("all": every one), drawn at random or, with `order = "first"`,
+    the first ones in the files' order (see `Dataset.order`). The teacher pool is every
+    training image of the class except the validation ones (and, `disjoint`, the training
+    ones), or `teacher_per_class` of them.
+    Sampling uses `dataset.sample_seed` when set, else `seed`. Raises DataError for a bad
+    class list or a class with too few images (see `check_sizes`).
     """
-    classes = check_sizes(dataset, root, teacher_per_class)
+    classes = check_sizes(dataset, root, teacher_per_class, disjoint=disjoint)
     generator = torch.Generator().manual_seed(
         dataset.sample_seed if dataset.sample_seed is not None else seed
     )
@@ -223,13 +241,18 @@ def draw_splits(
         # requested sizes, so changing one size never reshuffles another subset, and larger
         # requests extend smaller ones.
         pool = (train_labels == c).nonzero().squeeze(1)
-        pool = pool[torch.randperm(len(pool), generator=generator)]
+        test = (test_labels == c).nonzero().squeeze(1)
         n_val, n_train = dataset.val_per_class, dataset.train_per_class
-        teacher = pool[n_val:]
+        if dataset.order == "first":  # the files' order: validation after training
+            pool = torch.cat(
+                (pool[n_train : n_train + n_val], pool[:n_train], pool[n_train + n_val :])
+            )
+        else:
+            pool = pool[torch.randperm(len(pool), generator=generator)]
+            test = test[torch.randperm(len(test), generator=generator)]
+        teacher = pool[n_val + n_train :] if disjoint else pool[n_val:]
         if teacher_per_class is not None:
             teacher = teacher[:teacher_per_class]
-        test = (test_labels == c).nonzero().squeeze(1)
-        test = test[torch.randperm(len(test), generator=generator)]
         if dataset.test_per_class != "all":
             test = test[: dataset.test_per_class]
 

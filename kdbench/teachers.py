@@ -49,14 +49,14 @@ def device_for(choice: str) -> torch.device:
 
 def cache_key(teacher: Instance, dataset: Instance, seed: int) -> str:
     """Everything that shapes a trained teacher; the student-side sample sizes do not."""
-    data = {
-        k: v
-        for k, v in dataset.resolved().items()
-        if k not in ("train_per_class", "test_per_class")
-    }
+    # A disjoint teacher leaves the students' training images out: their number counts.
+    sizes = (
+        ("test_per_class",) if teacher.component.disjoint else ("train_per_class", "test_per_class")
+    )
+    data = {k: v for k, v in dataset.resolved().items() if k not in sizes}
     # Where it runs, how its outputs are used and the seed option (folded into `seed`) do not
     # change the trained weights.
-    unused = ("device", "shuffled", "within_class", "seed")
+    unused = ("device", "shuffled", "within_class", "class_prior", "seed")
     options = {k: v for k, v in teacher.resolved().items() if k not in unused}
     return digest({"protocol": PROTOCOL_VERSION, "teacher": options, "dataset": data, "seed": seed})
 
@@ -96,7 +96,9 @@ def check_pools(
         current = pending.pop()
         per_class = current.component.train_per_class if current else None
         label, where = current.name if current else None, f"datasets.{dataset.name}"
-        check_sizes(dataset.component, data_root, per_class, name=where, teacher=label)
+        disjoint = current is not None and current.component.disjoint
+        check_sizes(dataset.component, data_root, per_class, name=where, teacher=label,
+                    disjoint=disjoint)  # fmt: skip
         if current is not None:
             pending += [members(name) for name in current.component.member_names()]
 
@@ -183,7 +185,9 @@ def prepare_teacher(
         key = digest([key, *(m.cache_key for m in member_teachers)])
     if key in _PREPARED:
         return _PREPARED[key]
-    splits = make_splits(dataset.component, data_root, seed, options.train_per_class)
+    splits = make_splits(
+        dataset.component, data_root, seed, options.train_per_class, disjoint=options.disjoint
+    )
     num_classes = len(splits.class_names)
     device = device_for(options.device)
     if member_teachers:

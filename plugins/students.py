@@ -19,16 +19,18 @@ from torch import nn
 from kdbench import OptionError, Student, StudentContext, hookimpl, option, preset
 
 Front = Literal["cnn", "linear", "pool"]
-Readout = Literal["first-c", "sigmoid-pair", "mod-c", "parity", "linear", "z-linear"]
+Readout = Literal["first-c", "sigmoid-pair", "softmax", "mod-c", "parity", "linear", "z-linear"]
 READOUT_HELP = (
     "how outcome probabilities become class probabilities: first-c (the first C outcomes,"
     " renormalized), sigmoid-pair (the released notebooks: a softmax over σ(p) and 1 − σ(p)"
-    " of every outcome, class c read at outcome c), mod-c (outcome k counts for class"
+    " of every outcome, class c read at outcome c), softmax (the notebooks' FashionMNIST"
+    " 3-qubit baselines: a cross-entropy over the softmax of all 2^n probabilities, class c"
+    " read at outcome c), mod-c (outcome k counts for class"
     " k mod C), parity (the outcome's bits XOR-folded into ⌈log2 C⌉ bits, then mod C: every"
     " qubit decides), linear (a trainable map of the 2^n probabilities) or z-linear (a"
     " trainable map of the n values ⟨Z⟩)"
 )
-FIXED_READOUTS = ("first-c", "sigmoid-pair", "mod-c", "parity")
+FIXED_READOUTS = ("first-c", "sigmoid-pair", "softmax", "mod-c", "parity")
 
 MAX_QUBITS = 32  # see Pqc.qubits
 
@@ -78,7 +80,9 @@ class ReadOut(nn.Module):
     "sigmoid-pair" is the released notebooks' head, `cat(sigmoid(p), 1 - sigmoid(p))` taken
     as logits by a cross-entropy: the class probabilities are that softmax's first C
     entries. They sum to less than 1 (the rest sits on outcomes that are no class), so the
-    loss, and a KD term on the first C entries, are the notebooks' exactly.
+    loss, and a KD term on the first C entries, are the notebooks' exactly. "softmax" is the
+    head of the notebooks' FashionMNIST 3-qubit baselines: `softmax(p)` over all 2^n outcomes
+    taken as logits by a cross-entropy (a softmax over probabilities), read the same way.
     """
 
     def __init__(self, kind: Readout, qubits: int, num_classes: int):
@@ -107,6 +111,8 @@ class ReadOut(nn.Module):
         if self.kind == "sigmoid-pair":
             high = torch.sigmoid(probs)
             return torch.softmax(torch.cat((high, 1 - high), dim=1), dim=1)[:, : self.num_classes]
+        if self.kind == "softmax":
+            return torch.softmax(torch.softmax(probs, dim=1), dim=1)[:, : self.num_classes]
         kept = probs[:, : self.num_classes]  # "first-c": the first C outcomes, renormalized
         return kept / kept.sum(dim=1, keepdim=True).clamp_min(1e-12)
 

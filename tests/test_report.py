@@ -9,6 +9,7 @@ import math
 import statistics
 
 import pytest
+from scipy import stats
 
 from kdbench.config import NO_TEACHER, load_spec
 from kdbench.errors import ConfigError
@@ -99,9 +100,12 @@ def test_tables_in_every_format(tracker, registry):
     distillation = table.rows[-1]
     assert distillation.dataset == "MNIST 0-5"
     assert distillation.cells[1] == f"{100 * MEAN:+.1f}"
-    assert distillation.cells[7:] == ("97.89", "+1.33"), "the paper's own numbers beside ours"
+    assert distillation.cells[9:] == ("97.89", "+1.33"), "the paper's own numbers beside ours"
     assert distillation.cells[5] == "0.050", "one comparison: BH's q is the p-value"
-    assert distillation.cells[6] == "–", "these runs did not record whether they collapsed"
+    # TOST at ±1 point: the larger one-sided p is the upper test's, P(t4 <= (Δ - 0.01) / se)
+    upper = stats.t.cdf((MEAN - 0.01) / (SD / math.sqrt(5)), 4)
+    assert distillation.cells[6] == f"{upper:.3f}", "+2.5 is not shown to lie within ±1"
+    assert distillation.cells[8] == "–", "these runs did not record whether they collapsed"
     records = list(csv.reader(io.StringIO(to_csv(table))))
     assert records[0][0] == "Category" and len(records) == 4
     assert records[0][-2:] == ["Paper (%)", "Paper +Δ"]
@@ -138,7 +142,7 @@ def test_report_command_shows_the_configs_reference(tracker, invoke, tmp_path):
 def test_without_a_reference_the_reference_columns_are_dashes(tracker):
     (table,) = family_tables(load_rows(tracker)).values()
     assert table.headers[-2:] == ("Reference (%)", "Reference +Δ")
-    assert all(row.cells[7:] == ("–", "–") for row in table.rows)
+    assert all(row.cells[9:] == ("–", "–") for row in table.rows)
 
 
 @pytest.mark.parametrize("profile", [None, "quick"])

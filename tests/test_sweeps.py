@@ -239,7 +239,7 @@ def test_selection_uses_validation_and_tunes_the_baseline_the_same_way():
     assert unselected.gain.mean == pytest.approx(0.39)
     table = next(iter(family_tables(rows).values()))
     assert "Selected on validation" in table.headers and "p Holm (m=1)" in table.headers
-    assert [r.cells[7] for r in table.rows if r.category != "Teacher"] == [
+    assert [r.cells[9] for r in table.rows if r.category != "Teacher"] == [
         "lr=0.1", "kd_weight=0.5",
     ]  # fmt: skip
     assert build_report(rows, lambda run, key: [], "x").points != {}

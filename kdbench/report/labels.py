@@ -58,6 +58,10 @@ def teacher_label(
     if instance == NO_TEACHER:
         return alone
     label = labels.get(instance) or title(params, "teacher", instance) or instance
+    if params.get("teacher.disjoint") == "True":
+        label = f"{label}, disjoint"
+    if params.get("teacher.class_prior") == "True":
+        return f"{label} (class means)"
     if params.get("teacher.shuffled") != "True":
         return label
     within = params.get("teacher.within_class") == "True"

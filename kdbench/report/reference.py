@@ -9,6 +9,7 @@
     q3 = { none = 96.56, cnn = [97.89, 1.33] }   # the student alone; taught: [accuracy, +Δ]
     [report.labels]                # instance -> row label, instead of its plugin's title
     small-q3 = "Small, 3 qubit"
+    equivalence_margin = 1.0       # in points: the ±margin of the equivalence tests (TOST)
 
 benchmarks.toml holds the paper's numbers this way.
 """
@@ -21,8 +22,9 @@ from typing import Any
 
 from kdbench.config import NO_TEACHER
 from kdbench.errors import ConfigError, did_you_mean, one_of
+from kdbench.report.stats import MARGIN
 
-KEYS = ("reference", "reference_students", "numbers", "labels")
+KEYS = ("reference", "reference_students", "numbers", "labels", "equivalence_margin")
 TEACHERS = "teachers"  # the column of the teachers' own accuracies
 
 Number = tuple[float, float | None]  # (accuracy %, gain % or None)
@@ -36,6 +38,7 @@ class ReportConfig:
     students: Mapping[str, str] = field(default_factory=dict)  # student instance -> column
     numbers: Mapping[str, Mapping[str, Mapping[str, Number]]] = field(default_factory=dict)
     labels: Mapping[str, str] = field(default_factory=dict)  # instance -> row label
+    margin: float = MARGIN  # the equivalence margin, a fraction (1 point: 0.01)
 
     def student_number(self, dataset: str, student: str, teacher: str) -> Number | None:
         """The reference's (accuracy, gain) of a student row (teacher 'none': alone)."""
@@ -51,7 +54,8 @@ class ReportConfig:
 
 def parse_report(raw: Any, file: str) -> ReportConfig:
     """Validate a [report] table; raise ConfigError naming the first bad key."""
-    _table(raw, "report", "reference, reference_students, numbers, labels", file)
+    _table(raw, "report", "reference, reference_students, numbers, labels, equivalence_margin",
+           file)  # fmt: skip
     for key in raw:
         if key not in KEYS:
             raise ConfigError(
@@ -83,7 +87,14 @@ def parse_report(raw: Any, file: str) -> ReportConfig:
         for dataset, table in numbers.items()
     }
     labels = _strings(raw.get("labels", {}), "report.labels", "instance = row label", file)
-    return ReportConfig(reference, students, parsed, labels)
+    margin = raw.get("equivalence_margin", 100 * MARGIN)
+    if not (_is_number(margin) and 0 < margin <= 100):
+        raise ConfigError(
+            f"expected a number of points above 0 and at most 100, got {margin!r}",
+            file=file,
+            key="report.equivalence_margin",
+        )
+    return ReportConfig(reference, students, parsed, labels, margin / 100)
 
 
 def _columns(raw: Any, key: str, columns: set[str], file: str) -> dict[str, dict[str, Number]]:

@@ -11,10 +11,13 @@ from kdbench.report.tables import FamilyTable, TableRow, arm_label, gain_text
 
 
 def verdict(gain: Gain | None) -> str:
-    """'helps' or 'hurts' where Holm's p < 0.05, else 'no evidence'."""
-    if gain is None or gain.p_adjusted is None or not gain.significant:
-        return "no evidence"
-    return "helps" if gain.mean > 0 else "hurts"
+    """'helps' or 'hurts' where Holm's p < 0.05; 'within ±m' where the Holm-adjusted TOST
+    shows the gain lies within the margin; else 'no evidence' (of either)."""
+    if gain is not None and gain.p_adjusted is not None and gain.significant:
+        return "helps" if gain.mean > 0 else "hurts"
+    if gain is not None and gain.equivalent and gain.margin is not None:
+        return f"within ±{100 * gain.margin:g}"
+    return "no evidence"
 
 
 def stability_table(
@@ -30,7 +33,9 @@ def stability_table(
 
     by_arm = gains(first), gains(second)
     common = sorted(by_arm[0].keys() & by_arm[1].keys())
-    ours, theirs = ({r.arm: r for r in adjusted([arms[a] for a in common])} for arms in by_arm)
+    margin = (config or ReportConfig()).margin
+    ours, theirs = ({r.arm: r for r in adjusted([arms[a] for a in common], margin)}
+                    for arms in by_arm)  # fmt: skip
     records = []
     for arm in common:
         a, b = ours[arm], theirs[arm]

@@ -1,6 +1,7 @@
 """The statistics of a report: mean ± std over seeds, selection of sweep points on validation,
 each arm's paired gain over the baseline, Holm's adjustment of its p-values (and
-Benjamini-Hochberg's q-values), and gains pooled over student and data-set pairs."""
+Benjamini-Hochberg's q-values), equivalence tests (TOST) and minimum detectable effects
+beside them, and gains pooled over student and data-set pairs."""
 
 from __future__ import annotations
 
@@ -15,6 +16,12 @@ from kdbench.config import NO_TEACHER
 from kdbench.matrix import NO_DISTILLER
 from kdbench.results import Result
 
+SELECTION_KEY, BEST_TEST = "train.selection", "best-test"
+# The equivalence margin by default (a fraction: 1 point of accuracy), and the power a
+# minimum detectable effect is stated at.
+MARGIN = 0.01
+POWER = 0.8
+
 
 @dataclass(frozen=True)
 class Gain:
@@ -28,6 +35,38 @@ class Gain:
     p_value: float  # two-sided paired t-test; nan with fewer than 2 pairs or no spread
     p_adjusted: float | None = None  # Holm-adjusted over a table's comparisons (`adjusted`)
     q_value: float | None = None  # Benjamini-Hochberg over the same comparisons
+    # Equivalence within ±margin: TOST's p, Holm-adjusted over the same comparisons (`adjusted`)
+    tost_adjusted: float | None = None
+    margin: float | None = None
+
+    def tost(self, margin: float) -> float:
+        """Two one-sided paired t-tests against -margin and +margin: a small p says the
+        gain lies within ±margin (evidence of no effect larger than it). nan without a test
+        (fewer than 2 pairs, or no spread)."""
+        from scipy import stats
+
+        if self.n < 2 or self.std == 0:
+            return math.nan
+        error = self.std / math.sqrt(self.n)
+        below = stats.t.sf((self.mean + margin) / error, self.n - 1)  # H0: gain <= -margin
+        above = stats.t.cdf((self.mean - margin) / error, self.n - 1)  # H0: gain >= +margin
+        return float(max(below, above))
+
+    @property
+    def mde(self) -> float:
+        """The minimum detectable effect: the smallest true gain a two-sided paired t-test at
+        5 % would find with 80 % power at these seeds and this spread (nan without spread)."""
+        from scipy import stats
+
+        if self.n < 2 or self.std == 0:
+            return math.nan
+        t = stats.t.ppf(1 - 0.05 / 2, self.n - 1) + stats.t.ppf(POWER, self.n - 1)
+        return float(t * self.std / math.sqrt(self.n))
+
+    @property
+    def equivalent(self) -> bool:
+        """Within ±margin by TOST, after the adjustment (`adjusted` sets both)."""
+        return self.tost_adjusted is not None and self.tost_adjusted < 0.05
 
     @property
     def no_spread(self) -> bool:
@@ -95,6 +134,12 @@ class Row:
     @property
     def params(self) -> Mapping[str, str]:
         return self.results[0].params if self.results else {}
+
+    @property
+    def selected_on_test(self) -> bool:
+        """Whether its seeds kept the epoch of best TEST accuracy (`[train] selection =
+        "best-test"`, the released notebooks' protocol): an optimistic figure, flagged."""
+        return any(r.params.get(SELECTION_KEY) == BEST_TEST for r in self.results)
 
     @property
     def arm(self) -> tuple[str, str, str, str, str]:
@@ -182,14 +227,18 @@ def benjamini_hochberg(p_values: Sequence[float]) -> list[float]:
     return q_values
 
 
-def adjusted(rows: Sequence[Row]) -> list[Row]:
+def adjusted(rows: Sequence[Row], margin: float = MARGIN) -> list[Row]:
     """The rows with their gains' p-values Holm-adjusted, and their Benjamini-Hochberg
-    q-values, over the gains among them."""
+    q-values, over the gains among them; and their TOST p-values at ±`margin` (a fraction),
+    Holm-adjusted over the same gains."""
     p_values = [r.gain.p_value if r.gain else math.nan for r in rows]
+    tost = holm([r.gain.tost(margin) if r.gain else math.nan for r in rows])
     return [
-        replace(row, gain=replace(row.gain, p_adjusted=p, q_value=q)) if row.gain else row
-        for row, p, q in zip(rows, holm(p_values), benjamini_hochberg(p_values), strict=True)
-    ]
+        replace(row, gain=replace(row.gain, p_adjusted=p, q_value=q, tost_adjusted=e,
+                                  margin=margin)) if row.gain else row
+        for row, p, q, e in zip(rows, holm(p_values), benjamini_hochberg(p_values), tost,
+                                strict=True)
+    ]  # fmt: skip
 
 
 @dataclass(frozen=True)

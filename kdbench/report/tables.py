@@ -22,10 +22,15 @@ from kdbench.config import DEFAULT_DISTILLER, NO_TEACHER
 from kdbench.matrix import NO_DISTILLER, point_text
 from kdbench.report.labels import Labels, dataset_label, student_label, teacher_label
 from kdbench.report.reference import Number, ReportConfig
-from kdbench.report.stats import Gain, Row, adjusted, mean_std, pooled, tests_count
+from kdbench.report.stats import MARGIN, Gain, Row, adjusted, mean_std, pooled, tests_count
 
 CATEGORIES = ("Student", "Teacher", "Distillation")
 NONE = "–"  # an empty cell
+# Beside an accuracy whose epoch was selected on the test set (the notebooks' protocol).
+ON_TEST = "†"
+ON_TEST_NOTE = (
+    f"{ON_TEST} the epoch with the best TEST accuracy was kept (selection on test: optimistic)"
+)
 
 
 @dataclass(frozen=True)
@@ -43,13 +48,21 @@ class FamilyTable:
 
     headers: tuple[str, ...]
     rows: list[TableRow]
+    notes: tuple[str, ...] = ()  # printed under the table
 
 
-def headers(reference: str, tests: int, swept: bool) -> tuple[str, ...]:
+def headers(
+    reference: str, tests: int, swept: bool, on_test: bool = False, margin: float = MARGIN
+) -> tuple[str, ...]:
     selected = ("Selected on validation",) if swept else ()
-    return ("Category", "Architecture", "Dataset", "Accuracy (%)", "+Δ for Student", "95% CI",
-            "p", f"p Holm (m={tests})", f"q BH (m={tests})", "Collapsed", *selected,
-            f"{reference} (%)", f"{reference} +Δ")  # fmt: skip
+    accuracy = f"Accuracy (%, {ON_TEST} selected on test)" if on_test else "Accuracy (%)"
+    return ("Category", "Architecture", "Dataset", accuracy, "+Δ for Student", "95% CI",
+            "p", f"p Holm (m={tests})", f"q BH (m={tests})", *equivalence_headers(margin),
+            "Collapsed", *selected, f"{reference} (%)", f"{reference} +Δ")  # fmt: skip
+
+
+def equivalence_headers(margin: float) -> tuple[str, str]:
+    return f"TOST p Holm (±{100 * margin:g})", "MDE (80%)"
 
 
 def _reference(number: Number | None) -> tuple[str, str]:
@@ -78,7 +91,7 @@ def family_tables(
     for row in rows:
         families.setdefault(dataset_label(row.params, row.dataset, labels)[0], []).append(row)
     for family, members in families.items():
-        for row in adjusted(members):
+        for row in adjusted(members, config.margin):
             params = row.params
             _, dataset = dataset_label(params, row.dataset, labels)
             student = student_label(params, row.student, labels)
@@ -90,16 +103,19 @@ def family_tables(
             selected = (point_text(row.point),) if family in swept else ()
             reference = (*selected, *_reference(number))
             if row.teacher == NO_TEACHER and row.distiller == NO_DISTILLER:
-                cells = (percent(row.mean, row.std), *gain_text(None), collapsed_text(row),
+                cells = (accuracy_text(row), *gain_text(None), *equivalence_text(None),
+                         collapsed_text(row),
                          *reference)  # fmt: skip
                 bucket["Student"].append(
                     ((order[row.dataset], student), TableRow("Student", student, dataset, cells))
                 )
                 continue
             teacher = teacher_label(params, row.teacher, labels)
-            if row.teacher != NO_TEACHER and params.get("teacher.shuffled") != "True":
+            control = "True" in (params.get("teacher.shuffled"), params.get("teacher.class_prior"))
+            if row.teacher != NO_TEACHER and not control:
                 teachers.setdefault((row.teacher, row.dataset), []).append(row)
-            cells = (percent(row.mean, row.std), *gain_text(row.gain), collapsed_text(row),
+            cells = (accuracy_text(row), *gain_text(row.gain), *equivalence_text(row.gain),
+                     collapsed_text(row),
                      *reference)  # fmt: skip
             architecture = f"Teacher: {teacher}, Student: {student}"
             if named_distillers:
@@ -118,22 +134,30 @@ def family_tables(
         mean, std = mean_std(list(by_seed.values()))
         label = f"Classical, {teacher_label(params, name, labels)}"
         selected = (NONE,) if family in swept else ()
-        cells = (percent(mean, std), *gain_text(None), NONE, *selected,
+        cells = (percent(mean, std), *gain_text(None), *equivalence_text(None), NONE, *selected,
                  *_reference(config.teacher_number(dataset_name, name)))  # fmt: skip
         tables[family]["Teacher"].append(
             ((label, order[dataset_name]), TableRow("Teacher", label, dataset, cells))
         )
-    return {
-        family: FamilyTable(
-            headers(config.reference, tests_count(families[family]), family in swept),
+    tables_out = {}
+    for family, buckets in tables.items():
+        on_test = any(r.selected_on_test for r in families[family])
+        tables_out[family] = FamilyTable(
+            headers(
+                config.reference,
+                tests_count(families[family]),
+                family in swept,
+                on_test,
+                config.margin,
+            ),
             [
                 row
                 for category in CATEGORIES
                 for _, row in sorted(buckets[category], key=lambda kv: kv[0])
             ],
+            (ON_TEST_NOTE,) if on_test else (),
         )
-        for family, buckets in tables.items()
-    }
+    return tables_out
 
 
 def points_table(rows: Sequence[Row], config: ReportConfig | None = None) -> FamilyTable:
@@ -196,7 +220,7 @@ def _records(table: FamilyTable) -> list[list[str]]:
 
 
 def to_rich(table: FamilyTable, title: str) -> Table:
-    rich = Table(title=title)
+    rich = Table(title=title, caption="\n".join(table.notes) or None)
     for i, header in enumerate(table.headers):
         rich.add_column(header, justify="right" if i >= 3 else "left")
     previous = None
@@ -216,6 +240,7 @@ def to_markdown(table: FamilyTable, title: str) -> str:
         "|" + "|".join("---:" if i >= 3 else "---" for i in range(len(table.headers))) + "|",
     ]
     lines += ["| " + " | ".join(record) + " |" for record in _records(table)]
+    lines += ["", *table.notes] if table.notes else []
     return "\n".join(lines) + "\n"
 
 
@@ -236,7 +261,9 @@ def to_latex(table: FamilyTable, title: str) -> str:
             lines.append(r"\midrule")
         previous = record[0]
         lines.append(" & ".join(escape(cell) for cell in record) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    lines += [escape(note) + r"\\" for note in table.notes]
+    lines += [r"\end{table}"]
     return "\n".join(lines) + "\n"
 
 
@@ -271,12 +298,27 @@ def gain_text(gain: Gain | None, digits: int = 1) -> tuple[str, str, str, str, s
     return percent(gain.mean, signed=True, digits=digits), interval, p, holm, q
 
 
+def equivalence_text(gain: Gain | None, digits: int = 1) -> tuple[str, str]:
+    """(TOST p Holm-adjusted at the gain's margin, minimum detectable effect) cells."""
+    if gain is None or gain.n < 2:
+        return NONE, NONE
+    tost = NONE if gain.tost_adjusted is None else p_text(gain.tost_adjusted)
+    mde = NONE if math.isnan(gain.mde) else percent(gain.mde, digits=digits)
+    return tost, mde
+
+
 NO_SPREAD = "no spread"  # every seed's difference the same: no t-test, not p = 0
 
 
 def interval_text(low: float, high: float, digits: int = 1) -> str:
     """'[-1.0, +2.4]' from fractions, to `digits` places."""
     return f"[{100 * low:+.{digits}f}, {100 * high:+.{digits}f}]"
+
+
+def accuracy_text(row: Row) -> str:
+    """'72.1 ± 3.4', with the † of selection on test where its seeds were selected so."""
+    text = percent(row.mean, row.std)
+    return f"{text} {ON_TEST}" if row.selected_on_test else text
 
 
 def collapsed_text(row: Row) -> str:
@@ -296,19 +338,21 @@ def results_table(rows: Sequence[Row], title: str = "Test accuracy (%)") -> Tabl
     the paired gain and its p-value, Holm-adjusted over the table's comparisons."""
     rows = adjusted([r for r in rows if r.selected])
     swept = any(r.points > 1 for r in rows)
-    table = Table(title=title)
+    on_test = any(r.selected_on_test for r in rows)
+    table = Table(title=title, caption=ON_TEST_NOTE if on_test else None)
     for column in ("dataset", "teacher", "student", "backend", "distiller", "seeds"):
         table.add_column(column)
     if swept:
         table.add_column("selected on validation")
     tests = tests_count(rows)
     for column in ("student acc", "teacher acc", "Δ vs no teacher", "95% CI", "p",
-                   f"p Holm (m={tests})", f"q BH (m={tests})", "collapsed"):  # fmt: skip
+                   f"p Holm (m={tests})", f"q BH (m={tests})", *equivalence_headers(MARGIN),
+                   "collapsed"):  # fmt: skip
         table.add_column(column, justify="right")
     for row in rows:
         selected = (point_text(row.point),) if swept else ()
         table.add_row(row.dataset, row.teacher, row.student, row.backend, row.distiller,
-                      str(row.seeds), *selected, percent(row.mean, row.std),
-                      percent(row.teacher_mean), *gain_text(row.gain),
+                      str(row.seeds), *selected, accuracy_text(row),
+                      percent(row.teacher_mean), *gain_text(row.gain), *equivalence_text(row.gain),
                       collapsed_text(row))  # fmt: skip
     return table

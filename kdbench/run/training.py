@@ -62,15 +62,25 @@ def train_cell(
         # teacher has a classifier layer).
         network = teacher.network
         layer = cell.teacher.component.classifier_layer(network) if cell.distils_features else None
+        options = cell.teacher.component
         for part in (train, val):  # the test loss is the plain cross-entropy
             part.teacher_logits = teacher_logits(teacher.model, part.x)
             if layer is not None:
                 part.teacher_features = teacher_features(network, layer, part.x)
-            if cell.teacher.component.shuffled:  # right outputs, wrong images
-                order = permutation(part.y, cell.teacher.component.within_class, shuffle)
+            real = part.teacher_logits
+            if options.shuffled:  # right outputs, wrong images
+                order = permutation(part.y, options.within_class, shuffle)
                 part.teacher_logits = part.teacher_logits[order]
                 if part.teacher_features is not None:
                     part.teacher_features = part.teacher_features[order]
+            if options.class_prior:  # each class's mean distribution, nothing of the image
+                part.teacher_logits = class_means(part.teacher_logits, part.y)
+                if part.teacher_features is not None:
+                    part.teacher_features = class_means(part.teacher_features, part.y, log=False)
+            if part is train and (options.shuffled or options.class_prior):
+                # How far the control's targets are from the teacher's own: a control that
+                # barely moves them cannot tell knowledge from labels.
+                metrics["teacher_control_kl"] = mean_kl(real, part.teacher_logits)
         metrics |= {
             "teacher_val_accuracy": teacher.val_accuracy,
             "teacher_test_accuracy": teacher.test_accuracy,
@@ -99,6 +109,7 @@ def train_cell(
         opened.callback(hint.close)
 
     events.phase(cell, f"student {cell.student.name}", spec.train.epochs)
+    on_test = spec.train.selection == "best-test"  # the notebooks' protocol: flagged in reports
     fitted = fit(
         model,
         _log_probs,
@@ -112,11 +123,16 @@ def train_cell(
         distiller=distiller,
         on_epoch=lambda m: events.epoch(cell, m),
         hint=hint,
+        test=test if on_test else None,
     )
     tested = evaluate(model, _log_probs, test, num_classes)
+    if on_test:  # what selection on validation would have reported, from the same run
+        metrics["val_selected_test_accuracy"] = fitted.history[fitted.val_epoch - 1].test[
+            "accuracy"
+        ]
     metrics |= {
         "best_epoch": fitted.best_epoch,
-        "best_val_accuracy": fitted.history[fitted.best_epoch - 1].val_accuracy,
+        "best_val_accuracy": fitted.history[fitted.val_epoch - 1].val_accuracy,
         "collapsed": float(collapsed([m.val_accuracy for m in fitted.history], num_classes)),
         "student_parameters": sum(p.numel() for p in model.parameters()),
         **circuit_metrics(circuits),
@@ -198,6 +214,23 @@ def _legacy_circuit(student: torch.nn.Module) -> list[CircuitFunction]:
 
 def _log_probs(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     return probabilities_to_log(model(x))
+
+
+def class_means(values: torch.Tensor, labels: torch.Tensor, log: bool = True) -> torch.Tensor:
+    """Each row replaced by the mean over the rows of its label: of the softmax
+    distributions, returned as log-probabilities (`log`), or of the raw values."""
+    spread = torch.softmax(values, dim=1) if log else values
+    out = torch.empty_like(spread)
+    for label in labels.unique():
+        members = labels == label
+        out[members] = spread[members].mean(0)
+    return torch.log(out) if log else out
+
+
+def mean_kl(logits: torch.Tensor, other: torch.Tensor) -> float:
+    """The mean over rows of KL(softmax(logits) ‖ softmax(other)), in nats."""
+    log_p, log_q = torch.log_softmax(logits, dim=1), torch.log_softmax(other, dim=1)
+    return float((log_p.exp() * (log_p - log_q)).sum(1).mean())
 
 
 def permutation(
