@@ -25,6 +25,7 @@ from pathlib import Path
 from scipy import stats
 
 from kdbench.config import load_spec
+from kdbench.distill import LEARNED_MARGIN
 from kdbench.plugins import registry
 from kdbench.report.stats import mean_std, paired_gain
 from kdbench.report.tables import interval_text, percent
@@ -63,78 +64,107 @@ def percentile(values: list[float], x: float) -> float:
     return float(stats.percentileofscore(values, x, kind="mean"))
 
 
-def mean_gain(arms: Arms, dataset: str, student: str, baseline: str, teacher: str,
-              metric: str) -> float | None:  # fmt: skip
-    """Mean Δ over seeds (paired by seed) of `student` taught over `baseline` alone."""
-    alone = arms.get((dataset, "none", baseline), {}).get(metric)
-    taught = arms.get((dataset, teacher, student), {}).get(metric)
-    if not alone or not taught:
-        return None
-    gain = paired_gain(alone, taught)
-    return None if gain is None else gain.mean
+def classes(dataset: str) -> int:
+    return int(dataset.rsplit("-", 1)[1]) + 1
+
+
+def learned(values: list[float], dataset: str) -> int:
+    """How many runs rose LEARNED_MARGIN above chance (the others stayed near it)."""
+    return sum(v >= 1 / classes(dataset) + LEARNED_MARGIN for v in values)
 
 
 def rows_table(arms: Arms, paper) -> None:
-    print("| data set | qubits | teacher | kdbench (%) | seeds | paper (%) | percentile |"
-          " mean Δ [95 % CI] | single-run Δ (5th-95th) | paper Δ | percentile |")  # fmt: skip
-    print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| data set | qubits | teacher | kdbench (%) | median | learned | paper (%) |"
+          " percentile | mean Δ [95 % CI] | single-run Δ (5th to 95th) | paper Δ |"
+          " percentile |")  # fmt: skip
+    print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for dataset, qubits, baseline in SETTINGS:
         student = f"released-q{qubits}"
         alone = arms.get((dataset, "none", baseline), {}).get(BEST_TEST, {})
         numbers = paper.numbers.get(dataset, {}).get(f"q{qubits}", {})
         for teacher in ("none", *TEACHERS):
-            runs = alone if teacher == "none" else arms.get(
-                (dataset, teacher, student), {}).get(BEST_TEST, {})  # fmt: skip
+            arm = (dataset, teacher, baseline if teacher == "none" else student)
+            runs = arms.get(arm, {}).get(BEST_TEST, {})
             if not runs or teacher not in numbers:
                 continue
             values = list(runs.values())
             accuracy, delta = numbers[teacher]
-            cells = [dataset, str(qubits), teacher, percent(*mean_std(values)), str(len(values)),
-                     f"{accuracy:.2f}", f"{percentile(values, accuracy / 100):.0f}"]  # fmt: skip
-            if teacher == "none" or not alone:
+            cells = [dataset, str(qubits), teacher, percent(*mean_std(values)),
+                     percent(statistics.median(values)),
+                     f"{learned(values, dataset)} / {len(values)}", f"{accuracy:.2f}",
+                     f"{percentile(values, accuracy / 100):.0f}"]  # fmt: skip
+            if teacher == "none" or len(alone) < 2 or len(runs) < 2:
                 cells += ["–"] * 4
             else:
                 gain = paired_gain(alone, runs)
                 singles = [t - a for t in values for a in alone.values()]
-                low, high = (
-                    statistics.quantiles(singles, n=20)[0],
-                    statistics.quantiles(singles, n=20)[-1],
-                )
-                cells += [f"{100 * gain.mean:+.1f} {interval_text(gain.low, gain.high)}",
-                          f"{100 * low:+.1f} to {100 * high:+.1f}", f"{delta:+.2f}",
-                          f"{percentile(singles, delta / 100):.0f}"]  # fmt: skip
+                ventiles = statistics.quantiles(singles, n=20)
+                cells += [f"{percent(gain.mean, signed=True)} {interval_text(gain.low, gain.high)}",
+                          f"{percent(ventiles[0], signed=True)} to"
+                          f" {percent(ventiles[-1], signed=True)}",
+                          f"{delta:+.2f}", f"{percentile(singles, delta / 100):.0f}"]  # fmt: skip
             print("| " + " | ".join(cells) + " |")
 
 
+# The attribution's steps: each a Δ of the taught student over a baseline, by metric.
+STEPS = {
+    "protocol": ("notebook head", BEST_TEST),  # the notebooks' baselines, best test epoch
+    "matched": ("same head", BEST_TEST),  # the taught student's own head alone
+    "validation": ("same head", BY_VALIDATION),  # ... and the epoch validation selects
+}
+
+
+def over_seeds(values: dict[int, float]) -> str:
+    """The mean of per-seed values with its 95 % t interval over seeds, in points."""
+    gain = paired_gain(dict.fromkeys(values, 0.0), values)
+    if gain is None or gain.n < 2:
+        return "–"
+    return f"{percent(gain.mean, signed=True, digits=2)} {interval_text(gain.low, gain.high)}"
+
+
 def attribution(arms: Arms, paper) -> None:
-    print("\n| family | paper's mean Δ | notebooks' protocol, 20 seeds | matched heads |"
-          " + selection on validation | one run (paper − protocol) | head | selection |"
-          " left: distillation |")  # fmt: skip
+    """Per family: the paper's mean Δ, and the notebooks' departures switched off one at a
+    time, each as a mean over the family's rows computed seed by seed (so that rows sharing a
+    baseline are not counted as independent), with its 95 % t interval over seeds."""
+    print("\n| family | rows | paper's mean Δ | notebooks' protocol (20 seeds) | matched heads |"
+          " + selection on validation | one run, and what else differs (paper − protocol) |"
+          " head | selection on test |")  # fmt: skip
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for family, prefix in (("MNIST", "mnist"), ("FashionMNIST", "fashion")):
-        settings = [s for s in SETTINGS if s[0].startswith(prefix)]
-        paper_gains, steps = [], defaultdict(list)
-        for dataset, qubits, baseline in settings:
+        paper_gains, per_seed = [], defaultdict(lambda: defaultdict(list))
+        for dataset, qubits, notebook_head in (s for s in SETTINGS if s[0].startswith(prefix)):
             student = f"released-q{qubits}"
             numbers = paper.numbers.get(dataset, {}).get(f"q{qubits}", {})
             for teacher in TEACHERS:
-                found = [mean_gain(arms, dataset, student, base, teacher, metric)
-                         for base, metric in ((baseline, BEST_TEST), (student, BEST_TEST),
-                                              (student, BY_VALIDATION))]  # fmt: skip
-                if None in found or teacher not in numbers:
+                taught = arms.get((dataset, teacher, student), {})
+                steps = {}
+                for name, (head, metric) in STEPS.items():
+                    base = notebook_head if head == "notebook head" else student
+                    alone = arms.get((dataset, "none", base), {}).get(metric, {})
+                    mine = taught.get(metric, {})
+                    steps[name] = {i: mine[i] - alone[i] for i in mine if i in alone}
+                seeds = set.intersection(*(set(v) for v in steps.values()))
+                if teacher not in numbers or not seeds:
                     continue
                 paper_gains.append(numbers[teacher][1] / 100)
-                for name, value in zip(("protocol", "matched", "validation"), found, strict=True):
-                    steps[name].append(value)
+                for name, by_seed in steps.items():
+                    for i in seeds:
+                        per_seed[name][i].append(by_seed[i])
         if not paper_gains:
             continue
-        m = {k: statistics.fmean(v) for k, v in steps.items()}
+        # Seed i's family mean of each step (rows that lack seed i leave it out).
+        complete = len(paper_gains)
+        means = {name: {i: statistics.fmean(v) for i, v in by_seed.items() if len(v) == complete}
+                 for name, by_seed in per_seed.items()}  # fmt: skip
         p = statistics.fmean(paper_gains)
-        protocol, matched, validation = m["protocol"], m["matched"], m["validation"]
-        shares = (protocol, matched, validation, p - protocol, protocol - matched,
-                  matched - validation, validation)  # fmt: skip
-        cells = [family, f"{100 * p:+.2f} ({len(paper_gains)} rows)",
-                 *(percent(x, signed=True, digits=2) for x in shares)]  # fmt: skip
+        seeds = means["protocol"]
+        head = {i: means["protocol"][i] - means["matched"][i] for i in seeds}
+        selection = {i: means["matched"][i] - means["validation"][i] for i in seeds}
+        one_run = p - statistics.fmean(seeds.values())
+        cells = [family, str(complete), percent(p, signed=True, digits=2),
+                 *(over_seeds(means[k]) for k in ("protocol", "matched", "validation")),
+                 percent(one_run, signed=True, digits=2), over_seeds(head),
+                 over_seeds(selection)]  # fmt: skip
         print("| " + " | ".join(cells) + " |")
 
 

@@ -93,8 +93,8 @@ CONFIGS = [
     (
         "student-option-wrong-choice",
         after("qubits = 2", 'readout = "last"'),
-        "students.q2.readout: expected 'first-c' | 'sigmoid-pair' | 'mod-c' | 'parity'"
-        " | 'linear' | 'z-linear', got 'last'",
+        "students.q2.readout: expected 'first-c' | 'sigmoid-pair' | 'softmax' | 'mod-c'"
+        " | 'parity' | 'linear' | 'z-linear', got 'last'",
     ),
     (
         "student-readout-ignores-a-qubit",
