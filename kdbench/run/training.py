@@ -127,9 +127,8 @@ def train_cell(
     )
     tested = evaluate(model, _log_probs, test, num_classes)
     if on_test:  # what selection on validation would have reported, from the same run
-        metrics["val_selected_test_accuracy"] = fitted.history[fitted.val_epoch - 1].test[
-            "accuracy"
-        ]
+        kept_by_validation = fitted.history[fitted.val_epoch - 1]
+        metrics["val_selected_test_accuracy"] = kept_by_validation.test["accuracy"]
     metrics |= {
         "best_epoch": fitted.best_epoch,
         "best_val_accuracy": fitted.history[fitted.val_epoch - 1].val_accuracy,
