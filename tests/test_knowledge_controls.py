@@ -74,7 +74,7 @@ within_class = true
 def test_controls_log_how_far_they_move_the_targets(write_config, invoke, isolated):
     result = invoke("run", str(write_config(CONTROLS)))
     assert result.exit_code == 0, result.output
-    tracker = Tracker("sqlite:///mlflow.db", "{name}", create=False)
+    tracker = Tracker(f"sqlite:///{isolated}/mlflow.db", "{name}", create=False)
     kl = {r.data.tags["kdbench.teacher"]: r.data.metrics.get("teacher_control_kl")
           for r in tracker.cell_runs()}  # fmt: skip
     assert kl["lenet-disjoint"] is None, "the teacher itself is no control"

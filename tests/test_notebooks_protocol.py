@@ -141,7 +141,9 @@ def test_selection_on_test_is_flagged_wherever_its_accuracy_shows(write_config, 
     assert "the epoch with the best TEST accuracy was kept" in markdown
     from kdbench.tracking import Tracker
 
-    tracker = Tracker("sqlite:///mlflow.db", "notebooks-tiny", create=False)
+    # An absolute URI: MLflow keeps one store per URI, and a relative one names another
+    # test's folder once that test has opened it.
+    tracker = Tracker(f"sqlite:///{isolated}/mlflow.db", "notebooks-tiny", create=False)
     for run in tracker.cell_runs():
         metrics = run.data.metrics
         assert metrics["test_accuracy"] >= metrics["val_selected_test_accuracy"]
