@@ -8,7 +8,8 @@ Reads the cells of `studies/notebooks.toml` and prints, in Markdown:
    epoch), the paper's number and its percentile among kdbench's runs; for the taught rows,
    the mean Δ (paired by seed), the spread of a single run's Δ (every taught run against every
    alone run: the notebooks ran each arm once, unseeded) and the paper's Δ's percentile in it.
-2. The attribution of the paper's average Δ per data-set family: the notebooks' departures
+2. What a teacher changes: how often a run learns at all, and where runs that learn land.
+3. The attribution of the paper's average Δ per data-set family: the notebooks' departures
    switched off one at a time (one run instead of many; the FashionMNIST 3-qubit baselines'
    softmax head instead of the taught students' sigmoid-pair head; the best test epoch
    instead of selection on validation), each step's share of the average.
@@ -106,6 +107,39 @@ def rows_table(arms: Arms, paper) -> None:
             print("| " + " | ".join(cells) + " |")
 
 
+def learning_table(arms: Arms) -> None:
+    """What a teacher changes under this protocol: how often a run learns at all (Fisher's
+    exact test against the student alone), and where the runs that learn land (Welch's
+    interval of the difference of their means)."""
+    print("\n| data set | qubits | teacher | learned | alone learned | Fisher p |"
+          " learned runs (%) | alone's learned runs (%) | Δ among learned [95 % CI] |")  # fmt: skip
+    print("|---|---:|---|---:|---:|---:|---:|---:|---:|")
+    for dataset, qubits, baseline in SETTINGS:
+        student = f"released-q{qubits}"
+        heads = dict.fromkeys((baseline, student))  # the notebooks' baseline, then the same head
+        for head in heads:
+            alone = list(arms.get((dataset, "none", head), {}).get(BEST_TEST, {}).values())
+            for teacher in TEACHERS:
+                runs = list(arms.get((dataset, teacher, student), {}).get(BEST_TEST, {}).values())
+                if len(runs) < 2 or len(alone) < 2:
+                    continue
+                bar = 1 / classes(dataset) + LEARNED_MARGIN
+                up, base = [v for v in runs if v >= bar], [v for v in alone if v >= bar]
+                table = [[len(up), len(runs) - len(up)], [len(base), len(alone) - len(base)]]
+                fisher = stats.fisher_exact(table).pvalue
+                among = "–"
+                if len(up) > 1 and len(base) > 1:
+                    welch = stats.ttest_ind(up, base, equal_var=False).confidence_interval()
+                    mean = statistics.fmean(up) - statistics.fmean(base)
+                    among = f"{percent(mean, signed=True)} {interval_text(welch.low, welch.high)}"
+                label = teacher if head == student else f"{teacher} (vs the {head} baseline)"
+                cells = [dataset, str(qubits), label, f"{len(up)} / {len(runs)}",
+                         f"{len(base)} / {len(alone)}", f"{fisher:.3f}",
+                         percent(*mean_std(up)) if up else "–",
+                         percent(*mean_std(base)) if base else "–", among]  # fmt: skip
+                print("| " + " | ".join(cells) + " |")
+
+
 # The attribution's steps: each a Δ of the taught student over a baseline, by metric.
 STEPS = {
     "protocol": ("notebook head", BEST_TEST),  # the notebooks' baselines, best test epoch
@@ -172,6 +206,7 @@ def main(uri: str = "sqlite:///mlflow.db", experiment: str = "notebooks") -> Non
     paper = load_spec(ROOT / "benchmarks.toml", registry()).report
     arms = load_arms(uri, experiment)
     rows_table(arms, paper)
+    learning_table(arms)
     attribution(arms, paper)
 
 
