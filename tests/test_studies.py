@@ -93,3 +93,32 @@ def test_the_replication_draws_new_seeds_for_the_circuits_and_twins(registry):
     cells = expand(spec)
     assert len(cells) == 360 and {c.seed for c in cells} == set(range(10, 20))
     assert {c.student.name.split("-")[0] for c in cells} == {"vqc", "twin"}
+
+
+def test_the_notebooks_protocol_runs_the_papers_24_rows_on_20_seeds(registry):
+    spec = load_spec(ROOT / "studies" / "notebooks.toml", registry)
+    cells = expand(spec)
+    assert len(cells) == 520 and {c.seed for c in cells} == set(range(20))
+    assert spec.train.batch_size == 1 and spec.train.selection == "best-test"
+    assert all(c.dataset.component.order == "first" for c in cells)
+    arms = Counter((c.dataset.name, c.teacher.name if c.teacher else "none", c.student.name)
+                   for c in cells)  # fmt: skip
+    assert set(arms.values()) == {20} and len(arms) == 26  # 24 rows + 2 softmax baselines
+    softmax = {arm[0] for arm in arms if arm[2] == "released-q3-softmax"}
+    assert softmax == {"fashion-mnist-0-5", "fashion-mnist-0-7"}
+    assert all(arm[1] == "none" for arm in arms if arm[2] == "released-q3-softmax")
+    distiller = spec.instance("distillers", "notebooks").component
+    assert (distiller.temperature, distiller.kd_weight, distiller.ce_weight) == (3.0, 0.9, 1.0)
+
+
+def test_the_knowledge_test_teaches_with_disjoint_teachers_and_their_controls(registry):
+    cells = expand(load_spec(ROOT / "studies" / "knowledge.toml", registry))
+    assert len(cells) == 440
+    teachers = {c.teacher.name: c.teacher.component for c in cells if c.teacher}
+    assert all(teachers[n].disjoint for n in ("lenet", "lenet-within", "lenet-prior"))
+    assert not teachers["lenet-seen"].disjoint and teachers["lenet-prior"].class_prior
+    # The controls share their real teacher's cache key: one LeNet trained for all three.
+    dataset = cells[0].dataset
+    keys = {cache_key(next(c.teacher for c in cells if c.teacher and c.teacher.name == n),
+                      dataset, 0) for n in ("lenet", "lenet-within", "lenet-prior")}  # fmt: skip
+    assert len(keys) == 1
