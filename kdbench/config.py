@@ -53,6 +53,10 @@ class ExperimentConfig:
 _SEED_LIMITS = next(f for f in fields(ExperimentConfig) if f.name == "seeds").metadata
 
 
+# `[train] selection` that keeps the best TEST epoch (the released notebooks'): flagged in reports.
+BEST_TEST = "best-test"
+
+
 @dataclass(kw_only=True)
 class TrainConfig:
     """[train]: how every student is trained (paper §4.6)."""

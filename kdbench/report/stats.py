@@ -12,11 +12,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from kdbench.config import NO_TEACHER
+from kdbench.config import BEST_TEST, NO_TEACHER
 from kdbench.matrix import NO_DISTILLER
 from kdbench.results import Result
 
-SELECTION_KEY, BEST_TEST = "train.selection", "best-test"
+SELECTION_KEY = "train.selection"
 # The equivalence margin by default (a fraction: 1 point of accuracy), and the power a
 # minimum detectable effect is stated at.
 MARGIN = 0.01

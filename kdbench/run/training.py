@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from kdbench.api import Backend, CircuitFunction, StudentContext
-from kdbench.config import Instance
+from kdbench.config import BEST_TEST, Instance
 from kdbench.data import make_splits
 from kdbench.distill import Hint, Split, collapsed, evaluate, fit, probabilities_to_log
 from kdbench.matrix import Cell
@@ -109,7 +109,7 @@ def train_cell(
         opened.callback(hint.close)
 
     events.phase(cell, f"student {cell.student.name}", spec.train.epochs)
-    on_test = spec.train.selection == "best-test"  # the notebooks' protocol: flagged in reports
+    on_test = spec.train.selection == BEST_TEST  # the notebooks' protocol: flagged in reports
     fitted = fit(
         model,
         _log_probs,
