@@ -79,6 +79,15 @@ class TrainConfig:
         " accuracy': optimistic, for reproducing them only; the report flags it)",
         recorded_at_default=False,
     )
+    budgets: list[int] = option(
+        [],
+        help="also test the weights validation kept within each of these optimizer-step"
+        " budgets (each read at the nearest epoch's end): one run answers 'what would training"
+        " this long have given', exactly, as Adam's constant learning rate does not depend on"
+        " the number of epochs",
+        minimum=1,
+        recorded_at_default=False,
+    )
 
 
 @dataclass(frozen=True)
@@ -214,6 +223,13 @@ def _parse_document(raw: dict[str, Any], file: str, registry: Registry) -> Spec:
     )
     if not spec.experiment.seeds:
         raise ConfigError("needs at least one seed", file=file, key="experiment.seeds")
+    if spec.train.budgets and spec.train.selection == BEST_TEST:
+        raise ConfigError(
+            f"cannot be read with selection = '{BEST_TEST}': a budget's weights are the ones"
+            " validation kept; use selection = 'validation'",
+            file=file,
+            key="train.budgets",
+        )
     problem = experiment_name_problem(spec.experiment.name)
     if problem:
         raise ConfigError(problem, file=file, key="experiment.name")

@@ -13,7 +13,7 @@ import torch
 from kdbench.api import Backend, CircuitPlan
 from kdbench.config import Instance
 from kdbench.data import load_raw
-from kdbench.distill import evaluate
+from kdbench.distill import batch_count, evaluate
 from kdbench.errors import KdbenchError, first_line
 from kdbench.matrix import Cell, digest, teacher_config
 from kdbench.memory import check_memory
@@ -46,6 +46,8 @@ def preflight(cells: Sequence[Cell], data_root: Path) -> None:
         if cell.distils_features and _same_teacher(cell) not in checked_features:
             checked_features.add(_same_teacher(cell))
             _check_teacher_features(cell)
+    for cell in cells:
+        _check_budgets(cell)
     backends = {_same(b): b for c in cells for b, _ in c.tested_on}
     for backend in backends.values():
         backend.component.preflight()
@@ -179,6 +181,20 @@ def _check_teacher_features(cell: Cell) -> None:
             f" '{cell.teacher.name}' exposes none (Teacher.classifier_layer; a composite"
             " teacher's members' features are not one vector): use a single teacher"
         )
+
+
+def _check_budgets(cell: Cell) -> None:
+    """Every `[train] budgets` step count falls within the cell's training."""
+    train, dataset = cell.spec.train, cell.dataset.component
+    per_epoch = batch_count(dataset.train_per_class * len(dataset.selected_classes),
+                            train.batch_size)  # fmt: skip
+    for budget in train.budgets:
+        if max(1, round(budget / per_epoch)) > train.epochs:
+            raise KdbenchError(
+                f"train.budgets: {budget} steps is past the {train.epochs} epochs of"
+                f" {per_epoch} steps that data set '{cell.dataset.name}' trains at batch size"
+                f" {train.batch_size}; raise train.epochs or lower the budget"
+            )
 
 
 def _batches(cell: Cell, data_root: Path, training: bool) -> tuple[int | None, int]:

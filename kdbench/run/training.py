@@ -12,7 +12,16 @@ import torch
 from kdbench.api import Backend, CircuitFunction, StudentContext
 from kdbench.config import BEST_TEST, Instance
 from kdbench.data import make_splits
-from kdbench.distill import Hint, Split, collapsed, evaluate, fit, probabilities_to_log
+from kdbench.distill import (
+    FitResult,
+    Hint,
+    Split,
+    batch_count,
+    collapsed,
+    evaluate,
+    fit,
+    probabilities_to_log,
+)
 from kdbench.matrix import Cell
 from kdbench.results import (
     ALSO_TESTED_TAG,
@@ -110,6 +119,25 @@ def train_cell(
 
     events.phase(cell, f"student {cell.student.name}", spec.train.epochs)
     on_test = spec.train.selection == BEST_TEST  # the notebooks' protocol: flagged in reports
+    budgets = budget_epochs(spec.train.budgets, batch_count(len(train.y), spec.train.batch_size))
+    budget_steps: list[tuple[int, dict[str, float]]] = []
+
+    def test_budget(epoch: int, kept: FitResult) -> None:
+        # The weights validation kept by this epoch, on the test set: that budget's result.
+        # The student is built again under a forked RNG: training's draws stay as they were.
+        with torch.random.fork_rng(devices=[]):
+            tester, _ = build_student(cell.backend)
+        tester.load_state_dict(kept.best_state)
+        result = evaluate(tester, _log_probs, test, num_classes)
+        for budget in budgets[epoch]:
+            budget_steps.append((budget, {
+                "budget_test_accuracy": result.accuracy,
+                "budget_test_loss": result.loss,
+                "budget_val_accuracy": kept.history[kept.val_epoch - 1].val_accuracy,
+                "budget_epoch": kept.val_epoch,
+                "budget_steps": epoch * batch_count(len(train.y), spec.train.batch_size),
+            }))  # fmt: skip
+
     fitted = fit(
         model,
         _log_probs,
@@ -124,6 +152,8 @@ def train_cell(
         on_epoch=lambda m: events.epoch(cell, m),
         hint=hint,
         test=test if on_test else None,
+        checkpoints=budgets,
+        on_checkpoint=test_budget,
     )
     tested = evaluate(model, _log_probs, test, num_classes)
     if on_test:  # what selection on validation would have reported, from the same run
@@ -144,20 +174,21 @@ def train_cell(
         tested = evaluate(model, _log_probs, test, num_classes)
         metrics |= circuit_metrics(circuits, "eval_")
     metrics |= {"test_accuracy": tested.accuracy, "test_loss": tested.loss}
-    also = {}
+    also, also_loss = {}, {}
     for backend in cell.also_test_on:
         # The same weights again on each of these (a noise ladder); their circuits count apart.
         events.phase(cell, f"testing on {backend.name}")
         tester, _ = build_student(backend)
         tester.load_state_dict(fitted.best_state)
         result = evaluate(tester, _log_probs, test, num_classes)
-        also[backend.name] = result.accuracy
+        also[backend.name], also_loss[backend.name] = result.accuracy, result.loss
         metrics |= {also_metric("accuracy", backend.name): result.accuracy,
                     also_metric("loss", backend.name): result.loss}  # fmt: skip
     if also:
         tracker.set_tag(run_id, ALSO_TESTED_TAG, json.dumps(list(also)))
     # The epochs' metrics are logged with the cell's, in one store call: a call costs ~10 ms.
-    tracker.log_steps(run_id, [*((m.epoch, m.logged()) for m in fitted.history), (0, metrics)])
+    epochs = [(m.epoch, m.logged()) for m in fitted.history]
+    tracker.log_steps(run_id, [*epochs, *budget_steps, (0, metrics)])
     tracker.log_files(run_id, cell_artifacts(cell, tested, splits.class_names, model))
     return Result(
         *cell.group,
@@ -170,7 +201,17 @@ def train_cell(
         run_id,
         collapsed=bool(metrics["collapsed"]),
         also=also,
+        also_loss=also_loss,
     )
+
+
+def budget_epochs(budgets: list[int], steps_per_epoch: int) -> dict[int, list[int]]:
+    """Epoch -> the step budgets read at its end: each at the nearest epoch's (at least the
+    first). Preflight has checked that training reaches them."""
+    epochs: dict[int, list[int]] = {}
+    for budget in budgets:
+        epochs.setdefault(max(1, round(budget / steps_per_epoch)), []).append(budget)
+    return epochs
 
 
 def _hint(cell: Cell, model: torch.nn.Module, train: Split) -> Hint:
