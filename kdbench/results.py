@@ -99,6 +99,8 @@ class Result:
     collapsed: bool | None = None  # validation accuracy fell back to chance (None: not logged)
     also: Mapping[str, float] = field(default_factory=dict, compare=False)
     """Test accuracy on each backend of the cell's `also_test_on`, in its order."""
+    also_loss: Mapping[str, float] = field(default_factory=dict, compare=False)
+    """Test cross-entropy on each of those backends."""
 
     @property
     def point(self) -> str:
@@ -127,11 +129,14 @@ class Result:
             run.info.run_id,
             tags.get(CELL_ID_TAG),
             None if "collapsed" not in metrics else bool(metrics["collapsed"]),
-            {
-                name: metrics[also_metric("accuracy", name)]
-                for name in json.loads(tags.get(ALSO_TESTED_TAG, "[]"))
-                if also_metric("accuracy", name) in metrics
-            },
+            *(
+                {
+                    name: metrics[also_metric(what, name)]
+                    for name in json.loads(tags.get(ALSO_TESTED_TAG, "[]"))
+                    if also_metric(what, name) in metrics
+                }
+                for what in ("accuracy", "loss")
+            ),
         )
 
     def as_in(self, cells: Mapping[str, Cell]) -> Result:

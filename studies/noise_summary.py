@@ -2,10 +2,13 @@
 
     python studies/noise_summary.py [TRACKING_URI] [EXPERIMENT] [RUNGS...]
 
-1. Each student alone: its accuracy on the noiseless rung and its drop on each rung.
+For the test accuracy, then for the test cross-entropy (where the store has it; its "drop"
+is its rise, in nats):
+1. Each student alone: its value on the noiseless rung and its drop on each rung.
 2. Each distilled arm's Δ drop (distilled drop minus alone drop, paired by seed; 95 % CI;
    * where Holm's p < 0.05 over every comparison of the report's noise table), on the rungs
-   named (default: the four heaviest depolarizing and the three devices).
+   named (default: the four heaviest depolarizing and the three devices, and with
+   `--profile shots` of examples/noise.toml their 5000-shot readings).
 3. The count of Holm-significant Δ drops, by sign.
 """
 
@@ -14,35 +17,50 @@ from __future__ import annotations
 import sys
 
 from kdbench.report import load_rows
-from kdbench.report.noise import accuracy_on, ladder, noise_rows
+from kdbench.report.noise import Measure, accuracy_on, ladder, noise_rows
 from kdbench.report.stats import mean_std
-from kdbench.report.tables import interval_text
+from kdbench.report.tables import interval_text, percent
 from kdbench.tracking import Tracker
 
 RUNGS = ("dep-0.01", "dep-0.03", "dep-0.1", "manila", "brisbane", "torino")
+SHOTS = ("clean-shots", *(f"{rung}-shots" for rung in RUNGS))
 
 
-def main(uri: str, experiment: str, rungs: tuple[str, ...]) -> None:
+def main(uri: str, experiment: str, rungs: tuple[str, ...] | None) -> None:
     rows = [r for r in load_rows(Tracker(uri, experiment, create=False)) if r.selected]
-    compared = noise_rows(rows)
+    if rungs is None:
+        every = {rung for row in rows for rung in ladder(row)}
+        rungs = RUNGS + tuple(rung for rung in SHOTS if rung in every)
+    has_loss = any(r.also_loss for row in rows for r in row.results)
+    for measure, title in (("accuracy", "accuracy (points)"), ("loss", "cross-entropy (nats)")):
+        if measure == "accuracy" or has_loss:
+            print(f"\n## test {title}\n")
+            summarize_measure(rows, rungs, measure)
+
+
+def summarize_measure(rows, rungs: tuple[str, ...], measure: Measure) -> None:
+    scale, digits = (100, 2) if measure == "accuracy" else (1, 3)
+    compared = noise_rows(rows, measure)
     alone = {(r.dataset, r.student, r.backend): r for r in rows if r.teacher == "none"}
 
-    print(f"| data set | student [trained on] | alone, noiseless (%) | {' | '.join(rungs)} |")
+    print(f"| data set | student [trained on] | alone, noiseless | {' | '.join(rungs)} |")
     print("|---|---|---:|" + "---:|" * len(rungs))
     for (dataset, student, backend), row in sorted(alone.items()):
         reference = ladder(row)[0]
-        clean = accuracy_on(row, reference)
+        clean = accuracy_on(row, reference, measure)
+        sign = 1 if measure == "accuracy" else -1  # a drop of accuracy, a rise of the loss
         drops = []
         for rung in rungs:
-            noisy = accuracy_on(row, rung)
-            paired = [clean[s] - noisy[s] for s in clean if s in noisy]
+            noisy = accuracy_on(row, rung, measure)
+            paired = [sign * (clean[s] - noisy[s]) for s in clean if s in noisy]
             if not paired:
                 drops.append("–")
                 continue
             mean, std = mean_std(paired)
-            drops.append(f"{100 * mean:+.2f} ± {100 * std:.2f}")
+            drops.append(percent(mean, std, signed=True, digits=digits, scale=scale))
         mean, std = mean_std(list(clean.values()))
-        print(f"| {dataset} | {student} [{backend}] | {100 * mean:.1f} ± {100 * std:.1f} | "
+        print(f"| {dataset} | {student} [{backend}] | "
+              f"{percent(mean, std, digits=digits if scale == 1 else 1, scale=scale)} | "
               + " | ".join(drops) + " |")  # fmt: skip
 
     print()
@@ -55,7 +73,8 @@ def main(uri: str, experiment: str, rungs: tuple[str, ...]) -> None:
         star = "*" if r.gain.p_adjusted is not None and r.gain.p_adjusted < 0.05 else ""
         key = (r.arm.dataset, f"{r.arm.student} [{r.arm.backend}]",
                f"{r.arm.teacher} · {r.arm.distiller}")  # fmt: skip
-        text = f"{100 * r.gain.mean:+.2f} {interval_text(r.gain.low, r.gain.high, 2)}{star}"
+        mean = percent(r.gain.mean, signed=True, digits=digits, scale=scale)
+        text = f"{mean} {interval_text(r.gain.low, r.gain.high, digits, scale)}{star}"
         cells.setdefault(key, {})[r.rung] = text
     for key in sorted(cells):
         print("| " + " | ".join(key) + " | "
@@ -69,8 +88,10 @@ def main(uri: str, experiment: str, rungs: tuple[str, ...]) -> None:
     for r in significant:
         print(
             f"- {r.arm.dataset} {r.arm.student} [{r.arm.backend}] {r.arm.teacher} · "
-            f"{r.arm.distiller} on {r.rung}: {100 * r.gain.mean:+.2f} "
-            f"{interval_text(r.gain.low, r.gain.high, 2)}, p_Holm {r.gain.p_adjusted:.3f}"
+            f"{r.arm.distiller} on {r.rung}: "
+            f"{percent(r.gain.mean, signed=True, digits=digits, scale=scale)} "
+            f"{interval_text(r.gain.low, r.gain.high, digits, scale)}, "
+            f"p_Holm {r.gain.p_adjusted:.3f}"
         )
 
 
@@ -79,5 +100,5 @@ if __name__ == "__main__":
     main(
         arguments[0] if arguments else "sqlite:///mlflow.db",
         arguments[1] if len(arguments) > 1 else "noise",
-        tuple(arguments[2:]) or RUNGS,
+        tuple(arguments[2:]) or None,
     )

@@ -47,9 +47,11 @@ def test_a_ladder_tests_each_trained_student_again_and_the_report_compares_drops
     results = [Result.from_run(run) for run in tracker.cell_runs()]
     assert {r.backend for r in results} == {"statevector", "noisy"}
     for r in results:
-        assert list(r.also) == ["clean", "noisy", "manila"]
+        assert list(r.also) == list(r.also_loss) == ["clean", "noisy", "manila"]
         if r.backend == "statevector":  # the noiseless rung is the exact simulation
             assert math.isclose(r.also["clean"], r.test_accuracy)
+            run = tracker.client.get_run(r.run_id)
+            assert math.isclose(r.also_loss["clean"], run.data.metrics["test_loss"], rel_tol=1e-6)
         else:  # trained under noise: its own test is the noisy rung
             assert math.isclose(r.also["noisy"], r.test_accuracy)
     rows = noise_rows(summarize(results))
@@ -67,6 +69,7 @@ def test_a_ladder_tests_each_trained_student_again_and_the_report_compares_drops
     table = (folder / "noise.md").read_text()
     assert "Δ drop" in table and "manila" in table
     assert "Less / more drop" in (folder / "noise-pooled.md").read_text()
+    assert "Δ rise" in (folder / "noise-loss.md").read_text()
 
 
 def test_drops_are_paired_by_seed_and_holm_adjusted_over_the_table():
@@ -90,6 +93,31 @@ def test_drops_are_paired_by_seed_and_holm_adjusted_over_the_table():
     p_values = sorted(r.gain.p_value for r in rows)
     assert math.isclose(min(r.gain.p_adjusted for r in rows), 2 * p_values[0])  # m = 2
     assert by_teacher["u"].drop == 0 and by_teacher["u"].gain.mean < 0  # no drop at all
+
+
+def test_the_cross_entropy_rise_is_paired_like_the_accuracy_drop():
+    """Noise that shrinks the probabilities towards uniform leaves the argmax (the accuracy)
+    alone and raises the cross-entropy: the loss rows see it, with the sign of a drop."""
+
+    def result(teacher: str, seed: int, loss: dict[str, float]) -> Result:
+        also = dict.fromkeys(loss, 0.8)
+        distiller = "none" if teacher == "none" else "paper"
+        return Result("d", teacher, "s", "exact", distiller, seed, 0.8, also=also,
+                      also_loss=loss)  # fmt: skip
+
+    alone = {0: (0.50, 0.90), 1: (0.55, 1.00), 2: (0.45, 0.80)}  # seed: (clean, noisy) CE
+    taught = {0: (0.40, 0.60), 1: (0.42, 0.65), 2: (0.41, 0.58)}
+    results = [result("none", s, {"clean": c, "noisy": n}) for s, (c, n) in alone.items()]
+    results += [result("t", s, {"clean": c, "noisy": n}) for s, (c, n) in taught.items()]
+    rows = summarize(results)
+    (accuracy,) = noise_rows(rows)
+    assert accuracy.drop == accuracy.alone_drop == 0
+    (loss,) = noise_rows(rows, "loss")
+    rises = [n - c for c, n in taught.values()]
+    alone_rises = [n - c for c, n in alone.values()]
+    assert math.isclose(loss.drop, sum(rises) / 3) and loss.drop > 0
+    assert math.isclose(loss.gain.mean, sum(rises) / 3 - sum(alone_rises) / 3)
+    assert loss.gain.mean < 0  # the taught student's loss rose less
 
 
 def test_the_ladder_is_part_of_a_cells_identity_only_when_set(write_config, registry):

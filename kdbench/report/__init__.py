@@ -106,6 +106,14 @@ def build_report(
         title = f"{experiment}: Δ drop pooled over students, data sets and training backends"
         report.files["noise-pooled.md"] = to_markdown(pooled_noise, title).encode()
         report.files["noise-pooled.csv"] = to_csv(pooled_noise).encode()
+        rises = noise_rows(rows, "loss")
+        if rises:  # the test cross-entropy sees what the argmax of noisy probabilities hides
+            table = noise_table(rises, config.labels)
+            title = f"{experiment}: test cross-entropy rise from {rises[0].reference}"
+            report.files["noise-loss.md"] = to_markdown(
+                table, f"{title}, distilled against alone"
+            ).encode()
+            report.files["noise-loss.csv"] = to_csv(table).encode()
         curves = noise_curves(rows, f"{experiment}: test accuracy against noise", config.labels)
         if curves is not None:
             report.files["noise-accuracy.png"] = curves

@@ -3,8 +3,12 @@
 noiseless one), and the paired difference, seed by seed, of that drop between the distilled
 student and the same student alone, Holm-adjusted over the table.
 
-A negative Δ drop means the distilled student lost less accuracy to noise than the student
-alone: what "distillation reduces noise sensitivity" predicts.
+The same for the test cross-entropy (`measure="loss"`), whose "drop" is its rise: accuracy is
+the argmax of the outcome probabilities, which noise that only shrinks them towards uniform
+cannot change; the cross-entropy sees every change.
+
+A negative Δ drop means the distilled student lost less to noise than the student alone:
+what "distillation reduces noise sensitivity" predicts.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Literal
 
 from kdbench.config import NO_TEACHER
 from kdbench.matrix import NO_DISTILLER
@@ -38,6 +42,9 @@ from kdbench.report.tables import (
 )
 
 DIGITS = 2  # drops are small: hundredths of a point show what tenths round away
+LOSS_DIGITS = 3  # cross-entropies, in nats
+
+Measure = Literal["accuracy", "loss"]
 
 
 @dataclass(frozen=True)
@@ -48,11 +55,12 @@ class NoiseRow:
     alone: Row  # the same student without a teacher, same training backend
     rung: str  # the backend it was tested on
     reference: str  # the ladder's first rung, the drops are measured from
-    accuracy: tuple[float, float]  # taught: mean, std on the rung
-    alone_accuracy: tuple[float, float]
-    drop: float  # taught: mean over seeds of accuracy(reference) - accuracy(rung)
+    level: tuple[float, float]  # taught: mean, std of the measure on the rung
+    alone_level: tuple[float, float]
+    drop: float  # taught: mean over seeds of how much worse the measure is than on reference
     alone_drop: float
     gain: Gain | None  # taught drop - alone drop, paired by seed
+    measure: Measure = "accuracy"
 
 
 def ladder(row: Row) -> list[str]:
@@ -60,14 +68,16 @@ def ladder(row: Row) -> list[str]:
     return list(row.results[0].also) if row.results else []
 
 
-def accuracy_on(row: Row, rung: str) -> dict[int, float]:
-    """Test accuracy by seed on `rung` (one of the row's ladder)."""
-    return {r.seed: r.also[rung] for r in row.results if rung in r.also}
+def accuracy_on(row: Row, rung: str, measure: Measure = "accuracy") -> dict[int, float]:
+    """Test accuracy (or cross-entropy) by seed on `rung` (one of the row's ladder)."""
+    values = (lambda r: r.also) if measure == "accuracy" else (lambda r: r.also_loss)
+    return {r.seed: values(r)[rung] for r in row.results if rung in values(r)}
 
 
-def noise_rows(rows: Sequence[Row]) -> list[NoiseRow]:
+def noise_rows(rows: Sequence[Row], measure: Measure = "accuracy") -> list[NoiseRow]:
     """Every taught arm selected on validation that has a ladder, on each rung past the
-    first, with its drop compared to its student alone; Holm and BH over all of them."""
+    first, with its drop (in accuracy, or its rise in cross-entropy) compared to its
+    student alone; Holm and BH over all of them."""
     selected = [r for r in rows if r.selected and ladder(r)]
     alone = {
         (r.dataset, r.student, r.backend): r
@@ -82,16 +92,16 @@ def noise_rows(rows: Sequence[Row]) -> list[NoiseRow]:
         rungs = ladder(row)
         reference = rungs[0]
         for rung in rungs[1:]:
-            drops = _drops(row, reference, rung)
-            base_drops = _drops(base, reference, rung)
+            drops = _drops(row, reference, rung, measure)
+            base_drops = _drops(base, reference, rung, measure)
             if not drops or not base_drops:
                 continue
             out.append(NoiseRow(
                 row, base, rung, reference,
-                mean_std(list(accuracy_on(row, rung).values())),
-                mean_std(list(accuracy_on(base, rung).values())),
+                mean_std(list(accuracy_on(row, rung, measure).values())),
+                mean_std(list(accuracy_on(base, rung, measure).values())),
                 mean_std(list(drops.values()))[0], mean_std(list(base_drops.values()))[0],
-                paired_gain(base_drops, drops),
+                paired_gain(base_drops, drops), measure,
             ))  # fmt: skip
     p_values = [r.gain.p_value if r.gain else math.nan for r in out]
     return [
@@ -100,18 +110,24 @@ def noise_rows(rows: Sequence[Row]) -> list[NoiseRow]:
     ]
 
 
-def _drops(row: Row, reference: str, rung: str) -> dict[int, float]:
-    """Seed -> accuracy on `reference` minus accuracy on `rung`."""
-    first, second = accuracy_on(row, reference), accuracy_on(row, rung)
-    return {s: first[s] - second[s] for s in first if s in second}
+def _drops(row: Row, reference: str, rung: str, measure: Measure) -> dict[int, float]:
+    """Seed -> how much worse the measure is on `rung` than on `reference`: the accuracy's
+    fall, the cross-entropy's rise."""
+    first, second = accuracy_on(row, reference, measure), accuracy_on(row, rung, measure)
+    sign = 1 if measure == "accuracy" else -1
+    return {s: sign * (first[s] - second[s]) for s in first if s in second}
 
 
 def noise_table(rows: Sequence[NoiseRow], labels: Labels = NO_LABELS) -> FamilyTable:
-    """The noise rows as a table: rung, arm, data set, both students' accuracy and drop, and
-    the paired Δ drop with its interval and (adjusted) p-values."""
+    """The noise rows as a table: rung, arm, data set, both students' accuracy (or
+    cross-entropy) and drop (rise), and the paired Δ with its interval and (adjusted)
+    p-values."""
     tests = sum(1 for r in rows if r.gain and not math.isnan(r.gain.p_value))
-    headers = ("Tested on", "Architecture", "Dataset", "Alone (%)", "Alone drop",
-               "Distilled (%)", "Distilled drop", "Δ drop", "95% CI", "p",
+    loss = bool(rows) and rows[0].measure == "loss"
+    unit, drop = ("CE", "rise") if loss else ("(%)", "drop")
+    digits, scale = (LOSS_DIGITS, 1) if loss else (DIGITS, 100)
+    headers = ("Tested on", "Architecture", "Dataset", f"Alone {unit}", f"Alone {drop}",
+               f"Distilled {unit}", f"Distilled {drop}", f"Δ {drop}", "95% CI", "p",
                f"p Holm (m={tests})", f"q BH (m={tests})")  # fmt: skip
     records = []
     for r in rows:
@@ -121,12 +137,13 @@ def noise_table(rows: Sequence[NoiseRow], labels: Labels = NO_LABELS) -> FamilyT
         distiller = "" if r.arm.distiller == NO_DISTILLER else f", Distiller: {r.arm.distiller}"
         architecture = f"Teacher: {teacher}{distiller}, Student: {student} [{r.arm.backend}]"
         _, dataset = dataset_label(params, r.arm.dataset, labels)
+        places = digits if loss else 1  # accuracies themselves to tenths
         cells = (
-            percent(*r.alone_accuracy),
-            percent(r.alone_drop, signed=True, digits=DIGITS),
-            percent(*r.accuracy),
-            percent(r.drop, signed=True, digits=DIGITS),
-            *gain_text(r.gain, DIGITS),
+            percent(*r.alone_level, digits=places, scale=scale),
+            percent(r.alone_drop, signed=True, digits=digits, scale=scale),
+            percent(*r.level, digits=places, scale=scale),
+            percent(r.drop, signed=True, digits=digits, scale=scale),
+            *gain_text(r.gain, digits, scale),
         )
         records.append(TableRow(r.rung, architecture, dataset, cells))
     return FamilyTable(headers, records)

@@ -276,26 +276,34 @@ def to_csv(table: FamilyTable) -> str:
 
 
 def percent(
-    mean: float | None, std: float | None = None, signed: bool = False, digits: int = 1
+    mean: float | None,
+    std: float | None = None,
+    signed: bool = False,
+    digits: int = 1,
+    scale: float = 100,
 ) -> str:
-    """'97.4 ± 0.3' (or '+1.2') from fractions, to `digits` places; '–' for None."""
+    """'97.4 ± 0.3' (or '+1.2') from fractions, to `digits` places; '–' for None.
+    `scale=1` writes the values as they are (a loss in nats)."""
     if mean is None:
         return NONE
-    text = f"{100 * mean:+.{digits}f}" if signed else f"{100 * mean:.{digits}f}"
-    return f"{text} ± {100 * std:.{digits}f}" if std is not None else text
+    text = f"{scale * mean:+.{digits}f}" if signed else f"{scale * mean:.{digits}f}"
+    return f"{text} ± {scale * std:.{digits}f}" if std is not None else text
 
 
-def gain_text(gain: Gain | None, digits: int = 1) -> tuple[str, str, str, str, str]:
+def gain_text(
+    gain: Gain | None, digits: int = 1, scale: float = 100
+) -> tuple[str, str, str, str, str]:
     """(Δ, 95 % CI, p, Holm-adjusted p, Benjamini-Hochberg q) cells for a table."""
     if gain is None:
         return NONE, NONE, NONE, NONE, NONE
+    mean = percent(gain.mean, signed=True, digits=digits, scale=scale)
     if gain.n < 2:
-        return percent(gain.mean, signed=True, digits=digits), NONE, NONE, NONE, NONE
-    interval = interval_text(gain.low, gain.high, digits)
+        return mean, NONE, NONE, NONE, NONE
+    interval = interval_text(gain.low, gain.high, digits, scale)
     p = NO_SPREAD if gain.no_spread else p_text(gain.p_value)
     holm = NONE if gain.p_adjusted is None else p_text(gain.p_adjusted)
     q = NONE if gain.q_value is None else p_text(gain.q_value)
-    return percent(gain.mean, signed=True, digits=digits), interval, p, holm, q
+    return mean, interval, p, holm, q
 
 
 def equivalence_text(gain: Gain | None, digits: int = 1) -> tuple[str, str]:
@@ -310,9 +318,9 @@ def equivalence_text(gain: Gain | None, digits: int = 1) -> tuple[str, str]:
 NO_SPREAD = "no spread"  # every seed's difference the same: no t-test, not p = 0
 
 
-def interval_text(low: float, high: float, digits: int = 1) -> str:
-    """'[-1.0, +2.4]' from fractions, to `digits` places."""
-    return f"[{100 * low:+.{digits}f}, {100 * high:+.{digits}f}]"
+def interval_text(low: float, high: float, digits: int = 1, scale: float = 100) -> str:
+    """'[-1.0, +2.4]' from fractions, to `digits` places (`scale=1`: as they are)."""
+    return f"[{scale * low:+.{digits}f}, {scale * high:+.{digits}f}]"
 
 
 def accuracy_text(row: Row) -> str:
