@@ -22,12 +22,20 @@ if TYPE_CHECKING:  # torch and qiskit are slow to import (`kdbench --help`); ann
     from torch import nn
 
 
+def _inherited(cls: type, method: str) -> bool:
+    """True if `cls` takes `method` unchanged from the base class of its kind."""
+    base = next(b for b in reversed(cls.__mro__) if b.__dict__.get("kind") == cls.kind)
+    return getattr(cls, method) is getattr(base, method)
+
+
 @dataclass(kw_only=True)
 class Component:
     """Base of every plugin component."""
 
     kind: ClassVar[str] = "component"
     name: ClassVar[str]
+    required: ClassVar[tuple[str, ...]] = ()
+    """The methods a plugin's class must implement (its kind's base only declares them)."""
     title: ClassVar[str | None] = None
     """How reports name an instance: a format string over its options and `{instance}`
     (e.g. "Quantum, {qubits} qubit"); None: the instance name."""
@@ -39,6 +47,16 @@ class Component:
 
     def check(self) -> None:
         """Reject option values that are valid one by one but not together (raise OptionError)."""
+
+    @classmethod
+    def definition_problem(cls) -> str | None:
+        """What makes this class unusable as its kind (a required method it does not
+        implement), or None; checked when it is registered, so that an author learns it from
+        `kdbench plugins`, not from the first cell that calls the method."""
+        missing = [m for m in cls.required if _inherited(cls, m)]
+        if missing:
+            return f"does not implement {', '.join(missing)} (required of a {cls.kind})"
+        return None
 
     @classmethod
     def summary(cls) -> str:
@@ -56,6 +74,7 @@ class Dataset(Component):
     """A labelled image data set, from which the harness draws class-balanced subsets."""
 
     kind: ClassVar[str] = "dataset"
+    required: ClassVar[tuple[str, ...]] = ("load",)
     class_names: ClassVar[tuple[str, ...]]
     image_shape: ClassVar[tuple[int, int, int]] = (1, 28, 28)
 
@@ -101,7 +120,11 @@ class Dataset(Component):
     @classmethod
     def definition_problem(cls) -> str | None:
         """What makes this class unusable as a data set (a missing or malformed `class_names`
-        or `image_shape`), or None; checked when it is registered and when it is used."""
+        or `image_shape`, no `load`), or None; checked when it is registered and when it is
+        used."""
+        problem = super().definition_problem()
+        if problem:
+            return problem
         names = getattr(cls, "class_names", None)
         if (
             not isinstance(names, (tuple, list))
@@ -142,6 +165,8 @@ class Teacher(Component):
     """A classical classifier, trained (or loaded) once and frozen while it teaches."""
 
     kind: ClassVar[str] = "teacher"
+    # `build`, or for a teacher made of others `member_names` and `combine`: see
+    # `definition_problem`.
 
     epochs: int = option(10, help="training epochs", minimum=1)
     lr: float = option(1e-3, help="Adam learning rate", minimum=0, exclusive_minimum=True)
@@ -220,6 +245,22 @@ class Teacher(Component):
         """Return a module mapping images to logits from the prepared, frozen `members`."""
         raise NotImplementedError
 
+    @classmethod
+    def definition_problem(cls) -> str | None:
+        """A teacher trains a network of its own (`build`) or combines others
+        (`member_names` and `combine`)."""
+        composite = not _inherited(cls, "member_names") or not _inherited(cls, "combine")
+        if composite:
+            missing = [m for m in ("member_names", "combine") if _inherited(cls, m)]
+        else:
+            missing = ["build"] if _inherited(cls, "build") else []
+        if missing:
+            return (
+                f"does not implement {', '.join(missing)} (a teacher implements build, or"
+                " member_names and combine)"
+            )
+        return None
+
     def classifier_layer(self, model: nn.Module) -> nn.Module | None:
         """The layer of the built `model` whose input is the teacher's penultimate features,
         for feature distillers; default: its last `nn.Linear`, and none for a composite
@@ -270,6 +311,7 @@ class Backend(Component):
     """Runs parameterized Qiskit circuits and returns measurement probabilities."""
 
     kind: ClassVar[str] = "backend"
+    required: ClassVar[tuple[str, ...]] = ("compile",)
 
     def compile(
         self,
@@ -334,6 +376,7 @@ class Encoder(Component):
     """Loads classical features into qubits: a circuit fragment and its parameter values."""
 
     kind: ClassVar[str] = "encoder"
+    required: ClassVar[tuple[str, ...]] = ("num_features", "circuit")
 
     def num_features(self, qubits: int) -> int:
         """How many classical features the student's front must produce."""
@@ -380,6 +423,7 @@ class Student(Component):
     """A small model that learns from labels and, optionally, from a teacher."""
 
     kind: ClassVar[str] = "student"
+    required: ClassVar[tuple[str, ...]] = ("build",)
 
     encoder: str | None = option(None, help="encoder instance or plugin name")
 
@@ -472,6 +516,7 @@ class Distiller(Component):
     """
 
     kind: ClassVar[str] = "distiller"
+    required: ClassVar[tuple[str, ...]] = ("loss",)
     uses_teacher: ClassVar[bool] = True
     uses_features: ClassVar[bool] = False
     """True: the batch carries the student's and the teacher's features (a config whose

@@ -26,16 +26,17 @@ errors = Console(stderr=True) if sys.stderr.isatty() else Console(stderr=True, w
 class Group(click.Group):
     """Turns a KdbenchError, or a bad path or number on the command line, into one line on
     stderr and exit code 2; adds plugins' commands only when a name is not a built-in one or
-    the commands are listed, so that `kdbench --version` and `kdbench run` skip that step."""
+    the commands are listed, so that `kdbench --version` and `kdbench run` skip that step.
+    Only third-party plugins are imported for it: the built-in ones register no command."""
 
     _plugin_commands_added = False
 
     def _add_plugin_commands(self) -> None:
         if not self._plugin_commands_added:
-            from kdbench.plugins import registry
+            from kdbench.plugins import load_registry
 
             self._plugin_commands_added = True
-            registry().manager.hook.register_commands(cli=self)
+            load_registry(builtins=False).manager.hook.register_commands(cli=self)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         command = super().get_command(ctx, cmd_name)
