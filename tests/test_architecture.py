@@ -146,23 +146,14 @@ class TwoCircuits(kdbench.Student):
     """Two one-qubit circuits side by side: P(0) of each, as the odds of two classes."""
 
     name: ClassVar[str] = "two-circuits"
-    legacy: bool = kdbench.option(False, help="keep the circuit as run_circuit instead")
 
     def build(self, context: kdbench.StudentContext) -> torch.nn.Module:
-        legacy = self.legacy
-
         class Module(torch.nn.Module):
             def __init__(self):
                 super().__init__()
                 self.front = torch.nn.Linear(28 * 28, 2)
                 self.weights = torch.nn.Parameter(torch.zeros(1))
-                if legacy:  # the contract before context.compile
-                    self.run_circuit = context.backend.compile(
-                        *one_qubit_circuit("legacy"), seed=context.seed
-                    )
-                    self.circuits = [self.run_circuit, self.run_circuit]
-                else:
-                    self.circuits = [context.compile(*one_qubit_circuit(n)) for n in "ab"]
+                self.circuits = [context.compile(*one_qubit_circuit(n)) for n in "ab"]
 
             def forward(self, images):
                 features = self.front(images.flatten(1))
@@ -190,7 +181,6 @@ def run_twins(write_config, isolated, student: str):
     text = TINY.format(name="twins").replace('students = ["q2"]', f'students = ["{student}"]')
     text = text.replace('teachers = ["none", "lenet"]', 'teachers = ["none"]')
     text = text.replace('backends = ["statevector"]', 'backends = ["closing-statevector"]')
-    text += '\n[students.legacy]\nplugin = "two-circuits"\nlegacy = true\n'
     spec = load_spec(write_config(text), registry)
     uri = f"sqlite:///{isolated}/mlflow.db"
     (outcome,) = run_matrix(
@@ -213,13 +203,3 @@ def test_every_circuit_compiled_through_the_context_is_counted_and_closed(write_
     # Both circuits run on every image of every pass: twice the executions of one.
     assert metrics["circuit_executions"] > 0 and metrics["circuit_executions"] % 2 == 0
     assert (metrics["circuit_width"], metrics["circuit_depth"]) == (1, 2)
-
-
-def test_a_circuit_kept_as_run_circuit_still_works_with_a_deprecation_warning(
-    write_config, isolated
-):
-    CLOSED.clear()
-    with pytest.warns(DeprecationWarning, match="context.compile"):
-        metrics = run_twins(write_config, isolated, "legacy")
-    assert CLOSED == ["legacy"]
-    assert metrics["circuit_width"] == 1

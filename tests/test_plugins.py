@@ -127,8 +127,9 @@ def test_help_imports_neither_torch_nor_qiskit(tmp_path):
         "    pass\n"
         "print(sorted({'torch', 'qiskit'} & set(sys.modules)))\n"
     )
+    environ = {**os.environ, "KDBENCH_LOAD_PLUGINS": ""}
     shown = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
-                           text=True, timeout=600, env={**os.environ, "KDBENCH_LOAD_PLUGINS": ""})  # fmt: skip
+                           text=True, timeout=600, env=environ)  # fmt: skip
     assert shown.returncode == 0, shown.stderr
     assert "run" in shown.stdout and "report" in shown.stdout
     assert shown.stdout.strip().splitlines()[-1] == "[]"
