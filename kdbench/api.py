@@ -114,7 +114,8 @@ class Dataset(Component):
         )
 
     def load(self, root: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return (uint8 images [N, H, W], int64 labels [N]) of `split` ('train' or 'test')."""
+        """Return (uint8 images [N, H, W] or [N, C, H, W], int64 labels [N]) of `split`
+        ('train' or 'test'); the images are reshaped to `image_shape`."""
         raise NotImplementedError
 
     @classmethod
