@@ -10,11 +10,10 @@ from functools import cached_property
 from itertools import product
 from typing import Any
 
-from kdbench.config import DEFAULT_DISTILLER, NO_TEACHER, Instance, MatrixEntry, Spec
+from kdbench.config import Instance, MatrixEntry, Spec
+from kdbench.constants import DEFAULT_DISTILLER, NO_DISTILLER, NO_TEACHER
 from kdbench.errors import ConfigError
 from kdbench.options import resolved
-
-NO_DISTILLER = "none"  # the distiller of a student trained alone
 
 # Bump when a change to kdbench makes old results incomparable (cell ids change with it).
 PROTOCOL_VERSION = 1

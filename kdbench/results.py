@@ -12,8 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from kdbench.config import DEFAULT_DISTILLER, NO_TEACHER
-from kdbench.matrix import NO_DISTILLER
+from kdbench.constants import DEFAULT_DISTILLER, NO_DISTILLER, NO_TEACHER
 
 if TYPE_CHECKING:
     from kdbench.api import CircuitFunction

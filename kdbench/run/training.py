@@ -9,7 +9,8 @@ from pathlib import Path
 import torch
 
 from kdbench.api import Backend, CircuitFunction, StudentContext
-from kdbench.config import BEST_TEST, Instance
+from kdbench.config import Instance
+from kdbench.constants import BEST_TEST
 from kdbench.data import make_splits
 from kdbench.distill import (
     FitResult,
