@@ -319,19 +319,13 @@ class _Compiler:
                 self.offsets.append(offset)
             step.noise = self._error(operation.name, physical)
             self.steps.append(step)
-        if noise_model is not None and "measure" in {
-            *noise_model._local_quantum_errors,
-            *noise_model._default_quantum_errors,
-        }:
+        errors = _NoiseErrors(noise_model)
+        if "measure" in errors.noisy_instructions():
             raise ValueError(
                 "density-matrix backend: the noise model has quantum errors on 'measure'; only "
                 "readout errors (ReadoutError) on measurements are supported"
             )
-        if (
-            readout
-            and noise_model is not None
-            and any(len(qubits) > 1 for qubits in noise_model._local_readout_errors)
-        ):
+        if readout and errors.correlated_readout():
             raise ValueError(
                 "density-matrix backend: correlated readout errors on several qubits are not "
                 "supported; the noise model has them"
@@ -350,10 +344,7 @@ class _Compiler:
         from qiskit.quantum_info import Kraus
         from qiskit_aer.noise import depolarizing_error
 
-        error = None
-        if self.noise_model is not None:
-            local = self.noise_model._local_quantum_errors.get(name, {})
-            error = local.get(physical, self.noise_model._default_quantum_errors.get(name))
+        error = _NoiseErrors(self.noise_model).after(name, physical)
         if self.depolarizing and gets_depolarizing(name, len(physical)):
             uniform = depolarizing_error(self.depolarizing, len(physical))
             error = uniform if error is None else error.compose(uniform)
@@ -363,11 +354,46 @@ class _Compiler:
 
     def _confusion(self, physical: int) -> np.ndarray:
         """P(read m | state t) as [t, m] for `physical`'s measurement (identity: none)."""
-        if self.noise_model is None:
-            return np.eye(2)
-        local = self.noise_model._local_readout_errors
-        error = local.get((physical,), self.noise_model._default_readout_error)
+        error = _NoiseErrors(self.noise_model).readout(physical)
         return np.eye(2) if error is None else np.asarray(error.probabilities, dtype=float)
+
+
+class _NoiseErrors:
+    """The errors an Aer `NoiseModel` applies, looked up as Aer's simulator applies them.
+
+    The one place that reads the model's private maps: its public API (qiskit-aer 0.18) adds
+    errors and serializes them (`to_dict`, instruction lists no public call turns back into
+    `QuantumError`s), but has no lookup of the error after a gate on given qubits.
+    """
+
+    def __init__(self, model: NoiseModel | None):
+        self.model = model
+
+    def after(self, name: str, physical: tuple[int, ...]) -> Any:
+        """The QuantumError after gate `name` on `physical` (local, else all-qubit), or None."""
+        if self.model is None:
+            return None
+        local = self.model._local_quantum_errors.get(name, {})
+        return local.get(physical, self.model._default_quantum_errors.get(name))
+
+    def readout(self, physical: int) -> Any:
+        """The ReadoutError of `physical`'s measurement (local, else all-qubit), or None."""
+        if self.model is None:
+            return None
+        local = self.model._local_readout_errors
+        return local.get((physical,), self.model._default_readout_error)
+
+    def noisy_instructions(self) -> set[str]:
+        """Instructions that carry a quantum error somewhere."""
+        if self.model is None:
+            return set()
+        return {*self.model._local_quantum_errors, *self.model._default_quantum_errors}
+
+    def correlated_readout(self) -> bool:
+        """Whether a readout error spans several qubits."""
+        return self.model is not None and any(
+            len(qubits) > 1 for qubits in self.model._local_readout_errors
+        )
 
 
 # ---------------------------------------------------------------------------------------
