@@ -143,9 +143,9 @@ def teacher_config(spec: Spec, teacher: Instance) -> dict[str, Any]:
 
 
 def distiller_config(distiller: Instance) -> dict[str, Any]:
-    """A distiller's resolved options; the paper's without its plugin name, as [distill]
-    was resolved before distillers were plugins (the cells of existing configs keep their
-    ids)."""
+    """A distiller's resolved options; the paper's without its plugin name: [distill]'s own
+    record, so that a config's cells keep their ids whether it names the paper's loss or
+    leaves it to the default."""
     if distiller.plugin == DEFAULT_DISTILLER:
         return resolved(distiller.component)
     return distiller.resolved()

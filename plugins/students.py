@@ -272,8 +272,8 @@ ReleasedQ4 = preset(
     " softmax over [σ(p), 1 − σ(p)].",
     qubits=4,
 )  # fmt: skip
-# Trainable circuits and their classical twins (issue: a circuit that learns in the main
-# rows). A linear front only projects the image to n features; the circuit (3 layers of ring
+# Trainable circuits and their classical twins: a circuit that learns, beside a classical
+# model of the same size. A linear front only projects the image to n features; the circuit (3 layers of ring
 # CNOTs + RY, 3n weights) and the parity readout (every qubit decides, no parameters) do the
 # rest. The twin keeps the front and readout and puts a ring Ising model (3n parameters, a
 # distribution over the same 2^n outcomes) in the circuit's place. The circuit starts near

@@ -27,7 +27,7 @@ from tests.conftest import TINY
 ROOT = Path(__file__).parent.parent
 
 # `kdbench run tests/configs/arch-check.toml --dry-run` before the code was reorganised into
-# the SDK, kdbench/run/, kdbench/report/ and kdbench/quantum/ (issue 11): a store made then
+# the SDK, kdbench/run/, kdbench/report/ and kdbench/quantum/: a store made then
 # must resume now without rerunning anything.
 ARCH_CHECK_IDS = {
     "4ecd145093dcfbab",

@@ -89,8 +89,8 @@ def _table(raw: dict[str, Any], key: str, file: str) -> dict[str, Any]:
 def _define_default_distiller(
     spec: Spec, registry: Registry, table: dict[str, Any], written: bool
 ) -> None:
-    """[distill] is the table of the 'paper' distiller, the one every cell with a teacher
-    used before distillers were plugins: what it meant then it means now."""
+    """[distill] is the table of the 'paper' distiller, the default of every [[matrix]]
+    entry: a config that names no distiller means the paper's loss (Eq. 6)."""
     if not written:
         return  # a bare 'paper' in the matrix defines it with its defaults
     if DEFAULT_DISTILLER in spec.instances["distillers"]:

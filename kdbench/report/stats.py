@@ -123,7 +123,7 @@ class Row:
     @property
     def collapsed(self) -> int | None:
         """How many of its seeds collapsed (`kdbench.distill.collapsed`); None if its runs
-        did not record it (runs from before it was logged)."""
+        did not record it (a store written without the metric)."""
         flags = [r.collapsed for r in self.results if r.collapsed is not None]
         return sum(flags) if flags else None
 
