@@ -273,13 +273,13 @@ ReleasedQ4 = preset(
     qubits=4,
 )  # fmt: skip
 # Trainable circuits and their classical twins: a circuit that learns, beside a classical
-# model of the same size. A linear front only projects the image to n features; the circuit (3 layers of ring
-# CNOTs + RY, 3n weights) and the parity readout (every qubit decides, no parameters) do the
-# rest. The twin keeps the front and readout and puts a ring Ising model (3n parameters, a
-# distribution over the same 2^n outcomes) in the circuit's place. The circuit starts near
-# its CNOTs alone (weights within ±0.1) and encodes monotonically: with weights anywhere on
-# the circle and RY(π·tanh x) it reached 48 ± 12 % alone on MNIST 0-5, and 82 ± 0.5 % so
-# (RESULTS.md, "Why the first trainable circuit learned poorly").
+# model of the same size. A linear front only projects the image to n features; the circuit
+# (3 layers of ring CNOTs + RY, 3n weights) and the parity readout (every qubit decides, no
+# parameters) do the rest. The twin keeps the front and readout and puts a ring Ising model
+# (3n parameters, a distribution over the same 2^n outcomes) in the circuit's place. The
+# circuit starts near its CNOTs alone (weights within ±0.1) and encodes monotonically: with
+# weights anywhere on the circle and RY(π·tanh x) it reached 48 ± 12 % alone on MNIST 0-5,
+# and 82 ± 0.5 % so (RESULTS.md, "Why the first trainable circuit learned poorly").
 VqcQ3 = preset(
     Pqc, "vqc-q3",
     "A trainable 3-qubit circuit: linear front, H + RY((π/2)·tanh x) encoding, 3"
