@@ -16,7 +16,10 @@ from kdbench import (
     CircuitPlan,
     KdbenchError,
     ShotSampler,
+    call_dtype,
     check_circuit_call,
+    complex_dtype,
+    constant_tensor,
     decompose_to,
     depolarizing_option,
     fake_backend,
@@ -29,6 +32,8 @@ from kdbench import (
     names_device,
     noise_source,
     option,
+    parameter_columns,
+    product_state,
     smoothing_option,
 )
 
@@ -278,11 +283,7 @@ class _Compiler:
         readout: bool,
     ):
         self.noise_model, self.depolarizing = noise_model, depolarizing
-        columns: dict[Any, int] = {}
-        for column, param in enumerate([*inputs, *weights]):
-            if param in columns:
-                raise ValueError(f"parameter '{param.name}' is listed twice in inputs/weights")
-            columns[param] = column
+        columns = parameter_columns(inputs, weights)
         self.num_inputs = len(inputs)
         used = {
             isa.find_bit(q).index
@@ -508,7 +509,7 @@ class _Factors:
         key = (angles.device, dtype)
         if key not in self._cache:
             self._cache[key] = (
-                _tensor(self.terms, angles.device, dtype),
+                constant_tensor(self.terms, angles.device, dtype),
                 torch.from_numpy(self.frequency).to(angles.device, angles.dtype),
                 torch.from_numpy(self.columns).to(angles.device),
             )
@@ -555,7 +556,7 @@ class _FusedBlock:
         """C_0 on `device` in `dtype`."""
         key = (device, dtype)
         if key not in self._cache:
-            self._cache[key] = _tensor(self.first, device, dtype)
+            self._cache[key] = constant_tensor(self.first, device, dtype)
         return self._cache[key]
 
 
@@ -667,9 +668,7 @@ class CompiledDensityMatrix(CircuitCounters):
     def __call__(self, inputs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """inputs [B, n_inputs], weights [n_weights] -> probabilities [B, 2**num_clbits]."""
         check_circuit_call(inputs, weights, self.num_inputs, self.num_weights)
-        dtype = torch.promote_types(inputs.dtype, weights.dtype)
-        if dtype not in (torch.float32, torch.float64):
-            dtype = torch.float64
+        dtype = call_dtype(inputs, weights)
         device, batch = inputs.device, inputs.shape[0]
         slopes_in, slopes_w, offsets, observables, paired = self._on(device, dtype)
         weight_angles = (weights.to(device, dtype) @ slopes_w + offsets)[None]  # [1, G]
@@ -694,7 +693,7 @@ class CompiledDensityMatrix(CircuitCounters):
 
     def _state_dtype(self, dtype: torch.dtype) -> torch.dtype:
         """The density matrices' dtype for angles in `dtype`."""
-        return dtype if self.is_real else _complex(dtype)
+        return dtype if self.is_real else complex_dtype(dtype)
 
     def _on(self, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
         """The angle table, the observables and the pairing on `device`, copied there once."""
@@ -704,20 +703,10 @@ class CompiledDensityMatrix(CircuitCounters):
                 self._slopes_in.to(device, dtype),
                 self._slopes_w.to(device, dtype),
                 self._offsets.to(device, dtype),
-                _tensor(self._observables, device, self._state_dtype(dtype)),
+                constant_tensor(self._observables, device, self._state_dtype(dtype)),
                 torch.from_numpy(self._paired).to(device),
             )
         return self._tensors[key]
-
-
-def _complex(dtype: torch.dtype) -> torch.dtype:
-    return torch.complex64 if dtype == torch.float32 else torch.complex128
-
-
-def _tensor(array: np.ndarray, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """`array` as a tensor in `dtype`: its real part for a real dtype (it is real)."""
-    values = array if dtype.is_complex else np.ascontiguousarray(array.real)
-    return torch.from_numpy(values).to(device, dtype)
 
 
 def _is_real(*arrays: np.ndarray) -> bool:
@@ -785,14 +774,11 @@ class _ProductState:
         """[R, 4^n] in `dtype`; R = 1 when no angle here reads an input."""
         key = (angles.device, dtype)
         if key not in self._cache:
-            self._cache[key] = _tensor(self.start, angles.device, dtype)
+            self._cache[key] = constant_tensor(self.start, angles.device, dtype)
         qubits = self._cache[key][None]  # [1, n, 4]
         for factors in self.positions:
             qubits = (factors(angles, dtype) @ qubits[..., None])[..., 0]  # [R, n, 4]
-        state = qubits[:, self.n - 1]
-        for q in range(self.n - 2, -1, -1):
-            state = (state[:, :, None] * qubits[:, q, None, :]).flatten(1)
-        return state
+        return product_state(qubits)
 
 
 def _observables(confusion: list[np.ndarray], measured: list[int], n: int) -> np.ndarray:

@@ -17,11 +17,16 @@ from kdbench import (
     CircuitPlan,
     ParameterShift,
     ShotSampler,
+    call_dtype,
     check_circuit_call,
+    complex_dtype,
+    constant_tensor,
     decompose_to,
     hookimpl,
     linear_angle,
     option,
+    parameter_columns,
+    product_state,
     smoothing_option,
     split_slots,
 )
@@ -229,9 +234,7 @@ class CompiledStatevector(CircuitCounters):
     def __call__(self, inputs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """inputs [B, n_inputs], weights [n_weights] -> probabilities [B, 2**num_qubits]."""
         check_circuit_call(inputs, weights, self.num_inputs, self.num_weights)
-        dtype = torch.promote_types(inputs.dtype, weights.dtype)
-        if dtype not in (torch.float32, torch.float64):
-            dtype = torch.float64
+        dtype = call_dtype(inputs, weights)
         device = inputs.device
         batch = inputs.shape[0]
 
@@ -245,7 +248,7 @@ class CompiledStatevector(CircuitCounters):
             # One cos and one sin for every parameterized gate of the circuit.
             cos, sin = torch.cos(angles), torch.sin(angles)
 
-        state_dtype = dtype if self.is_real else _complex(dtype)
+        state_dtype = dtype if self.is_real else complex_dtype(dtype)
         if self._start is not None:
             state = self._start.state(cos, sin, batch, state_dtype, device)
         else:
@@ -268,10 +271,6 @@ class CompiledStatevector(CircuitCounters):
                 self._offsets.to(device, dtype),
             )
         return self._tables[key]
-
-
-def _complex(dtype: torch.dtype) -> torch.dtype:
-    return torch.complex64 if dtype == torch.float32 else torch.complex128
 
 
 def _halves(state: torch.Tensor, qubit: int, num_qubits: int) -> tuple[torch.Tensor, ...]:
@@ -388,7 +387,7 @@ class _QubitMatrices:
         if key not in self._cache:
             self._cache[key] = [
                 (
-                    *(_table(m, dtype, device) for m in (a0, ac, a_s)),
+                    *(constant_tensor(m, device, dtype) for m in (a0, ac, a_s)),
                     torch.from_numpy(columns).to(device),
                     parameterized,
                 )
@@ -405,11 +404,6 @@ class _QubitMatrices:
         return product
 
 
-def _table(matrix: np.ndarray, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    values = torch.from_numpy(matrix if dtype.is_complex else matrix.real.copy())
-    return values.to(device, dtype)
-
-
 class _ProductState:
     """The state after the circuit's leading single-qubit gates on |0...0>: a product state,
     each qubit's first column of its 2x2 product, multiplied out (qubit 0 varies fastest)."""
@@ -419,10 +413,7 @@ class _ProductState:
         self.real = self.block.real
 
     def state(self, cos, sin, batch: int, dtype: torch.dtype, device: torch.device):
-        columns = self.block.matrices(cos, sin, dtype, device)[..., 0]  # [R, n, 2]
-        state = columns[:, -1]
-        for q in range(columns.shape[1] - 2, -1, -1):
-            state = (state[:, :, None] * columns[:, q, None, :]).flatten(1)
+        state = product_state(self.block.matrices(cos, sin, dtype, device)[..., 0])
         return state.expand(batch, -1) if len(state) == 1 else state
 
 
@@ -497,11 +488,7 @@ class _Builder:
         self.slopes: list[float] = []
         self.offsets: list[float] = []
         self.ops: list[Any] = []
-        self._params: dict[Any, int] = {}
-        for column, param in enumerate([*inputs, *weights]):
-            if param in self._params:
-                raise ValueError(f"parameter '{param.name}' is listed twice in inputs/weights")
-            self._params[param] = column
+        self._params = parameter_columns(inputs, weights)
         self._index = np.arange(2**self.num_qubits, dtype=np.int64)
         # Constant monomial gates not yet emitted: they are fused until a gate touching one
         # of their qubits arrives; other gates commute with them and are emitted first.
