@@ -7,7 +7,6 @@ import os
 import re
 import signal
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -26,16 +25,17 @@ errors = Console(stderr=True) if sys.stderr.isatty() else Console(stderr=True, w
 class Group(click.Group):
     """Turns a KdbenchError, or a bad path or number on the command line, into one line on
     stderr and exit code 2; adds plugins' commands only when a name is not a built-in one or
-    the commands are listed, so that `kdbench --version` and `kdbench run` skip that step."""
+    the commands are listed, so that `kdbench --version` and `kdbench run` skip that step.
+    Only third-party plugins are imported for it: the built-in ones register no command."""
 
     _plugin_commands_added = False
 
     def _add_plugin_commands(self) -> None:
         if not self._plugin_commands_added:
-            from kdbench.plugins import registry
+            from kdbench.plugins import load_registry
 
             self._plugin_commands_added = True
-            registry().manager.hook.register_commands(cli=self)
+            load_registry(builtins=False).manager.hook.register_commands(cli=self)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         command = super().get_command(ctx, cmd_name)
@@ -71,15 +71,6 @@ def _error_line(message: str) -> None:
 @click.version_option(kdbench.__version__, prog_name="kdbench")
 def cli() -> None:
     """Benchmark classical-to-quantum knowledge distillation."""
-
-
-def resolve_tracking_uri(option: str | None, configured: str | None = None) -> str:
-    """The --tracking-uri option, else the config's, else $MLFLOW_TRACKING_URI, else sqlite."""
-    from kdbench.stores import DEFAULT_URI, absolute_uri
-
-    return absolute_uri(
-        option or configured or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
-    )
 
 
 tracking_option = click.option(
@@ -184,7 +175,7 @@ def _run(
     from kdbench.run import connect_ray, run_matrix
     from kdbench.run.display import progress_display
     from kdbench.signals import terminate_as_interrupt
-    from kdbench.stores import redact_uri
+    from kdbench.stores import redact_uri, resolve_tracking_uri
     from kdbench.tracking import Tracker
 
     if executor == "ray":  # before the store is touched: nothing is logged if Ray is not there
@@ -289,7 +280,7 @@ def ui(tracking_uri: str | None, host: str, port: int) -> None:
     """Start the MLflow UI on the tracking store."""
     import socket
 
-    from kdbench.stores import check_uri, missing_sqlite, redact_uri
+    from kdbench.stores import check_uri, missing_sqlite, redact_uri, resolve_tracking_uri
 
     uri = resolve_tracking_uri(tracking_uri)
     check_uri(uri)
@@ -370,54 +361,12 @@ def report(
     reference's numbers (benchmarks.toml: the paper's) and row labels.
     """
     from kdbench import report as reporting
-    from kdbench.names import file_name
-    from kdbench.tracking import Tracker
+    from kdbench.report.command import report_experiment
 
-    configured, config_report, cells = None, None, []
-    if config:
-        from kdbench.config import load_spec
-        from kdbench.matrix import expand
-        from kdbench.plugins import registry
-
-        spec = load_spec(config, registry(), profile=profile)
-        experiment = experiment or spec.experiment.name
-        configured, config_report, cells = spec.experiment.tracking_uri, spec.report, expand(spec)
-    if not experiment:
-        raise KdbenchError("report needs a CONFIG or --experiment NAME")
-    if margin is not None:
-        config_report = replace(config_report or reporting.ReportConfig(), margin=margin / 100)
-    tracker = Tracker(resolve_tracking_uri(tracking_uri, configured), experiment, create=False)
-    rows = reporting.load_rows(tracker, cells)
-    if not rows:
-        raise KdbenchError(f"experiment '{experiment}' has no finished cells")
-
-    def history(run_id: str, key: str) -> list[float]:
-        return [m.value for m in tracker.client.get_metric_history(run_id, key)]
-
-    built = reporting.build_report(rows, history, experiment, config_report)
-    shown = [(f"{experiment}: {family}", table) for family, table in built.tables.items()]
-    if built.pooled is not None:
-        shown.append((f"{experiment}: each teacher's gain pooled over students and data sets",
-                      built.pooled))  # fmt: skip
-    if built.noise is not None:
-        shown.append((f"{experiment}: accuracy drop on the test ladder, distilled against alone",
-                      built.noise))  # fmt: skip
-    if points:
-        shown += [(f"{experiment}: {family}, every sweep point", table)
-                  for family, table in built.points.items()]  # fmt: skip
-    if against:
-        from kdbench.report.stability import stability_table
-
-        other = Tracker(tracker.uri, against, create=False)
-        second = reporting.load_rows(other, cells)
-        if not second:
-            raise KdbenchError(f"experiment '{against}' has no finished cells")
-        stable = stability_table(rows, second, config_report)
-        built.files[f"stability-{file_name(against)}.md"] = reporting.to_markdown(
-            stable, f"{experiment} against {against}"
-        ).encode()
-        built.files[f"stability-{file_name(against)}.csv"] = reporting.to_csv(stable).encode()
-        shown.append((f"{experiment} against {against}: which verdicts hold", stable))
+    shown, folder = report_experiment(
+        config, profile=profile, experiment=experiment, tracking_uri=tracking_uri,
+        margin=margin, against=against, points=points, output=output,
+    )  # fmt: skip
     for title, table in shown:
         if form == "rich":
             console.print(reporting.to_rich(table, title))
@@ -427,13 +376,6 @@ def report(
             click.echo(reporting.to_latex(table, title))
         else:
             click.echo(reporting.to_csv(table))
-    # The experiment's name becomes one folder name: whatever it holds (../, /), the
-    # report stays under kdbench-results/.
-    folder = Path(output or Path("kdbench-results") / file_name(experiment, limit=255))
-    reporting.write(built, folder)
-    invocation = tracker.latest_invocation()
-    if invocation is not None:
-        tracker.log_files(invocation, built.files.items(), folder="report")
     errors.print(f"tables and figures in {folder}/ and logged to the latest run", highlight=False)
 
 

@@ -10,11 +10,10 @@ from functools import cached_property
 from itertools import product
 from typing import Any
 
-from kdbench.config import DEFAULT_DISTILLER, NO_TEACHER, Instance, MatrixEntry, Spec
+from kdbench.config import Instance, MatrixEntry, Spec
+from kdbench.constants import DEFAULT_DISTILLER, NO_DISTILLER, NO_TEACHER
 from kdbench.errors import ConfigError
 from kdbench.options import resolved
-
-NO_DISTILLER = "none"  # the distiller of a student trained alone
 
 # Bump when a change to kdbench makes old results incomparable (cell ids change with it).
 PROTOCOL_VERSION = 1
@@ -144,9 +143,9 @@ def teacher_config(spec: Spec, teacher: Instance) -> dict[str, Any]:
 
 
 def distiller_config(distiller: Instance) -> dict[str, Any]:
-    """A distiller's resolved options; the paper's without its plugin name, as [distill]
-    was resolved before distillers were plugins (the cells of existing configs keep their
-    ids)."""
+    """A distiller's resolved options; the paper's without its plugin name: [distill]'s own
+    record, so that a config's cells keep their ids whether it names the paper's loss or
+    leaves it to the default."""
     if distiller.plugin == DEFAULT_DISTILLER:
         return resolved(distiller.component)
     return distiller.resolved()

@@ -29,6 +29,7 @@ def option(
     choices: Sequence[Any] | None = None,
     recorded_at_default: bool = True,
     recorded_if: str | None = None,
+    unrecorded: Any = MISSING,
 ) -> Any:
     """Declare a plugin option: a dataclass field with help text and optional limits.
 
@@ -40,6 +41,9 @@ def option(
     `recorded_if="other"` records it only while the option `other` is set (truthy): for an
     option that does nothing without that one (a backend's smoothing of shots it does not
     draw), so that adding it leaves the ids of the runs it cannot change as they were.
+    `unrecorded=value` leaves it out while it has that value instead: for an option whose
+    default changed from `value`, so that configs which set the old default keep their ids
+    and configs that took it get new ones (their computation changed).
     """
     metadata = {
         "help": help,
@@ -50,6 +54,7 @@ def option(
         "choices": None if choices is None else tuple(choices),
         "recorded_at_default": recorded_at_default,
         "recorded_if": recorded_if,
+        "unrecorded": unrecorded,
     }
     if isinstance(default, list):
         frozen = list(default)
@@ -212,15 +217,17 @@ def build(cls: type, table: Mapping[str, Any], *, file: str | None, key: str) ->
 def resolved(component: Any) -> dict[str, Any]:
     """All option values of a component, defaults included: what a run records (an option
     declared `recorded_at_default=False` only when it differs from its default, one declared
+    `unrecorded=value` only when it differs from that value, one declared
     `recorded_if=other` only while `other` is set)."""
 
     def recorded(f: dataclasses.Field) -> bool:
         condition = f.metadata.get("recorded_if")
         if condition is not None and not getattr(component, condition):
             return False
-        return f.metadata.get("recorded_at_default", True) or getattr(
-            component, f.name
-        ) != _default(f)
+        value, unrecorded = getattr(component, f.name), f.metadata.get("unrecorded", MISSING)
+        if unrecorded is not MISSING:
+            return value != unrecorded
+        return f.metadata.get("recorded_at_default", True) or value != _default(f)
 
     return {f.name: getattr(component, f.name) for f in _fields(type(component)) if recorded(f)}
 
@@ -257,7 +264,8 @@ _LIMITS = ("minimum", "exclusive_minimum", "maximum", "exclusive_maximum", "choi
 def _recording(f: dataclasses.Field) -> dict[str, Any]:
     meta = f.metadata
     return {"recorded_at_default": meta.get("recorded_at_default", True),
-            "recorded_if": meta.get("recorded_if")}  # fmt: skip
+            "recorded_if": meta.get("recorded_if"),
+            "unrecorded": meta.get("unrecorded", MISSING)}  # fmt: skip
 
 
 def _bounds(f: dataclasses.Field) -> dict[str, Any]:

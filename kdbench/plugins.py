@@ -20,7 +20,7 @@ from typing import Any
 import pluggy
 
 from kdbench import hookspecs
-from kdbench.api import KINDS, Component, Dataset
+from kdbench.api import KINDS, Component
 from kdbench.errors import PluginError, did_you_mean, one_of
 from kdbench.options import describe
 
@@ -126,9 +126,13 @@ def _distribution(ep: importlib.metadata.EntryPoint) -> str:
 
 
 def load_registry(
-    environ: Mapping[str, str] | None = None, extra: Iterable[tuple[str, object]] = ()
+    environ: Mapping[str, str] | None = None,
+    extra: Iterable[tuple[str, object]] = (),
+    builtins: bool = True,
 ) -> Registry:
-    """Load plugins from entry points (and `extra` (name, module) pairs) and collect them."""
+    """Load plugins from entry points (and `extra` (name, module) pairs) and collect them;
+    `builtins=False` leaves kdbench's own out (what listing commands needs: they register
+    none, and importing them imports torch and Qiskit, seconds)."""
     environ = os.environ if environ is None else environ
     only, blocked = (
         _names("KDBENCH_LOAD_PLUGINS", environ),
@@ -141,6 +145,8 @@ def load_registry(
 
     for ep in _entry_points():
         dist = _distribution(ep)
+        if dist == BUILTIN_DISTRIBUTION and not builtins:
+            continue
         names = {ep.name, dist}
         if blocked and names & blocked:
             skipped[ep.name] = "blocked by KDBENCH_BLOCK_PLUGINS"
@@ -175,7 +181,23 @@ def load_registry(
                 info.problems.append(f"register_{kind} failed: {type(exc).__name__}: {exc}")
     for impl in manager.hook.register_commands.get_hookimpls():
         infos[impl.plugin_name].hooks.append("register_commands")
+    _check_unknown_hooks(manager, infos)
     return Registry(components, list(infos.values()), manager, refused, skipped)
+
+
+def _check_unknown_hooks(manager: pluggy.PluginManager, infos: dict[str, PluginInfo]) -> None:
+    """A hook implementation that matches no hook (a misspelled name) would never be called:
+    pluggy's `check_pending`, told to the plugin's own problems instead of raised."""
+    known = [name for name in vars(manager.hook) if getattr(manager.hook, name).has_spec()]
+    for name, caller in vars(manager.hook).items():
+        if name.startswith("_") or caller.has_spec():
+            continue
+        for impl in caller.get_hookimpls():
+            if not impl.optionalhook:
+                infos[impl.plugin_name].problems.append(
+                    f"implements '{name}', which is not a kdbench hook"
+                    f"{did_you_mean(name, known)}: it is never called"
+                )
 
 
 def _add(
@@ -195,7 +217,7 @@ def _add(
     if name in table:
         info.problems.append(f"{kind[:-1]} '{name}' is already registered; kept the first")
         return
-    problem = cls.definition_problem() if issubclass(cls, Dataset) else None
+    problem = cls.definition_problem()
     if problem:
         info.problems.append(f"{kind[:-1]} '{name}' not registered: {problem}")
         refused.setdefault(name, f"{problem} (plugin '{info.name}')")

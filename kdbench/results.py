@@ -12,8 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from kdbench.config import DEFAULT_DISTILLER, NO_TEACHER
-from kdbench.matrix import NO_DISTILLER
+from kdbench.constants import DEFAULT_DISTILLER, NO_DISTILLER, NO_TEACHER
 
 if TYPE_CHECKING:
     from kdbench.api import CircuitFunction
@@ -112,7 +111,7 @@ class Result:
         """The result a finished MLflow child run recorded."""
         tags, metrics = run.data.tags, run.data.metrics
         teacher = tags[TEACHER_TAG]
-        # Runs from before distillers were plugins used the paper's loss with every teacher.
+        # A run without a distiller tag recorded [distill] alone: the paper's loss.
         default = NO_DISTILLER if teacher == NO_TEACHER else DEFAULT_DISTILLER
         return cls(
             tags[DATASET_TAG],

@@ -164,3 +164,10 @@ def store_lock(uri: str):
         path = Path(tempfile.gettempdir()) / f"kdbench-store-{key}.lock"
     with exclusive(path):
         yield
+
+
+def resolve_tracking_uri(option: str | None, configured: str | None = None) -> str:
+    """The --tracking-uri option, else the config's, else $MLFLOW_TRACKING_URI, else sqlite."""
+    return absolute_uri(
+        option or configured or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+    )

@@ -74,7 +74,9 @@ class Ensemble(Teacher):
     name: ClassVar[str] = "ensemble"
     title: ClassVar[str | None] = "Ensemble"
 
-    members: list[str] = option([], help="teacher instance or plugin names (at least 2)")
+    members: list[str] = option(
+        ["lenet", "alexnet"], help="teacher instance or plugin names (at least 2)"
+    )
 
     def check(self) -> None:
         """Require two or more distinct members and no checkpoint of its own."""

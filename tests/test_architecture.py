@@ -27,7 +27,7 @@ from tests.conftest import TINY
 ROOT = Path(__file__).parent.parent
 
 # `kdbench run tests/configs/arch-check.toml --dry-run` before the code was reorganised into
-# the SDK, kdbench/run/, kdbench/report/ and kdbench/quantum/ (issue 11): a store made then
+# the SDK, kdbench/run/, kdbench/report/ and kdbench/quantum/: a store made then
 # must resume now without rerunning anything.
 ARCH_CHECK_IDS = {
     "4ecd145093dcfbab",
@@ -55,11 +55,17 @@ def test_cell_ids_are_those_of_the_code_before_the_reorganisation(registry, writ
     the notebooks' sigmoid-pair) and every shot count (now smoothed). With the old readout
     pinned, every statevector cell has its old id again."""
     path = ROOT / "tests" / "configs" / "arch-check.toml"
-    cells = expand(load_spec(path, registry))
+    # pqc's defaults changed since (encoder, weight spread): with the old ones written out,
+    # its cells are the old cells.
+    old_defaults = 'readout = "linear"\nencoder = "angle"\nweight_spread = 3.141592653589793'
+    text = path.read_text().replace('readout = "linear"', old_defaults)
+    cells = expand(load_spec(write_config(text, "arch-check.toml"), registry))
     unchanged = {c.id for c in cells if c.student.name == "pqc2" and c.backend.name != "aer"}
     assert len(unchanged) == 4 and unchanged <= ARCH_CHECK_IDS
+    taking_the_new = {c.id for c in expand(load_spec(path, registry)) if c.student.name == "pqc2"}
+    assert not taking_the_new & ARCH_CHECK_IDS  # its computation changed: new ids
     assert not ({c.id for c in cells} - unchanged) & ARCH_CHECK_IDS
-    text = path.read_text().replace(
+    text = text.replace(
         "[backends.aer]", '[students.released-q3]\nreadout = "first-c"\n\n[backends.aer]'
     )
     pinned = expand(load_spec(write_config(text), registry))
@@ -68,13 +74,14 @@ def test_cell_ids_are_those_of_the_code_before_the_reorganisation(registry, writ
 
 
 def plugin_sources() -> list[Path]:
-    return [*sorted((ROOT / "plugins").glob("*.py")), *sorted((ROOT / "examples").rglob("*.py"))]
+    return [*sorted((ROOT / "plugins").rglob("*.py")), *sorted((ROOT / "examples").rglob("*.py"))]
 
 
-@pytest.mark.parametrize("path", plugin_sources(), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", plugin_sources(), ids=lambda p: str(p.relative_to(ROOT)))
 def test_plugins_import_only_the_sdk(path):
     """Built-in and example plugins import `kdbench` itself, never its submodules nor each
-    other: what they use, a third-party plugin can use."""
+    other: what they use, a third-party plugin can use. A plugin's own modules import each
+    other relatively."""
     bad = []
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom):
@@ -146,23 +153,14 @@ class TwoCircuits(kdbench.Student):
     """Two one-qubit circuits side by side: P(0) of each, as the odds of two classes."""
 
     name: ClassVar[str] = "two-circuits"
-    legacy: bool = kdbench.option(False, help="keep the circuit as run_circuit instead")
 
     def build(self, context: kdbench.StudentContext) -> torch.nn.Module:
-        legacy = self.legacy
-
         class Module(torch.nn.Module):
             def __init__(self):
                 super().__init__()
                 self.front = torch.nn.Linear(28 * 28, 2)
                 self.weights = torch.nn.Parameter(torch.zeros(1))
-                if legacy:  # the contract before context.compile
-                    self.run_circuit = context.backend.compile(
-                        *one_qubit_circuit("legacy"), seed=context.seed
-                    )
-                    self.circuits = [self.run_circuit, self.run_circuit]
-                else:
-                    self.circuits = [context.compile(*one_qubit_circuit(n)) for n in "ab"]
+                self.circuits = [context.compile(*one_qubit_circuit(n)) for n in "ab"]
 
             def forward(self, images):
                 features = self.front(images.flatten(1))
@@ -190,7 +188,6 @@ def run_twins(write_config, isolated, student: str):
     text = TINY.format(name="twins").replace('students = ["q2"]', f'students = ["{student}"]')
     text = text.replace('teachers = ["none", "lenet"]', 'teachers = ["none"]')
     text = text.replace('backends = ["statevector"]', 'backends = ["closing-statevector"]')
-    text += '\n[students.legacy]\nplugin = "two-circuits"\nlegacy = true\n'
     spec = load_spec(write_config(text), registry)
     uri = f"sqlite:///{isolated}/mlflow.db"
     (outcome,) = run_matrix(
@@ -213,13 +210,3 @@ def test_every_circuit_compiled_through_the_context_is_counted_and_closed(write_
     # Both circuits run on every image of every pass: twice the executions of one.
     assert metrics["circuit_executions"] > 0 and metrics["circuit_executions"] % 2 == 0
     assert (metrics["circuit_width"], metrics["circuit_depth"]) == (1, 2)
-
-
-def test_a_circuit_kept_as_run_circuit_still_works_with_a_deprecation_warning(
-    write_config, isolated
-):
-    CLOSED.clear()
-    with pytest.warns(DeprecationWarning, match="context.compile"):
-        metrics = run_twins(write_config, isolated, "legacy")
-    assert CLOSED == ["legacy"]
-    assert metrics["circuit_width"] == 1

@@ -94,19 +94,6 @@ def test_efficient_su2_class_runs_alike_on_every_backend():
         assert torch.all((probs - p0).abs() < 5 * sigma + 2e-3)
 
 
-def test_deprecated_modules_still_work_and_warn():
-    qc, inputs, weights = student_circuit()
-    with pytest.warns(DeprecationWarning, match="import split_slots from kdbench"):
-        from kdbench.parameter_shift import split_slots as old_split_slots
-    assert old_split_slots is kdbench.split_slots
-    assert len(old_split_slots(qc, inputs, weights)) == 6
-    with pytest.warns(DeprecationWarning, match="kdbench.shots is deprecated"):
-        from kdbench.shots import draw_frequencies
-    assert draw_frequencies is kdbench.draw_frequencies
-    with pytest.raises(ImportError):
-        from kdbench.parameter_shift import nothing_here  # noqa: F401
-
-
 @dataclass(kw_only=True)
 class Knob(Backend):
     """A backend with bounded options, for the tests."""

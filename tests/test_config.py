@@ -67,7 +67,9 @@ BAD = [
     ),
     (VALID.split("[[matrix]]")[0], "nothing to run", "matrix"),
     (
-        replace("classes = [0, 1, 2]", "classes = [0, 1, 2, 3, 4]"),
+        replace("classes = [0, 1, 2]", "classes = [0, 1, 2, 3, 4]").replace(
+            'front = "linear"', 'front = "linear"\nreadout = "first-c"'
+        ),
         "student 'q2' reads out at most 4 classes but dataset 'mnist-0-2' has 5",
         "matrix[0]",
     ),
@@ -112,9 +114,10 @@ def test_valid_config_resolves_defaults_and_implicit_instances(write_config, reg
     assert spec.train.epochs == 2 and spec.train.lr == 0.001
     paper = spec.instance("distillers", "paper").component  # the default distiller
     assert paper.temperature == 3.0 and paper.kd_weight == 0.9
-    # "statevector" and the student's "angle" encoder have no table: plugin defaults.
+    # "statevector" and the student's default encoder have no table: plugin defaults.
     assert spec.instance("backends", "statevector").plugin == "statevector"
-    assert spec.instance("encoders", "angle").component.scale == pytest.approx(3.14159265)
+    encoder = spec.instance("encoders", "monotone-angle").component
+    assert encoder.scale == pytest.approx(3.14159265 / 2)
     lenet = spec.instance("teachers", "lenet")
     assert lenet.plugin == "lenet" and lenet.component.epochs == 1
     assert isinstance(paper.kd_weight, float)

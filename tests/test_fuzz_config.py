@@ -21,16 +21,15 @@ from kdbench.config import (
     ExperimentConfig,
     Spec,
     TrainConfig,
-    apply_override,
-    apply_profile,
     parse_spec,
-    tomllib,  # the standard library's, or tomli before Python 3.11
 )
+from kdbench.config.files import tomllib  # the standard library's, or tomli before 3.11
+from kdbench.config.report import KEYS as REPORT_KEYS
+from kdbench.config.report import ReportConfig, parse_report
 from kdbench.errors import ConfigError
+from kdbench.layering import apply_override, apply_profile
 from kdbench.options import describe
 from kdbench.plugins import registry as process_registry
-from kdbench.report.reference import KEYS as REPORT_KEYS
-from kdbench.report.reference import ReportConfig, parse_report
 from tests.conftest import TINY
 
 REGISTRY = process_registry()

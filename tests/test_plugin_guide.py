@@ -13,7 +13,6 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from mlflow.tracking import MlflowClient
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -46,9 +45,7 @@ def test_every_code_block_runs_as_one_plugin(isolated, monkeypatch):
     exec(compile("\n".join(plugin), str(GUIDE), "exec"), module.__dict__)
     exec(compile(usage, str(GUIDE), "exec"), module.__dict__)  # asserts 8 cells FINISHED
 
-    client = MlflowClient(tracking_uri="sqlite:///bars.db")
-    experiment = client.get_experiment_by_name("bars").experiment_id
-    runs = client.search_runs([experiment], "tags.`kdbench.role` = 'cell'")
+    runs = module.ran.runs()
     by_backend = {r.data.params["backend.plugin"]: r.data.metrics for r in runs}
     assert by_backend["qiskit-shots"]["circuit_shots"] > 0
     assert by_backend["statevector"]["circuit_shots"] == 0
@@ -92,3 +89,35 @@ def test_every_code_block_runs_as_one_plugin(isolated, monkeypatch):
         if r.data.tags["kdbench.distiller"] == "confident-kd"
     }
     assert temperatures == {"1.0", "4.0"}
+
+
+KINDS_IN_TABLE = ("Dataset", "Teacher", "Encoder", "Student", "Backend", "Distiller")
+
+
+def test_the_guides_signatures_are_the_codes():
+    """Each `method(args)` a row of the guide's table names takes the arguments the base
+    class declares; `kdbench.option(...)` lists every keyword the function takes."""
+    import inspect
+
+    import kdbench
+
+    checked = 0
+    for row in re.findall(r"^\| (\w+) \|(.*)$", GUIDE.read_text(), re.M):
+        kind, text = row
+        if kind not in KINDS_IN_TABLE:
+            continue
+        base = getattr(kdbench, kind)
+        for method, args in re.findall(r"`(\w+)\(([^)`]*)\)", text):
+            if not callable(getattr(base, method, None)):
+                continue
+            declared = [p for p in inspect.signature(getattr(base, method)).parameters
+                        if p not in ("self", "cls")]  # fmt: skip
+            written = [a.strip() for a in args.split(",") if a.strip() not in ("", "*")]
+            assert written == declared, f"{kind}.{method}: guide {written}, code {declared}"
+            checked += 1
+    assert checked >= 12
+    (mention,) = re.findall(r"`kdbench\.option\(([^`]*)\)`", GUIDE.read_text())
+    keywords = set(re.findall(r"(\w+)=", mention))
+    declared = {p.name for p in inspect.signature(kdbench.option).parameters.values()
+                if p.kind is p.KEYWORD_ONLY}  # fmt: skip
+    assert keywords == declared

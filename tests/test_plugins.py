@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from kdbench.errors import PluginError
 from kdbench.plugins import load_registry
 from tests.conftest import TINY
 
@@ -93,6 +94,8 @@ def test_builtins_register_through_entry_points():
     assert "lenet" in registry.names("teachers") and "pqc" in registry.names("students")
     assert "statevector" in registry.names("backends") and "angle" in registry.names("encoders")
     assert all(p.builtin and not p.problems for p in registry.plugins)
+    # `kdbench --help` imports only third-party plugins to list their commands.
+    assert not any("register_commands" in p.hooks for p in registry.plugins)
 
 
 def test_foreign_plugin_is_listed_and_a_broken_one_is_reported(site, tmp_path):
@@ -109,6 +112,27 @@ def test_foreign_plugin_is_listed_and_a_broken_one_is_reported(site, tmp_path):
     assert "lenet" in [t["name"] for t in plugins["teachers"]["registered"]["teachers"]]
     hello = kdbench(site, "hello-foo", cwd=tmp_path)
     assert hello.stdout.strip() == "hello from kdbench-foo"
+    assert "hello-foo" in kdbench(site, "--help", cwd=tmp_path).stdout
+
+
+def test_help_imports_neither_torch_nor_qiskit(tmp_path):
+    """`kdbench --help` lists plugins' commands without importing the built-in plugins
+    (they register none): a second of startup, not several."""
+    code = (
+        "import sys\n"
+        "from kdbench.cli import cli\n"
+        "try:\n"
+        "    cli(['--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print(sorted({'torch', 'qiskit'} & set(sys.modules)))\n"
+    )
+    environ = {**os.environ, "KDBENCH_LOAD_PLUGINS": ""}
+    shown = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                           text=True, timeout=600, env=environ)  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    assert "run" in shown.stdout and "report" in shown.stdout
+    assert shown.stdout.strip().splitlines()[-1] == "[]"
 
 
 def test_foreign_teacher_teaches_in_a_run(site, tmp_path):
@@ -165,3 +189,55 @@ def test_misbehaving_registration_is_reported(monkeypatch):
     problems = next(p for p in registry.plugins if p.name == "bad").problems
     assert len(problems) == 2 and "not a Student" in problems[0]
     assert "pqc" in registry.names("students")
+
+
+def test_a_misspelled_hook_and_a_missing_method_are_problems_at_registration():
+    """Either would otherwise surface late or never: a hook pluggy never calls, a method
+    the base class only declares (found when a cell first calls it)."""
+    import types
+    from dataclasses import dataclass
+
+    import kdbench
+
+    plugin = types.ModuleType("sloppy_plugin")
+
+    @kdbench.hookimpl
+    def register_studnets(register):  # sic
+        raise AssertionError("never called")
+
+    @dataclass(kw_only=True)
+    class NoLoss(kdbench.Distiller):
+        name = "no-loss"
+
+    @dataclass(kw_only=True)
+    class Hollow(kdbench.Teacher):
+        name = "hollow"
+
+        def member_names(self) -> list[str]:
+            return ["lenet"]
+
+    @kdbench.hookimpl
+    def register_distillers(register):
+        register(NoLoss)
+
+    @kdbench.hookimpl
+    def register_teachers(register):
+        register(Hollow)
+
+    plugin.register_studnets = register_studnets
+    plugin.register_distillers = register_distillers
+    plugin.register_teachers = register_teachers
+    registry = load_registry(environ={"KDBENCH_LOAD_PLUGINS": ""}, extra=[("sloppy", plugin)])
+    problems = next(p for p in registry.plugins if p.name == "sloppy").problems
+    assert any(
+        "implements 'register_studnets', which is not a kdbench hook (did you mean"
+        " 'register_students'?)" in p
+        for p in problems
+    ), problems
+    assert any("distiller 'no-loss' not registered: does not implement loss" in p
+               for p in problems), problems  # fmt: skip
+    assert any("teacher 'hollow' not registered: does not implement combine" in p
+               for p in problems), problems  # fmt: skip
+    with pytest.raises(PluginError, match="distiller plugin 'no-loss' cannot be used"):
+        registry.get("distillers", "no-loss")
+    assert all(not p.problems for p in registry.plugins if p.builtin)  # built-ins are whole

@@ -1,4 +1,4 @@
-"""What depends on the data or the machine is refused before anything is logged (issue 12).
+"""What depends on the data or the machine is refused before anything is logged.
 
 A circuit too large for memory or wider than a noise device, and a teacher that cannot take a
 data set's images, used to pass `--dry-run` and fail every cell. Each case here runs `kdbench

@@ -1,4 +1,4 @@
-"""Reliability against bad input (issue 12): config files that are not files, names, seeds,
+"""Reliability against bad input: config files that are not files, names, seeds,
 data-dependent counts, unusable data files, checkpoints, and plugins that misbehave.
 
 Each case goes through the real CLI in-process (or `load_spec`), real MNIST and real files;

@@ -20,18 +20,18 @@ def build(name: str, num_classes: int, **options):
 
 
 @pytest.mark.parametrize(
-    ("name", "qubits", "circuit_weights", "gates"),
+    ("name", "qubits", "circuit_weights", "gates", "most_classes"),
     [
-        ("released-q3", 3, 0, {"h", "ry"}),
-        ("released-q4", 4, 0, {"h", "ry"}),
-        ("paper-q3", 3, 3, {"h", "ry", "cx"}),  # amplitude encoding uses CNOTs
-        ("paper-q4", 4, 4, {"h", "ry", "cx"}),
-        ("pqc", 3, 3, {"h", "ry", "cx"}),
+        ("released-q3", 3, 0, {"h", "ry"}, 8),
+        ("released-q4", 4, 0, {"h", "ry"}, 16),
+        ("paper-q3", 3, 3, {"h", "ry", "cx"}, 8),  # amplitude encoding uses CNOTs
+        ("paper-q4", 4, 4, {"h", "ry", "cx"}, 16),
+        ("pqc", 3, 3, {"h", "ry", "cx"}, None),  # its linear readout takes any class count
     ],
 )
-def test_presets_build_the_papers_students(name, qubits, circuit_weights, gates):
+def test_presets_build_the_papers_students(name, qubits, circuit_weights, gates, most_classes):
     student, model = build(name, num_classes=6)
-    assert student.qubits == qubits and student.max_classes() == 2**qubits
+    assert student.qubits == qubits and student.max_classes() == most_classes
     assert model.weights.numel() == circuit_weights
     assert set(model.circuit.count_ops()) == gates
     probs = model(torch.rand(5, 1, 28, 28))
@@ -128,6 +128,7 @@ def test_a_readout_that_ignores_a_qubit_is_refused_unless_allowed(write_config, 
     [students.q4]
     plugin = "pqc"
     qubits = 4
+    readout = "first-c"
     [[matrix]]
     datasets = ["mnist-0-7"]
     students = ["q4"]

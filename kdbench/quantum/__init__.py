@@ -1,7 +1,7 @@
 """The circuit toolkit for backend authors; import its names from `kdbench`."""
 # ruff: noqa: F401  (re-exports)
 
-from kdbench.quantum.angles import linear_angle, linear_form
+from kdbench.quantum.angles import linear_angle, linear_form, parameter_columns
 from kdbench.quantum.counters import CircuitCounters, check_circuit_call
 from kdbench.quantum.devices import fake_backend, fake_backends, is_fake_name
 from kdbench.quantum.gates import decompose_to
@@ -23,3 +23,4 @@ from kdbench.quantum.primitives import (
 )
 from kdbench.quantum.shift import SHIFTABLE_GATES, ParameterShift, Sampler, Slots, split_slots
 from kdbench.quantum.shots import ShotSampler, draw_frequencies, smoothed, smoothing_option
+from kdbench.quantum.tensors import call_dtype, complex_dtype, constant_tensor, product_state

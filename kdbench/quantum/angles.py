@@ -4,11 +4,23 @@ rotations)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 # Below this, an imaginary part is rounding noise.
 _IMAG_TOL = 1e-12
+
+
+def parameter_columns(inputs: Sequence[Any], weights: Sequence[Any]) -> dict[Any, int]:
+    """Each Parameter's column in a call's values (the inputs, then the weights): the
+    `columns` that `linear_angle` and `linear_form` read. Raise ValueError for a Parameter
+    listed twice."""
+    columns: dict[Any, int] = {}
+    for column, param in enumerate([*inputs, *weights]):
+        if param in columns:
+            raise ValueError(f"parameter '{param.name}' is listed twice in inputs/weights")
+        columns[param] = column
+    return columns
 
 
 def linear_angle(

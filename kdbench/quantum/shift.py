@@ -26,10 +26,11 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from kdbench.quantum.angles import linear_angle
+from kdbench.quantum.angles import linear_angle, parameter_columns
 from kdbench.quantum.counters import CircuitCounters, check_circuit_call
 from kdbench.quantum.gates import decompose_to
 from kdbench.quantum.shots import smoothed
+from kdbench.quantum.tensors import call_dtype
 
 if TYPE_CHECKING:
     from qiskit.circuit import Parameter, QuantumCircuit
@@ -96,11 +97,7 @@ def split_slots(
         "ryy": RYYGate, "rz": RZGate, "rzx": RZXGate, "rzz": RZZGate,
     }  # fmt: skip
     circuit = decompose_to(circuit, SHIFTABLE_GATES)
-    columns: dict[Any, int] = {}
-    for column, param in enumerate([*inputs, *weights]):
-        if param in columns:
-            raise ValueError(f"parameter '{param.name}' is listed twice in inputs/weights")
-        columns[param] = column
+    columns = parameter_columns(inputs, weights)
 
     def parameterized(value: Any) -> bool:
         if isinstance(value, ParameterExpression):
@@ -253,9 +250,7 @@ class _ShiftFunction(torch.autograd.Function):
     def forward(ctx, inputs, weights, engine: ParameterShift):
         angles = engine.angles(inputs, weights)
         probs = engine.sample(angles)
-        dtype = torch.promote_types(inputs.dtype, weights.dtype)
-        if dtype not in (torch.float32, torch.float64):
-            dtype = torch.float64
+        dtype = call_dtype(inputs, weights)
         ctx.engine = engine
         ctx.dtypes = (inputs.dtype, weights.dtype, weights.device)
         ctx.save_for_backward(angles)

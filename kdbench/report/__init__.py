@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from kdbench.config.report import ReportConfig, parse_report
 from kdbench.names import file_name
 from kdbench.report.labels import dataset_label, student_label, teacher_label
 from kdbench.report.noise import noise_curves, noise_rows, noise_table, pooled_noise_table
-from kdbench.report.reference import ReportConfig, parse_report
 from kdbench.report.stats import Gain, Row, holm, mean_std, paired_gain, summarize
 from kdbench.report.tables import (
     FamilyTable,

@@ -13,8 +13,7 @@ matplotlib.use("Agg")  # no display needed
 import matplotlib.pyplot as plt
 import numpy as np
 
-from kdbench.config import DEFAULT_DISTILLER
-from kdbench.matrix import NO_DISTILLER
+from kdbench.constants import DEFAULT_DISTILLER, NO_DISTILLER
 from kdbench.report.labels import NO_LABELS, Labels, dataset_label, student_label, teacher_label
 from kdbench.report.stats import Row
 

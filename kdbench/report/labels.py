@@ -11,7 +11,7 @@ import json
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from kdbench.config import NO_TEACHER
+from kdbench.constants import NO_TEACHER
 from kdbench.plugins import registry
 
 Labels = Mapping[str, str]  # instance (of any kind) -> label, from [report.labels]

@@ -19,8 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from kdbench.config import NO_TEACHER
-from kdbench.matrix import NO_DISTILLER
+from kdbench.constants import NO_DISTILLER, NO_TEACHER
 from kdbench.report.labels import NO_LABELS, Labels, dataset_label, student_label, teacher_label
 from kdbench.report.stats import (
     Gain,

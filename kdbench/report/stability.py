@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from kdbench.report.reference import ReportConfig
+from kdbench.config.report import ReportConfig
 from kdbench.report.stats import Gain, Row, adjusted
 from kdbench.report.tables import FamilyTable, TableRow, arm_label, gain_text
 

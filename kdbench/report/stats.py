@@ -12,15 +12,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from kdbench.config import BEST_TEST, NO_TEACHER
-from kdbench.matrix import NO_DISTILLER
+from kdbench.constants import BEST_TEST, MARGIN, NO_DISTILLER, NO_TEACHER
 from kdbench.results import Result
 
 SELECTION_KEY = "train.selection"
-# The equivalence margin by default (a fraction: 1 point of accuracy), and the power a
-# minimum detectable effect is stated at.
-MARGIN = 0.01
-POWER = 0.8
+POWER = 0.8  # the power a minimum detectable effect is stated at
 
 
 @dataclass(frozen=True)
@@ -127,7 +123,7 @@ class Row:
     @property
     def collapsed(self) -> int | None:
         """How many of its seeds collapsed (`kdbench.distill.collapsed`); None if its runs
-        did not record it (runs from before it was logged)."""
+        did not record it (a store written without the metric)."""
         flags = [r.collapsed for r in self.results if r.collapsed is not None]
         return sum(flags) if flags else None
 

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 
 from rich.table import Table
 
-from kdbench.config import DEFAULT_DISTILLER, NO_TEACHER
-from kdbench.matrix import NO_DISTILLER, point_text
+from kdbench.config.report import Number, ReportConfig
+from kdbench.constants import DEFAULT_DISTILLER, NO_DISTILLER, NO_TEACHER
+from kdbench.matrix import point_text
 from kdbench.report.labels import Labels, dataset_label, student_label, teacher_label
-from kdbench.report.reference import Number, ReportConfig
 from kdbench.report.stats import MARGIN, Gain, Row, adjusted, mean_std, pooled, tests_count
 
 CATEGORIES = ("Student", "Teacher", "Distillation")

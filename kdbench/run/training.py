@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-import warnings
 from contextlib import ExitStack
 from pathlib import Path
 
 import torch
 
 from kdbench.api import Backend, CircuitFunction, StudentContext
-from kdbench.config import BEST_TEST, Instance
+from kdbench.config import Instance
+from kdbench.constants import BEST_TEST
 from kdbench.data import make_splits
 from kdbench.distill import (
     FitResult,
@@ -100,7 +100,7 @@ def train_cell(
         torch.manual_seed(seed)
         context = student_context(cell, backend.component)
         student = cell.student.component.build(context)
-        circuits = context.circuits or _legacy_circuit(student)
+        circuits = context.circuits
         for circuit in circuits:
             close = getattr(circuit, "close", None)
             if close is not None:  # e.g. a hardware Batch or Session
@@ -235,21 +235,6 @@ def student_context(cell: Cell, backend: Backend) -> StudentContext:
     encoder = cell.encoder.component if cell.encoder else None
     classes = len(dataset.selected_classes)
     return StudentContext(classes, tuple(dataset.image_shape), backend, encoder, cell.seed)
-
-
-def _legacy_circuit(student: torch.nn.Module) -> list[CircuitFunction]:
-    """A circuit compiled on `context.backend` directly and kept as `run_circuit`: the
-    contract before `StudentContext.compile` (deprecated)."""
-    circuit = getattr(student, "run_circuit", None)
-    if circuit is None:
-        return []
-    warnings.warn(
-        f"{type(student).__name__}: compile circuits with context.compile(circuit, inputs, "
-        "weights); finding them as `run_circuit` is deprecated",
-        DeprecationWarning,
-        stacklevel=2,
-    )
-    return [circuit]
 
 
 def _log_probs(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:

@@ -20,9 +20,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from kdbench.config import NO_TEACHER
+from kdbench.constants import MARGIN, NO_TEACHER
 from kdbench.errors import ConfigError, did_you_mean, one_of
-from kdbench.report.stats import MARGIN
 
 KEYS = ("reference", "reference_students", "numbers", "labels", "equivalence_margin")
 TEACHERS = "teachers"  # the column of the teachers' own accuracies

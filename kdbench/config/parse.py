@@ -1,193 +1,30 @@
-"""TOML config -> a validated, typed `Spec`. Every error names the file and the key path."""
+"""A parsed TOML document -> a validated `Spec`: sections, instances, the matrix and its
+sweep points, each error naming the file and the key path."""
 
 from __future__ import annotations
 
-import itertools
-import math
-import os
-import stat
-import sys
-from collections import Counter
-from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # the same parser, before it joined the standard library
-    import tomli as tomllib
-
-from kdbench.api import KINDS, MAX_SEED, Component
+from kdbench.api import MAX_SEED, Component
+from kdbench.config.report import parse_report
+from kdbench.config.spec import (
+    COMPONENT_KINDS,
+    MATRIX_KEYS,
+    SEED_LIMITS,
+    ExperimentConfig,
+    Instance,
+    MatrixEntry,
+    Spec,
+    SweepPoint,
+    TrainConfig,
+)
+from kdbench.config.sweeps import sweep_points
+from kdbench.constants import BEST_TEST, DEFAULT_DISTILLER, NO_TEACHER
 from kdbench.errors import ConfigError, OptionError, PluginError, did_you_mean, one_of
-from kdbench.layering import apply_override, apply_profile, dotted, set_key
+from kdbench.layering import set_key
 from kdbench.names import experiment_name_problem, instance_name_problem
-from kdbench.options import build, option, outside_limits, resolved
+from kdbench.options import build, outside_limits
 from kdbench.plugins import Registry
-
-if TYPE_CHECKING:
-    from kdbench.report.reference import ReportConfig
-
-NO_TEACHER = "none"
-COMPONENT_KINDS = tuple(KINDS)
-DEFAULT_DISTILLER = "paper"  # the instance [distill] configures, and the matrix's default
-MATRIX_KEYS = ("datasets", "teachers", "students", "backends", "distillers", "seeds",
-               "eval_backend", "also_test_on", "sweep", "zip")  # fmt: skip
-SWEPT_SECTIONS = ("train", "distill", *COMPONENT_KINDS)
-MAX_SWEEP_POINTS = 1000
-MAX_CONFIG_BYTES = 1 << 20  # a config is a page or two of TOML; refuse /dev/zero and the like
-
-
-@dataclass(kw_only=True)
-class ExperimentConfig:
-    """[experiment]: where runs are logged and with which seeds."""
-
-    name: str = option("kdbench", help="MLflow experiment name")
-    seeds: list[int] = option([0], help="seeds of every cell", minimum=0, maximum=MAX_SEED)
-    tracking_uri: str | None = option(
-        None, help="MLflow tracking URI (default sqlite:///mlflow.db)"
-    )
-    data_dir: str | None = option(None, help="data directory (default $KDBENCH_DATA or the cache)")
-
-
-_SEED_LIMITS = next(f for f in fields(ExperimentConfig) if f.name == "seeds").metadata
-
-
-# `[train] selection` that keeps the best TEST epoch (the released notebooks'): flagged in reports.
-BEST_TEST = "best-test"
-
-
-@dataclass(kw_only=True)
-class TrainConfig:
-    """[train]: how every student is trained (paper §4.6)."""
-
-    epochs: int = option(10, help="training epochs", minimum=1)
-    batch_size: int = option(32, help="mini-batch size", minimum=1)
-    lr: float = option(1e-3, help="Adam learning rate", minimum=0, exclusive_minimum=True)
-    threads: int = option(
-        1,
-        help="torch threads a student trains and is tested with, whatever --jobs gives its"
-        " worker: a sum split over threads adds in another order, so results depend on it",
-        minimum=1,
-        maximum=256,
-        recorded_at_default=False,
-    )
-    selection: Literal["validation", "best-test"] = option(
-        "validation",
-        help="which epoch's weights a student keeps: validation (the best validation accuracy),"
-        " or best-test (the best TEST accuracy over epochs, the released notebooks' 'best"
-        " accuracy': optimistic, for reproducing them only; the report flags it)",
-        recorded_at_default=False,
-    )
-    budgets: list[int] = option(
-        [],
-        help="also test the weights validation kept within each of these optimizer-step"
-        " budgets (each read at the nearest epoch's end): one run answers 'what would training"
-        " this long have given', exactly, as Adam's constant learning rate does not depend on"
-        " the number of epochs",
-        minimum=1,
-        recorded_at_default=False,
-    )
-
-
-@dataclass(frozen=True)
-class Instance:
-    """A named, configured component: a table such as [students.q3], or a bare plugin name."""
-
-    kind: str
-    name: str
-    plugin: str
-    component: Any
-
-    def resolved(self) -> dict[str, Any]:
-        return {"plugin": self.plugin, **resolved(self.component)}
-
-
-@dataclass
-class SweepPoint:
-    """One point of a [[matrix]] sweep: its values by dotted key, and the config they give
-    (validated like the same values written in the file)."""
-
-    values: dict[str, Any]
-    spec: Spec
-
-
-@dataclass
-class MatrixEntry:
-    datasets: list[str]
-    teachers: list[str]
-    students: list[str]
-    backends: list[str]
-    seeds: list[int]
-    distillers: list[str] = field(default_factory=lambda: [DEFAULT_DISTILLER])
-    eval_backend: str | None = None  # test on this backend instead of the training one
-    also_test_on: list[str] = field(default_factory=list)  # and test again on each of these
-    sweep: list[dict[str, Any]] = field(default_factory=list)  # the points' values
-    points: list[SweepPoint] = field(default_factory=list, repr=False)  # [] without a sweep
-
-
-@dataclass
-class Spec:
-    """A whole validated config."""
-
-    file: str
-    experiment: ExperimentConfig
-    train: TrainConfig
-    instances: dict[str, dict[str, Instance]] = field(default_factory=dict)
-    matrix: list[MatrixEntry] = field(default_factory=list)
-    report: ReportConfig | None = None  # [report]; parse_spec always sets it
-
-    def instance(self, kind: str, name: str) -> Instance:
-        return self.instances[kind][name]
-
-
-def load_spec(
-    path: str | Path,
-    registry: Registry,
-    *,
-    profile: str | None = None,
-    overrides: Sequence[str] = (),
-) -> Spec:
-    """Read and validate a config file; raise ConfigError on the first problem.
-
-    `profile` merges the table [profiles.NAME] over the document; each override
-    "dotted.key=value" (value in TOML syntax, or a bare string) is applied after it.
-    """
-    path = Path(path)
-    file = str(path)
-    try:
-        raw = tomllib.loads(_read_config(path, file).decode("utf-8"))
-    except FileNotFoundError:
-        raise ConfigError("no such file", file=file) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read: {exc}", file=file) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"invalid TOML: {exc}", file=file) from None
-    except RecursionError:  # tomllib recurses once per level of nested arrays or tables
-        raise ConfigError("invalid TOML: arrays or tables nested too deeply", file=file) from None
-    raw = apply_profile(raw, profile, file)
-    for override in overrides:
-        raw = apply_override(raw, override, file)
-    return parse_spec(raw, file, registry)
-
-
-def _read_config(path: Path, file: str) -> bytes:
-    """The bytes of a config file, refusing what is not a regular file of sane size before
-    reading it: /dev/zero or a FIFO would never end, a huge file would fill the memory."""
-    limit = f"a config file may have at most {MAX_CONFIG_BYTES // 1024 // 1024} MiB"
-    info = os.stat(path)  # follows links; OSError (a loop, no permission) is the caller's
-    if stat.S_ISDIR(info.st_mode):
-        raise ConfigError("is a directory, not a config file", file=file)
-    if not stat.S_ISREG(info.st_mode):
-        kind = "a FIFO" if stat.S_ISFIFO(info.st_mode) else "a device or socket"
-        raise ConfigError(f"is {kind}, not a regular file; {limit} of TOML", file=file)
-    if info.st_size > MAX_CONFIG_BYTES:
-        raise ConfigError(f"is {info.st_size} bytes; {limit}", file=file)
-    with open(path, "rb") as f:
-        data = f.read(MAX_CONFIG_BYTES + 1)  # the file may have grown since the stat
-    if len(data) > MAX_CONFIG_BYTES:
-        raise ConfigError(f"is over {MAX_CONFIG_BYTES} bytes; {limit}", file=file)
-    return data
 
 
 def parse_spec(raw: dict[str, Any], file: str, registry: Registry) -> Spec:
@@ -203,9 +40,6 @@ def parse_spec(raw: dict[str, Any], file: str, registry: Registry) -> Spec:
 
 
 def _parse_document(raw: dict[str, Any], file: str, registry: Registry) -> Spec:
-    # Here, not at the top: kdbench.report imports this module.
-    from kdbench.report.reference import parse_report
-
     allowed = ("experiment", "train", "distill", *COMPONENT_KINDS, "matrix", "report")
     for key in raw:
         if key not in allowed:
@@ -255,8 +89,8 @@ def _table(raw: dict[str, Any], key: str, file: str) -> dict[str, Any]:
 def _define_default_distiller(
     spec: Spec, registry: Registry, table: dict[str, Any], written: bool
 ) -> None:
-    """[distill] is the table of the 'paper' distiller, the one every cell with a teacher
-    used before distillers were plugins: what it meant then it means now."""
+    """[distill] is the table of the 'paper' distiller, the default of every [[matrix]]
+    entry: a config that names no distiller means the paper's loss (Eq. 6)."""
     if not written:
         return  # a bare 'paper' in the matrix defines it with its defaults
     if DEFAULT_DISTILLER in spec.instances["distillers"]:
@@ -381,7 +215,7 @@ def _parse_matrix(spec: Spec, raw: Any, registry: Registry) -> None:
                 file=spec.file,
                 key=f"{where}.seeds",
             )
-        problem = outside_limits(_SEED_LIMITS, seeds)  # the bounds of experiment.seeds
+        problem = outside_limits(SEED_LIMITS, seeds)  # the bounds of experiment.seeds
         if problem:
             raise ConfigError(problem, file=spec.file, key=f"{where}.seeds")
         for kind, names in lists.items():
@@ -401,7 +235,7 @@ def _parse_matrix(spec: Spec, raw: Any, registry: Registry) -> None:
             raise ConfigError("names a backend twice", file=spec.file, key=f"{where}.also_test_on")
         for j, name in enumerate(also):
             _reference(spec, registry, "backends", name, f"{where}.also_test_on[{j}]")
-        sweep = _sweep_points(entry.get("sweep"), entry.get("zip", False), spec.file, where)
+        sweep = sweep_points(entry.get("sweep"), entry.get("zip", False), spec.file, where)
         spec.matrix.append(
             MatrixEntry(
                 seeds=list(seeds),
@@ -459,86 +293,6 @@ def _check_teachers(spec: Spec, registry: Registry) -> None:
 
     for name in list(spec.instances["teachers"]):
         visit(name, ())
-
-
-def _sweep_points(sweep: Any, zipped: Any, file: str, where: str) -> list[dict[str, Any]]:
-    """The points of `[[matrix]] sweep = {KEY = [values]}`: the values crossed (or zipped);
-    [] without a sweep."""
-    if not isinstance(zipped, bool):
-        raise ConfigError("expected true or false", file=file, key=f"{where}.zip")
-    if sweep is None:
-        if zipped:
-            raise ConfigError("zips the values of a sweep, and there is none", file=file,
-                              key=f"{where}.zip")  # fmt: skip
-        return []
-    if not isinstance(sweep, dict) or not sweep:
-        raise ConfigError(
-            'expected a table of dotted keys to lists of values, e.g. {"train.lr" = [1e-3, 1e-2]}',
-            file=file,
-            key=f"{where}.sweep",
-        )
-    sweep = dotted(sweep)  # an unquoted `train.lr = [...]` is a nested table in TOML
-    for key, values in sweep.items():
-        problem = sweep_key_problem(key)
-        if problem:
-            raise ConfigError(problem, file=file, key=f"{where}.sweep")
-        if not isinstance(values, list) or not values:
-            raise ConfigError("expected a non-empty list of values", file=file,
-                              key=f"{where}.sweep.{key}")  # fmt: skip
-    keys, lists = list(sweep), list(sweep.values())
-    if zipped:
-        lengths = {k: len(v) for k, v in sweep.items()}
-        if len(set(lengths.values())) > 1:
-            raise ConfigError(
-                f"zip = true needs lists of one length; got {lengths}", file=file,
-                key=f"{where}.sweep",
-            )  # fmt: skip
-        count = len(lists[0])
-    else:
-        count = math.prod(len(v) for v in lists)
-    if count > MAX_SWEEP_POINTS:
-        raise ConfigError(
-            f"has {count} points; at most {MAX_SWEEP_POINTS}: split it into [[matrix]] entries",
-            file=file,
-            key=f"{where}.sweep",
-        )
-    if zipped:
-        combos = list(zip(*lists, strict=True))
-    else:
-        for key, values in sweep.items():
-            _refuse_repeats([repr(v) for v in values], file, f"{where}.sweep.{key}")
-        combos = list(itertools.product(*lists))
-    _refuse_repeats([repr(c) for c in combos], file, f"{where}.sweep")
-    return [dict(zip(keys, combo, strict=True)) for combo in combos]
-
-
-def _refuse_repeats(texts: list[str], file: str, key: str) -> None:
-    repeated = sorted(text for text, n in Counter(texts).items() if n > 1)
-    if repeated:
-        raise ConfigError(f"repeats {', '.join(repeated)}", file=file, key=key)
-
-
-def sweep_key_problem(key: str) -> str | None:
-    """Why `key` cannot be swept, or None: a sweep sets one option of [train], [distill] or
-    an instance, as `--set` would."""
-    parts = key.split(".")
-    example = "e.g. 'train.lr', 'distill.kd_weight', 'students.q3.layers'"
-    if any(not part for part in parts):
-        return f"sweep key '{key}' is not a dotted key; {example}"
-    if parts[0] == "experiment" and parts[1:] == ["seeds"]:
-        return "the seeds are not swept: they are the matrix's own axis (seeds = [...])"
-    if parts[0] not in SWEPT_SECTIONS:
-        return f"sweep key '{key}': a sweep sets an option of {one_of(SWEPT_SECTIONS)}; {example}"
-    if parts[-1] == "plugin":
-        return (
-            f"sweep key '{key}': a sweep sets options, not plugins; list instances of other"
-            " plugins in the matrix instead"
-        )
-    depth = 2 if parts[0] in ("train", "distill") else 3
-    if len(parts) != depth:
-        shape = f"{parts[0]}.OPTION" if depth == 2 else f"{parts[0]}.NAME.OPTION"
-        return f"sweep key '{key}' must have the form {shape}; {example}"
-    return None
 
 
 def _parse_point(

@@ -1,0 +1,155 @@
+"""Walks a circuit once: its gates as operations on the state, their angles as a table."""
+
+from __future__ import annotations
+
+import cmath
+import math
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from kdbench import linear_angle, parameter_columns
+
+from .apply_operation import _Fixed1q, _Monomial, _Rotation
+
+if TYPE_CHECKING:
+    from qiskit.circuit import QuantumCircuit
+
+# Operations with no effect on the probabilities before the final measurement.
+_SKIPPED = frozenset({"measure", "barrier"})
+# Gates that map each basis state to one basis state times a phase, with no angle.
+_FIXED_MONOMIAL = frozenset({"id", "x", "y", "z", "s", "sdg", "t", "cx", "cz", "swap", "ccx"})
+_ROTATIONS = frozenset({"rx", "ry", "rz", "p"})
+SUPPORTED_GATES = tuple(sorted(_FIXED_MONOMIAL | _ROTATIONS | {"h"}))
+"""Names of the Qiskit gates the statevector backend simulates."""
+
+# Below this, an imaginary part is rounding noise (phases are products of unit numbers).
+_IMAG_TOL = 1e-12
+
+
+class _Builder:
+    """Walks a circuit once and emits the operations and the angle table."""
+
+    def __init__(self, circuit: QuantumCircuit, inputs: list, weights: list):
+        self.num_qubits = circuit.num_qubits
+        self.columns: list[int] = []
+        self.slopes: list[float] = []
+        self.offsets: list[float] = []
+        self.ops: list[Any] = []
+        self._params = parameter_columns(inputs, weights)
+        self._index = np.arange(2**self.num_qubits, dtype=np.int64)
+        # Constant monomial gates not yet emitted: they are fused until a gate touching one
+        # of their qubits arrives; other gates commute with them and are emitted first.
+        self._perm: np.ndarray | None = None
+        self._phase: np.ndarray | None = None
+        self._pending: set[int] = set()
+        for instruction in circuit.data:
+            operation = instruction.operation
+            qubits = [circuit.find_bit(q).index for q in instruction.qubits]
+            if operation.name not in _SKIPPED:
+                self._add(operation.name, qubits, list(operation.params))
+        self._flush()
+
+    def _add(self, name: str, qubits: list[int], params: list) -> None:
+        if name in _FIXED_MONOMIAL:
+            self._monomial(*self._fixed(name, qubits), qubits)
+        elif name == "h":
+            self._emit(_Fixed1q(qubits[0], np.array([[1, 1], [1, -1]]) / math.sqrt(2)), qubits)
+        elif name in _ROTATIONS:
+            column, slope, offset = self._angle(name, qubits, params[0])
+            if column is None:
+                self._fixed_rotation(name, qubits[0], offset)
+            else:
+                # Store the angle each formula uses: θ/2 for rx, ry, rz and θ for p.
+                scale = 1.0 if name == "p" else 0.5
+                self.columns.append(column)
+                self.slopes.append(scale * slope)
+                self.offsets.append(scale * offset)
+                self._emit(_Rotation(name, qubits[0], len(self.columns) - 1), qubits)
+        else:
+            raise ValueError(
+                f"statevector backend: unsupported gate '{name}' on qubits {qubits}; "
+                f"supported: {', '.join(SUPPORTED_GATES)} (and measure, barrier)"
+            )
+
+    def _fixed(self, name: str, q: list[int]) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """(perm, phase) of a constant monomial gate, with new[k] = phase[k] * old[perm[k]]."""
+        k = self._index
+        bit = [(k >> qubit) & 1 for qubit in q]
+        flip = [1 << qubit for qubit in q]
+        if name == "id":
+            return None, None
+        if name == "x":
+            return k ^ flip[0], None
+        if name == "y":
+            # Y = i·[[0, -1], [1, 0]]; the global phase i does not change probabilities and
+            # leaving it out keeps Y real.
+            return k ^ flip[0], np.where(bit[0] == 1, 1.0, -1.0)
+        if name == "z":
+            return None, np.where(bit[0] == 1, -1.0, 1.0)
+        if name in ("s", "sdg", "t"):
+            angle = {"s": math.pi / 2, "sdg": -math.pi / 2, "t": math.pi / 4}[name]
+            return None, np.where(bit[0] == 1, cmath.exp(1j * angle), 1.0)
+        if name == "cx":
+            return np.where(bit[0] == 1, k ^ flip[1], k), None
+        if name == "cz":
+            return None, np.where((bit[0] & bit[1]) == 1, -1.0, 1.0)
+        if name == "swap":
+            differ = bit[0] ^ bit[1]
+            return k ^ (differ * (flip[0] | flip[1])), None
+        # ccx
+        return np.where((bit[0] & bit[1]) == 1, k ^ flip[2], k), None
+
+    def _fixed_rotation(self, name: str, qubit: int, angle: float) -> None:
+        c, s = math.cos(angle / 2), math.sin(angle / 2)
+        bit = (self._index >> qubit) & 1
+        if name == "rx":
+            self._emit(_Fixed1q(qubit, np.array([[c, -1j * s], [-1j * s, c]])), [qubit])
+        elif name == "ry":
+            self._emit(_Fixed1q(qubit, np.array([[c, -s], [s, c]])), [qubit])
+        elif name == "rz":
+            self._monomial(None, np.where(bit == 1, complex(c, s), complex(c, -s)), [qubit])
+        else:  # p
+            self._monomial(None, np.where(bit == 1, cmath.exp(1j * angle), 1.0), [qubit])
+
+    def _angle(self, gate: str, qubits: list[int], value: Any) -> tuple[int | None, float, float]:
+        """(column, slope, offset) of a gate angle slope * values[column] + offset."""
+        return linear_angle(
+            value, self._params, f"statevector backend: gate '{gate}' on qubits {qubits}"
+        )
+
+    def _monomial(self, perm: np.ndarray | None, phase: np.ndarray | None, qubits) -> None:
+        # Applying (p1, f1) then (p2, f2): new[k] = f2[k] f1[p2[k]] old[p1[p2[k]]].
+        if perm is not None:
+            if self._phase is not None:
+                self._phase = self._phase[perm]
+            self._perm = perm if self._perm is None else self._perm[perm]
+        if phase is not None:
+            self._phase = phase if self._phase is None else self._phase * phase
+        self._pending.update(qubits)
+
+    def _emit(self, op: Any, qubits: list[int]) -> None:
+        if self._pending.intersection(qubits):
+            self._flush()
+        last = self.ops[-1] if self.ops else None
+        if isinstance(op, _Fixed1q) and isinstance(last, _Fixed1q) and last.qubit == op.qubit:
+            # Consecutive constant gates on one qubit become one 2x2 matrix.
+            self.ops[-1] = _Fixed1q(op.qubit, op.matrix @ last.matrix)
+        else:
+            self.ops.append(op)
+
+    def _flush(self) -> None:
+        perm, phase = self._perm, self._phase
+        self._perm, self._phase, self._pending = None, None, set()
+        if perm is not None and np.array_equal(perm, self._index):
+            perm = None
+        if phase is not None:
+            # A global phase does not change probabilities; without it, phases such as
+            # S·S = Z or rz(π) are real and keep the circuit in a real dtype.
+            phase = phase / phase[0]
+            if np.iscomplexobj(phase) and np.abs(phase.imag).max() < _IMAG_TOL:
+                phase = phase.real.copy()
+            if np.allclose(phase, 1.0, rtol=0.0, atol=_IMAG_TOL):
+                phase = None
+        if perm is not None or phase is not None:
+            self.ops.append(_Monomial(perm, phase))

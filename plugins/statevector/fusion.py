@@ -1,0 +1,155 @@
+"""Fusion: leading single-qubit gates as a product state, weight-only runs as one matrix."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from kdbench import constant_tensor, product_state
+
+from .apply_operation import _Fixed1q, _Monomial, _Rotation
+
+FUSE_MAX_QUBITS = 6
+"""Circuits up to this width get product-state and weight-block fusion: a fused block is a
+dense 2^n x 2^n matrix, whose cost grows as 4^n against 2^n for gate by gate."""
+
+
+def _affine(op: _Fixed1q | _Rotation) -> tuple[np.ndarray, np.ndarray, np.ndarray, int | None]:
+    """A single-qubit gate as M = A0 + cos·Ac + sin·As with constant 2x2 matrices, and the
+    column of cos and sin it reads (None: a constant gate)."""
+    zero, one = np.zeros((2, 2), complex), np.eye(2, dtype=complex)
+    if isinstance(op, _Fixed1q):
+        return op.matrix.astype(complex), zero, zero, None
+    if op.kind == "ry":
+        return zero, one, np.array([[0, -1], [1, 0]], complex), op.index
+    if op.kind == "rx":
+        return zero, one, np.array([[0, -1j], [-1j, 0]]), op.index
+    if op.kind == "rz":
+        return zero, one, np.diag([-1j, 1j]), op.index
+    return (
+        np.diag([1, 0]).astype(complex),
+        np.diag([0, 1]).astype(complex),
+        np.diag([0, 1j]),
+        op.index,
+    )
+
+
+class _QubitMatrices:
+    """Single-qubit gates on any qubits, as each qubit's 2x2 product [R, n, 2, 2]: the k-th
+    gate of every qubit is built at once (one gather and a multiply-add), whatever n."""
+
+    def __init__(self, ops: list, num_qubits: int):
+        per_qubit = [[op for op in ops if op.qubit == q] for q in range(num_qubits)]
+        self.positions: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, bool]] = []
+        for k in range(max(len(gates) for gates in per_qubit)):
+            a0 = np.tile(np.eye(2, dtype=complex), (num_qubits, 1, 1))  # no gate: identity
+            ac, a_s = np.zeros_like(a0), np.zeros_like(a0)
+            columns = np.zeros(num_qubits, dtype=np.int64)
+            parameterized = False
+            for q, gates in enumerate(per_qubit):
+                if k < len(gates):
+                    a0[q], ac[q], a_s[q], column = _affine(gates[k])
+                    if column is not None:
+                        columns[q], parameterized = column, True
+            self.positions.append((a0, ac, a_s, columns, parameterized))
+        self.real = all(not np.any(m.imag) for p in self.positions for m in p[:3])
+        self._cache: dict[tuple[torch.device, torch.dtype], list[tuple]] = {}
+
+    def matrices(self, cos, sin, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        """[R, n, 2, 2]: R = the rows of cos and sin, or 1 for constant gates only."""
+        key = (device, dtype)
+        if key not in self._cache:
+            self._cache[key] = [
+                (
+                    *(constant_tensor(m, device, dtype) for m in (a0, ac, a_s)),
+                    torch.from_numpy(columns).to(device),
+                    parameterized,
+                )
+                for a0, ac, a_s, columns, parameterized in self.positions
+            ]
+        product = None
+        for a0, ac, a_s, columns, parameterized in self._cache[key]:
+            if parameterized:
+                c, s = cos[:, columns, None, None], sin[:, columns, None, None]
+                m = a0 + c * ac + s * a_s
+            else:
+                m = a0.unsqueeze(0)
+            product = m if product is None else m @ product
+        return product
+
+
+class _ProductState:
+    """The state after the circuit's leading single-qubit gates on |0...0>: a product state,
+    each qubit's first column of its 2x2 product, multiplied out (qubit 0 varies fastest)."""
+
+    def __init__(self, ops: list, num_qubits: int):
+        self.block = _QubitMatrices(ops, num_qubits)
+        self.real = self.block.real
+
+    def state(self, cos, sin, batch: int, dtype: torch.dtype, device: torch.device):
+        state = product_state(self.block.matrices(cos, sin, dtype, device)[..., 0])
+        return state.expand(batch, -1) if len(state) == 1 else state
+
+
+class _Unitary:
+    """Gates whose angles involve no input, as one matrix U built per call from the weights
+    (the same for every row): layers of single-qubit gates as Kronecker products, constant
+    permutations and phases on its rows; the batch is then multiplied by U once."""
+
+    def __init__(self, stages: list):
+        self.stages = stages  # _QubitMatrices and _Monomial, in circuit order
+        self.real = all(stage.real for stage in stages)
+
+    def apply(self, state, cos, sin, num_qubits):
+        dtype, device = state.dtype, state.device
+        cos, sin = (None, None) if cos is None else (cos[:1], sin[:1])  # rows are equal
+        unitary = None
+        for stage in self.stages:
+            if isinstance(stage, _Monomial):
+                if unitary is None:
+                    unitary = torch.eye(2**num_qubits, dtype=dtype, device=device)
+                unitary = stage.apply(unitary.T, None, None, num_qubits).T
+                continue
+            factors = stage.matrices(cos, sin, dtype, device)[0]  # [n, 2, 2]
+            layer = factors[-1]
+            for q in range(num_qubits - 2, -1, -1):  # qubit 0 is the least significant
+                layer = torch.kron(layer, factors[q])
+            unitary = layer if unitary is None else layer @ unitary
+        return state @ unitary.T
+
+
+def _fuse(ops: list, num_qubits: int, weight_only: list[bool]) -> tuple[Any, list]:
+    """(product state or None, the remaining operations with weight-only runs as _Unitary).
+
+    `weight_only[g]` tells whether angle column g of cos and sin is a weight's (no input)."""
+    single = (_Fixed1q, _Rotation)
+    lead = 0
+    while lead < len(ops) and isinstance(ops[lead], single):
+        lead += 1
+    start = _ProductState(ops[:lead], num_qubits) if lead else None
+
+    def constant_in_batch(op) -> bool:
+        return not isinstance(op, _Rotation) or weight_only[op.index]
+
+    fused, run = [], []
+    for op in [*ops[lead:], None]:  # None: the end, flushes the last run
+        if op is not None and constant_in_batch(op):
+            run.append(op)
+            continue
+        if len(run) > 1:
+            stages: list = []
+            for gate in run:
+                if isinstance(gate, single) and stages and isinstance(stages[-1], list):
+                    stages[-1].append(gate)
+                else:
+                    stages.append([gate] if isinstance(gate, single) else gate)
+            stages = [_QubitMatrices(s, num_qubits) if isinstance(s, list) else s for s in stages]
+            fused.append(_Unitary(stages))
+        else:
+            fused += run
+        run = []
+        if op is not None:
+            fused.append(op)
+    return start, fused
