@@ -98,7 +98,7 @@ CONFIGS = [
     ),
     (
         "student-readout-ignores-a-qubit",
-        replace("qubits = 2", "qubits = 3"),
+        replace("qubits = 2", 'qubits = 3\nreadout = "first-c"'),
         "student 'q2' on dataset 'mnist-0-2': readout 'first-c' ignores qubit 2 of 3 with 3"
         " classes",
     ),
@@ -229,7 +229,8 @@ CONFIGS = [
         "classical-student-too-few-outcomes",
         with_matrix(
             '[[matrix]]\ndatasets = ["all"]\nstudents = ["c2"]\n',
-            '[datasets.all]\nplugin = "mnist"\n[students.c2]\nplugin = "classical"\nqubits = 2\n',
+            '[datasets.all]\nplugin = "mnist"\n[students.c2]\nplugin = "classical"\nqubits = 2\n'
+            'readout = "first-c"\n',
         ),
         "student 'c2' reads out at most 4 classes but dataset 'all' has 10",
     ),

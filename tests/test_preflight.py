@@ -105,7 +105,9 @@ def test_amplitude_encoding_past_16_qubits_is_refused(write_config, invoke, isol
 
 def test_a_student_whose_weights_cannot_fit_is_refused(write_config, invoke, isolated):
     # The classical control maps 30 features to 2**30 outcomes: a 30 × 2**30 linear layer.
-    text = ONLY_STUDENT + '\n[students.wide]\nplugin = "classical"\nqubits = 30\n'
+    text = (
+        ONLY_STUDENT + '\n[students.wide]\nplugin = "classical"\nqubits = 30\nreadout = "first-c"\n'
+    )
     text = replace('students = ["q2"]', 'students = ["wide"]', text)
     message = "float32 weights, with their gradients and Adam's moments) needs about 496.0 GiB"
     refused(write_config, invoke, isolated, text, message, "--dry-run")

@@ -344,6 +344,7 @@ def test_a_point_is_validated_with_its_own_entry_only(write_config, registry):
 plugin = "pqc"
 qubits = 2
 front = "linear"
+readout = "first-c"
 allow_unused_qubits = true    # first-c on 5 classes of 4 qubits: qubit 3 never decides
 
 [datasets.mnist-0-4]
