@@ -18,9 +18,10 @@ from torch import nn
 from kdbench.api import Teacher
 from kdbench.config import Instance
 from kdbench.data import Splits, check_sizes, make_splits
-from kdbench.distill import EpochMetrics, Split, evaluate, fit, logits_to_log
+from kdbench.distill import EpochMetrics, Split, evaluate, fit
 from kdbench.errors import KdbenchError
 from kdbench.locks import exclusive
+from kdbench.losses import logits_to_log
 from kdbench.matrix import PROTOCOL_VERSION, digest
 
 

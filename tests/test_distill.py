@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from kdbench.api import DistillBatch, Distiller, Loss, StudentContext
-from kdbench.distill import Split, fit, probabilities_to_log, training_loss
+from kdbench.distill import Split, fit
+from kdbench.losses import probabilities_to_log, training_loss
 from kdbench.plugins import component
 from kdbench_plugins.encoders import Angle
 from kdbench_plugins.statevector import Statevector

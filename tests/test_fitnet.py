@@ -14,8 +14,9 @@ import torch
 import kdbench
 from kdbench.api import DistillBatch
 from kdbench.config import load_spec
-from kdbench.distill import Hint, Split, fit, probabilities_to_log
+from kdbench.distill import Split, fit
 from kdbench.errors import KdbenchError
+from kdbench.losses import Hint, probabilities_to_log
 from kdbench.matrix import expand
 from kdbench.paths import data_dir
 from kdbench.plugins import load_registry

@@ -14,7 +14,8 @@ import torch.nn.functional as F
 from scipy import stats
 
 from kdbench.api import DistillBatch
-from kdbench.distill import Split, fit, probabilities_to_log
+from kdbench.distill import Split, fit
+from kdbench.losses import probabilities_to_log
 from kdbench.plugins import load_registry
 from kdbench.report import load_rows
 from kdbench.report.stats import paired_gain

@@ -280,7 +280,7 @@ def test_smoothing_keeps_the_gradient_of_an_outcome_no_shot_landed_on(backend):
     default pseudo-count (0.5) and has none with raw frequencies (smoothing = 0)."""
     from dataclasses import replace
 
-    from kdbench.distill import probabilities_to_log
+    from kdbench.losses import probabilities_to_log
 
     x = Parameter("x")
     qc = QuantumCircuit(1)

@@ -389,8 +389,8 @@ def test_a_distiller_may_not_name_the_harness_own_figures():
     import torch
 
     from kdbench.api import Distiller, Loss
-    from kdbench.distill import training_loss
     from kdbench.errors import PluginError
+    from kdbench.losses import training_loss
 
     class Greedy(Distiller):
         name = "greedy"

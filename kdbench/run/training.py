@@ -12,16 +12,8 @@ from kdbench.api import Backend, CircuitFunction, StudentContext
 from kdbench.config import Instance
 from kdbench.constants import BEST_TEST
 from kdbench.data import make_splits
-from kdbench.distill import (
-    FitResult,
-    Hint,
-    Split,
-    batch_count,
-    collapsed,
-    evaluate,
-    fit,
-    probabilities_to_log,
-)
+from kdbench.distill import FitResult, Split, batch_count, collapsed, evaluate, fit
+from kdbench.losses import Hint, probabilities_to_log
 from kdbench.matrix import Cell
 from kdbench.results import (
     ALSO_TESTED_TAG,
