@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from kdbench.config.report import ReportConfig, parse_report
 from kdbench.names import file_name
+from kdbench.report.formats import to_csv, to_latex, to_markdown, to_rich
 from kdbench.report.labels import dataset_label, student_label, teacher_label
 from kdbench.report.noise import noise_curves, noise_rows, noise_table, pooled_noise_table
 from kdbench.report.stats import Gain, Row, holm, mean_std, paired_gain, summarize
@@ -24,10 +25,6 @@ from kdbench.report.tables import (
     points_table,
     pooled_table,
     results_table,
-    to_csv,
-    to_latex,
-    to_markdown,
-    to_rich,
 )
 from kdbench.results import Result
 
