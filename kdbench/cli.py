@@ -278,31 +278,11 @@ def fetch(datasets: tuple[str, ...], data_dir: str | None) -> None:
 @click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
 def ui(tracking_uri: str | None, host: str, port: int) -> None:
     """Start the MLflow UI on the tracking store."""
-    import socket
-
-    from kdbench.stores import check_uri, missing_sqlite, redact_uri, resolve_tracking_uri
+    from kdbench.stores import redact_uri, resolve_tracking_uri
+    from kdbench.ui import ui_command
 
     uri = resolve_tracking_uri(tracking_uri)
-    check_uri(uri)
-    if missing_sqlite(uri):  # the UI would create an empty one
-        raise KdbenchError(f"no tracking store at {uri}: run `kdbench run` first, or name one")
-    try:  # refused here in one line, rather than by the server in a traceback
-        with socket.create_server((host, port)):
-            pass
-    except OSError as exc:
-        raise KdbenchError(f"cannot serve the UI on {host}:{port}: {exc.strerror}") from None
-    command = [
-        sys.executable,
-        "-m",
-        "mlflow",
-        "ui",
-        "--backend-store-uri",
-        uri,
-        "--host",
-        host,
-        "--port",
-        str(port),
-    ]
+    command = ui_command(uri, host, port)
     console.print(f"MLflow UI on http://{host}:{port} for {redact_uri(uri)}", highlight=False)
     sys.stdout.flush()
     # Become the UI process (argument list, no shell), so that stopping kdbench stops it.
