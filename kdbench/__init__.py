@@ -25,6 +25,7 @@ from kdbench.api import (
     Student,
     StudentContext,
     Teacher,
+    as_image,
 )
 from kdbench.errors import (
     ConfigError,
@@ -164,6 +165,7 @@ __all__ = [
     "Student",
     "StudentContext",
     "Teacher",
+    "as_image",
     "component",
     "hookimpl",
     "option",

@@ -122,8 +122,10 @@ def _check_classes(dataset: Dataset) -> list[int]:
     return classes
 
 
-def _to_float(images: torch.Tensor, shape: tuple[int, int, int]) -> torch.Tensor:
-    return images.reshape(-1, *shape).to(torch.float32) / 255.0
+def _to_float(inputs: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """Inputs as float32 [N, *shape]: uint8 scaled to [0, 1], floats as the plugin gave them."""
+    scaled = inputs.to(torch.float32)
+    return (scaled / 255.0 if inputs.dtype == torch.uint8 else scaled).reshape(-1, *shape)
 
 
 def check_sizes(
@@ -266,7 +268,7 @@ def draw_splits(
             parts[key].append(index if key == "teacher" else images[index])
             labels[key].append(torch.full((len(index),), new_label, dtype=torch.int64))
 
-    shape = dataset.image_shape
+    shape = dataset.shape()
     x = {k: _to_float(torch.cat(v), shape) for k, v in parts.items() if k != "teacher"}
     y = {k: torch.cat(v) for k, v in labels.items()}
     return Splits(

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kdbench import KdbenchError, OptionError, Teacher, did_you_mean, hookimpl, option
+from kdbench import KdbenchError, OptionError, Teacher, as_image, did_you_mean, hookimpl, option
 
 
 @dataclass(kw_only=True)
@@ -21,8 +21,8 @@ class LeNet(Teacher):
     name: ClassVar[str] = "lenet"
     title: ClassVar[str | None] = "LeNet"
 
-    def build(self, num_classes: int, image_shape: tuple[int, int, int]) -> nn.Module:
-        channels, height, width = image_shape
+    def build(self, num_classes: int, input_shape: tuple[int, ...]) -> nn.Module:
+        channels, height, width = as_image(input_shape, "LeNet")
         flat = 16 * ((height // 2 - 4) // 2) * ((width // 2 - 4) // 2)
         return nn.Sequential(
             nn.Conv2d(channels, 6, 5, padding=2), nn.Tanh(), nn.AvgPool2d(2),
@@ -46,8 +46,8 @@ class AlexNet(Teacher):
     name: ClassVar[str] = "alexnet"
     title: ClassVar[str | None] = "AlexNet"
 
-    def build(self, num_classes: int, image_shape: tuple[int, int, int]) -> nn.Module:
-        channels, height, width = image_shape
+    def build(self, num_classes: int, input_shape: tuple[int, ...]) -> nn.Module:
+        channels, height, width = as_image(input_shape, "AlexNet")
         # Padding 1 keeps the size through each conv; the two 2x2 pools floor-halve it twice.
         flat = 384 * (height // 4) * (width // 4)
         return nn.Sequential(
@@ -96,7 +96,7 @@ class Ensemble(Teacher):
     def member_names(self) -> list[str]:
         return list(self.members)
 
-    def build(self, num_classes: int, image_shape: tuple[int, int, int]) -> nn.Module:
+    def build(self, num_classes: int, input_shape: tuple[int, ...]) -> nn.Module:
         raise TypeError(
             "an ensemble is built from its members: prepare each of member_names() and call "
             "combine(members), not build()"
@@ -181,10 +181,11 @@ class TorchvisionTeacher(Teacher):
                 size = None
         return size
 
-    def build(self, num_classes: int, image_shape: tuple[int, int, int]) -> nn.Module:
+    def build(self, num_classes: int, input_shape: tuple[int, ...]) -> nn.Module:
         from torchvision import models
 
         self.check()
+        image_shape = as_image(input_shape, f"torchvision model '{self.model}'")
         channels, height, width = image_shape
         size = self.input_size(image_shape)
         kwargs: dict = {}

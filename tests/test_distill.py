@@ -56,7 +56,7 @@ def test_no_distiller_is_plain_cross_entropy():
 def tiny_student(seed: int = 0):
     torch.manual_seed(seed)
     context = StudentContext(
-        num_classes=3, image_shape=(1, 28, 28), backend=Statevector(), encoder=Angle(), seed=seed
+        num_classes=3, input_shape=(1, 28, 28), backend=Statevector(), encoder=Angle(), seed=seed
     )
     return Pqc(qubits=2, front="linear", layers=2).build(context)
 

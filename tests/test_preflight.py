@@ -191,7 +191,7 @@ def small(size: int, teacher: str, extra: str = "") -> str:
     return with_matrix(matrix, dataset + extra)
 
 
-SHAPE_7 = "teacher 'lenet' cannot take dataset 'small' images of shape 1×7×7: Calculated padded"
+SHAPE_7 = "teacher 'lenet' cannot take dataset 'small' inputs of shape 1×7×7: Calculated padded"
 
 
 @RUNS
@@ -200,7 +200,7 @@ def test_lenet_on_7x7_images(write_config, invoke, isolated, small_images, flags
 
 
 def test_alexnet_on_2x2_images(write_config, invoke, isolated, small_images):
-    message = "teacher 'alexnet' cannot take dataset 'small' images of shape 1×2×2: Given input"
+    message = "teacher 'alexnet' cannot take dataset 'small' inputs of shape 1×2×2: Given input"
     refused(write_config, invoke, isolated, small(2, "alexnet"), message, "--dry-run")
 
 
@@ -239,7 +239,7 @@ CNN_FRONT = '[students.cnn]\nplugin = "pqc"\nqubits = 2\nfront = "cnn"\n'
 @RUNS
 def test_cnn_front_on_7x7_images(write_config, invoke, isolated, small_images, flags):
     text = replace('students = ["q2"]', 'students = ["cnn"]', small(7, "none", CNN_FRONT))
-    message = "student 'cnn' cannot take dataset 'small' images of shape 1×7×7: "
+    message = "student 'cnn' cannot take dataset 'small' inputs of shape 1×7×7: "
     refused(write_config, invoke, isolated, text, message, *flags)
 
 

@@ -574,10 +574,10 @@ class Nameless(kdbench.Dataset):
 
 @dataclass(kw_only=True)
 class Flattened(Flat):
-    """A data set whose image_shape is not (C, H, W)."""
+    """A data set whose input shape has a size of 0 (a vector's (16,) would be fine)."""
 
     name: ClassVar[str] = "flattened"
-    image_shape: ClassVar[tuple[int, ...]] = (16,)
+    input_shape: ClassVar[tuple[int, ...]] = (16, 0)
 
 
 @pytest.fixture
@@ -632,9 +632,13 @@ def test_third_party_dataset_counts_are_checked_by_a_dry_run(
     ("cls", "problem"),
     [
         (Nameless, "class_names must be a tuple of at least 2 strings (one per label), got None"),
-        (Flattened, "image_shape must be a tuple (C, H, W) of 3 positive integers, got (16,)"),
+        (
+            Flattened,
+            "input_shape must be a tuple of positive integers ((C, H, W) for images, (F,) for"
+            " feature vectors), got (16, 0)",
+        ),
     ],
-    ids=["no-class-names", "bad-image-shape"],
+    ids=["no-class-names", "bad-input-shape"],
 )
 def test_malformed_dataset_is_refused_at_registration_and_use(
     write_config, invoke, isolated, with_datasets, cls, problem

@@ -464,7 +464,7 @@ def test_real_backend_path_logs_each_submission(no_account, monkeypatch, caplog)
 def test_gradients_reach_the_whole_student():
     torch.manual_seed(0)
     context = StudentContext(
-        num_classes=3, image_shape=(1, 28, 28), backend=Aer(shots=2000), encoder=Angle(), seed=0
+        num_classes=3, input_shape=(1, 28, 28), backend=Aer(shots=2000), encoder=Angle(), seed=0
     )
     model = Pqc(qubits=2, front="linear", layers=1).build(context)
     images = torch.rand(4, 1, 28, 28)

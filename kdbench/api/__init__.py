@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from kdbench.api.circuits import Backend, CircuitFunction, CircuitPlan, Encoder
 from kdbench.api.component import MAX_SEED, Component
-from kdbench.api.dataset import Dataset
+from kdbench.api.dataset import Dataset, as_image
 from kdbench.api.distiller import DistillBatch, Distiller, Loss
 from kdbench.api.student import Student, StudentContext
 from kdbench.api.teacher import Teacher
@@ -33,6 +33,7 @@ __all__ = [
     "Student",
     "StudentContext",
     "Teacher",
+    "as_image",
 ]
 
 KINDS: dict[str, type[Component]] = {

@@ -1,4 +1,5 @@
-"""The data set base class: a labelled image set the harness draws class-balanced subsets from."""
+"""The data set base class: labelled inputs of any shape (images, feature vectors) that the
+harness draws class-balanced subsets from."""
 
 from __future__ import annotations
 
@@ -17,12 +18,20 @@ if TYPE_CHECKING:  # torch is slow to import (`kdbench --help`); annotations onl
 
 @dataclass(kw_only=True)
 class Dataset(Component):
-    """A labelled image data set, from which the harness draws class-balanced subsets."""
+    """A labelled data set, from which the harness draws class-balanced subsets.
+
+    Its inputs have the shape `input_shape`: (C, H, W) for images, (F,) for feature vectors,
+    any tuple of positive sizes. `load` returns them as uint8, which the harness scales to
+    [0, 1] (÷ 255), or as floats, which it uses as they are: a plugin of real-valued data
+    normalises them itself and says how in its docstring. (A plugin written before
+    `input_shape` may declare `image_shape`; the class lowest in the hierarchy that sets
+    either wins.)
+    """
 
     kind: ClassVar[str] = "dataset"
     required: ClassVar[tuple[str, ...]] = ("load",)
     class_names: ClassVar[tuple[str, ...]]
-    image_shape: ClassVar[tuple[int, int, int]] = (1, 28, 28)
+    input_shape: ClassVar[tuple[int, ...]] = (1, 28, 28)
 
     classes: list[int] | None = option(
         None, help="labels to keep, in this order (default: all)", minimum=0
@@ -60,14 +69,15 @@ class Dataset(Component):
         )
 
     def load(self, root: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return (uint8 images [N, H, W] or [N, C, H, W], int64 labels [N]) of `split`
-        ('train' or 'test'); the images are reshaped to `image_shape`."""
+        """Return (inputs [N, *input_shape], int64 labels [N]) of `split` ('train' or
+        'test'): uint8 (scaled ÷ 255) or float (used as they are); images may come as
+        [N, H, W] for a single channel (they are reshaped to `input_shape`)."""
         raise NotImplementedError
 
     @classmethod
     def definition_problem(cls) -> str | None:
         """What makes this class unusable as a data set (a missing or malformed `class_names`
-        or `image_shape`, no `load`), or None; checked when it is registered and when it is
+        or `input_shape`, no `load`), or None; checked when it is registered and when it is
         used."""
         problem = super().definition_problem()
         if problem:
@@ -81,14 +91,27 @@ class Dataset(Component):
             return (
                 f"class_names must be a tuple of at least 2 strings (one per label), got {names!r}"
             )
-        shape = getattr(cls, "image_shape", None)
+        shape = cls.shape()
         if (
             not isinstance(shape, tuple)
-            or len(shape) != 3
+            or not shape
             or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in shape)
         ):
-            return f"image_shape must be a tuple (C, H, W) of 3 positive integers, got {shape!r}"
+            return (
+                "input_shape must be a tuple of positive integers ((C, H, W) for images, (F,)"
+                f" for feature vectors), got {shape!r}"
+            )
         return None
+
+    @classmethod
+    def shape(cls) -> tuple[int, ...]:
+        """The shape of one input: `input_shape`, or `image_shape` where a class lower in the
+        hierarchy declares that instead."""
+        for klass in cls.__mro__:
+            for name in ("input_shape", "image_shape"):
+                if name in vars(klass):
+                    return vars(klass)[name]
+        return ()
 
     @property
     def selected_classes(self) -> list[int]:
@@ -105,3 +128,15 @@ class Dataset(Component):
         outside = [c for c in classes if c >= available]
         if outside:
             raise OptionError("classes", f"{outside} not among the labels 0..{available - 1}")
+
+
+def as_image(shape: tuple[int, ...], who: str) -> tuple[int, int, int]:
+    """`shape` as (channels, height, width), or a ValueError saying that `who` (a network or
+    a front that convolves) takes images and what the data set's inputs are instead."""
+    if len(shape) != 3:
+        raise ValueError(
+            f"{who} takes images (C, H, W); the data set's inputs have shape {tuple(shape)}:"
+            " use a component that takes vectors (e.g. a student's front = 'linear')"
+        )
+    channels, height, width = shape
+    return channels, height, width

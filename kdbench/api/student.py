@@ -25,12 +25,20 @@ class StudentContext:
     """
 
     num_classes: int
-    image_shape: tuple[int, int, int]
+    input_shape: tuple[int, ...]  # one input's: (C, H, W) for images, (F,) for vectors
     backend: Backend
     encoder: Encoder | None
     seed: int
     circuits: list[CircuitFunction] = field(default_factory=list, compare=False, repr=False)
     """What `compile` returned so far, in order (read by the harness)."""
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """`input_shape` as (C, H, W), for a student that takes images only (a ValueError
+        saying so otherwise)."""
+        from kdbench.api.dataset import as_image
+
+        return as_image(self.input_shape, "this student")
 
     def compile(
         self, circuit: QuantumCircuit, inputs: Sequence[Parameter], weights: Sequence[Parameter]

@@ -83,8 +83,10 @@ class Teacher(Component):
         if self.class_prior and self.shuffled:
             raise OptionError("class_prior", "is a control of its own; drop shuffled")
 
-    def build(self, num_classes: int, image_shape: tuple[int, int, int]) -> nn.Module:
-        """Return an untrained network mapping images [B, C, H, W] to logits [B, num_classes]."""
+    def build(self, num_classes: int, input_shape: tuple[int, ...]) -> nn.Module:
+        """Return an untrained network mapping inputs [B, *input_shape] to logits
+        [B, num_classes]; a network for images only refuses other shapes with
+        `kdbench.as_image(input_shape, "...")` (checked before anything runs)."""
         raise NotImplementedError
 
     def member_names(self) -> list[str]:

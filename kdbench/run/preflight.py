@@ -72,7 +72,7 @@ def _check_teacher(teacher: Instance, dataset: Instance) -> None:
     path = teacher.component.checkpoint
 
     def build() -> torch.nn.Module:
-        model = teacher.component.build(classes, tuple(dataset.component.image_shape))
+        model = teacher.component.build(classes, dataset.component.shape())
         if path:
             load_checkpoint(model, path)
         return model
@@ -85,7 +85,7 @@ def _takes_an_image(
 ) -> None:
     """Build a network and pass it one zero image of `dataset`'s shape on the CPU; a failure
     (other than a KdbenchError, or the exceptions `passes`) is one line naming `what`."""
-    shape = tuple(dataset.component.image_shape)
+    shape = dataset.component.shape()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. a layer of size 0: the error is the line
@@ -98,7 +98,7 @@ def _takes_an_image(
         return
     except Exception as exc:
         raise KdbenchError(
-            f"{what} cannot take dataset '{dataset.name}' images of shape "
+            f"{what} cannot take dataset '{dataset.name}' inputs of shape "
             f"{'×'.join(map(str, shape))}: {first_line(exc)}"
         ) from None
 
@@ -173,7 +173,7 @@ def _check_teacher_features(cell: Cell) -> None:
     classes = len(cell.dataset.component.selected_classes)
     layer = None
     if not teacher.member_names():
-        model = teacher.build(classes, tuple(cell.dataset.component.image_shape))
+        model = teacher.build(classes, cell.dataset.component.shape())
         layer = teacher.classifier_layer(model)
     if layer is None:
         raise KdbenchError(

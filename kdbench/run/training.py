@@ -226,7 +226,7 @@ def student_context(cell: Cell, backend: Backend) -> StudentContext:
     dataset = cell.dataset.component
     encoder = cell.encoder.component if cell.encoder else None
     classes = len(dataset.selected_classes)
-    return StudentContext(classes, tuple(dataset.image_shape), backend, encoder, cell.seed)
+    return StudentContext(classes, tuple(dataset.shape()), backend, encoder, cell.seed)
 
 
 def _log_probs(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:

@@ -52,7 +52,7 @@ class ClassicalStudent(nn.Module):
         super().__init__()
         outcomes = 2**options.qubits
         self.scale = options.scale
-        self.front = make_front(options.front, context.image_shape, options.qubits)
+        self.front = make_front(options.front, context.input_shape, options.qubits)
         # features -> 2**n "outcome" probabilities, as the circuit would give
         self.layer: nn.Module = (
             IsingRing(options.qubits)

@@ -1,18 +1,22 @@
-"""The classical fronts: what turns an image into the features a student encodes."""
+"""The classical fronts: what turns an input into the features a student encodes."""
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 from torch import nn
 
+import kdbench
+
 Front = Literal["cnn", "linear", "pool"]
 
 
-def make_front(kind: Front, image_shape: tuple[int, int, int], features: int) -> nn.Module:
-    """The classical part that turns an image into `features` numbers for the encoder."""
-    channels, height, width = image_shape
+def make_front(kind: Front, input_shape: tuple[int, ...], features: int) -> nn.Module:
+    """The classical part that turns an input into `features` numbers for the encoder: cnn
+    takes images (C, H, W) only; linear and pool take inputs of any shape."""
     if kind == "cnn":  # the released code's front
+        channels, height, width = kdbench.as_image(input_shape, "front 'cnn'")
         flat = 20 * (((height - 4) // 2 - 4) // 2) * (((width - 4) // 2 - 4) // 2)
         return nn.Sequential(
             nn.Conv2d(channels, 10, 5), nn.MaxPool2d(2), nn.ReLU(),
@@ -22,7 +26,7 @@ def make_front(kind: Front, image_shape: tuple[int, int, int], features: int) ->
             nn.Linear(50, features),
         )  # fmt: skip
     if kind == "linear":
-        return nn.Sequential(nn.Flatten(), nn.Linear(channels * height * width, features))
+        return nn.Sequential(nn.Flatten(), nn.Linear(math.prod(input_shape), features))
     # "pool": fixed averages of pixel bands; nothing classical is trained.
     return nn.Sequential(
         nn.Flatten(), nn.Unflatten(1, (1, -1)), nn.AdaptiveAvgPool1d(features), nn.Flatten()

@@ -52,7 +52,7 @@ class QuantumStudent(nn.Module):
             raise ValueError("a quantum student needs an encoder")
         self.encoder = encoder
         self.front = make_front(
-            options.front, context.image_shape, encoder.num_features(options.qubits)
+            options.front, context.input_shape, encoder.num_features(options.qubits)
         )
         encoding, inputs = encoder.circuit(options.qubits)
         trainable, weights = options.ansatz()

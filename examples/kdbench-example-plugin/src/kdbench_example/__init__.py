@@ -3,6 +3,7 @@ fields are options."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -21,9 +22,9 @@ class Mlp(kdbench.Teacher):
 
     hidden: list[int] = kdbench.option([256, 128], help="width of each hidden layer", minimum=1)
 
-    def build(self, num_classes: int, image_shape: tuple[int, int, int]) -> nn.Module:
+    def build(self, num_classes: int, input_shape: tuple[int, ...]) -> nn.Module:
         layers: list[nn.Module] = [nn.Flatten()]
-        width = image_shape[0] * image_shape[1] * image_shape[2]
+        width = math.prod(input_shape)
         for size in self.hidden:
             layers += [nn.Linear(width, size), nn.ReLU()]
             width = size
