@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import sys
-from pathlib import Path
 
 import click
 from rich.console import Console
@@ -155,66 +153,13 @@ def run(
             table.add_row(cell.id, *cell.group, *point, str(cell.seed))
         console.print(table)
         return
-    _run(spec, cells, root, tracking_uri, rerun, fail_fast, jobs, executor, address)
+    from kdbench.run.command import run_and_report
 
-
-def _run(
-    spec,
-    cells,
-    root: Path,
-    uri_option: str | None,
-    rerun: bool,
-    fail_fast: bool,
-    jobs: int = 1,
-    executor: str = "local",
-    address: str | None = None,
-) -> None:
-    from kdbench import paths
-    from kdbench.plugins import registry
-    from kdbench.report import results_table, summarize
-    from kdbench.run import connect_ray, run_matrix
-    from kdbench.run.display import progress_display
-    from kdbench.signals import terminate_as_interrupt
-    from kdbench.stores import redact_uri, resolve_tracking_uri
-    from kdbench.tracking import Tracker
-
-    if executor == "ray":  # before the store is touched: nothing is logged if Ray is not there
-        connect_ray(address)
-    uri = resolve_tracking_uri(uri_option, spec.experiment.tracking_uri)
-    tracker = Tracker(uri, spec.experiment.name)
-    with progress_display(errors, len(cells)) as display, terminate_as_interrupt() as caught:
-        try:
-            outcomes = run_matrix(
-                spec,
-                cells,
-                registry=registry(),
-                tracker=tracker,
-                data_root=root,
-                cache=paths.cache_dir(),
-                events=display,
-                rerun=rerun,
-                fail_fast=fail_fast,
-                jobs=jobs,
-                executor=executor,
-                address=address,
-            )
-        except KeyboardInterrupt:
-            errors.print("interrupted: finished cells are in MLflow; run again to resume")
-            sys.exit(128 + (caught[0] if caught else signal.SIGINT))
-    count = {s: sum(o.status == s for o in outcomes) for s in ("FINISHED", "SKIPPED", "FAILED")}
-    held = [o for o in outcomes if o.status == "HELD"]
-    console.print(results_table(summarize(o.result for o in outcomes if o.result)))
-    console.print(
-        f"{count['FINISHED']} cells finished, {count['SKIPPED']} already done, "
-        f"{count['FAILED']} failed"
-        f"{f', {len(held)} running on another host' if held else ''}"
-        f"{'' if len(outcomes) == len(cells) else ' (stopped at the first failure)'}; "
-        f"experiment '{spec.experiment.name}' in {redact_uri(uri)}",
-        highlight=False,
-    )
-    console.print(f"browse: kdbench ui --tracking-uri {redact_uri(uri)}", highlight=False)
-    if count["FAILED"]:
-        sys.exit(1)
+    options = {"rerun": rerun, "fail_fast": fail_fast, "jobs": jobs, "executor": executor,
+               "address": address}  # fmt: skip
+    code = run_and_report(spec, cells, root, tracking_uri, console, errors, **options)
+    if code:
+        sys.exit(code)
 
 
 @cli.command()

@@ -1,0 +1,80 @@
+"""What `kdbench run` does once a config is validated: the matrix run under a progress
+display, then the results table and a one-line summary."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from kdbench.config import Spec
+    from kdbench.matrix import Cell
+
+
+def run_and_report(
+    spec: Spec,
+    cells: Sequence[Cell],
+    root: Path,
+    uri_option: str | None,
+    console: Console,
+    errors: Console,
+    *,
+    rerun: bool = False,
+    fail_fast: bool = False,
+    jobs: int = 1,
+    executor: str = "local",
+    address: str | None = None,
+) -> int:
+    """Run `cells` under a progress display on `errors`, then print the results table and a
+    summary line on `console`; the exit code: 0, or 1 if a cell failed. Stopped (Ctrl-C,
+    SIGTERM), it says how to resume and exits 128 + the signal."""
+    from kdbench import paths
+    from kdbench.plugins import registry
+    from kdbench.report import results_table, summarize
+    from kdbench.run import connect_ray, run_matrix
+    from kdbench.run.display import progress_display
+    from kdbench.signals import terminate_as_interrupt
+    from kdbench.stores import redact_uri, resolve_tracking_uri
+    from kdbench.tracking import Tracker
+
+    if executor == "ray":  # before the store is touched: nothing is logged if Ray is not there
+        connect_ray(address)
+    uri = resolve_tracking_uri(uri_option, spec.experiment.tracking_uri)
+    tracker = Tracker(uri, spec.experiment.name)
+    with progress_display(errors, len(cells)) as display, terminate_as_interrupt() as caught:
+        try:
+            outcomes = run_matrix(
+                spec,
+                cells,
+                registry=registry(),
+                tracker=tracker,
+                data_root=root,
+                cache=paths.cache_dir(),
+                events=display,
+                rerun=rerun,
+                fail_fast=fail_fast,
+                jobs=jobs,
+                executor=executor,
+                address=address,
+            )
+        except KeyboardInterrupt:
+            errors.print("interrupted: finished cells are in MLflow; run again to resume")
+            sys.exit(128 + (caught[0] if caught else signal.SIGINT))
+    count = {s: sum(o.status == s for o in outcomes) for s in ("FINISHED", "SKIPPED", "FAILED")}
+    held = [o for o in outcomes if o.status == "HELD"]
+    console.print(results_table(summarize(o.result for o in outcomes if o.result)))
+    console.print(
+        f"{count['FINISHED']} cells finished, {count['SKIPPED']} already done, "
+        f"{count['FAILED']} failed"
+        f"{f', {len(held)} running on another host' if held else ''}"
+        f"{'' if len(outcomes) == len(cells) else ' (stopped at the first failure)'}; "
+        f"experiment '{spec.experiment.name}' in {redact_uri(uri)}",
+        highlight=False,
+    )
+    console.print(f"browse: kdbench ui --tracking-uri {redact_uri(uri)}", highlight=False)
+    return 1 if count["FAILED"] else 0
