@@ -17,7 +17,7 @@ from kdbench.distill import batch_count, evaluate
 from kdbench.errors import KdbenchError, first_line
 from kdbench.matrix import Cell, digest, teacher_config
 from kdbench.memory import check_memory
-from kdbench.run.training import student_context
+from kdbench.run.training import budget_epochs, student_context
 from kdbench.teachers import check_pools, load_checkpoint
 
 
@@ -188,10 +188,10 @@ def _check_budgets(cell: Cell) -> None:
     train, dataset = cell.spec.train, cell.dataset.component
     per_epoch = batch_count(dataset.train_per_class * len(dataset.selected_classes),
                             train.batch_size)  # fmt: skip
-    for budget in train.budgets:
-        if max(1, round(budget / per_epoch)) > train.epochs:
+    for epoch, budgets in budget_epochs(train.budgets, per_epoch).items():
+        if epoch > train.epochs:
             raise KdbenchError(
-                f"train.budgets: {budget} steps is past the {train.epochs} epochs of"
+                f"train.budgets: {budgets[0]} steps is past the {train.epochs} epochs of"
                 f" {per_epoch} steps that data set '{cell.dataset.name}' trains at batch size"
                 f" {train.batch_size}; raise train.epochs or lower the budget"
             )

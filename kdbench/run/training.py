@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from contextlib import ExitStack
 from pathlib import Path
@@ -111,14 +112,19 @@ def train_cell(
 
     events.phase(cell, f"student {cell.student.name}", spec.train.epochs)
     on_test = spec.train.selection == BEST_TEST  # the notebooks' protocol: flagged in reports
-    budgets = budget_epochs(spec.train.budgets, batch_count(len(train.y), spec.train.batch_size))
+    per_epoch = batch_count(len(train.y), spec.train.batch_size)
+    budgets = budget_epochs(spec.train.budgets, per_epoch)
     budget_steps: list[tuple[int, dict[str, float]]] = []
+
+    @functools.cache
+    def budget_tester() -> torch.nn.Module:
+        # Built once, under a forked RNG: training's draws stay as they were.
+        with torch.random.fork_rng(devices=[]):
+            return build_student(cell.backend)[0]
 
     def test_budget(epoch: int, kept: FitResult) -> None:
         # The weights validation kept by this epoch, on the test set: that budget's result.
-        # The student is built again under a forked RNG: training's draws stay as they were.
-        with torch.random.fork_rng(devices=[]):
-            tester, _ = build_student(cell.backend)
+        tester = budget_tester()
         tester.load_state_dict(kept.best_state)
         result = evaluate(tester, _log_probs, test, num_classes)
         for budget in budgets[epoch]:
@@ -127,7 +133,7 @@ def train_cell(
                 "budget_test_loss": result.loss,
                 "budget_val_accuracy": kept.history[kept.val_epoch - 1].val_accuracy,
                 "budget_epoch": kept.val_epoch,
-                "budget_steps": epoch * batch_count(len(train.y), spec.train.batch_size),
+                "budget_steps": epoch * per_epoch,
             }))  # fmt: skip
 
     fitted = fit(
