@@ -214,6 +214,17 @@ def build(cls: type, table: Mapping[str, Any], *, file: str | None, key: str) ->
     return cls(**kwargs)
 
 
+def build_component(cls: type, table: Mapping[str, Any], *, file: str | None, key: str) -> Any:
+    """`build`, then the component's check of its options together (`check()`), whose
+    OptionError becomes a ConfigError at that option's key."""
+    component = build(cls, table, file=file, key=key)
+    try:
+        component.check()
+    except OptionError as exc:
+        raise ConfigError(exc.message, file=file, key=f"{key}.{exc.key}") from None
+    return component
+
+
 def resolved(component: Any) -> dict[str, Any]:
     """All option values of a component, defaults included: what a run records (an option
     declared `recorded_at_default=False` only when it differs from its default, one declared

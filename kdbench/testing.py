@@ -42,16 +42,9 @@ def make(registry: Registry, kind: str, name: str, **options: Any) -> Component:
     """The component registered as `name` ("students", "my-student"), built from `options`
     as a config table would be: types, bounds and cross-option checks applied, a problem
     raised as `kdbench.ConfigError` naming the option."""
-    from kdbench.errors import ConfigError, OptionError
-    from kdbench.options import build
+    from kdbench.options import build_component
 
-    key = f"{kind}.{name}"
-    component = build(registry.get(kind, name), options, file=None, key=key)
-    try:
-        component.check()
-    except OptionError as exc:
-        raise ConfigError(exc.message, key=f"{key}.{exc.key}") from None
-    return component
+    return build_component(registry.get(kind, name), options, file=None, key=f"{kind}.{name}")
 
 
 @dataclass(frozen=True)

@@ -20,10 +20,10 @@ from kdbench.config.spec import (
 )
 from kdbench.config.sweeps import sweep_points
 from kdbench.constants import BEST_TEST, DEFAULT_DISTILLER, NO_TEACHER
-from kdbench.errors import ConfigError, OptionError, PluginError, did_you_mean, one_of
+from kdbench.errors import ConfigError, PluginError, did_you_mean, one_of
 from kdbench.layering import set_key
 from kdbench.names import experiment_name_problem, instance_name_problem
-from kdbench.options import build, outside_limits
+from kdbench.options import build, build_component, outside_limits
 from kdbench.plugins import Registry
 
 
@@ -142,11 +142,7 @@ def _define(
         cls = registry.get(kind, plugin)
     except PluginError as exc:
         raise ConfigError(str(exc), file=spec.file, key=f"{key}.plugin" if table else key) from None
-    component: Component = build(cls, options, file=spec.file, key=key)
-    try:
-        component.check()
-    except OptionError as exc:
-        raise ConfigError(exc.message, file=spec.file, key=f"{key}.{exc.key}") from None
+    component: Component = build_component(cls, options, file=spec.file, key=key)
     instance = Instance(kind, name, plugin, component)
     spec.instances[kind][name] = instance
     return instance
