@@ -17,7 +17,15 @@ from __future__ import annotations
 import sys
 
 from kdbench.report import load_rows
-from kdbench.report.noise import Measure, accuracy_on, ladder, noise_rows
+from kdbench.report.noise import (
+    DIGITS,
+    LOSS_DIGITS,
+    Measure,
+    accuracy_on,
+    drops_by_seed,
+    ladder,
+    noise_rows,
+)
 from kdbench.report.stats import mean_std
 from kdbench.report.tables import interval_text, percent
 from kdbench.tracking import Tracker
@@ -39,7 +47,7 @@ def main(uri: str, experiment: str, rungs: tuple[str, ...] | None) -> None:
 
 
 def summarize_measure(rows, rungs: tuple[str, ...], measure: Measure) -> None:
-    scale, digits = (100, 2) if measure == "accuracy" else (1, 3)
+    scale, digits = (100, DIGITS) if measure == "accuracy" else (1, LOSS_DIGITS)
     compared = noise_rows(rows, measure)
     alone = {(r.dataset, r.student, r.backend): r for r in rows if r.teacher == "none"}
 
@@ -48,11 +56,9 @@ def summarize_measure(rows, rungs: tuple[str, ...], measure: Measure) -> None:
     for (dataset, student, backend), row in sorted(alone.items()):
         reference = ladder(row)[0]
         clean = accuracy_on(row, reference, measure)
-        sign = 1 if measure == "accuracy" else -1  # a drop of accuracy, a rise of the loss
         drops = []
-        for rung in rungs:
-            noisy = accuracy_on(row, rung, measure)
-            paired = [sign * (clean[s] - noisy[s]) for s in clean if s in noisy]
+        for rung in rungs:  # a drop of accuracy, a rise of the loss
+            paired = list(drops_by_seed(row, reference, rung, measure).values())
             if not paired:
                 drops.append("–")
                 continue

@@ -91,8 +91,8 @@ def noise_rows(rows: Sequence[Row], measure: Measure = "accuracy") -> list[Noise
         rungs = ladder(row)
         reference = rungs[0]
         for rung in rungs[1:]:
-            drops = _drops(row, reference, rung, measure)
-            base_drops = _drops(base, reference, rung, measure)
+            drops = drops_by_seed(row, reference, rung, measure)
+            base_drops = drops_by_seed(base, reference, rung, measure)
             if not drops or not base_drops:
                 continue
             out.append(NoiseRow(
@@ -109,7 +109,7 @@ def noise_rows(rows: Sequence[Row], measure: Measure = "accuracy") -> list[Noise
     ]
 
 
-def _drops(row: Row, reference: str, rung: str, measure: Measure) -> dict[int, float]:
+def drops_by_seed(row: Row, reference: str, rung: str, measure: Measure) -> dict[int, float]:
     """Seed -> how much worse the measure is on `rung` than on `reference`: the accuracy's
     fall, the cross-entropy's rise."""
     first, second = accuracy_on(row, reference, measure), accuracy_on(row, rung, measure)
