@@ -211,8 +211,7 @@ def fetch(datasets: tuple[str, ...], data_dir: str | None) -> None:
     root = paths.data_dir(data_dir)
     for name in datasets or reg.names("datasets"):
         dataset = reg.get("datasets", name)()
-        shape = "×".join(map(str, dataset.shape()))
-        what = f"{len(dataset.class_names)} classes, inputs of shape {shape}"
+        what = f"{len(dataset.class_names)} classes, inputs of shape {dataset.shape_text()}"
         if not datasets and type(dataset).fetch is Dataset.fetch:  # named, it says why not
             console.print(f"{name} ({what}): no fetch step; its files are placed by hand",
                           highlight=False)  # fmt: skip

@@ -21,9 +21,9 @@ from kdbench.report.noise import (
     DIGITS,
     LOSS_DIGITS,
     Measure,
-    accuracy_on,
     drops_by_seed,
     ladder,
+    measure_on,
     noise_rows,
 )
 from kdbench.report.stats import mean_std
@@ -55,7 +55,7 @@ def summarize_measure(rows, rungs: tuple[str, ...], measure: Measure) -> None:
     print("|---|---|---:|" + "---:|" * len(rungs))
     for (dataset, student, backend), row in sorted(alone.items()):
         reference = ladder(row)[0]
-        clean = accuracy_on(row, reference, measure)
+        clean = measure_on(row, reference, measure)
         drops = []
         for rung in rungs:  # a drop of accuracy, a rise of the loss
             paired = list(drops_by_seed(row, reference, rung, measure).values())

@@ -17,6 +17,7 @@ from torch import nn
 
 import kdbench
 from kdbench.errors import KdbenchError
+from kdbench.report.labels import dataset_label
 from kdbench.testing import plugin_registry, run_config
 
 
@@ -26,6 +27,7 @@ class Blobs(kdbench.Dataset):
     spread around centres on the unit sphere, scaled by `separation`)."""
 
     name: ClassVar[str] = "blobs"
+    title: ClassVar[str | None] = "Blobs, {input_shape} features"
     class_names: ClassVar[tuple[str, ...]] = ("a", "b", "c")
     input_shape: ClassVar[tuple[int, ...]] = (6,)
 
@@ -118,14 +120,17 @@ backends = ["statevector", "mixed"]
 )
 
 
-def test_vectors_run_end_to_end_on_every_torch_backend(isolated):
+def test_vectors_run_end_to_end_on_every_torch_backend(isolated, monkeypatch):
+    monkeypatch.setattr("kdbench.report.labels.registry", registry)  # as if installed
     config = isolated / "vectors.toml"
     config.write_text(CONFIG)
     ran = run_config(config, registry(), store=isolated / "store")
     assert ran.finished and len(ran.outcomes) == 8, ran.errors
     accuracy = {}
     for run in ran.runs():
-        tags = run.data.tags
+        tags, params = run.data.tags, run.data.params
+        assert params["dataset.input_shape"] == "6"
+        assert dataset_label(params, "blobs")[0] == "Blobs, 6 features"  # the report's name
         accuracy.setdefault((tags["kdbench.student"], tags["kdbench.backend"]), []).append(
             run.data.metrics["test_accuracy"]
         )

@@ -24,7 +24,8 @@ class Component:
     """The methods a plugin's class must implement (its kind's base only declares them)."""
     title: ClassVar[str | None] = None
     """How reports name an instance: a format string over its options and `{instance}`
-    (e.g. "Quantum, {qubits} qubit"); None: the instance name."""
+    (e.g. "Quantum, {qubits} qubit"; a data set's may also use `{input_shape}`, e.g.
+    "Digits {input_shape}"); None: the instance name."""
 
     def __post_init__(self) -> None:
         # Bounds and choices hold however the component was made: from a config (where

@@ -113,6 +113,11 @@ class Dataset(Component):
                     return vars(klass)[name]
         return ()
 
+    @classmethod
+    def shape_text(cls) -> str:
+        """One input's shape as people write it: '1×28×28', '10'."""
+        return "×".join(map(str, cls.shape()))
+
     @property
     def selected_classes(self) -> list[int]:
         return (

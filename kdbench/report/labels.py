@@ -45,7 +45,8 @@ def dataset_label(
     family = named or params.get("dataset.plugin") or instance
     if instance in labels:
         return family, labels[instance]
-    classes = json.loads(params.get("dataset.classes", "null") or "null")
+    logged = params.get("dataset.classes", "None")  # a list as JSON, or None: every class
+    classes = None if logged in ("None", "") else json.loads(logged)
     if named and classes and classes == list(range(len(classes))):
         return family, f"{family} 0-{len(classes) - 1}"
     return family, instance

@@ -67,7 +67,7 @@ def ladder(row: Row) -> list[str]:
     return list(row.results[0].also) if row.results else []
 
 
-def accuracy_on(row: Row, rung: str, measure: Measure = "accuracy") -> dict[int, float]:
+def measure_on(row: Row, rung: str, measure: Measure = "accuracy") -> dict[int, float]:
     """Test accuracy (or cross-entropy) by seed on `rung` (one of the row's ladder)."""
     values = (lambda r: r.also) if measure == "accuracy" else (lambda r: r.also_loss)
     return {r.seed: values(r)[rung] for r in row.results if rung in values(r)}
@@ -97,8 +97,8 @@ def noise_rows(rows: Sequence[Row], measure: Measure = "accuracy") -> list[Noise
                 continue
             out.append(NoiseRow(
                 row, base, rung, reference,
-                mean_std(list(accuracy_on(row, rung, measure).values())),
-                mean_std(list(accuracy_on(base, rung, measure).values())),
+                mean_std(list(measure_on(row, rung, measure).values())),
+                mean_std(list(measure_on(base, rung, measure).values())),
                 mean_std(list(drops.values()))[0], mean_std(list(base_drops.values()))[0],
                 paired_gain(base_drops, drops), measure,
             ))  # fmt: skip
@@ -112,7 +112,7 @@ def noise_rows(rows: Sequence[Row], measure: Measure = "accuracy") -> list[Noise
 def drops_by_seed(row: Row, reference: str, rung: str, measure: Measure) -> dict[int, float]:
     """Seed -> how much worse the measure is on `rung` than on `reference`: the accuracy's
     fall, the cross-entropy's rise."""
-    first, second = accuracy_on(row, reference, measure), accuracy_on(row, rung, measure)
+    first, second = measure_on(row, reference, measure), measure_on(row, rung, measure)
     sign = 1 if measure == "accuracy" else -1
     return {s: sign * (first[s] - second[s]) for s in first if s in second}
 
@@ -203,7 +203,7 @@ def noise_curves(rows: Sequence[Row], title: str, labels: Labels = NO_LABELS) ->
         rungs = ladder(members[0])
         segments = _segments(members[0].params, len(rungs))
         for row in sorted(members, key=lambda r: (r.teacher != NO_TEACHER, r.teacher)):
-            values = [mean_std(list(accuracy_on(row, rung).values())) for rung in rungs]
+            values = [mean_std(list(measure_on(row, rung).values())) for rung in rungs]
             label = arm_label(row, selected, labels)
             for segment in segments:
                 handle = axis.errorbar(

@@ -21,8 +21,10 @@ from kdbench.tracking import CELL_ID_TAG, ROLE_TAG, Tracker, flatten
 
 
 def versions(cell: Cell, registry: Registry) -> dict[str, str]:
-    """kdbench's version and that of each plugin the cell uses."""
+    """kdbench's version and that of each plugin the cell uses, and the shape of the data
+    set's inputs (logged, not part of the cell's id: the plugin's version decides it)."""
     found = {
+        "dataset.input_shape": cell.dataset.component.shape_text(),
         "kdbench.version": kdbench.__version__,
         "torch.version": torch.__version__,
         "python.version": platform.python_version(),

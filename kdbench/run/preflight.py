@@ -99,7 +99,7 @@ def _takes_an_image(
     except Exception as exc:
         raise KdbenchError(
             f"{what} cannot take dataset '{dataset.name}' inputs of shape "
-            f"{'×'.join(map(str, shape))}: {first_line(exc)}"
+            f"{dataset.component.shape_text()}: {first_line(exc)}"
         ) from None
 
 
