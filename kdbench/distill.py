@@ -101,12 +101,32 @@ class FitResult:
         self._best.seek(0)
         return torch.load(self._best, weights_only=True)
 
+    # The best validation (accuracy, -cross-entropy) and test accuracy so far.
+    _best_val: tuple[float, float] = (-math.inf, -math.inf)
+    _best_test: float = -math.inf
+
     def keep(self, epoch: int, model: nn.Module) -> None:
         """Keep `model`'s weights as the best epoch's."""
         self.best_epoch = epoch
         self._best.seek(0)
         self._best.truncate()
         torch.save(model.state_dict(), self._best)
+
+    def close_epoch(
+        self, metrics: EpochMetrics, val: Evaluation, test: Evaluation | None, model: nn.Module
+    ) -> None:
+        """Record an epoch and keep `model`'s weights if selection prefers them: the best
+        validation accuracy, ties to the lower cross-entropy (or, given `test`, the best test
+        accuracy, the first of equals)."""
+        self.history.append(metrics)
+        if (val.accuracy, -val.parts["ce"]) > self._best_val:
+            self._best_val = (val.accuracy, -val.parts["ce"])
+            self.val_epoch = metrics.epoch
+            if test is None:
+                self.keep(metrics.epoch, model)
+        if test is not None and test.accuracy > self._best_test:
+            self._best_test = test.accuracy
+            self.keep(metrics.epoch, model)
 
 
 SPILL_BYTES = 64 * 2**20
@@ -247,8 +267,6 @@ def fit(
         torch.device(device).type, dtype=torch.bfloat16, enabled=precision == "bfloat16"
     )
     result = FitResult()
-    best: tuple[float, float] | None = None
-    best_test = -math.inf
     for epoch in range(1, epochs + 1):
         started = time.perf_counter()
         model.train()
@@ -285,15 +303,7 @@ def fit(
             time.perf_counter() - started,
             {} if tested is None else tested.metrics(),
         )
-        result.history.append(metrics)
-        if best is None or (v.accuracy, -v.parts["ce"]) > best:
-            best = (v.accuracy, -v.parts["ce"])
-            result.val_epoch = epoch
-            if tested is None:
-                result.keep(epoch, model)
-        if tested is not None and tested.accuracy > best_test:
-            best_test = tested.accuracy
-            result.keep(epoch, model)
+        result.close_epoch(metrics, v, tested, model)
         if on_epoch is not None:
             on_epoch(metrics)
         if on_checkpoint is not None and epoch in checkpoints:

@@ -30,6 +30,7 @@ def option(
     recorded_at_default: bool = True,
     recorded_if: str | None = None,
     unrecorded: Any = MISSING,
+    recorded: bool = True,
 ) -> Any:
     """Declare a plugin option: a dataclass field with help text and optional limits.
 
@@ -44,6 +45,8 @@ def option(
     `unrecorded=value` leaves it out while it has that value instead: for an option whose
     default changed from `value`, so that configs which set the old default keep their ids
     and configs that took it get new ones (their computation changed).
+    `recorded=False` never records it: for an option that says how a result is computed,
+    not what it is (results agree to float tolerance whatever its value).
     """
     metadata = {
         "help": help,
@@ -55,6 +58,7 @@ def option(
         "recorded_at_default": recorded_at_default,
         "recorded_if": recorded_if,
         "unrecorded": unrecorded,
+        "recorded": recorded,
     }
     if isinstance(default, list):
         frozen = list(default)
@@ -227,11 +231,14 @@ def build_component(cls: type, table: Mapping[str, Any], *, file: str | None, ke
 
 def resolved(component: Any) -> dict[str, Any]:
     """All option values of a component, defaults included: what a run records (an option
-    declared `recorded_at_default=False` only when it differs from its default, one declared
+    declared `recorded=False` never, one declared `recorded_at_default=False` only when it
+    differs from its default, one declared
     `unrecorded=value` only when it differs from that value, one declared
     `recorded_if=other` only while `other` is set)."""
 
     def recorded(f: dataclasses.Field) -> bool:
+        if not f.metadata.get("recorded", True):
+            return False
         condition = f.metadata.get("recorded_if")
         if condition is not None and not getattr(component, condition):
             return False

@@ -66,6 +66,13 @@ class Backend(Component):
         """Prepare `circuit` once; the result is called with a batch of parameter values."""
         raise NotImplementedError
 
+    @property
+    def stackable(self) -> bool:
+        """Whether its compiled circuits are torch operations that draw nothing (exact
+        simulation), so that `torch.func.vmap` can batch the seeds of an arm (`[train]
+        stacked`). Default: no (sampled shots, a simulator or device outside torch)."""
+        return False
+
     def preflight(self) -> None:
         """Check what options cannot show (credentials, a device) before a run logs anything;
         raise KdbenchError with a one-line reason. Called once per run and backend."""

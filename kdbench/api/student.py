@@ -59,6 +59,16 @@ class Student(Component):
 
     encoder: str | None = option(None, help="encoder instance or plugin name")
 
+    stackable: ClassVar[bool] = False
+    """Whether the seeds of an arm may train as one batched model (`[train] stacked`): its
+    module is torch operations that `torch.func.vmap` batches (no buffer updated in place
+    while training, no Python branching on values, randomness only from dropout layers)."""
+
+    def stacking_pays(self, batch_size: int) -> bool:
+        """Whether training its seeds stacked beats one at a time at `batch_size` (asked
+        for a stackable student by `stacked = "auto"`); default: yes."""
+        return True
+
     def max_classes(self) -> int | None:
         """The most classes this student can read out (None: no limit)."""
         return None

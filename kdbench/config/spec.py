@@ -56,6 +56,14 @@ class TrainConfig:
         " accuracy': optimistic, for reproducing them only; the report flags it)",
         recorded_at_default=False,
     )
+    stacked: Literal["auto", "on", "off"] = option(
+        "auto",
+        help="train the seeds of an arm together, as one batched model (torch.func): on"
+        " wherever the student and backend allow it, auto where that is also faster (linear"
+        " and pooling fronts, convolutional ones at small batches), off one at a time; each"
+        " cell stays its own run, with results equal to float tolerance (not part of ids)",
+        recorded=False,
+    )
     budgets: list[int] = option(
         [],
         help="also test the weights validation kept within each of these optimizer-step"

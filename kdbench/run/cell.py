@@ -5,18 +5,21 @@ from __future__ import annotations
 import platform
 import time
 import traceback
+from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 
 import torch
 
 import kdbench
+from kdbench.distill import FitResult
 from kdbench.errors import KdbenchError, TrackingError
 from kdbench.matrix import Cell
 from kdbench.plugins import Registry
-from kdbench.results import ERROR_TAG, Result, cell_tags
+from kdbench.results import ERROR_TAG, STACKED_TAG, Result, cell_tags
 from kdbench.run.events import CellOutcome, Events
-from kdbench.run.training import train_cell
+from kdbench.run.stacking import Task, stacks
+from kdbench.run.training import CellTraining, train_cell, train_stacked
 from kdbench.tracking import CELL_ID_TAG, ROLE_TAG, Tracker, flatten
 
 
@@ -66,20 +69,116 @@ def run_cell(
         tracker.log_params(run_id, {**flatten(cell.config()), **versions(cell, registry)})
         with ExitStack() as opened:  # the cell's circuits close even when it fails
             result = train_cell(cell, tracker, run_id, data_root, cache, events, opened)
-    except TrackingError:
-        raise  # the store itself failed: nothing can be recorded in it
     except (Exception, KeyboardInterrupt) as exc:
-        reason = str(exc) if isinstance(exc, KdbenchError) else f"{type(exc).__name__}: {exc}"
-        tracker.set_tag(run_id, ERROR_TAG, reason[:5000])
-        if not isinstance(exc, (KdbenchError, KeyboardInterrupt)):
-            tracker.log_files(run_id, [("traceback.txt", traceback.format_exc().encode())])
-        tracker.finish(run_id, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
-        if isinstance(exc, KeyboardInterrupt):
-            raise
-        return CellOutcome(
-            cell, run_id, "FAILED", error=reason, seconds=time.perf_counter() - started
-        )
-    seconds = time.perf_counter() - started
+        return _failed(tracker, cell, run_id, exc, time.perf_counter() - started)
+    return _finished(tracker, cell, run_id, result, time.perf_counter() - started)
+
+
+def run_task(
+    task: Task,
+    *,
+    registry: Registry,
+    tracker: Tracker,
+    parent_id: str,
+    data_root: Path,
+    cache: Path,
+    events: Events,
+    since_ms: int = 0,
+) -> Iterator[CellOutcome]:
+    """Run a task's cells, yielding each one's outcome: one cell alone (`run_cell`), or the
+    seeds of one arm trained stacked, each claimed, logged and failing in its own run.
+
+    A stacked cell's `wall_seconds` is its share of the group's time. Stopped, every claimed
+    cell not finished yet is marked KILLED.
+    """
+    if len(task) == 1 and not stacks(task[0]):
+        yield run_cell(task[0], registry=registry, tracker=tracker, parent_id=parent_id,
+                       data_root=data_root, cache=cache, events=events,
+                       since_ms=since_ms)  # fmt: skip
+        return
+    started = time.perf_counter()
+    claimed: list[tuple[Cell, str]] = []
+    for cell in task:
+        tags = {ROLE_TAG: "cell", CELL_ID_TAG: cell.id, STACKED_TAG: str(len(task)),
+                **cell_tags(cell)}  # fmt: skip
+        claim = tracker.claim(cell.id, cell.label, tags, parent_id, since_ms)
+        if claim.state == "finished":
+            yield CellOutcome(cell, claim.run_id, "SKIPPED", Result.from_run(claim.run))
+        elif claim.state == "held":
+            yield CellOutcome(cell, claim.run_id, "HELD", error=claim.owner)
+        else:
+            claimed.append((cell, claim.run_id))
+    ended: list[CellOutcome] = []  # outcomes of the claimed cells, as they end
+    try:
+        with ExitStack() as group:  # every cell's circuits close, whatever happens
+            trainings: list[tuple[CellTraining, str]] = []
+            for cell, run_id in claimed:
+                try:
+                    tracker.log_params(run_id, {**flatten(cell.config()),
+                                                **versions(cell, registry)})  # fmt: skip
+                    opened = group.enter_context(ExitStack())
+                    training = CellTraining(cell, tracker, run_id, data_root, cache, events,
+                                            opened)  # fmt: skip
+                    trainings.append((training, run_id))
+                except Exception as exc:
+                    ended.append(_failed(tracker, cell, run_id, exc, 0.0))
+                    yield ended[-1]
+            if not trainings:
+                return
+            try:
+                fitted: list[FitResult | Exception] = list(
+                    train_stacked([training for training, _ in trainings])
+                )
+            except Exception as exc:  # the group's training itself failed: each cell did
+                fitted = [exc] * len(trainings)
+            share = (time.perf_counter() - started) / len(trainings)
+            for (training, run_id), fit_result in zip(trainings, fitted, strict=True):
+                finishing = time.perf_counter()
+                try:
+                    if isinstance(fit_result, Exception):
+                        raise fit_result
+                    result = training.finish(fit_result)
+                except Exception as exc:
+                    ended.append(_failed(tracker, training.cell, run_id, exc, share))
+                else:
+                    seconds = share + time.perf_counter() - finishing
+                    ended.append(_finished(tracker, training.cell, run_id, result, seconds))
+                yield ended[-1]
+    except KeyboardInterrupt as exc:
+        done = {outcome.run_id for outcome in ended}
+        for _, run_id in claimed:
+            if run_id not in done:
+                _record_failure(tracker, run_id, exc)
+        raise
+
+
+def _record_failure(tracker: Tracker, run_id: str, exc: BaseException) -> str:
+    """Record why a cell's run ended early (KILLED when stopped, else FAILED); its reason."""
+    reason = str(exc) if isinstance(exc, KdbenchError) else f"{type(exc).__name__}: {exc}"
+    tracker.set_tag(run_id, ERROR_TAG, reason[:5000])
+    if not isinstance(exc, (KdbenchError, KeyboardInterrupt)):
+        trace = "".join(traceback.format_exception(exc)).encode()
+        tracker.log_files(run_id, [("traceback.txt", trace)])
+    tracker.finish(run_id, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+    return reason
+
+
+def _failed(
+    tracker: Tracker, cell: Cell, run_id: str, exc: BaseException, seconds: float
+) -> CellOutcome:
+    """A cell's failure recorded: its outcome; raised again if the store failed (nothing
+    can be recorded in it) or the run was stopped (its run marked KILLED)."""
+    if isinstance(exc, TrackingError):
+        raise exc
+    reason = _record_failure(tracker, run_id, exc)
+    if isinstance(exc, KeyboardInterrupt):
+        raise exc
+    return CellOutcome(cell, run_id, "FAILED", error=reason, seconds=seconds)
+
+
+def _finished(
+    tracker: Tracker, cell: Cell, run_id: str, result: Result, seconds: float
+) -> CellOutcome:
     tracker.log_metrics(run_id, {"wall_seconds": seconds})
     tracker.finish(run_id)
     return CellOutcome(cell, run_id, "FINISHED", result, seconds=seconds)

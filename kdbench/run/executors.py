@@ -23,10 +23,10 @@ from pathlib import Path
 import torch
 
 from kdbench.errors import KdbenchError, first_line
-from kdbench.matrix import Cell
 from kdbench.plugins import Registry
-from kdbench.run.cell import run_cell
+from kdbench.run.cell import run_task
 from kdbench.run.events import CellOutcome, Events
+from kdbench.run.stacking import Task
 from kdbench.signals import stop_once_on
 from kdbench.tracking import Tracker
 
@@ -43,18 +43,18 @@ class Job:
     since_ms: int = 0  # runs that finished a cell before this (ms) do not count (--rerun)
 
 
-Executor = Callable[[Sequence[Cell], Job], Iterator[CellOutcome]]
-"""cells, job -> their outcomes, in the order they finish."""
+Executor = Callable[[Sequence[Task], Job], Iterator[CellOutcome]]
+"""tasks (cells, alone or stacked), job -> the cells' outcomes, in the order they finish."""
 
 
 def serial(registry: Registry, tracker: Tracker, events: Events) -> Executor:
     """Cells one after the other in this process, reporting each epoch to `events`."""
 
-    def execute(cells: Sequence[Cell], job: Job) -> Iterator[CellOutcome]:
-        for cell in cells:
-            yield run_cell(cell, registry=registry, tracker=tracker, parent_id=job.parent,
-                           data_root=job.data_root, cache=job.cache, events=events,
-                           since_ms=job.since_ms)  # fmt: skip
+    def execute(tasks: Sequence[Task], job: Job) -> Iterator[CellOutcome]:
+        for task in tasks:
+            yield from run_task(task, registry=registry, tracker=tracker, parent_id=job.parent,
+                                data_root=job.data_root, cache=job.cache, events=events,
+                                since_ms=job.since_ms)  # fmt: skip
 
     return execute
 
@@ -68,16 +68,16 @@ def processes(jobs: int) -> Executor:
     worker whose parent dies does the same.
     """
 
-    def execute(cells: Sequence[Cell], job: Job) -> Iterator[CellOutcome]:
+    def execute(tasks: Sequence[Task], job: Job) -> Iterator[CellOutcome]:
         threads = max(1, (os.cpu_count() or 1) // jobs)
         context = multiprocessing.get_context("spawn")
         pool = ProcessPoolExecutor(
             jobs, mp_context=context, initializer=_watch_parent, initargs=(os.getpid(),)
         )
-        futures = [pool.submit(work, cell, job, threads) for cell in cells]
+        futures = [pool.submit(work, task, job, threads) for task in tasks]
         try:
             for future in as_completed(futures):
-                yield future.result()
+                yield from future.result()
         finally:
             if all(future.done() for future in futures):
                 pool.shutdown()
@@ -128,18 +128,19 @@ def ray_tasks(address: str | None) -> Executor:
     they are shared; on a cluster, use shared storage and a tracking server.
     """
 
-    def execute(cells: Sequence[Cell], job: Job) -> Iterator[CellOutcome]:
+    def execute(tasks: Sequence[Task], job: Job) -> Iterator[CellOutcome]:
         ray = connect_ray(address)
         remote = ray.remote(work)
         pending = []
-        for cell in cells:
-            cuda = cell.teacher is not None and cell.teacher.component.device == "cuda"
+        for task in tasks:
+            cuda = any(c.teacher is not None and c.teacher.component.device == "cuda"
+                       for c in task)  # fmt: skip
             options = remote.options(num_cpus=1, num_gpus=1 if cuda else 0, max_retries=0)
-            pending.append(options.remote(cell, job, 1))
+            pending.append(options.remote(task, job, 1))
         try:
             while pending:
                 (done,), pending = ray.wait(pending, num_returns=1)
-                yield ray.get(done)
+                yield from ray.get(done)
         finally:
             # Forced: a running task's worker is killed, and once it is gone (waited for
             # here) the invocation marks its cell KILLED.
@@ -154,8 +155,8 @@ def ray_tasks(address: str | None) -> Executor:
 _WORKER_TRACKERS: dict[tuple[str, str], Tracker] = {}
 
 
-def work(cell: Cell, job: Job, threads: int) -> CellOutcome:
-    """One cell in a worker process or Ray task (one tracker per worker)."""
+def work(task: Task, job: Job, threads: int) -> list[CellOutcome]:
+    """One task's cells in a worker process or Ray task (one tracker per worker)."""
     from kdbench.plugins import registry
 
     try:
@@ -163,9 +164,9 @@ def work(cell: Cell, job: Job, threads: int) -> CellOutcome:
         key = (job.uri, job.experiment)
         if key not in _WORKER_TRACKERS:
             _WORKER_TRACKERS[key] = Tracker(job.uri, job.experiment)
-        return run_cell(cell, registry=registry(), tracker=_WORKER_TRACKERS[key],
-                        parent_id=job.parent, data_root=job.data_root, cache=job.cache,
-                        events=Events(), since_ms=job.since_ms)  # fmt: skip
+        return list(run_task(task, registry=registry(), tracker=_WORKER_TRACKERS[key],
+                             parent_id=job.parent, data_root=job.data_root, cache=job.cache,
+                             events=Events(), since_ms=job.since_ms))  # fmt: skip
     except KeyboardInterrupt:
         # Stopped (the cell is marked KILLED): exit rather than take the next queued cell,
         # which the pool would otherwise hand this worker.

@@ -14,6 +14,7 @@ from kdbench.plugins import Registry
 from kdbench.results import Result
 from kdbench.run.events import CellOutcome, Events
 from kdbench.run.executors import Executor, Job, processes, ray_tasks, serial
+from kdbench.run.stacking import Task, tasks
 from kdbench.stores import redact_passwords
 from kdbench.teachers import checkpoint_path, keys_to_train
 from kdbench.tracking import ROLE_TAG, Tracker
@@ -40,6 +41,8 @@ def run_matrix(
     the resolved config, so a changed option reruns it. Runs left RUNNING by a process that
     died are marked KILLED first. With `jobs` > 1, cells run in that many processes; with
     `executor="ray"`, each cell is a Ray task on the cluster at `address` (or a local one).
+    Cells that differ only in seed train stacked, as one task, where `[train] stacked` says
+    so (`kdbench.run.stacking`).
     """
     tracker.close_stale()
     finished = {} if rerun else tracker.finished_cells()
@@ -70,7 +73,7 @@ def run_matrix(
         execute = serial(registry, tracker, events)
     try:
         while todo:
-            held = _run_round(execute, todo, job, outcomes, events, fail_fast)
+            held = _run_round(execute, tasks(todo, jobs), job, outcomes, events, fail_fast)
             todo = _wait_for(held, tracker, since_ms, outcomes, events)
     except BaseException:
         # Stopped: the workers are stopped by now; what they left RUNNING is marked KILLED
@@ -87,15 +90,15 @@ def run_matrix(
 
 def _run_round(
     execute: Executor,
-    cells: Sequence[Cell],
+    todo: Sequence[Task],
     job: Job,
     outcomes: list[CellOutcome],
     events: Events,
     fail_fast: bool,
 ) -> list[CellOutcome]:
-    """Run `cells`, adding their outcomes; return those held by another invocation."""
+    """Run the tasks, adding their cells' outcomes; return those held by another invocation."""
     held = []
-    completed = execute(cells, job)
+    completed = execute(todo, job)
     # One loop whatever the executor; leaving it closes the generator, whose cleanup
     # cancels the cells not yet started (and stops the running ones).
     with closing(completed):

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -13,7 +15,15 @@ from kdbench.api import Backend, CircuitFunction, StudentContext
 from kdbench.config import Instance
 from kdbench.constants import BEST_TEST
 from kdbench.data import make_splits
-from kdbench.distill import FitResult, Split, batch_count, collapsed, evaluate, fit
+from kdbench.distill import (
+    EpochMetrics,
+    FitResult,
+    Split,
+    batch_count,
+    collapsed,
+    evaluate,
+    fit,
+)
 from kdbench.losses import Hint, probabilities_to_log
 from kdbench.matrix import Cell
 from kdbench.results import (
@@ -25,31 +35,59 @@ from kdbench.results import (
 )
 from kdbench.run.artifacts import cell_artifacts
 from kdbench.run.events import Events
+from kdbench.stacked import fit_stacked
 from kdbench.teachers import prepare_teacher, teacher_features, teacher_logits
 from kdbench.tracking import Tracker, flatten
 
 
-def train_cell(
-    cell: Cell,
-    tracker: Tracker,
-    run_id: str,
-    data_root: Path,
-    cache: Path,
-    events: Events,
-    opened: ExitStack,
-) -> Result:
-    """Train and test `cell`'s student into run `run_id`; what its circuits opened is closed
-    by `opened`."""
-    spec, seed = cell.spec, cell.seed
-    events.phase(cell, "loading data")
-    splits = make_splits(cell.dataset.component, data_root, seed)
-    num_classes = len(splits.class_names)
-    train, val = Split(splits.train_x, splits.train_y), Split(splits.val_x, splits.val_y)
-    test = Split(splits.test_x, splits.test_y)
-    metrics: dict[str, float] = {}
+class CellTraining:
+    """One cell's work around its training: its data and teacher's outputs, its student
+    built, then (`finish`) the trained student tested and logged into run `run_id`. Between
+    the two, `fit` trains it alone or `fit_stacked` with its other seeds."""
 
-    if cell.teacher is not None:
-        events.phase(cell, f"teacher {cell.teacher.name}", cell.teacher.component.epochs)
+    def __init__(
+        self,
+        cell: Cell,
+        tracker: Tracker,
+        run_id: str,
+        data_root: Path,
+        cache: Path,
+        events: Events,
+        opened: ExitStack,
+    ):
+        self.cell, self.tracker, self.run_id = cell, tracker, run_id
+        self.events, self.opened = events, opened
+        spec, seed = cell.spec, cell.seed
+        events.phase(cell, "loading data")
+        self.splits = splits = make_splits(cell.dataset.component, data_root, seed)
+        self.num_classes = len(splits.class_names)
+        self.train = Split(splits.train_x, splits.train_y)
+        self.val = Split(splits.val_x, splits.val_y)
+        self.test = Split(splits.test_x, splits.test_y)
+        self.metrics: dict[str, float] = {}
+        if cell.teacher is not None:
+            self._teach(data_root, cache)
+        # The student's arithmetic is the same however many cores its worker got: teachers
+        # (above) use them all, the student `[train] threads`.
+        opened.callback(torch.set_num_threads, torch.get_num_threads())
+        torch.set_num_threads(spec.train.threads)
+        self.model, self.circuits = self.build_student(cell.backend)
+        self.rng_state = torch.get_rng_state()  # what training's dropout draws from
+        self.distiller = cell.distiller.component if cell.distiller else None
+        self.hint = _hint(cell, self.model, self.train) if cell.distils_features else None
+        if self.hint is not None:
+            opened.callback(self.hint.close)
+        self.on_test = spec.train.selection == BEST_TEST  # the notebooks' protocol: flagged
+        self.per_epoch = batch_count(len(self.train.y), spec.train.batch_size)
+        self.budgets = budget_epochs(spec.train.budgets, self.per_epoch)
+        self.budget_steps: list[tuple[int, dict[str, float]]] = []
+
+    def _teach(self, data_root: Path, cache: Path) -> None:
+        """The teacher's logits (and features, for a distiller of features) on the training
+        and validation images, as the cell's controls change them."""
+        cell, spec, seed = self.cell, self.cell.spec, self.cell.seed
+        assert cell.teacher is not None
+        self.events.phase(cell, f"teacher {cell.teacher.name}", cell.teacher.component.epochs)
         teacher = prepare_teacher(
             cell.teacher,
             cell.dataset,
@@ -57,7 +95,7 @@ def train_cell(
             seed,
             cache,
             members=lambda name: spec.instance("teachers", name),
-            on_epoch=lambda m: events.epoch(cell, m),
+            on_epoch=lambda m: self.events.epoch(cell, m),
         )
         shuffle = torch.Generator().manual_seed(seed)
         # Penultimate features, for a distiller of features (preflight has checked the
@@ -65,7 +103,7 @@ def train_cell(
         network = teacher.network
         layer = cell.teacher.component.classifier_layer(network) if cell.distils_features else None
         options = cell.teacher.component
-        for part in (train, val):  # the test loss is the plain cross-entropy
+        for part in (self.train, self.val):  # the test loss is the plain cross-entropy
             part.teacher_logits = teacher_logits(teacher.model, part.x)
             if layer is not None:
                 part.teacher_features = teacher_features(network, layer, part.x)
@@ -79,127 +117,175 @@ def train_cell(
                 part.teacher_logits = class_means(part.teacher_logits, part.y)
                 if part.teacher_features is not None:
                     part.teacher_features = class_means(part.teacher_features, part.y, log=False)
-            if part is train and (options.shuffled or options.class_prior):
+            if part is self.train and (options.shuffled or options.class_prior):
                 # How far the control's targets are from the teacher's own: a control that
                 # barely moves them cannot tell knowledge from labels.
-                metrics["teacher_control_kl"] = mean_kl(real, part.teacher_logits)
-        metrics |= {
+                self.metrics["teacher_control_kl"] = mean_kl(real, part.teacher_logits)
+        self.metrics |= {
             "teacher_val_accuracy": teacher.val_accuracy,
             "teacher_test_accuracy": teacher.test_accuracy,
         }
-        tracker.set_tag(run_id, TEACHER_SOURCE_TAG, teacher.source)
+        self.tracker.set_tag(self.run_id, TEACHER_SOURCE_TAG, teacher.source)
 
-    def build_student(backend: Instance) -> tuple[torch.nn.Module, list[CircuitFunction]]:
-        torch.manual_seed(seed)
-        context = student_context(cell, backend.component)
-        student = cell.student.component.build(context)
-        circuits = context.circuits
-        for circuit in circuits:
+    def build_student(self, backend: Instance) -> tuple[torch.nn.Module, list[CircuitFunction]]:
+        """The cell's student on `backend`, initialised from the cell's seed; what its
+        circuits open is closed with the cell."""
+        torch.manual_seed(self.cell.seed)
+        context = student_context(self.cell, backend.component)
+        student = self.cell.student.component.build(context)
+        for circuit in context.circuits:
             close = getattr(circuit, "close", None)
             if close is not None:  # e.g. a hardware Batch or Session
-                opened.callback(close)
-        return student, circuits
+                self.opened.callback(close)
+        return student, context.circuits
 
-    # The student's arithmetic is the same however many cores its worker got: teachers (above)
-    # use them all, the student `[train] threads`.
-    opened.callback(torch.set_num_threads, torch.get_num_threads())
-    torch.set_num_threads(spec.train.threads)
-    model, circuits = build_student(cell.backend)
-    distiller = cell.distiller.component if cell.distiller else None
-    hint = _hint(cell, model, train) if cell.distils_features else None
-    if hint is not None:
-        opened.callback(hint.close)
+    def fit_options(self) -> dict[str, Any]:
+        """What `fit` and `fit_stacked` take alike for this cell."""
+        train = self.cell.spec.train
+        return {
+            "num_classes": self.num_classes,
+            "epochs": train.epochs,
+            "batch_size": train.batch_size,
+            "lr": train.lr,
+            "distiller": self.distiller,
+            "checkpoints": self.budgets,
+        }
 
-    events.phase(cell, f"student {cell.student.name}", spec.train.epochs)
-    on_test = spec.train.selection == BEST_TEST  # the notebooks' protocol: flagged in reports
-    per_epoch = batch_count(len(train.y), spec.train.batch_size)
-    budgets = budget_epochs(spec.train.budgets, per_epoch)
-    budget_steps: list[tuple[int, dict[str, float]]] = []
+    def on_epoch(self, metrics: EpochMetrics) -> None:
+        self.events.epoch(self.cell, metrics)
 
-    @functools.cache
-    def budget_tester() -> torch.nn.Module:
+    @functools.cached_property
+    def _budget_tester(self) -> torch.nn.Module:
         # Built once, under a forked RNG: training's draws stay as they were.
         with torch.random.fork_rng(devices=[]):
-            return build_student(cell.backend)[0]
+            return self.build_student(self.cell.backend)[0]
 
-    def test_budget(epoch: int, kept: FitResult) -> None:
-        # The weights validation kept by this epoch, on the test set: that budget's result.
-        tester = budget_tester()
+    def test_budget(self, epoch: int, kept: FitResult) -> None:
+        """The weights validation kept by `epoch`, on the test set: its budgets' results."""
+        tester = self._budget_tester
         tester.load_state_dict(kept.best_state)
-        result = evaluate(tester, _log_probs, test, num_classes)
-        for budget in budgets[epoch]:
-            budget_steps.append((budget, {
+        result = evaluate(tester, _log_probs, self.test, self.num_classes)
+        for budget in self.budgets[epoch]:
+            self.budget_steps.append((budget, {
                 "budget_test_accuracy": result.accuracy,
                 "budget_test_loss": result.loss,
                 "budget_val_accuracy": kept.history[kept.val_epoch - 1].val_accuracy,
                 "budget_epoch": kept.val_epoch,
-                "budget_steps": epoch * per_epoch,
+                "budget_steps": epoch * self.per_epoch,
             }))  # fmt: skip
 
-    fitted = fit(
-        model,
-        _log_probs,
-        train,
-        val,
-        num_classes=num_classes,
-        epochs=spec.train.epochs,
-        batch_size=spec.train.batch_size,
-        lr=spec.train.lr,
-        seed=seed,
-        distiller=distiller,
-        on_epoch=lambda m: events.epoch(cell, m),
-        hint=hint,
-        test=test if on_test else None,
-        checkpoints=budgets,
-        on_checkpoint=test_budget,
-    )
-    tested = evaluate(model, _log_probs, test, num_classes)
-    if on_test:  # what selection on validation would have reported, from the same run
-        kept_by_validation = fitted.history[fitted.val_epoch - 1]
-        metrics["val_selected_test_accuracy"] = kept_by_validation.test["accuracy"]
-    metrics |= {
-        "best_epoch": fitted.best_epoch,
-        "best_val_accuracy": fitted.history[fitted.val_epoch - 1].val_accuracy,
-        "collapsed": float(collapsed([m.val_accuracy for m in fitted.history], num_classes)),
-        "student_parameters": sum(p.numel() for p in model.parameters()),
-        **circuit_metrics(circuits),
-    }
-    if cell.eval_backend is not None:
-        # The trained weights, tested on another backend (e.g. trained exact, tested noisy).
-        metrics["train_backend_test_accuracy"] = tested.accuracy
-        model, circuits = build_student(cell.eval_backend)
-        model.load_state_dict(fitted.best_state)
+    def fit(self) -> FitResult:
+        """Train the student alone."""
+        self.events.phase(
+            self.cell, f"student {self.cell.student.name}", self.cell.spec.train.epochs
+        )
+        return fit(
+            self.model,
+            _log_probs,
+            self.train,
+            self.val,
+            seed=self.cell.seed,
+            on_epoch=self.on_epoch,
+            hint=self.hint,
+            test=self.test if self.on_test else None,
+            on_checkpoint=self.test_budget,
+            **self.fit_options(),
+        )
+
+    def finish(self, fitted: FitResult) -> Result:
+        """Test the trained student (and on the cell's other backends), log it all."""
+        cell, metrics = self.cell, self.metrics
+        model, circuits, test = self.model, self.circuits, self.test
+        num_classes = self.num_classes
         tested = evaluate(model, _log_probs, test, num_classes)
-        metrics |= circuit_metrics(circuits, "eval_")
-    metrics |= {"test_accuracy": tested.accuracy, "test_loss": tested.loss}
-    also, also_loss = {}, {}
-    for backend in cell.also_test_on:
-        # The same weights again on each of these (a noise ladder); their circuits count apart.
-        events.phase(cell, f"testing on {backend.name}")
-        tester, _ = build_student(backend)
-        tester.load_state_dict(fitted.best_state)
-        result = evaluate(tester, _log_probs, test, num_classes)
-        also[backend.name], also_loss[backend.name] = result.accuracy, result.loss
-        metrics |= {also_metric("accuracy", backend.name): result.accuracy,
-                    also_metric("loss", backend.name): result.loss}  # fmt: skip
-    if also:
-        tracker.set_tag(run_id, ALSO_TESTED_TAG, json.dumps(list(also)))
-    # The epochs' metrics are logged with the cell's, in one store call: a call costs ~10 ms.
-    epochs = [(m.epoch, m.logged()) for m in fitted.history]
-    tracker.log_steps(run_id, [*epochs, *budget_steps, (0, metrics)])
-    tracker.log_files(run_id, cell_artifacts(cell, tested, splits.class_names, model))
-    return Result(
-        *cell.group,
-        seed,
-        tested.accuracy,
-        metrics.get("teacher_test_accuracy"),
-        metrics["best_val_accuracy"],
-        dict(cell.sweep),
-        flatten(cell.config()),
-        run_id,
-        collapsed=bool(metrics["collapsed"]),
-        also=also,
-        also_loss=also_loss,
+        if self.on_test:  # what selection on validation would have reported, from the same run
+            kept_by_validation = fitted.history[fitted.val_epoch - 1]
+            metrics["val_selected_test_accuracy"] = kept_by_validation.test["accuracy"]
+        metrics |= {
+            "best_epoch": fitted.best_epoch,
+            "best_val_accuracy": fitted.history[fitted.val_epoch - 1].val_accuracy,
+            "collapsed": float(collapsed([m.val_accuracy for m in fitted.history], num_classes)),
+            "student_parameters": sum(p.numel() for p in model.parameters()),
+            **circuit_metrics(circuits),
+        }
+        if cell.eval_backend is not None:
+            # The trained weights, tested on another backend (e.g. trained exact, tested noisy).
+            metrics["train_backend_test_accuracy"] = tested.accuracy
+            model, circuits = self.build_student(cell.eval_backend)
+            model.load_state_dict(fitted.best_state)
+            tested = evaluate(model, _log_probs, test, num_classes)
+            metrics |= circuit_metrics(circuits, "eval_")
+        metrics |= {"test_accuracy": tested.accuracy, "test_loss": tested.loss}
+        also, also_loss = {}, {}
+        for backend in cell.also_test_on:
+            # The same weights again on each of these (a noise ladder); their circuits count apart.
+            self.events.phase(cell, f"testing on {backend.name}")
+            tester, _ = self.build_student(backend)
+            tester.load_state_dict(fitted.best_state)
+            result = evaluate(tester, _log_probs, test, num_classes)
+            also[backend.name], also_loss[backend.name] = result.accuracy, result.loss
+            metrics |= {also_metric("accuracy", backend.name): result.accuracy,
+                        also_metric("loss", backend.name): result.loss}  # fmt: skip
+        if also:
+            self.tracker.set_tag(self.run_id, ALSO_TESTED_TAG, json.dumps(list(also)))
+        # The epochs' metrics are logged with the cell's, in one store call: a call costs ~10 ms.
+        epochs = [(m.epoch, m.logged()) for m in fitted.history]
+        self.tracker.log_steps(self.run_id, [*epochs, *self.budget_steps, (0, metrics)])
+        self.tracker.log_files(
+            self.run_id, cell_artifacts(cell, tested, self.splits.class_names, model)
+        )
+        return Result(
+            *cell.group,
+            cell.seed,
+            tested.accuracy,
+            metrics.get("teacher_test_accuracy"),
+            metrics["best_val_accuracy"],
+            dict(cell.sweep),
+            flatten(cell.config()),
+            self.run_id,
+            collapsed=bool(metrics["collapsed"]),
+            also=also,
+            also_loss=also_loss,
+        )
+
+
+def train_cell(
+    cell: Cell,
+    tracker: Tracker,
+    run_id: str,
+    data_root: Path,
+    cache: Path,
+    events: Events,
+    opened: ExitStack,
+) -> Result:
+    """Train and test `cell`'s student alone into run `run_id`; what its circuits opened is
+    closed by `opened`."""
+    training = CellTraining(cell, tracker, run_id, data_root, cache, events, opened)
+    return training.finish(training.fit())
+
+
+def train_stacked(trainings: Sequence[CellTraining]) -> list[FitResult | FloatingPointError]:
+    """Train the students of cells that differ only in seed as one stacked model."""
+    first = trainings[0]
+    first.events.phase(first.cell, f"student {first.cell.student.name}, {len(trainings)} seeds"
+                       " stacked", first.cell.spec.train.epochs)  # fmt: skip
+    on_test = first.on_test
+
+    def on_epoch(i: int, metrics: EpochMetrics) -> None:
+        if i == 0:  # the display follows the group as one
+            first.on_epoch(metrics)
+
+    return fit_stacked(
+        [t.model for t in trainings],
+        _log_probs,
+        [t.train for t in trainings],
+        [t.val for t in trainings],
+        seeds=[t.cell.seed for t in trainings],
+        rng_states=[t.rng_state for t in trainings],
+        on_epoch=on_epoch,
+        tests=[t.test for t in trainings] if on_test else None,
+        on_checkpoint=lambda i, epoch, kept: trainings[i].test_budget(epoch, kept),
+        **first.fit_options(),
     )
 
 

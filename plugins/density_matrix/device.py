@@ -81,6 +81,10 @@ class DensityMatrix(Backend):
         else:
             load_noise_model(self.noise)
 
+    @property
+    def stackable(self) -> bool:
+        return self.shots is None  # shots draw from the circuit's own sampler
+
     def compile(
         self,
         circuit: QuantumCircuit,

@@ -67,6 +67,10 @@ class Statevector(Backend):
         "rotation and sample, as on a sampling backend)",
     )
 
+    @property
+    def stackable(self) -> bool:
+        return self.shots is None  # shots draw from the circuit's own sampler
+
     def compile(
         self,
         circuit: QuantumCircuit,

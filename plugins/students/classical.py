@@ -11,7 +11,7 @@ from torch import nn
 
 from kdbench import Student, StudentContext, option
 
-from .fronts import Front, make_front
+from .fronts import Front, make_front, stacking_pays
 from .pqc import MAX_QUBITS
 from .readout import READOUT_HELP, ReadOut, Readout, outcome_spins, readout_limit
 
@@ -73,6 +73,7 @@ class ClassicalStudent(nn.Module):
 class Classical(Student):
     """Classical control: the same front and readout, a linear layer + softmax for the circuit."""
 
+    stackable: ClassVar[bool] = True
     name: ClassVar[str] = "classical"
     title: ClassVar[str | None] = "Classical control, {qubits}-qubit outline"
 
@@ -89,6 +90,9 @@ class Classical(Student):
         recorded_at_default=False,
     )
     readout: Readout = option("linear", help=READOUT_HELP)  # any class count, as pqc's
+
+    def stacking_pays(self, batch_size: int) -> bool:
+        return stacking_pays(self.front, batch_size)
 
     def max_classes(self) -> int | None:
         return readout_limit(self.readout, self.qubits)

@@ -31,3 +31,14 @@ def make_front(kind: Front, input_shape: tuple[int, ...], features: int) -> nn.M
     return nn.Sequential(
         nn.Flatten(), nn.Unflatten(1, (1, -1)), nn.AdaptiveAvgPool1d(features), nn.Flatten()
     )
+
+
+# Stacking the seeds of an arm (`[train] stacked = "auto"`) batches their convolutions as
+# grouped ones, which on the CPU beat a loop of separate ones only at small batches:
+# measured on 2 cores (perf/README.md), ... at batch 1 ... at batch 32.
+CNN_STACKING_MAX_BATCH = 8
+
+
+def stacking_pays(front: Front, batch_size: int) -> bool:
+    """Whether the seeds of a student with `front` train faster stacked at `batch_size`."""
+    return front != "cnn" or batch_size <= CNN_STACKING_MAX_BATCH

@@ -13,7 +13,7 @@ from torch import nn
 
 from kdbench import OptionError, Student, StudentContext, option
 
-from .fronts import Front, make_front
+from .fronts import Front, make_front, stacking_pays
 from .readout import READOUT_HELP, ReadOut, Readout, readout_limit, unused_qubits
 
 MAX_QUBITS = 32  # see Pqc.qubits
@@ -75,6 +75,7 @@ class Pqc(Student):
     gates such as the `EfficientSU2` class are decomposed by the backends).
     """
 
+    stackable: ClassVar[bool] = True
     name: ClassVar[str] = "pqc"
     title: ClassVar[str | None] = "{instance} (pqc, {qubits} qubit)"
 
@@ -110,6 +111,9 @@ class Pqc(Student):
     def check(self) -> None:
         if self.encoder is None:
             raise OptionError("encoder", "a quantum student needs an encoder")
+
+    def stacking_pays(self, batch_size: int) -> bool:
+        return stacking_pays(self.front, batch_size)
 
     def max_classes(self) -> int | None:
         return readout_limit(self.readout, self.qubits)

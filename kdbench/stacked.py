@@ -1,0 +1,233 @@
+"""Training the seeds of an arm together: one stacked model, one forward and backward pass
+and one optimizer step for all of them (torch.func: `stack_module_state` and `vmap`).
+
+Each model keeps its own data split, batch order, initialisation, selection on its own
+validation and its own result, as `fit` would give it alone; only the arithmetic is shared.
+Adam is elementwise, so one Adam over the stacked weights is each model's own Adam; each
+model's dropout masks are drawn from its own generator, in the order and shapes `fit` draws
+them. Where a step is mostly Python and dispatch (batch 1, linear fronts, small circuits), S
+models cost little more than one.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+import warnings
+from collections.abc import Callable, Collection, Sequence
+
+import torch
+from torch import nn
+from torch.func import functional_call, stack_module_state, vmap
+
+from kdbench.api import Distiller
+from kdbench.distill import EpochMetrics, FitResult, Split, adam, batch_count, evaluate
+from kdbench.losses import training_loss
+from kdbench.quantum.counters import CircuitCounters
+
+LogProbs = Callable[[nn.Module, torch.Tensor], torch.Tensor]
+
+
+def fit_stacked(
+    models: Sequence[nn.Module],
+    log_probs: LogProbs,
+    trains: Sequence[Split],
+    vals: Sequence[Split],
+    *,
+    num_classes: int,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    seeds: Sequence[int],
+    rng_states: Sequence[torch.Tensor],
+    distiller: Distiller | None = None,
+    on_epoch: Callable[[int, EpochMetrics], None] | None = None,
+    schedule: str = "constant",
+    tests: Sequence[Split] | None = None,
+    checkpoints: Collection[int] = (),
+    on_checkpoint: Callable[[int, int, FitResult], None] | None = None,
+) -> list[FitResult | FloatingPointError]:
+    """`fit` for models of one architecture (model i on `trains[i]`, `vals[i]`, its batches
+    drawn with `seeds[i]`, its dropout from the global RNG state `rng_states[i]`, as `fit`
+    would have found it), trained as one. Returns each model's result, or the error that
+    stopped it (its loss became infinite or NaN: the others go on); each model ends with its
+    kept weights loaded and its circuits' counters as `fit` leaves them. Callbacks get the
+    model's index first. Results agree with `fit`'s to float tolerance (batched products
+    may round differently).
+    """
+    count = len(models)
+    params, buffers = stack_module_state(list(models))  # copies: [S, ...] leaves
+    base = copy.deepcopy(models[0])  # the architecture; its own weights are never used
+    dropouts = _drawn_dropouts(base)
+    _probe_shapes(base, dropouts, trains[0].x)
+    circuits = [_counters(model) for model in models]
+    trained_on = _counters(base)  # counts one model's training calls (vmap hides S)
+    counted = [c.executions for c in trained_on]
+    generators = [torch.Generator().set_state(state) for state in rng_states]
+
+    def model_loss(p, b, x, y, t):
+        def model(inputs):
+            return functional_call(base, (p, b), (inputs,))
+
+        out = log_probs(model, x)  # type: ignore[arg-type]
+        total, parts = training_loss(out, y, t, distiller)
+        return total, parts, (out.argmax(1) == y).sum()
+
+    teacher = trains[0].teacher_logits is not None
+    batched = vmap(model_loss, in_dims=(0, 0, 0, 0, 0 if teacher else None),
+                   randomness="different")  # fmt: skip
+    # An operation without a batching rule (kl_div, say) runs model by model: slower, exact.
+    warnings.filterwarnings("ignore", "There is a performance drop because we have not yet")
+    optimizer = adam(params.values(), lr)
+    orders = [torch.Generator().manual_seed(seed) for seed in seeds]
+    samples = len(trains[0].y)
+    steps = batch_count(samples, batch_size)
+    scheduler = None
+    if schedule == "one-cycle":
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, lr, total_steps=epochs * steps, pct_start=0.25
+        )
+    results: list[FitResult | FloatingPointError] = [FitResult() for _ in models]
+    alive = torch.ones(count, dtype=torch.bool)
+    for epoch in range(1, epochs + 1):
+        started = time.perf_counter()
+        base.train()
+        plans = [torch.randperm(samples, generator=o).split(batch_size)[:steps] for o in orders]
+        sums: torch.Tensor | None = None  # [S, loss + parts + correct], float64
+        names: list[str] = []
+        for step in range(steps):
+            picks = [plan[step] for plan in plans]
+            x = torch.stack([split.x[pick] for split, pick in zip(trains, picks, strict=True)])
+            y = torch.stack([split.y[pick] for split, pick in zip(trains, picks, strict=True)])
+            t = (torch.stack([s.teacher_logits[p] for s, p in zip(trains, picks, strict=True)])
+                 if teacher else None)  # fmt: skip
+            masks = _masks(dropouts, x.shape[1:], generators)
+            total, parts, correct = batched(params, buffers | masks, x, y, t)
+            finite = torch.isfinite(total.detach())
+            for i in (alive & ~finite).nonzero().flatten().tolist():
+                results[i] = FloatingPointError(
+                    f"the training loss became {total[i].item()} in epoch {epoch}"
+                )
+            alive &= finite
+            if not alive.any():
+                return results
+            optimizer.zero_grad(set_to_none=True)
+            # Summed, each model's loss gives its own weights their gradient; a stopped
+            # model's gives none.
+            torch.where(alive, total, 0.0).sum().backward()
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+            names = ["loss", *parts]
+            # As `fit` sums them: each batch's float32 terms times its size, in float64.
+            terms = torch.stack([total, *parts.values()], 1).detach().double()
+            batch = len(picks[0])
+            row = torch.cat([batch * terms, correct.double().unsqueeze(1)], 1)
+            sums = row if sums is None else sums + row
+        seconds = (time.perf_counter() - started) / count
+        for i, model in enumerate(models):
+            result = results[i]
+            if not alive[i] or isinstance(result, FloatingPointError):
+                continue
+            _load(model, params, buffers, i)
+            v = evaluate(model, log_probs, vals[i], num_classes, distiller)
+            tested = None if tests is None else evaluate(model, log_probs, tests[i], num_classes)
+            assert sums is not None
+            means = dict(zip([*names, "accuracy"], (sums[i] / samples).tolist(), strict=True))
+            metrics = EpochMetrics(epoch, means, v.metrics(), seconds,
+                                   {} if tested is None else tested.metrics())  # fmt: skip
+            result.close_epoch(metrics, v, tested, model)
+            if on_epoch is not None:
+                on_epoch(i, metrics)
+            if on_checkpoint is not None and epoch in checkpoints:
+                on_checkpoint(i, epoch, result)
+    del optimizer, scheduler
+    for model, result, own in zip(models, results, circuits, strict=True):
+        for mine, shared, before in zip(own, trained_on, counted, strict=True):
+            mine.count(shared.executions - before)
+        if isinstance(result, FitResult):
+            model.load_state_dict(result.best_state)
+    return results
+
+
+class _DrawnDropout(nn.Module):
+    """Dropout whose mask (already scaled by 1/(1-p)) is a buffer set before each step."""
+
+    def __init__(self, p: float, features: bool):
+        super().__init__()
+        self.p, self.features = p, features
+        self.register_buffer("mask", torch.ones(()), persistent=False)
+        self.input_shape: tuple[int, ...] = ()  # one input's, seen by the shape probe
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.mask if self.training else x
+
+
+def _drawn_dropouts(model: nn.Module) -> dict[str, _DrawnDropout]:
+    """Replace `model`'s dropout layers by drawn ones; by mask buffer name, in the order
+    they are registered (the order an nn.Sequential calls them)."""
+    found = {}
+    for name, module in list(model.named_modules()):
+        for child_name, child in module.named_children():
+            if type(child) in (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d):
+                drawn = _DrawnDropout(child.p, type(child) is not nn.Dropout)
+                setattr(module, child_name, drawn)
+                found[f"{name}.{child_name}.mask".lstrip(".")] = drawn
+    return found
+
+
+def _masks(
+    dropouts: dict[str, _DrawnDropout], shape: torch.Size, generators: list[torch.Generator]
+) -> dict[str, torch.Tensor]:
+    """Each model's masks for one step of inputs of `shape` ([B, ...]), drawn from its
+    generator as torch's CPU dropout draws them: layer by layer, Bernoulli(1 - p) noise of
+    the input's shape (of [B, C, 1, ...] for a feature dropout), divided by 1 - p."""
+    masks: dict[str, list[torch.Tensor]] = {name: [] for name in dropouts}
+    batch = shape[0]
+    for generator in generators:
+        for name, layer in dropouts.items():
+            kept = 1 - layer.p
+            size = layer.input_shape
+            if layer.features:
+                size = (size[0],) + (1,) * (len(size) - 1)
+            if layer.p == 0:
+                noise = torch.ones(batch, *size)
+            elif layer.p == 1:
+                noise = torch.zeros(batch, *size)
+            else:
+                noise = torch.empty(batch, *size).bernoulli_(kept, generator=generator)
+                noise.div_(kept)
+            masks[name].append(noise)
+    return {name: torch.stack(noise) for name, noise in masks.items()}
+
+
+def _probe_shapes(model: nn.Module, dropouts: dict[str, _DrawnDropout], x: torch.Tensor) -> None:
+    """Record the input shape of each drawn dropout from one input through `model`."""
+    if not dropouts:
+        return
+    hooks = [layer.register_forward_pre_hook(_record_shape) for layer in dropouts.values()]
+    try:
+        with torch.no_grad():
+            model.eval()(x[:1])
+    finally:
+        for hook in hooks:
+            hook.remove()
+
+
+def _record_shape(layer: _DrawnDropout, inputs: tuple[torch.Tensor, ...]) -> None:
+    layer.input_shape = tuple(inputs[0].shape[1:])
+
+
+def _counters(model: nn.Module) -> list[CircuitCounters]:
+    """The compiled circuits a model holds, in a fixed order."""
+    return [value for module in model.modules() for value in vars(module).values()
+            if isinstance(value, CircuitCounters)]  # fmt: skip
+
+
+def _load(
+    model: nn.Module, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor], i: int
+) -> None:
+    """Model `i`'s current weights and buffers, from the stack into `model`."""
+    with torch.no_grad():
+        for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+            tensor.copy_((params if name in params else buffers)[name][i])
