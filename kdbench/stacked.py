@@ -74,10 +74,16 @@ def fit_stacked(
         return total, parts, (out.argmax(1) == y).sum()
 
     teacher = trains[0].teacher_logits is not None
-    batched = vmap(model_loss, in_dims=(0, 0, 0, 0, 0 if teacher else None),
+    vmapped = vmap(model_loss, in_dims=(0, 0, 0, 0, 0 if teacher else None),
                    randomness="different")  # fmt: skip
-    # An operation without a batching rule (kl_div, say) runs model by model: slower, exact.
-    warnings.filterwarnings("ignore", "There is a performance drop because we have not yet")
+
+    def batched(*args):
+        # An operation without a batching rule (kl_div, say) runs model by model: slower
+        # for that operation, exact; torch's warning says nothing a user can act on.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "There is a performance drop because we have")
+            return vmapped(*args)
+
     optimizer = adam(params.values(), lr)
     orders = [torch.Generator().manual_seed(seed) for seed in seeds]
     samples = len(trains[0].y)

@@ -1,0 +1,177 @@
+"""Stacked training: the seeds of an arm trained as one batched model give each cell what it
+gets trained alone (loss curves, selection, test accuracy, circuit counts) to float
+tolerance, on every built-in student kind and both torch backends; each cell stays its own
+run with its own id; a seed whose loss diverges fails alone."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from kdbench import paths
+from kdbench.api import StudentContext
+from kdbench.config import load_spec
+from kdbench.data import make_splits
+from kdbench.distill import Split, evaluate, fit
+from kdbench.errors import ConfigError
+from kdbench.matrix import expand
+from kdbench.run.stacking import stacks, tasks
+from kdbench.run.training import _log_probs
+from kdbench.stacked import _counters, fit_stacked
+from kdbench.testing import make, plugin_registry, run_config
+from tests.conftest import TINY
+
+SEEDS = (0, 1, 2)
+REGISTRY = plugin_registry()
+
+
+def splits(seed: int) -> tuple[Split, Split]:
+    """Real MNIST 0-2, a few images per class, drawn with `seed`."""
+    dataset = make(REGISTRY, "datasets", "mnist", classes=[0, 1, 2], train_per_class=10,
+                   val_per_class=6, test_per_class=6)  # fmt: skip
+    drawn = make_splits(dataset, paths.data_dir(None), seed)
+    return Split(drawn.train_x, drawn.train_y), Split(drawn.val_x, drawn.val_y)
+
+
+def build(student: str, backend: str, seed: int, **options) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    component = make(REGISTRY, "students", student, **options)
+    encoder = make(REGISTRY, "encoders", component.encoder) if component.encoder else None
+    context = StudentContext(3, (1, 28, 28), make(REGISTRY, "backends", backend), encoder, seed)
+    return component.build(context)
+
+
+STUDENTS = [
+    ("released-q3", {}),
+    ("vqc-q3", {}),
+    ("twin-q3", {}),
+    ("pqc", {"front": "cnn"}),
+    ("pqc", {"front": "linear"}),
+    ("pqc", {"front": "pool"}),
+]
+
+
+@pytest.mark.parametrize("backend", ["statevector", "density-matrix"])
+@pytest.mark.parametrize(
+    ("student", "options"),
+    STUDENTS,
+    ids=["released", "vqc", "twin", "pqc-cnn", "pqc-linear", "pqc-pool"],
+)
+def test_stacked_seeds_train_as_each_would_alone(student, options, backend):
+    data = [splits(seed) for seed in SEEDS]
+    common = {"num_classes": 3, "epochs": 3, "batch_size": 4, "lr": 0.01}
+    alone = []
+    for seed, (train, val) in zip(SEEDS, data, strict=True):
+        model = build(student, backend, seed, **options)
+        fitted = fit(model, _log_probs, train, val, seed=seed, **common)
+        alone.append((fitted, [c.executions for c in _counters(model)], model))
+    models, states = [], []
+    for seed in SEEDS:
+        models.append(build(student, backend, seed, **options))
+        states.append(torch.get_rng_state())  # what its dropout draws from, as alone
+    stacked = fit_stacked(models, _log_probs, [t for t, _ in data], [v for _, v in data],
+                          seeds=SEEDS, rng_states=states, **common)  # fmt: skip
+    for (one, executions, solo), together, model, (_, val) in zip(alone, stacked, models, data,
+                                                                  strict=True):  # fmt: skip
+        assert not isinstance(together, Exception)
+        # Batched products round differently, and Adam turns a gradient that is ~0 into a
+        # step of ~lr whose sign the rounding decides: losses agree to 1e-3 over 3 epochs.
+        for a, b in zip(one.history, together.history, strict=True):
+            assert a.train["loss"] == pytest.approx(b.train["loss"], rel=1e-3)
+            assert a.val["loss"] == pytest.approx(b.val["loss"], rel=1e-3)
+            assert a.train["accuracy"] == b.train["accuracy"]
+            assert a.val_accuracy == b.val_accuracy
+        assert one.best_epoch == together.best_epoch
+        assert [c.executions for c in _counters(model)] == executions
+        # The kept weights are loaded: they classify validation as the solo model's do (the
+        # weights themselves differ as much as a solo run on 1 or 2 threads: up to ~0.02).
+        assert evaluate(model, _log_probs, val, 3).accuracy == pytest.approx(
+            evaluate(solo, _log_probs, val, 3).accuracy
+        )
+
+
+def test_a_diverging_seed_fails_alone():
+    data = [splits(seed) for seed in SEEDS]
+    broken = Split(data[1][0].x.clone(), data[1][0].y)
+    broken.x[3] = math.nan  # seed 1's loss becomes NaN at the batch holding image 3
+    trains = [data[0][0], broken, data[2][0]]
+    models, states = [], []
+    for seed in SEEDS:
+        models.append(build("vqc-q3", "statevector", seed))
+        states.append(torch.get_rng_state())
+    results = fit_stacked(models, _log_probs, trains, [v for _, v in data], num_classes=3,
+                          epochs=2, batch_size=4, lr=0.01, seeds=SEEDS,
+                          rng_states=states)  # fmt: skip
+    assert isinstance(results[1], FloatingPointError)
+    assert "the training loss became nan in epoch 1" in str(results[1])
+    for i in (0, 2):
+        model = build("vqc-q3", "statevector", SEEDS[i])
+        alone = fit(model, _log_probs, trains[i], data[i][1], num_classes=3, epochs=2,
+                    batch_size=4, lr=0.01, seed=SEEDS[i])  # fmt: skip
+        assert [m.val_accuracy for m in alone.history] == [
+            m.val_accuracy for m in results[i].history
+        ]
+
+
+def cells_of(text: str, write_config, registry):
+    return expand(load_spec(write_config(text), registry))
+
+
+def test_which_cells_stack_and_how_they_are_grouped(write_config, registry):
+    text = TINY.format(name="grouping").replace("seeds = [0]", "seeds = [0, 1, 2, 3]")
+    cells = cells_of(text, write_config, registry)  # linear front: stacking pays
+    assert all(stacks(cell) for cell in cells)
+    grouped = tasks(cells)
+    assert [len(task) for task in grouped] == [4, 4]  # one task per arm (teacher none, lenet)
+    assert all(len({c.seed for c in task}) == len(task) for task in grouped)
+    assert len({len(task) for task in tasks(cells, workers=4)}) == 1  # split for 4 workers
+    assert len(tasks(cells, workers=4)) == 4
+    shots = text.replace('backends = ["statevector"]', 'backends = ["sampled"]') + (
+        '\n[backends.sampled]\nplugin = "statevector"\nshots = 100\n'
+    )
+    assert not any(stacks(c) for c in cells_of(shots, write_config, registry))
+    off = text.replace("[train]\n", '[train]\nstacked = "off"\n')
+    assert [len(t) for t in tasks(cells_of(off, write_config, registry))] == [1] * 8
+    # auto leaves a convolutional front at batch 32 alone (slower stacked); on stacks it.
+    cnn = text.replace('front = "linear"', 'front = "cnn"').replace(
+        "batch_size = 16", "batch_size = 32"
+    )
+    assert not any(stacks(c) for c in cells_of(cnn, write_config, registry))
+    on = cnn.replace("[train]\n", '[train]\nstacked = "on"\n')
+    assert all(stacks(c) for c in cells_of(on, write_config, registry))
+    # The mode is never part of a cell's id.
+    assert {c.id for c in cells_of(off, write_config, registry)} == {c.id for c in cells}
+
+
+def test_bad_stacked_value_is_one_line(write_config, registry):
+    text = TINY.format(name="bad").replace("[train]\n", '[train]\nstacked = "yes"\n')
+    with pytest.raises(ConfigError, match="stacked"):
+        load_spec(write_config(text), registry)
+
+
+@pytest.mark.slow
+def test_stacked_cells_are_the_cells_trained_alone(isolated):
+    """Each stacked cell is its own FINISHED run with the id, metrics per epoch and test
+    accuracy it has trained alone; a second run finds them all done."""
+    text = TINY.format(name="stacked").replace("seeds = [0]", "seeds = [0, 1, 2]")
+    runs = {}
+    for mode in ("on", "off"):
+        config = isolated / f"{mode}.toml"
+        config.write_text(text.replace("[train]\n", f'[train]\nstacked = "{mode}"\n'))
+        ran = run_config(config, REGISTRY, store=isolated / mode)
+        assert ran.finished and len(ran.outcomes) == 6, ran.errors
+        runs[mode] = {r.data.tags["kdbench.cell_id"]: r for r in ran.runs()}
+        assert len(runs[mode]) == 6
+        again = run_config(config, REGISTRY, store=isolated / mode)
+        assert {o.status for o in again.outcomes} == {"SKIPPED"}
+    assert runs["on"].keys() == runs["off"].keys()
+    for cell_id, run in runs["on"].items():
+        alone = runs["off"][cell_id]
+        assert run.data.tags["kdbench.stacked"] == "3" and "kdbench.stacked" not in alone.data.tags
+        for name in ("test_accuracy", "best_val_accuracy", "best_epoch", "circuit_executions"):
+            assert run.data.metrics[name] == alone.data.metrics[name], name
+        assert run.data.metrics["test_loss"] == pytest.approx(alone.data.metrics["test_loss"],
+                                                              rel=1e-4)  # fmt: skip
+        assert "val_accuracy" in run.data.metrics  # its epochs, logged in its own run
