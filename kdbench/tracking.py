@@ -7,7 +7,7 @@ import logging
 import os
 import socket
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from kdbench.stores import (
     GuardedClient,
     check_uri,
     first_contact,
+    index_tags,
     missing_sqlite,
     redact_uri,
     redacted,
@@ -33,6 +34,7 @@ PARENT_TAG = "mlflow.parentRunId"
 HOST_TAG = "kdbench.host"
 PID_TAG = "kdbench.pid"
 MAX_RUN_NAME = 250
+SEARCH_PAGE = 50_000  # MLflow's most runs per search call
 
 
 def flatten(value: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -94,6 +96,7 @@ class Tracker:
                 found = self.client.get_experiment_by_name(experiment)
                 if found is None and create:
                     self.experiment_id = self.client.create_experiment(experiment)
+                index_tags(uri)
             if found is None and not create:
                 raise KdbenchError(f"no experiment '{experiment}' in {shown}")
             if found is not None:
@@ -123,9 +126,7 @@ class Tracker:
     def close_stale(self) -> int:
         """Mark KILLED the RUNNING runs whose process on this host is gone; return how many."""
         closed = 0
-        for run in self.client.search_runs(
-            [self.experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=50000
-        ):
+        for run in list(self.search("attributes.status = 'RUNNING'")):  # read, then closed
             if self._stale(run):
                 self._close(run.info.run_id)
                 closed += 1
@@ -134,11 +135,8 @@ class Tracker:
     def close_children(self, parent: str) -> None:
         """Mark KILLED the runs of `parent` still RUNNING: its invocation stopped them (a
         worker force-stopped, a Ray task's process, may not have had the time to)."""
-        for run in self.client.search_runs(
-            [self.experiment_id],
-            filter_string=f"tags.`{PARENT_TAG}` = '{parent}' and attributes.status = 'RUNNING'",
-            max_results=50000,
-        ):
+        running = f"tags.`{PARENT_TAG}` = '{parent}' and attributes.status = 'RUNNING'"
+        for run in list(self.search(running)):  # read, then closed
             self._close(run.info.run_id, "stopped with its invocation")
 
     @staticmethod
@@ -182,12 +180,10 @@ class Tracker:
         """The run that finished the cell since `since_ms`, else one that is running it with
         its process alive (only runs that started before run `before`, if given); runs left
         RUNNING by a dead process on this host are marked KILLED on the way."""
-        runs = self.client.search_runs(
-            [self.experiment_id],
-            filter_string=f"tags.`{CELL_ID_TAG}` = '{cell_id}' and tags.`{ROLE_TAG}` = 'cell'"
+        runs = self.search(
+            f"tags.`{CELL_ID_TAG}` = '{cell_id}' and tags.`{ROLE_TAG}` = 'cell'"
             " and attributes.status != 'FAILED' and attributes.status != 'KILLED'",
-            max_results=1000,
-            order_by=["attributes.start_time ASC"],
+            order_by=["attributes.start_time ASC", "attributes.run_id ASC"],
         )
         running = None
         for run in runs:
@@ -258,12 +254,26 @@ class Tracker:
 
     def cell_runs(self) -> list[Any]:
         """Every finished child run of the experiment, oldest first."""
-        return self.client.search_runs(
-            [self.experiment_id],
-            filter_string=f"tags.`{ROLE_TAG}` = 'cell' and attributes.status = 'FINISHED'",
-            max_results=50000,
-            order_by=["attributes.start_time ASC"],
+        return list(
+            self.search(
+                f"tags.`{ROLE_TAG}` = 'cell' and attributes.status = 'FINISHED'",
+                order_by=["attributes.start_time ASC", "attributes.run_id ASC"],
+            )
         )
+
+    def search(self, filter_string: str, order_by: list[str] | None = None) -> Iterator[Any]:
+        """Every run of the experiment that `filter_string` selects, page by page: MLflow
+        returns at most SEARCH_PAGE runs a call, and kdbench never stops at a page."""
+        token = None
+        while True:
+            page = self.client.search_runs(
+                [self.experiment_id], filter_string=filter_string, max_results=SEARCH_PAGE,
+                order_by=order_by, page_token=token,
+            )  # fmt: skip
+            yield from page
+            token = page.token
+            if not token:
+                return
 
 
 def _alive(pid: int) -> bool:

@@ -1,0 +1,227 @@
+"""How kdbench's costs grow with the MLflow store: resume, one cell's claim, the report.
+
+For each size N, a SQLite store holds N FINISHED cell runs of one config (a tiny MNIST
+student, N seeds): the first 1,000 (or N) made through MLflow's API exactly as a cell logs
+them (its tags, params and metrics), the rest copied from them in SQL with new run ids and
+each cell's own id and seed (MLflow's API takes ~15 ms a run: 100,000 would take half an
+hour). Then, on that store and on an `mlflow server` serving it:
+
+- resume: `kdbench run` on the config, every cell already done (wall time, a subprocess);
+- claim: `Tracker.claim` of a cell not in the store (median of 20; the runs are deleted);
+- report: `kdbench report` on the config (wall time).
+
+    .venv/bin/python perf/store_scale.py                      # 1,000 10,000 100,000; ~15 min
+    .venv/bin/python perf/store_scale.py --sizes 1000 10000 --no-server
+
+Prints a table and writes perf/results/store_scale.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from kdbench.config import load_spec
+from kdbench.matrix import expand
+from kdbench.plugins import registry
+from kdbench.results import cell_tags
+from kdbench.run.cell import versions
+from kdbench.tracking import CELL_ID_TAG, ROLE_TAG, Tracker, flatten
+
+ROOT = Path(__file__).resolve().parents[1]
+KDBENCH = str(Path(sys.executable).with_name("kdbench"))
+API_RUNS = 1000
+CONFIG = """
+[experiment]
+name = "scale"
+seeds = {seeds}
+
+[train]
+epochs = 1
+
+[datasets.mnist-0-2]
+plugin = "mnist"
+classes = [0, 1, 2]
+train_per_class = 12
+val_per_class = 8
+test_per_class = 10
+
+[students.q2]
+plugin = "pqc"
+qubits = 2
+front = "linear"
+
+[[matrix]]
+datasets = ["mnist-0-2"]
+teachers = ["none"]
+students = ["q2"]
+backends = ["statevector"]
+"""
+
+
+def build_store(folder: Path, size: int) -> tuple[Path, str]:
+    """A config of `size` cells and a SQLite store in which all of them are FINISHED."""
+    config = folder / "scale.toml"
+    config.write_text(CONFIG.format(seeds=list(range(size))))
+    cells = expand(load_spec(config, registry()))
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    tracker = Tracker(uri, "scale")
+    parent = tracker.start_run("scale.toml", {ROLE_TAG: "invocation"})
+    metrics = {"test_accuracy": 0.5, "test_loss": 1.0, "best_val_accuracy": 0.5, "best_epoch": 1}
+    for cell in cells[:API_RUNS]:  # as run_cell logs them
+        tags = {ROLE_TAG: "cell", CELL_ID_TAG: cell.id, **cell_tags(cell)}
+        run_id = tracker.start_run(cell.label, tags, parent=parent)
+        tracker.log_params(run_id, {**flatten(cell.config()), **versions(cell, registry())})
+        tracker.log_steps(run_id, [(1, {"val_accuracy": 0.5}), (0, metrics)])
+        tracker.finish(run_id)
+    tracker.finish(parent)
+    if size > API_RUNS:
+        _copy_in_sql(folder / "mlflow.db", cells, tracker)
+    return config, uri
+
+
+def _copy_in_sql(db: Path, cells, tracker: Tracker) -> None:
+    """The cells after the first API_RUNS, as copies of the first API-made run."""
+    template = tracker.client.search_runs(
+        [tracker.experiment_id], f"tags.`{CELL_ID_TAG}` = '{cells[0].id}'"
+    )[0]
+    source = template.info.run_id
+    with sqlite3.connect(db) as sql:
+        run_row = sql.execute("SELECT * FROM runs WHERE run_uuid = ?", (source,)).fetchone()
+        columns = [c[1] for c in sql.execute("PRAGMA table_info(runs)")]
+        tables = {}
+        for table in ("tags", "params", "metrics", "latest_metrics"):
+            names = [c[1] for c in sql.execute(f"PRAGMA table_info({table})")]
+            rows = sql.execute(f"SELECT * FROM {table} WHERE run_uuid = ?", (source,)).fetchall()
+            tables[table] = (names, rows)
+        first = str(cells[0].seed)
+        for cell in cells[API_RUNS:]:
+            run_uuid = uuid.uuid4().hex
+            row = dict(zip(columns, run_row, strict=True))
+            row["run_uuid"] = run_uuid
+            row["name"] = cell.label
+            row["artifact_uri"] = row["artifact_uri"].replace(source, run_uuid)
+            sql.execute(f"INSERT INTO runs ({','.join(row)}) VALUES ({','.join('?' * len(row))})",
+                        list(row.values()))  # fmt: skip
+            own = {CELL_ID_TAG: cell.id, "kdbench.seed": str(cell.seed), "seed": str(cell.seed),
+                   "mlflow.runName": cell.label}  # fmt: skip
+            for table, (names, rows) in tables.items():
+                key_at, value_at = names.index("key"), names.index("value")
+                copied = []
+                for source_row in rows:
+                    item = list(source_row)
+                    item[names.index("run_uuid")] = run_uuid
+                    if table in ("tags", "params") and item[key_at] in own:
+                        item[value_at] = own[item[key_at]]
+                    elif table == "params" and item[value_at] == first and item[key_at] == "seed":
+                        item[value_at] = str(cell.seed)
+                    copied.append(item)
+                sql.executemany(f"INSERT INTO {table} VALUES ({','.join('?' * len(names))})",
+                                copied)  # fmt: skip
+
+
+def timed(command: list[str], cwd: Path, expect: str = "") -> float:
+    started = time.perf_counter()
+    done = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=3600)
+    if done.returncode != 0 or expect not in done.stdout:
+        raise SystemExit(f"{' '.join(command)} failed: {done.stdout[-1000:]}{done.stderr[-2000:]}")
+    return time.perf_counter() - started
+
+
+def claim_ms(uri: str, cells, repeats: int = 20) -> float:
+    """One claim of a cell the store does not hold: the median, in ms."""
+    tracker = Tracker(uri, "scale")
+    parent = tracker.start_run("claims", {ROLE_TAG: "invocation"})
+    spent = []
+    for i in range(repeats):
+        cell = cells[i]
+        fresh = f"claim-probe-{uuid.uuid4().hex}"
+        tags = {ROLE_TAG: "cell", CELL_ID_TAG: fresh, **cell_tags(cell)}
+        started = time.perf_counter()
+        claim = tracker.claim(fresh, cell.label, tags, parent)
+        spent.append(time.perf_counter() - started)
+        tracker.client.delete_run(claim.run_id)
+    tracker.client.delete_run(parent)
+    return 1000 * statistics.median(spent)
+
+
+def server(uri: str, folder: Path):
+    """`mlflow server` on the store, on a free port; (process, its http URI)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen(
+        [str(Path(sys.executable).with_name("mlflow")), "server", "--backend-store-uri", uri,
+         "--default-artifact-root", str(folder / "artifacts"), "--host", "127.0.0.1",
+         "--port", str(port), "--workers", "1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    for _ in range(120):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return process, f"http://127.0.0.1:{port}"
+        except OSError:
+            time.sleep(0.5)
+    process.kill()
+    raise SystemExit("mlflow server did not start")
+
+
+def measure(size: int, with_server: bool) -> dict:
+    with tempfile.TemporaryDirectory() as name:
+        folder = Path(name)
+        started = time.perf_counter()
+        config, uri = build_store(folder, size)
+        built = time.perf_counter() - started
+        cells = expand(load_spec(config, registry()))
+        stores = {"sqlite": uri}
+        process = None
+        if with_server:
+            process, stores["server"] = server(uri, folder)
+        row = {"size": size, "build_s": round(built, 1)}
+        try:
+            for kind, store in stores.items():
+                common = ["--tracking-uri", store]
+                done = f"0 cells finished, {size} already done, 0 failed"
+                row[f"{kind}_resume_s"] = round(timed([KDBENCH, "run", str(config), *common],
+                                                      folder, done), 2)  # fmt: skip
+                row[f"{kind}_claim_ms"] = round(claim_ms(store, cells), 1)
+                row[f"{kind}_report_s"] = round(timed([KDBENCH, "report", str(config), *common,
+                                                       "--output", str(folder / "report")],
+                                                      folder), 2)  # fmt: skip
+                print(json.dumps(row), flush=True)
+        finally:
+            if process is not None:
+                process.terminate()
+                process.wait(30)
+        return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 100000])
+    parser.add_argument("--no-server", action="store_true", help="the SQLite store only")
+    args = parser.parse_args()
+    os.environ.setdefault("KDBENCH_LOAD_PLUGINS", "")
+    rows = [measure(size, not args.no_server) for size in args.sizes]
+    out = ROOT / "perf" / "results" / "store_scale.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(rows, indent=1))
+    keys = [k for k in rows[0] if k != "size"]
+    print("| cells | " + " | ".join(keys) + " |")
+    print("|" + " --- |" * (len(keys) + 1))
+    for row in rows:
+        print(f"| {row['size']:,} | " + " | ".join(str(row.get(k, "–")) for k in keys) + " |")
+
+
+if __name__ == "__main__":
+    main()
