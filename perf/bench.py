@@ -661,6 +661,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--only", nargs="+", choices=list(BY_KEY), help="run only these implementations"
     )
     parser.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke test")
+    parser.add_argument(
+        "--stacked", action="store_true",
+        help="then the stacked rows (perf/stacked.py): an arm's seeds trained as one, against"
+        " one at a time",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, default=RESULTS / "bench.json")
     return parser.parse_args(argv)
 
@@ -754,6 +759,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print_tables(result)
     print(f"wrote {args.out}")
+    if args.stacked:
+        sys.path.insert(0, str(Path(__file__).parent))
+        import stacked
+
+        result["stacked"] = stacked.main(["--repeats", str(min(args.repeats, 3))])
     return result
 
 
