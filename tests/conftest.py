@@ -1,14 +1,19 @@
-"""Shared fixtures: the real plugin registry, a config writer and an in-process CLI."""
+"""Shared fixtures: the real plugin registry, a config writer, an in-process CLI and the real
+MNIST files; plain helpers are in helpers.py."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import textwrap
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
+from kdbench import paths
 from kdbench.cli import cli
+from kdbench.fetch import clear_cache
 from kdbench.plugins import registry as process_registry
 from kdbench.teachers import forget_prepared
 
@@ -87,3 +92,63 @@ def invoke():
         return runner.invoke(cli, list(args), catch_exceptions=False)
 
     return run
+
+
+# -- the real MNIST files (a test that needs them is skipped where they were never fetched) --
+
+
+@pytest.fixture
+def mnist_root() -> Path:
+    from kdbench_plugins.datasets import Mnist
+
+    root = paths.data_dir()
+    if not all((Mnist().raw_dir(root) / name).is_file() for name in Mnist.md5):
+        pytest.skip(f"MNIST is not in {root}: run 'kdbench data fetch mnist'")
+    return root
+
+
+@pytest.fixture
+def data_copy(tmp_path: Path):
+    """A data directory of links to the real MNIST files; `own(name)` makes one a real copy
+    that a test may damage."""
+    from kdbench_plugins.datasets import Mnist
+
+    real = Mnist().raw_dir(paths.data_dir())
+    if not all((real / name).is_file() for name in Mnist.md5):
+        pytest.skip(f"MNIST is not in {real}: run 'kdbench data fetch mnist'")
+    root = tmp_path / "data"
+    raw = Mnist().raw_dir(root)
+    raw.mkdir(parents=True)
+    for name in Mnist.md5:
+        (raw / name).symlink_to(real / name)
+
+    def own(name: str) -> Path:
+        target = raw / name
+        target.unlink()
+        shutil.copyfile(real / name, target)
+        return target
+
+    clear_cache()
+    yield root, own
+    clear_cache()
+
+
+# -- IBM Quantum --
+
+
+@pytest.fixture
+def no_ibm_account(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """No IBM Quantum account: an empty home, no QISKIT_IBM_* variables."""
+    from qiskit_ibm_runtime.accounts import management
+
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("KDBENCH_DATA", str(paths.data_dir()))  # the data stays where it is
+    monkeypatch.setenv("HOME", str(home))
+    for key in list(os.environ):
+        if key.startswith("QISKIT_IBM_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setattr(
+        management, "_DEFAULT_ACCOUNT_CONFIG_JSON_FILE", str(home / ".qiskit" / "qiskit-ibm.json")
+    )
+    return home

@@ -1,4 +1,4 @@
-"""MNIST / Fashion-MNIST plugins, the fetch helpers and class-balanced splits.
+"""MNIST / Fashion-MNIST plugins, the fetch helpers, class-balanced splits and the data cache.
 
 Unit tests use tiny synthetic IDX files whose md5s are patched into the plugins; one test
 fetches and reads the real data sets (npm and apt routes).
@@ -27,6 +27,7 @@ from kdbench.data import make_splits
 from kdbench.errors import DataError
 from kdbench_plugins import datasets
 from kdbench_plugins.datasets import FashionMnist, Mnist
+from tests.helpers import MNIST_TEST_COUNTS, MNIST_TRAIN_COUNTS, Flat
 
 FILES = (
     "train-images-idx3-ubyte",
@@ -441,10 +442,34 @@ def test_raw_data_is_loaded_once_per_root_and_split(fake, monkeypatch):
     assert sorted(loads) == ["test", "train"]
 
 
-# --- the real data sets ---------------------------------------------------------------------
+# --- the data cache is keyed by what shapes the data ----------------------------------------
 
-MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
-MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+SMALL = {"train_per_class": 4, "val_per_class": 2, "test_per_class": 3}
+
+
+@pytest.fixture
+def fresh_data(tmp_path):
+    data.clear_cache()
+    Flat.loads.clear()
+    yield tmp_path
+    data.clear_cache()
+
+
+def test_instances_with_different_own_options_get_their_own_data(fresh_data):
+    dark = make_splits(Flat(level=10, **SMALL), fresh_data, seed=0)
+    light = make_splits(Flat(level=200, **SMALL), fresh_data, seed=0)
+    assert torch.all(dark.train_x == 10 / 255) and torch.all(dark.test_x == 10 / 255)
+    assert torch.all(light.train_x == 200 / 255) and torch.all(light.test_x == 200 / 255)
+    assert sorted(Flat.loads) == [(10, "test"), (10, "train"), (200, "test"), (200, "train")]
+
+
+def test_instances_differing_only_in_sampling_share_the_loaded_data(fresh_data):
+    for options in (SMALL, {**SMALL, "train_per_class": 5}, {**SMALL, "sample_seed": 3}):
+        make_splits(Flat(level=7, classes=[1, 0], **options), fresh_data, seed=1)
+    assert sorted(Flat.loads) == [(7, "test"), (7, "train")]
+
+
+# --- the real data sets ---------------------------------------------------------------------
 
 
 def real_root() -> Path:

@@ -1,4 +1,5 @@
-"""The plugin manager with plugins that are not part of kdbench, found through entry points."""
+"""The plugin manager with plugins that are not part of kdbench, found through entry points:
+listed, loaded, restricted or blocked, and said so when a config names one that is not loaded."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ import pytest
 
 from kdbench.errors import PluginError
 from kdbench.plugins import load_registry
+from kdbench.plugins import registry as process_registry
 from tests.conftest import TINY
+from tests.helpers import VALID, assert_clean_failure, replace
 
 FOREIGN = '''
 """A third-party plugin: a tiny MLP teacher."""
@@ -241,3 +244,63 @@ def test_a_misspelled_hook_and_a_missing_method_are_problems_at_registration():
     with pytest.raises(PluginError, match="distiller plugin 'no-loss' cannot be used"):
         registry.get("distillers", "no-loss")
     assert all(not p.problems for p in registry.plugins if p.builtin)  # built-ins are whole
+
+
+# -- a plugin a config names that is not loaded: blocked, or not named --
+
+
+@pytest.fixture
+def reloaded_registry():
+    process_registry.cache_clear()
+    yield
+    process_registry.cache_clear()
+
+
+@pytest.mark.parametrize(
+    ("blocked", "text", "message"),
+    [
+        (
+            "aer",
+            replace('backends = ["statevector"]', 'backends = ["aer"]'),
+            "unknown backend 'aer'; defined or available: density-matrix, ibm-runtime, "
+            "statevector; plugin 'aer'"
+            " is not loaded: blocked by KDBENCH_BLOCK_PLUGINS",
+        ),
+        (
+            "aer",
+            VALID + '\n[backends.noisy]\nplugin = "aer"\n',
+            "backends.noisy.plugin: unknown backend plugin 'aer'; available: density-matrix,"
+            " ibm-runtime, statevector; plugin 'aer' is not loaded: blocked by"
+            " KDBENCH_BLOCK_PLUGINS",
+        ),
+        (
+            "datasets",
+            VALID,
+            "datasets.mnist-0-2.plugin: unknown dataset plugin 'mnist'; available: (none);"
+            " not loaded, and perhaps providing it: 'datasets' (blocked by KDBENCH_BLOCK_PLUGINS)",
+        ),
+    ],
+    ids=["bare-name", "plugin-option", "other-entry-point"],
+)
+def test_unknown_plugin_says_it_is_blocked(
+    monkeypatch, reloaded_registry, write_config, invoke, isolated, blocked, text, message
+):
+    monkeypatch.setenv("KDBENCH_BLOCK_PLUGINS", blocked)
+    assert_clean_failure(invoke("run", str(write_config(text))), message, isolated)
+
+
+def test_unknown_plugin_without_blocking_has_no_hint():
+    with pytest.raises(PluginError) as exc:
+        load_registry(environ={}).get("backends", "aerr")
+    assert "not loaded" not in str(exc.value) and "did you mean 'aer'" in str(exc.value)
+
+
+def test_unknown_plugin_says_which_third_party_plugins_were_not_loaded(site, monkeypatch):
+    monkeypatch.syspath_prepend(str(site))
+    assert "tiny-mlp" in load_registry(environ={}).names("teachers")
+    with pytest.raises(PluginError) as exc:
+        load_registry(environ={"KDBENCH_LOAD_PLUGINS": ""}).get("teachers", "tiny-mlp")
+    assert str(exc.value).endswith(
+        "; not loaded, and perhaps providing it: 'kdbench-broken' (KDBENCH_LOAD_PLUGINS does"
+        " not name it), 'kdbench-foo' (KDBENCH_LOAD_PLUGINS does not name it)"
+    )

@@ -1,9 +1,10 @@
 """What depends on the data or the machine is refused before anything is logged.
 
 A circuit too large for memory or wider than a noise device, and a teacher that cannot take a
-data set's images, used to pass `--dry-run` and fail every cell. Each case here runs `kdbench
-run` in-process, with and without `--dry-run`, on real MNIST and the real plugins: exit 2,
-one "Error:" line, nothing logged or cached; and a config that fits still passes.
+data set's images, used to pass `--dry-run` and fail every cell; real IBM hardware without
+credentials is refused alike. Each case here runs `kdbench run` in-process, with and without
+`--dry-run`, on real MNIST and the real plugins: exit 2, one "Error:" line, nothing logged or
+cached; and a config that fits still passes.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import kdbench.plugins
 from kdbench.memory import memory_limit
 from kdbench.plugins import load_registry
 from kdbench_plugins.datasets import Mnist
-from tests.test_bad_input import assert_clean_failure, replace, with_matrix
+from tests.helpers import after, assert_clean_failure, replace, with_matrix
 
 ONLY_STUDENT = replace('teachers = ["none", "lenet"]', 'teachers = ["none"]')
 NOISY = '\n[backends.noisy]\nplugin = "aer"\nnoise = "fake_manila"\n'
@@ -248,3 +249,31 @@ def test_students_that_take_the_images_pass(write_config, invoke, isolated, smal
     passes(write_config, invoke, text)
     big = with_matrix('[[matrix]]\ndatasets = ["mnist-0-2"]\nstudents = ["cnn", "q2"]\n', CNN_FRONT)
     passes(write_config, invoke, big)
+
+
+# -- real IBM hardware without credentials --
+
+IBM_HARDWARE = (
+    replace('backends = ["statevector"]', 'backends = ["ibm"]')
+    + '\n[backends.ibm]\nplugin = "ibm-runtime"\nbackend = "ibm_brisbane"\n'
+    "confirm_hardware = true\n"
+)
+
+
+def test_ibm_hardware_without_credentials(write_config, invoke, isolated, no_ibm_account):
+    result = invoke("run", str(write_config(IBM_HARDWARE)))
+    assert_clean_failure(
+        result, "ibm-runtime: no IBM Quantum credentials for backend 'ibm_brisbane'", isolated
+    )
+
+
+def test_ibm_hardware_as_eval_backend_without_credentials(
+    write_config, invoke, isolated, no_ibm_account
+):
+    text = (
+        after('backends = ["statevector"]', 'eval_backend = "ibm"')
+        + '\n[backends.ibm]\nplugin = "ibm-runtime"\nbackend = "ibm_brisbane"\n'
+        "confirm_hardware = true\n"
+    )
+    result = invoke("run", str(write_config(text)))
+    assert_clean_failure(result, "no IBM Quantum credentials", isolated)

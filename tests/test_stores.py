@@ -1,5 +1,6 @@
-"""Tracking stores that keep nothing or stop answering: refused up front, or the run ends in
-bounded time with one line and exit 2, never a hang."""
+"""Tracking stores that cannot be used, keep nothing or stop answering: refused up front in one
+line with exit 2 and nothing written, or the run ends in bounded time with one line and exit 2,
+never a hang."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import pytest
 
 from kdbench.tracking import ROLE_TAG, Tracker
 from tests.conftest import TINY
-from tests.test_bad_input import assert_clean_failure
+from tests.helpers import assert_clean_failure
 from tests.test_tracking_server import server  # noqa: F401  (a fixture)
 
 VALID = TINY.format(name="stores")
@@ -31,6 +32,62 @@ def test_the_store_in_the_config_is_checked_too(write_config, invoke, isolated):
     text = VALID.replace('name = "stores"', 'name = "stores"\ntracking_uri = "sqlite:///"')
     result = invoke("run", str(write_config(text)))
     assert_clean_failure(result, "names no database file", isolated)
+
+
+def test_tracking_server_unreachable_fails_fast(write_config, invoke, isolated):
+    started = time.monotonic()
+    result = invoke("run", str(write_config(VALID)), "--tracking-uri", "http://127.0.0.1:9")
+    assert_clean_failure(result, "tracking server http://127.0.0.1:9 is unreachable", isolated)
+    assert time.monotonic() - started < 20, "must not wait for MLflow's retries"
+
+
+def test_tracking_store_in_a_missing_directory(write_config, invoke, isolated):
+    uri = "sqlite:////proc/nope/mlflow.db"
+    result = invoke("run", str(write_config(VALID)), "--tracking-uri", uri)
+    assert_clean_failure(result, f"tracking store '{uri}' cannot be used", isolated)
+
+
+def test_tracking_store_inside_a_file(write_config, invoke, isolated, tmp_path):
+    (tmp_path / "afile").write_text("")
+    uri = f"sqlite:///{tmp_path}/afile/mlflow.db"
+    result = invoke("run", str(write_config(VALID)), "--tracking-uri", uri)
+    assert_clean_failure(result, f"tracking store '{uri}' cannot be used", isolated)
+    assert (tmp_path / "afile").read_text() == ""
+
+
+def test_tracking_store_that_is_not_a_database(write_config, invoke, isolated, tmp_path):
+    store = tmp_path / "store.db"
+    store.write_text("not sqlite\n" * 100)
+    uri = f"sqlite:///{store}"
+    result = invoke("run", str(write_config(VALID)), "--tracking-uri", uri)
+    assert_clean_failure(result, f"tracking store '{uri}' cannot be used", isolated)
+    assert store.read_text() == "not sqlite\n" * 100
+
+
+def test_report_on_no_store_creates_none(invoke, isolated):
+    result = invoke("report", "--experiment", "nope")
+    assert_clean_failure(result, "no experiment 'nope' in sqlite:///", isolated)
+
+
+def test_existing_store_gets_no_new_runs(write_config, invoke, isolated, data_copy):
+    """A store that already exists is not touched by a run that fails its checks."""
+    from mlflow.tracking import MlflowClient
+
+    root, own = data_copy
+    store = isolated / "store.db"
+    uri = f"sqlite:///{store}"
+    client = MlflowClient(tracking_uri=uri)
+    client.create_experiment("stores")
+    before = store.read_bytes()
+    path = own("t10k-labels-idx1-ubyte")
+    path.write_bytes(path.read_bytes()[:-1])
+    result = invoke("run", str(write_config(VALID)), "--data-dir", str(root), "--tracking-uri", uri)
+    assert (
+        result.exit_code == 2 and "corrupt (md5 mismatch) t10k-labels-idx1-ubyte" in result.stderr
+    )
+    experiment = client.get_experiment_by_name("stores").experiment_id
+    assert client.search_runs([experiment]) == []
+    assert store.read_bytes() == before
 
 
 class HangingProxy:

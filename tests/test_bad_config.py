@@ -1,59 +1,43 @@
-"""Bad input through the CLI: exit 2, one "Error:" line saying what is wrong, nothing written.
+"""Bad config through the CLI: exit 2, one "Error:" line saying what is wrong, nothing written.
 
-Extends tests/test_config.py (whose cases call load_spec) with every kind of input a user can
-get wrong: plugin options of each kind, counts, classes, students, ensembles, an empty matrix,
-data directories and IDX files, teacher checkpoints, tracking stores, IBM credentials and the
-command line itself. Each case runs `kdbench run` in-process and checks that neither MLflow
-nor the teacher cache got anything.
+The config's text (plugin options of each kind, counts, classes, students, ensembles, an empty
+matrix), `--set`, `--jobs`, profiles, the config file itself (not UTF-8, a directory, a device, a
+FIFO, too big, a symbolic link loop), names and seeds. Each case runs `kdbench run` in-process
+and checks that neither MLflow nor the teacher cache got anything; tests/config/test_config.py
+checks what `load_spec` raises (file, key and message) for such input.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import time
-from pathlib import Path
+import re
+import signal
+import sys
 
+import numpy as np
 import pytest
 import torch
 
-from kdbench import paths
-from kdbench.fetch import clear_cache
+from kdbench.api import MAX_SEED
+from kdbench.config import COMPONENT_KINDS, MAX_CONFIG_BYTES, load_spec
+from kdbench.data import make_splits
+from kdbench.names import INSTANCE_NAME, experiment_name_problem
 from kdbench_plugins.datasets import Mnist
-from tests.conftest import TINY
+from tests.helpers import (
+    ROOT,
+    TINY,
+    VALID,
+    after,
+    assert_clean_failure,
+    dry_run,
+    replace,
+    with_matrix,
+)
 
-VALID = TINY.format(name="bad-input")
-
-
-def replace(old: str, new: str, text: str = VALID) -> str:
-    assert text.count(old) == 1, old
-    return text.replace(old, new)
-
-
-def after(anchor: str, lines: str) -> str:
-    """VALID with `lines` added after the line `anchor`."""
-    return replace(anchor, f"{anchor}\n{lines}")
-
-
-def with_matrix(matrix: str, extra: str = "") -> str:
-    """VALID with its [[matrix]] replaced by `matrix` (and `extra` tables before it)."""
-    return VALID.split("[[matrix]]")[0] + extra + "\n" + matrix
-
-
-def assert_clean_failure(result, message: str, cwd: Path) -> None:
-    """Exit 2, exactly one line on stderr, "Error: ...message...", nothing written."""
-    everything = result.stdout + result.stderr
-    assert result.exit_code == 2, everything[-2000:]
-    assert "Traceback" not in everything
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("Error: "), lines[0]
-    assert message in lines[0], lines[0]
-    assert not (cwd / "mlflow.db").exists(), "nothing may be logged"
-    assert not (cwd / "mlruns").exists(), "nothing may be logged"
-    cache = cwd / "cache"
-    assert not cache.exists() or not any(cache.rglob("*")), "nothing may be cached"
-
+if sys.version_info >= (3, 11):
+    import tomllib
+else:
+    import tomli as tomllib
 
 ENSEMBLE = 'students = ["q2"]\ndatasets = ["mnist-0-2"]\n'
 
@@ -329,7 +313,7 @@ def test_bad_config(write_config, invoke, isolated, text, message):
     assert_clean_failure(invoke("run", str(path)), message, isolated)
 
 
-# -- the command line and the config file itself --
+# -- the command line --
 
 
 def test_set_without_equals(write_config, invoke, isolated):
@@ -358,6 +342,15 @@ def test_set_replacing_a_section_with_a_number(write_config, invoke, isolated):
     assert_clean_failure(result, "students: expected a table", isolated)
 
 
+def test_jobs_zero(write_config, invoke, isolated):
+    path = write_config(VALID)
+    result = invoke("run", str(path), "--jobs", "0")
+    assert_clean_failure(result, "Invalid value for '--jobs'", isolated)
+
+
+# -- profiles and keys --
+
+
 def test_unknown_profile(write_config, invoke, isolated):
     path = write_config(VALID + "\n[profiles.quick.train]\nepochs = 1\n")
     result = invoke("run", str(path), "--profile", "quik")
@@ -384,6 +377,9 @@ def test_key_with_control_characters_stays_on_one_line(write_config, invoke, iso
     assert_clean_failure(result, "trai\\n\\x1b[31mn: unknown section (did you mean", isolated)
 
 
+# -- the config file itself: not UTF-8, not a regular file, huge --
+
+
 def test_config_not_utf8(tmp_path, invoke, isolated):
     path = tmp_path / "latin1.toml"
     path.write_bytes(VALID.replace('"bad-input"', '"caf\xe9"').encode("latin-1"))
@@ -396,267 +392,206 @@ def test_config_is_a_directory(tmp_path, invoke, isolated):
     assert_clean_failure(result, "is a directory", isolated)
 
 
-def test_jobs_zero(write_config, invoke, isolated):
-    path = write_config(VALID)
-    result = invoke("run", str(path), "--jobs", "0")
-    assert_clean_failure(result, "Invalid value for '--jobs'", isolated)
+def test_config_that_is_dev_zero(invoke, isolated):
+    result = invoke("run", "/dev/zero")
+    assert_clean_failure(result, "/dev/zero: is a device or socket, not a regular file", isolated)
+    assert "at most 1 MiB" in result.stderr
 
 
-def test_fetch_unknown_dataset(invoke, isolated):
-    result = invoke("data", "fetch", "mnsit", "--data-dir", str(isolated / "data"))
-    assert_clean_failure(result, "unknown dataset plugin 'mnsit' (did you mean 'mnist'?)", isolated)
-    assert not (isolated / "data").exists()
+def test_config_that_is_a_fifo_does_not_block(invoke, isolated, tmp_path):
+    fifo = tmp_path / "config.toml"
+    os.mkfifo(fifo)
+
+    def hang(signum, frame):
+        raise AssertionError("reading the FIFO blocked")
+
+    old = signal.signal(signal.SIGALRM, hang)
+    signal.alarm(20)  # opening a FIFO without a writer blocks for ever
+    try:
+        result = invoke("run", str(fifo))
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+    assert_clean_failure(result, f"{fifo}: is a FIFO, not a regular file", isolated)
 
 
-# -- data: directories and IDX files --
-
-
-@pytest.fixture
-def data_copy(tmp_path: Path):
-    """A data directory of links to the real MNIST files; `own(name)` makes one a real copy
-    that a test may damage."""
-    real = Mnist().raw_dir(paths.data_dir())
-    if not all((real / name).is_file() for name in Mnist.md5):
-        pytest.skip(f"MNIST is not in {real}: run 'kdbench data fetch mnist'")
-    root = tmp_path / "data"
-    raw = Mnist().raw_dir(root)
-    raw.mkdir(parents=True)
-    for name in Mnist.md5:
-        (raw / name).symlink_to(real / name)
-
-    def own(name: str) -> Path:
-        target = raw / name
-        target.unlink()
-        shutil.copyfile(real / name, target)
-        return target
-
-    clear_cache()
-    yield root, own
-    clear_cache()
-
-
-def test_data_dir_empty(write_config, invoke, isolated, tmp_path):
-    (tmp_path / "empty").mkdir()
-    result = invoke("run", str(write_config(VALID)), "--data-dir", str(tmp_path / "empty"))
+def test_config_over_the_size_limit(invoke, isolated, tmp_path):
+    path = tmp_path / "huge.toml"
+    path.write_text(VALID + "#" * (MAX_CONFIG_BYTES - len(VALID.encode())) + "\n")
+    result = invoke("run", str(path))
     assert_clean_failure(
-        result, f"data not found: {tmp_path / 'empty'}/MNIST/raw does not", isolated
+        result, f"is {MAX_CONFIG_BYTES + 1} bytes; a config file may have at most 1 MiB", isolated
     )
 
 
-def test_data_dir_is_a_file(write_config, invoke, isolated, tmp_path):
-    (tmp_path / "afile").write_text("")
-    result = invoke("run", str(write_config(VALID)), "--data-dir", str(tmp_path / "afile"))
-    assert_clean_failure(result, "Invalid value for '--data-dir'", isolated)
-    assert "is a file" in result.stderr
+def test_config_at_the_size_limit_loads(registry, tmp_path):
+    path = tmp_path / "big.toml"
+    padding = "#" * (MAX_CONFIG_BYTES - len(VALID.encode()) - 1) + "\n"
+    path.write_text(VALID + padding)
+    assert path.stat().st_size == MAX_CONFIG_BYTES
+    assert load_spec(path, registry).experiment.name == "bad-input"
 
 
-def test_configured_data_dir_is_a_file(write_config, invoke, isolated, tmp_path):
-    (tmp_path / "afile").write_text("")
-    text = after("seeds = [0]", f'data_dir = "{tmp_path / "afile"}"')
-    result = invoke("run", str(write_config(text)))
-    assert_clean_failure(result, "data not found", isolated)
+def test_config_that_is_a_symlink_loop(invoke, isolated, tmp_path):
+    loop = tmp_path / "loop.toml"
+    loop.symlink_to(loop)
+    result = invoke("run", str(loop))
+    assert_clean_failure(result, "cannot read: [Errno 40] Too many levels of symbolic", isolated)
 
 
-def test_idx_file_missing(write_config, invoke, isolated, data_copy):
-    root, _ = data_copy
-    (Mnist().raw_dir(root) / "t10k-labels-idx1-ubyte").unlink()
-    result = invoke("run", str(write_config(VALID)), "--data-dir", str(root))
-    assert_clean_failure(
-        result, "missing t10k-labels-idx1-ubyte; run 'kdbench data fetch'", isolated
-    )
+# -- names and seeds ------------------------------------------------------------------------------
+
+BAD_EXPERIMENT_NAMES = [
+    ("empty", '""', "experiment.name: must not be empty"),
+    ("spaces", '"   "', "experiment.name: must not be empty or only spaces"),
+    ("newline", '"a\\nb"', "experiment.name: contains a control character or line break"),
+    ("escape", '"run\\u001b[31m"', "contains a control character"),
+    ("too-long", '"' + "x" * 257 + '"', "has 257 characters; MLflow allows at most 256"),
+    ("too-long-folder", '"' + "x" * 256 + '"', "has 256 bytes in UTF-8;"),
+    ("too-many-bytes", '"' + "é" * 200 + '"', "has 400 bytes in UTF-8; it becomes the folder"),
+    ("slash", '"paper/tables"', "contains '/' or '\\'; it becomes the folder kdbench-results/"),
+    ("backslash", '"paper\\\\tables"', "contains '/' or '\\'"),
+    ("dot", '"."', "starts with '.'"),
+    ("dot-dot", '".."', "starts with '.'; it becomes the folder"),
+    ("hidden", '".secret"', "starts with '.'"),
+]
 
 
-def test_idx_file_truncated(write_config, invoke, isolated, data_copy):
-    root, own = data_copy
-    path = own("t10k-images-idx3-ubyte")
-    with open(path, "r+b") as f:
-        f.truncate(path.stat().st_size // 2)
-    result = invoke("run", str(write_config(VALID)), "--data-dir", str(root))
-    assert_clean_failure(
-        result, "corrupt (md5 mismatch) t10k-images-idx3-ubyte; run 'kdbench data fetch'", isolated
-    )
-
-
-def test_idx_file_with_a_flipped_byte(write_config, invoke, isolated, data_copy):
-    root, own = data_copy
-    path = own("train-labels-idx1-ubyte")
-    data = bytearray(path.read_bytes())
-    data[100] ^= 0x01  # a label changes: the checksum must catch it
-    path.write_bytes(bytes(data))
-    result = invoke("run", str(write_config(VALID)), "--data-dir", str(root))
-    assert_clean_failure(result, "corrupt (md5 mismatch) train-labels-idx1-ubyte", isolated)
-
-
-def test_idx_file_is_a_directory(write_config, invoke, isolated, data_copy):
-    root, _ = data_copy
-    path = Mnist().raw_dir(root) / "train-images-idx3-ubyte"
-    path.unlink()
-    path.mkdir()
-    result = invoke("run", str(write_config(VALID)), "--data-dir", str(root))
-    assert_clean_failure(result, "missing train-images-idx3-ubyte", isolated)
-
-
-# -- teacher checkpoints --
-
-
-def checkpoint_config(path: Path) -> str:
-    return replace(
-        "[teachers.lenet]\nepochs = 1", f'[teachers.lenet]\nepochs = 1\ncheckpoint = "{path}"'
-    )
-
-
-def test_checkpoint_missing(write_config, invoke, isolated, tmp_path):
-    path = tmp_path / "nope.pt"
-    result = invoke("run", str(write_config(checkpoint_config(path))))
-    assert_clean_failure(result, f"teacher checkpoint {path}: no such file", isolated)
-
-
-def test_checkpoint_not_a_state_dict(write_config, invoke, isolated, tmp_path):
-    path = tmp_path / "list.pt"
-    torch.save([torch.zeros(3), 1], path)
-    result = invoke("run", str(write_config(checkpoint_config(path))))
-    assert_clean_failure(
-        result, f"teacher checkpoint {path}: not a state dict of tensors", isolated
-    )
-
-
-def test_checkpoint_not_a_torch_file(write_config, invoke, isolated, tmp_path):
-    path = tmp_path / "junk.pt"
-    path.write_bytes(b"\x00not a pickle\n" * 8)
-    result = invoke("run", str(write_config(checkpoint_config(path))))
-    assert_clean_failure(
-        result, f"teacher checkpoint {path}: not a loadable state dict (", isolated
-    )
-
-
-def test_checkpoint_of_another_architecture(write_config, invoke, isolated, tmp_path, registry):
-    path = tmp_path / "lenet10.pt"
-    lenet = registry.get("teachers", "lenet")()
-    torch.save(lenet.build(10, (1, 28, 28)).state_dict(), path)  # 10 classes, the config has 3
-    result = invoke("run", str(write_config(checkpoint_config(path))))
-    assert_clean_failure(
-        result,
-        f"teacher checkpoint {path} does not fit the architecture: Error(s) in loading",
-        isolated,
-    )
-    assert "size mismatch" in result.stderr
-
-
-def test_checkpoint_of_an_ensemble_member(write_config, invoke, isolated, tmp_path):
-    path = tmp_path / "dict.pt"
-    torch.save({"weight": "not a tensor"}, path)
-    text = with_matrix(
-        '[[matrix]]\nteachers = ["ens"]\n' + ENSEMBLE,
-        f'[teachers.alex]\nplugin = "alexnet"\ncheckpoint = "{path}"\n'
-        '[teachers.ens]\nplugin = "ensemble"\nmembers = ["lenet", "alex"]\n',
-    )
-    result = invoke("run", str(write_config(text)))
-    assert_clean_failure(
-        result, f"teacher checkpoint {path}: not a state dict of tensors", isolated
-    )
-
-
-# -- tracking stores --
-
-
-def test_tracking_server_unreachable_fails_fast(write_config, invoke, isolated):
-    started = time.monotonic()
-    result = invoke("run", str(write_config(VALID)), "--tracking-uri", "http://127.0.0.1:9")
-    assert_clean_failure(result, "tracking server http://127.0.0.1:9 is unreachable", isolated)
-    assert time.monotonic() - started < 20, "must not wait for MLflow's retries"
-
-
-def test_tracking_store_in_a_missing_directory(write_config, invoke, isolated):
-    uri = "sqlite:////proc/nope/mlflow.db"
-    result = invoke("run", str(write_config(VALID)), "--tracking-uri", uri)
-    assert_clean_failure(result, f"tracking store '{uri}' cannot be used", isolated)
-
-
-def test_tracking_store_inside_a_file(write_config, invoke, isolated, tmp_path):
-    (tmp_path / "afile").write_text("")
-    uri = f"sqlite:///{tmp_path}/afile/mlflow.db"
-    result = invoke("run", str(write_config(VALID)), "--tracking-uri", uri)
-    assert_clean_failure(result, f"tracking store '{uri}' cannot be used", isolated)
-    assert (tmp_path / "afile").read_text() == ""
-
-
-def test_tracking_store_that_is_not_a_database(write_config, invoke, isolated, tmp_path):
-    store = tmp_path / "store.db"
-    store.write_text("not sqlite\n" * 100)
-    uri = f"sqlite:///{store}"
-    result = invoke("run", str(write_config(VALID)), "--tracking-uri", uri)
-    assert_clean_failure(result, f"tracking store '{uri}' cannot be used", isolated)
-    assert store.read_text() == "not sqlite\n" * 100
-
-
-def test_report_on_no_store_creates_none(invoke, isolated):
-    result = invoke("report", "--experiment", "nope")
-    assert_clean_failure(result, "no experiment 'nope' in sqlite:///", isolated)
-
-
-# -- real IBM hardware without credentials --
-
-
-@pytest.fixture
-def no_ibm_account(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """No IBM Quantum account: an empty home, no QISKIT_IBM_* variables."""
-    from qiskit_ibm_runtime.accounts import management
-
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("KDBENCH_DATA", str(paths.data_dir()))  # the data stays where it is
-    monkeypatch.setenv("HOME", str(home))
-    for key in list(os.environ):
-        if key.startswith("QISKIT_IBM_"):
-            monkeypatch.delenv(key)
-    monkeypatch.setattr(
-        management, "_DEFAULT_ACCOUNT_CONFIG_JSON_FILE", str(home / ".qiskit" / "qiskit-ibm.json")
-    )
-    return home
-
-
-IBM_HARDWARE = (
-    replace('backends = ["statevector"]', 'backends = ["ibm"]')
-    + '\n[backends.ibm]\nplugin = "ibm-runtime"\nbackend = "ibm_brisbane"\n'
-    "confirm_hardware = true\n"
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [c[1:] for c in BAD_EXPERIMENT_NAMES],
+    ids=[c[0] for c in BAD_EXPERIMENT_NAMES],
 )
+def test_bad_experiment_name_writes_nothing(write_config, invoke, isolated, value, message):
+    text = replace('name = "bad-input"', f"name = {value}")
+    assert_clean_failure(invoke("run", str(write_config(text))), message, isolated)
 
 
-def test_ibm_hardware_without_credentials(write_config, invoke, isolated, no_ibm_account):
-    result = invoke("run", str(write_config(IBM_HARDWARE)))
-    assert_clean_failure(
-        result, "ibm-runtime: no IBM Quantum credentials for backend 'ibm_brisbane'", isolated
-    )
+def test_experiment_name_at_the_limits_passes(write_config, invoke, isolated, mnist_root):
+    for name in ("x" * 255, "é" * 127, "Paper tables (v2), 5 seeds"):
+        result = dry_run(invoke, write_config, replace('name = "bad-input"', f'name = "{name}"'))
+        assert result.exit_code == 0, result.stderr
 
 
-def test_ibm_hardware_as_eval_backend_without_credentials(
-    write_config, invoke, isolated, no_ibm_account
-):
-    text = (
-        after('backends = ["statevector"]', 'eval_backend = "ibm"')
-        + '\n[backends.ibm]\nplugin = "ibm-runtime"\nbackend = "ibm_brisbane"\n'
-        "confirm_hardware = true\n"
-    )
-    result = invoke("run", str(write_config(text)))
-    assert_clean_failure(result, "no IBM Quantum credentials", isolated)
+BAD_INSTANCE_NAMES = [
+    ("space", '[students."q 2"]\nplugin = "pqc"', "students: bad instance name 'q 2'"),
+    ("slash", '[datasets."a/b"]\nplugin = "mnist"', "datasets: bad instance name 'a/b'"),
+    ("hidden", '[teachers.".t"]\nplugin = "lenet"', "teachers: bad instance name '.t'"),
+    ("dash-first", '[backends."-x"]\nplugin = "aer"', "backends: bad instance name '-x'"),
+    ("non-ascii", '[encoders."é"]\nplugin = "angle"', "encoders: bad instance name 'é'"),
+    ("too-long", f'[teachers.{"t" * 65}]\nplugin = "lenet"', "teachers: bad instance name 'ttt"),
+    ("control", '[students."q\\t2"]\nplugin = "pqc"', "students: bad instance name 'q\\t2'"),
+]
 
 
-def test_existing_store_gets_no_new_runs(write_config, invoke, isolated, data_copy):
-    """A store that already exists is not touched by a run that fails its checks."""
-    from mlflow.tracking import MlflowClient
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [c[1:] for c in BAD_INSTANCE_NAMES],
+    ids=[c[0] for c in BAD_INSTANCE_NAMES],
+)
+def test_bad_instance_name_writes_nothing(write_config, invoke, isolated, table, message):
+    result = invoke("run", str(write_config(VALID + "\n" + table + "\n")))
+    assert_clean_failure(result, message, isolated)
+    assert "1 to 64 letters (A-Z, a-z), digits, '-', '_', '.' or '+'" in result.stderr
 
-    root, own = data_copy
-    store = isolated / "store.db"
-    uri = f"sqlite:///{store}"
-    client = MlflowClient(tracking_uri=uri)
-    client.create_experiment("bad-input")
-    before = store.read_bytes()
-    path = own("t10k-labels-idx1-ubyte")
-    path.write_bytes(path.read_bytes()[:-1])
-    result = invoke("run", str(write_config(VALID)), "--data-dir", str(root), "--tracking-uri", uri)
-    assert (
-        result.exit_code == 2 and "corrupt (md5 mismatch) t10k-labels-idx1-ubyte" in result.stderr
-    )
-    experiment = client.get_experiment_by_name("bad-input").experiment_id
-    assert client.search_runs([experiment]) == []
-    assert store.read_bytes() == before
+
+def test_very_long_instance_name_is_shortened_in_the_message(write_config, invoke, isolated):
+    result = invoke("run", str(write_config(VALID + f'\n[students.{"q" * 5000}]\nplugin="pqc"\n')))
+    assert_clean_failure(result, "(5000 characters)", isolated)
+    assert len(result.stderr) < 400
+
+
+def test_instance_name_of_64_characters_passes(write_config, invoke, isolated, mnist_root):
+    name = "q" * 63 + "+"
+    text = replace("[students.q2]", f'[students."{name}"]').replace('"q2"', f'"{name}"')
+    result = dry_run(invoke, write_config, text)
+    assert result.exit_code == 0, result.stderr
+
+
+def _names_in(document: dict) -> tuple[list[str], list[str]]:
+    """(experiment names, instance names) a parsed config document uses."""
+    experiments = [document.get("experiment", {}).get("name", "kdbench")]
+    names = [name for kind in COMPONENT_KINDS for name in document.get(kind, {})]
+    for entry in document.get("matrix", []):
+        names += [n for kind in COMPONENT_KINDS for n in entry.get(kind, []) if n != "none"]
+    for profile in document.get("profiles", {}).values():
+        sub = _names_in(profile)
+        experiments += sub[0] if "experiment" in profile else []
+        names += sub[1]
+    return experiments, names
+
+
+def _repository_configs() -> dict[str, dict]:
+    found = {}
+    files = [ROOT / "benchmarks.toml", *ROOT.glob("examples/**/*.toml")]
+    files += [*ROOT.glob("tests/configs/*.toml")]
+    for path in files:
+        if path.name != "pyproject.toml":
+            found[str(path.relative_to(ROOT))] = tomllib.loads(path.read_text())
+    for doc in ROOT.glob("docs/*.md"):
+        for i, block in enumerate(re.findall(r"```toml\n(.*?)```", doc.read_text(), re.S)):
+            found[f"{doc.name}#{i}"] = tomllib.loads(block)
+    found["TINY"] = tomllib.loads(TINY.format(name="tiny"))
+    return found
+
+
+def test_every_name_in_the_repository_configs_passes(registry):
+    configs = _repository_configs()
+    assert len(configs) >= 7
+    checked = 0
+    for where, document in configs.items():
+        experiments, names = _names_in(document)
+        for name in experiments:
+            assert experiment_name_problem(name) is None, (where, name)
+        for name in names:
+            assert INSTANCE_NAME.fullmatch(name), (where, name)
+            checked += 1
+    for kind in COMPONENT_KINDS:  # a plugin name can be used bare, as an instance name
+        for name in registry.names(kind):
+            assert INSTANCE_NAME.fullmatch(name), (kind, name)
+    assert checked > 30
+    for name in ("benchmarks.toml", "examples/aer-noisy.toml", "tests/configs/arch-check.toml"):
+        load_spec(ROOT / name, registry)  # and they load
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            replace("seeds = [0]", f"seeds = [0, {MAX_SEED + 1}]"),
+            f"experiment.seeds: must be <= {MAX_SEED}, got [0, {MAX_SEED + 1}]",
+        ),
+        (
+            after('backends = ["statevector"]', f"seeds = [{2**64}]"),
+            f"matrix[0].seeds: must be <= {MAX_SEED}, got [{2**64}]",
+        ),
+        (
+            after('backends = ["statevector"]', "seeds = [-1]"),
+            f"matrix[0].seeds: expected a non-empty list of integers >= 0 and <= {MAX_SEED}",
+        ),
+        (
+            after("test_per_class = 10", f"sample_seed = {2**40}"),
+            f"datasets.mnist-0-2.sample_seed: must be <= {MAX_SEED}, got {2**40}",
+        ),
+        (
+            after("test_per_class = 10", "sample_seed = -5"),
+            "datasets.mnist-0-2.sample_seed: must be >= 0, got -5",
+        ),
+    ],
+    ids=["experiment", "matrix", "matrix-negative", "sample-seed", "sample-seed-negative"],
+)
+def test_seed_out_of_range(write_config, invoke, isolated, text, message):
+    assert_clean_failure(invoke("run", str(write_config(text))), message, isolated)
+
+
+def test_largest_seed_is_accepted_and_usable(write_config, invoke, isolated, mnist_root):
+    text = after('backends = ["statevector"]', f"seeds = [{MAX_SEED}]")
+    text = text.replace("test_per_class = 10", f"test_per_class = 10\nsample_seed = {MAX_SEED}")
+    result = dry_run(invoke, write_config, text)
+    assert result.exit_code == 0, result.stderr
+    # What the seed is handed to accepts it: the sampling, torch and numpy generators.
+    splits = make_splits(Mnist(classes=[0, 1], sample_seed=MAX_SEED), mnist_root, seed=MAX_SEED)
+    assert torch.bincount(splits.train_y).tolist() == [150, 150]
+    torch.manual_seed(MAX_SEED)
+    np.random.seed(MAX_SEED)
+    np.random.default_rng(MAX_SEED)
