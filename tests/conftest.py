@@ -1,11 +1,16 @@
-"""Shared fixtures: the real plugin registry, a config writer, an in-process CLI and the real
-MNIST files; plain helpers are in helpers.py."""
+"""Shared fixtures: the real plugin registry, a config writer, an in-process CLI, the real
+MNIST files and small fake ones, an MLflow tracking server, no IBM Quantum account; plain
+helpers (TINY among them) are in helpers.py."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import textwrap
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -16,39 +21,7 @@ from kdbench.cli import cli
 from kdbench.fetch import clear_cache
 from kdbench.plugins import registry as process_registry
 from kdbench.teachers import forget_prepared
-
-# A small but complete config: real MNIST, tiny subsets, one epoch.
-TINY = """
-[experiment]
-name = "{name}"
-seeds = [0]
-
-[train]
-epochs = 2
-batch_size = 16
-
-[datasets.mnist-0-2]
-plugin = "mnist"
-classes = [0, 1, 2]
-train_per_class = 12
-val_per_class = 8
-test_per_class = 10
-
-[teachers.lenet]
-epochs = 1
-train_per_class = 60
-
-[students.q2]
-plugin = "pqc"
-qubits = 2
-front = "linear"
-
-[[matrix]]
-datasets = ["mnist-0-2"]
-teachers = ["none", "lenet"]
-students = ["q2"]
-backends = ["statevector"]
-"""
+from tests.helpers import free_port, write_fake
 
 
 @pytest.fixture(autouse=True)
@@ -60,6 +33,14 @@ def fresh_teachers():
 @pytest.fixture
 def registry():
     return process_registry()
+
+
+@pytest.fixture
+def fresh_registry():
+    """The process registry reloaded from the environment, and restored afterwards."""
+    process_registry.cache_clear()
+    yield
+    process_registry.cache_clear()
 
 
 @pytest.fixture
@@ -94,7 +75,7 @@ def invoke():
     return run
 
 
-# -- the real MNIST files (a test that needs them is skipped where they were never fetched) --
+# -- MNIST: the real files (a test is skipped where they were never fetched), small fake ones --
 
 
 @pytest.fixture
@@ -131,6 +112,44 @@ def data_copy(tmp_path: Path):
     clear_cache()
     yield root, own
     clear_cache()
+
+
+@pytest.fixture
+def fake(tmp_path, monkeypatch):
+    """Small synthetic MNIST files (helpers.write_fake) under tmp_path/data: (root, arrays)."""
+    from kdbench_plugins.datasets import Mnist
+
+    root = tmp_path / "data"
+    return root, write_fake(root, Mnist, monkeypatch)
+
+
+# -- a real MLflow tracking server --
+
+
+@pytest.fixture
+def server(tmp_path):
+    """`mlflow server` with a SQLite backend store, serving artifacts; its URL."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+         "--backend-store-uri", f"sqlite:///{tmp_path}/server.db",
+         "--artifacts-destination", str(tmp_path / "artifacts"), "--workers", "1"],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"{url}/health", timeout=2)
+            break
+        except OSError:
+            assert process.poll() is None, "mlflow server exited"
+            time.sleep(0.5)
+    else:
+        raise AssertionError("mlflow server did not come up within 2 minutes")
+    yield url
+    process.terminate()
+    process.wait(timeout=30)
 
 
 # -- IBM Quantum --

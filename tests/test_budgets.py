@@ -4,7 +4,7 @@ a run of that many epochs would have given (validation's pick within it, tested)
 from __future__ import annotations
 
 from kdbench.tracking import Tracker
-from tests.conftest import TINY
+from tests.helpers import TINY
 
 # 36 training images at batch 16: 3 steps an epoch, so budgets of 3, 6 and 12 steps are the
 # ends of epochs 1, 2 and 4.

@@ -19,7 +19,7 @@ from kdbench.options import build, describe
 from kdbench_plugins.aer import Aer
 from kdbench_plugins.ibm_runtime import IbmRuntime
 from kdbench_plugins.statevector import SUPPORTED_GATES, Statevector
-from tests.test_shot_backends import grads, randn, student_circuit
+from tests.helpers import grads, randn, student_circuit
 
 
 def su2_circuits() -> dict[str, tuple[QuantumCircuit, list[Parameter], list[Parameter]]]:

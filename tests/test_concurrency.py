@@ -22,8 +22,7 @@ from kdbench.matrix import expand
 from kdbench.paths import data_dir
 from kdbench.run import Events, run_matrix
 from kdbench.tracking import CELL_ID_TAG, HOST_TAG, PID_TAG, ROLE_TAG, Tracker
-from tests.conftest import TINY
-from tests.test_resume import statuses
+from tests.helpers import TINY, statuses
 
 
 def slow_config(write_config, name: str, seeds: str = "[0, 1]", epochs: int = 3) -> Path:

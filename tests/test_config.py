@@ -6,7 +6,7 @@ import pytest
 
 from kdbench.config import load_spec
 from kdbench.errors import ConfigError
-from tests.conftest import TINY
+from tests.helpers import TINY
 
 VALID = TINY.format(name="cfg")
 

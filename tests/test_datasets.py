@@ -11,7 +11,6 @@ import hashlib
 import io
 import os
 import shutil
-import struct
 import sys
 import tarfile
 import time
@@ -27,47 +26,16 @@ from kdbench.data import make_splits
 from kdbench.errors import DataError
 from kdbench_plugins import datasets
 from kdbench_plugins.datasets import FashionMnist, Mnist
-from tests.helpers import MNIST_TEST_COUNTS, MNIST_TRAIN_COUNTS, Flat
-
-FILES = (
-    "train-images-idx3-ubyte",
-    "train-labels-idx1-ubyte",
-    "t10k-images-idx3-ubyte",
-    "t10k-labels-idx1-ubyte",
+from tests.helpers import (
+    FILES,
+    MNIST_TEST_COUNTS,
+    MNIST_TRAIN_COUNTS,
+    TEST_PER_CLASS,
+    TRAIN_PER_CLASS,
+    Flat,
+    idx_bytes,
+    write_fake,
 )
-TRAIN_PER_CLASS, TEST_PER_CLASS = 12, 6
-
-
-def idx_bytes(array: torch.Tensor) -> bytes:
-    """An IDX file: magic 0x0803 (3-d ubyte) or 0x0801 (1-d ubyte), big-endian sizes, data."""
-    magic = 0x00000800 | array.dim()
-    return struct.pack(f">I{array.dim()}I", magic, *array.shape) + array.numpy().tobytes()
-
-
-def make_split(n_per_class: int, first_id: int, generator: torch.Generator):
-    """Images whose pixel [0, 0] holds a unique id (to check disjointness), labels shuffled."""
-    n = 10 * n_per_class
-    labels = (torch.arange(n) % 10)[torch.randperm(n, generator=generator)].to(torch.uint8)
-    images = torch.randint(0, 256, (n, 28, 28), dtype=torch.uint8, generator=generator)
-    images[:, 0, 0] = torch.arange(first_id, first_id + n, dtype=torch.uint8)
-    return images, labels
-
-
-def write_fake(root: Path, cls: type[datasets.IdxDataset], monkeypatch) -> dict[str, torch.Tensor]:
-    """Write a small data set in torchvision's layout and make `cls` expect its md5s."""
-    g = torch.Generator().manual_seed(0)
-    train_x, train_y = make_split(TRAIN_PER_CLASS, 0, g)
-    test_x, test_y = make_split(TEST_PER_CLASS, 10 * TRAIN_PER_CLASS, g)
-    arrays = dict(zip(FILES, (train_x, train_y, test_x, test_y), strict=True))
-    raw = root / cls.folder / "raw"
-    raw.mkdir(parents=True)
-    md5 = {}
-    for name, array in arrays.items():
-        content = idx_bytes(array)
-        (raw / name).write_bytes(content)
-        md5[name] = hashlib.md5(content).hexdigest()
-    monkeypatch.setattr(cls, "md5", md5)
-    return arrays
 
 
 @pytest.fixture(autouse=True)
@@ -77,12 +45,6 @@ def _fresh_caches():
     yield
     fetch.clear_cache()
     data.clear_cache()
-
-
-@pytest.fixture
-def fake(tmp_path, monkeypatch):
-    root = tmp_path / "data"
-    return root, write_fake(root, Mnist, monkeypatch)
 
 
 def rewrite(path: Path, content: bytes) -> None:

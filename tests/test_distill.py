@@ -8,13 +8,11 @@ import math
 import pytest
 import torch
 
-from kdbench.api import DistillBatch, Distiller, Loss, StudentContext
+from kdbench.api import DistillBatch, Distiller, Loss
 from kdbench.distill import Split, fit
 from kdbench.losses import probabilities_to_log, training_loss
 from kdbench.plugins import component
-from kdbench_plugins.encoders import Angle
-from kdbench_plugins.statevector import Statevector
-from kdbench_plugins.students import Pqc
+from tests.helpers import tiny_student
 
 
 def softmax(values):
@@ -51,14 +49,6 @@ def test_no_distiller_is_plain_cross_entropy():
     total, parts = training_loss(log_p, y, None, None)
     assert total.item() == pytest.approx(torch.nn.functional.nll_loss(log_p, y).item())
     assert list(parts) == ["ce"]
-
-
-def tiny_student(seed: int = 0):
-    torch.manual_seed(seed)
-    context = StudentContext(
-        num_classes=3, input_shape=(1, 28, 28), backend=Statevector(), encoder=Angle(), seed=seed
-    )
-    return Pqc(qubits=2, front="linear", layers=2).build(context)
 
 
 def gradients(model, images, labels, teacher_logits, distiller):

@@ -7,12 +7,13 @@ import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
 
-PACKAGE = Path(__file__).parent.parent / "examples" / "kdbench-example-plugin"
+from tests.helpers import ROOT
+
+PACKAGE = ROOT / "examples" / "kdbench-example-plugin"
 
 
 @pytest.mark.slow

@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-EXAMPLES = Path(__file__).parent.parent / "examples"
+from tests.helpers import ROOT
+
+EXAMPLES = ROOT / "examples"
 
 
 def run_example(name: str, tmp_path: Path, *overrides: str, config: Path | None = None) -> list:

@@ -23,7 +23,7 @@ from kdbench.plugins import load_registry
 from kdbench.run import preflight
 from kdbench_plugins.distillers import FitNet
 from kdbench_plugins.teachers import LeNet
-from tests.conftest import TINY
+from tests.helpers import TINY
 
 
 def test_hint_loss_by_hand():

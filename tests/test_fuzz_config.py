@@ -30,7 +30,7 @@ from kdbench.errors import ConfigError
 from kdbench.layering import apply_override, apply_profile
 from kdbench.options import describe
 from kdbench.plugins import registry as process_registry
-from tests.conftest import TINY
+from tests.helpers import TINY
 
 REGISTRY = process_registry()
 VALID = tomllib.loads(TINY.format(name="fuzz"))

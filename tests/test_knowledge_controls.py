@@ -11,15 +11,14 @@ from kdbench.errors import DataError
 from kdbench.run.training import class_means, mean_kl
 from kdbench.tracking import Tracker
 from kdbench_plugins.datasets import Mnist
-from tests.conftest import TINY
-from tests.test_datasets import TRAIN_PER_CLASS, fake  # noqa: F401  (a fixture)
+from tests.helpers import TINY, TRAIN_PER_CLASS
 
 
 def pixel_ids(images: torch.Tensor) -> set[int]:
     return set((images[:, 0, 0, 0] * 255).round().long().tolist())
 
 
-def test_a_disjoint_teacher_trains_on_no_student_image(fake):  # noqa: F811
+def test_a_disjoint_teacher_trains_on_no_student_image(fake):
     root, _ = fake
     dataset = Mnist(classes=[0, 1, 2], train_per_class=4, val_per_class=3, test_per_class=2)
     shared, disjoint = (make_splits(dataset, root, seed=3, disjoint=d) for d in (False, True))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from kdbench.config import load_spec
 from kdbench.matrix import expand
-from tests.conftest import TINY
+from tests.helpers import TINY
 
 VALID = TINY.format(name="m")
 

@@ -14,7 +14,7 @@ from kdbench.report.noise import noise_rows
 from kdbench.report.stats import summarize
 from kdbench.results import Result
 from kdbench.tracking import Tracker
-from tests.conftest import TINY
+from tests.helpers import TINY
 
 LADDER = (
     TINY.replace(

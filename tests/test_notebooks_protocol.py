@@ -21,8 +21,7 @@ from kdbench.report import load_rows
 from kdbench.report.stats import paired_gain
 from kdbench_plugins.datasets import Mnist
 from kdbench_plugins.students import ReadOut
-from tests.test_datasets import TEST_PER_CLASS, fake  # noqa: F401  (a fixture)
-from tests.test_distill import tiny_student
+from tests.helpers import TEST_PER_CLASS, log_cells, tiny_student
 
 
 def outcome_probabilities(batch: int, qubits: int) -> torch.Tensor:
@@ -61,7 +60,7 @@ def test_hinton_at_the_notebooks_settings_is_the_notebooks_loss():
     assert ours.item() == pytest.approx(theirs.item(), rel=1e-10)
 
 
-def test_order_first_takes_each_class_in_file_order_whatever_the_seed(fake):  # noqa: F811
+def test_order_first_takes_each_class_in_file_order_whatever_the_seed(fake):
     root, arrays = fake
     dataset = Mnist(classes=[3, 1], order="first", train_per_class=4, val_per_class=3,
                     test_per_class=TEST_PER_CLASS - 1)  # fmt: skip
@@ -199,7 +198,6 @@ def test_the_report_prints_tost_and_mde_and_takes_a_margin(tracker_with_cells, i
 @pytest.fixture
 def tracker_with_cells(tmp_path):
     from kdbench.tracking import Tracker
-    from tests.test_report import log_cells
 
     tracker = Tracker(f"sqlite:///{tmp_path}/mlflow.db", "arithmetic")
     log_cells(tracker)

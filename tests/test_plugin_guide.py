@@ -10,16 +10,17 @@ import re
 import sys
 import types
 from collections import Counter
-from pathlib import Path
 
 import pytest
+
+from tests.helpers import ROOT
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:
     import tomli as tomllib
 
-GUIDE = Path(__file__).parent.parent / "docs" / "plugins.md"
+GUIDE = ROOT / "docs" / "plugins.md"
 
 
 def blocks(language: str) -> list[str]:

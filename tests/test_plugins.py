@@ -14,9 +14,7 @@ import pytest
 
 from kdbench.errors import PluginError
 from kdbench.plugins import load_registry
-from kdbench.plugins import registry as process_registry
-from tests.conftest import TINY
-from tests.helpers import VALID, assert_clean_failure, replace
+from tests.helpers import TINY, VALID, assert_clean_failure, replace
 
 FOREIGN = '''
 """A third-party plugin: a tiny MLP teacher."""
@@ -249,13 +247,6 @@ def test_a_misspelled_hook_and_a_missing_method_are_problems_at_registration():
 # -- a plugin a config names that is not loaded: blocked, or not named --
 
 
-@pytest.fixture
-def reloaded_registry():
-    process_registry.cache_clear()
-    yield
-    process_registry.cache_clear()
-
-
 @pytest.mark.parametrize(
     ("blocked", "text", "message"),
     [
@@ -283,7 +274,7 @@ def reloaded_registry():
     ids=["bare-name", "plugin-option", "other-entry-point"],
 )
 def test_unknown_plugin_says_it_is_blocked(
-    monkeypatch, reloaded_registry, write_config, invoke, isolated, blocked, text, message
+    monkeypatch, fresh_registry, write_config, invoke, isolated, blocked, text, message
 ):
     monkeypatch.setenv("KDBENCH_BLOCK_PLUGINS", blocked)
     assert_clean_failure(invoke("run", str(write_config(text))), message, isolated)

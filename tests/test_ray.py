@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import TINY
+from tests.helpers import TINY
 
 RAY = shutil.which("ray", path=str(Path(sys.executable).parent))
 # A cluster of this test's own token, in the environment: ~/.ray stays untouched.

@@ -28,41 +28,17 @@ from kdbench.report import (
     to_markdown,
 )
 from kdbench.results import Result
-from kdbench.tracking import Tracker, flatten
-from tests.conftest import TINY
-
-BASELINE = [0.80, 0.84, 0.90, 0.78, 0.86]
-Z = [-math.sqrt(1.6), -math.sqrt(0.4), 0.0, math.sqrt(0.4), math.sqrt(1.6)]  # mean 0, sd 1
-T_975_DF4 = 2.776445  # the 97.5 % quantile of Student's t with 4 degrees of freedom
-SD = 0.02
-MEAN = T_975_DF4 * SD / math.sqrt(5)  # a gain whose two-sided p-value is exactly 0.05
-DISTILLED = [b + MEAN + SD * z for b, z in zip(BASELINE, Z, strict=True)]
-
-
-def log_cells(tracker: Tracker, distilled: list[float] = DISTILLED) -> None:
-    """Ten finished cells (5 seeds, with and without LeNet) the way kdbench logs them."""
-    parent = tracker.start_run("fake", {"kdbench.role": "invocation"})
-    for teacher, accuracies in (("none", BASELINE), ("lenet", distilled)):
-        for seed, accuracy in enumerate(accuracies):
-            tags = {"kdbench.role": "cell", "kdbench.cell_id": f"{teacher}{seed}",
-                    "kdbench.dataset": "mnist-0-5", "kdbench.teacher": teacher,
-                    "kdbench.student": "released-q3", "kdbench.backend": "statevector",
-                    "kdbench.seed": str(seed)}  # fmt: skip
-            run = tracker.start_run(f"{teacher} {seed}", tags, parent=parent)
-            config = {"dataset": {"plugin": "mnist", "classes": [0, 1, 2, 3, 4, 5]},
-                      "student": {"plugin": "released-q3", "qubits": 3},
-                      "teacher": None if teacher == "none"
-                      else {"plugin": "lenet", "shuffled": False}}  # fmt: skip
-            tracker.log_params(run, flatten(config))
-            metrics = {"test_accuracy": accuracy}
-            if teacher != "none":
-                metrics["teacher_test_accuracy"] = 0.99 - 0.001 * seed
-            for epoch in (1, 2, 3):
-                tracker.log_metrics(run, {"train_loss": 2.0 / epoch, "val_loss": 2.1 / epoch},
-                                    epoch)  # fmt: skip
-            tracker.log_metrics(run, metrics)
-            tracker.finish(run)
-    tracker.finish(parent)
+from kdbench.tracking import Tracker
+from tests.helpers import (
+    BASELINE,
+    DISTILLED,
+    MEAN,
+    ROOT,
+    SD,
+    T_975_DF4,
+    TINY,
+    log_cells,
+)
 
 
 @pytest.fixture
@@ -90,7 +66,7 @@ def test_mean_std_paired_gain_interval_and_p_value(tracker):
 
 
 def test_tables_in_every_format(tracker, registry):
-    paper = load_spec("benchmarks.toml", registry).report
+    paper = load_spec(ROOT / "benchmarks.toml", registry).report
     (table,) = family_tables(load_rows(tracker), paper).values()
     assert [(r.category, r.architecture) for r in table.rows] == [
         ("Student", "Quantum, 3 qubit"),
@@ -129,8 +105,9 @@ def test_report_command_writes_and_logs_tables_and_figures(tracker, invoke, tmp_
 
 
 def test_report_command_shows_the_configs_reference(tracker, invoke, tmp_path):
-    result = invoke("report", "benchmarks.toml", "--experiment", "arithmetic", "--tracking-uri",
-                    tracker.uri, "--format", "csv", "--output", str(tmp_path / "out"))  # fmt: skip
+    result = invoke("report", str(ROOT / "benchmarks.toml"), "--experiment", "arithmetic",
+                    "--tracking-uri", tracker.uri, "--format", "csv", "--output",
+                    str(tmp_path / "out"))  # fmt: skip
     assert result.exit_code == 0, result.output
     records = [r for r in csv.reader(io.StringIO(result.stdout)) if r]
     assert records[0][-2:] == ["Paper (%)", "Paper +Δ"]
@@ -147,7 +124,7 @@ def test_without_a_reference_the_reference_columns_are_dashes(tracker):
 
 @pytest.mark.parametrize("profile", [None, "quick"])
 def test_the_matrix_expands_every_row_of_the_papers_tables(registry, profile):
-    spec = load_spec("benchmarks.toml", registry, profile=profile)
+    spec = load_spec(ROOT / "benchmarks.toml", registry, profile=profile)
     cells = expand(spec)
     reference = spec.report
     # (data set, column, teacher) of every number the paper gives, and of every matrix row

@@ -9,7 +9,7 @@ import pytest
 
 from kdbench.names import file_name
 from kdbench.tracking import Tracker
-from tests.test_report import log_cells
+from tests.helpers import TINY, log_cells
 
 
 def written(root: Path) -> set[Path]:
@@ -47,8 +47,6 @@ def test_file_name_is_one_safe_component(text, name):
 
 def test_names_of_the_longest_allowed_length_train_report_and_draw(write_config, invoke, isolated):
     """64-character names everywhere: the cells' figures and the report's draw them."""
-    from tests.conftest import TINY
-
     dataset, teacher, student = "d" * 63 + "+", "t" * 63 + ".", "s" * 63 + "-"
     text = TINY.format(name="n" * 255).replace("mnist-0-2", dataset)
     text = text.replace('"lenet"', f'"{teacher}"').replace(

@@ -23,16 +23,7 @@ from kdbench.run import Events, run_matrix, teachers_first
 from kdbench.teachers import checkpoint_path, keys_to_train
 from kdbench.tracking import Tracker
 from kdbench_plugins.ibm_runtime import IbmRuntime
-from tests.conftest import TINY
-
-
-def statuses(uri: str, experiment: str) -> list[tuple[str, str]]:
-    client = MlflowClient(tracking_uri=uri)
-    found = client.get_experiment_by_name(experiment)
-    if found is None:
-        return []
-    runs = client.search_runs([found.experiment_id], max_results=1000)
-    return sorted((r.data.tags.get("kdbench.role"), r.info.status) for r in runs)
+from tests.helpers import TINY, statuses
 
 
 def test_second_run_skips_finished_cells_and_reruns_changed_ones(write_config, invoke, isolated):

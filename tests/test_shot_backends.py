@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,16 +19,10 @@ from kdbench_plugins.aer import Aer
 from kdbench_plugins.encoders import Angle
 from kdbench_plugins.ibm_runtime import IbmRuntime
 from kdbench_plugins.statevector import Statevector
-from kdbench_plugins.students import Pqc, ansatz
+from kdbench_plugins.students import Pqc
+from tests.helpers import ROOT, grads, randn, student_circuit
 
 TOKEN = "planted-Secret-Token-0123456789abcdefABCDEF0123456789"
-
-
-def student_circuit(qubits: int = 3, layers: int = 1):
-    """The pqc student's circuit: H+RY(x) encoding, then CNOT chain + RY(w) layers."""
-    encoding, inputs = Angle().circuit(qubits)
-    trainable, weights = ansatz(qubits, layers, "linear", "ry")
-    return encoding.compose(trainable), list(inputs), list(weights)
 
 
 def mixed_circuit():
@@ -50,20 +43,6 @@ def mixed_circuit():
     qc.ry(x[0] - 0.2, 1)
     qc.h(2)
     return qc, list(x), list(w)
-
-
-def randn(*shape: int, seed: int) -> torch.Tensor:
-    generator = torch.Generator().manual_seed(seed)
-    return torch.randn(*shape, dtype=torch.float64, generator=generator)
-
-
-def grads(fn, x, w, coeffs):
-    """Probabilities and d(sum_b probs[b] @ coeffs)/d(inputs, weights)."""
-    x = x.clone().requires_grad_(True)
-    w = w.clone().requires_grad_(True)
-    probs = fn(x, w)
-    (probs @ coeffs).sum().backward()
-    return probs.detach(), x.grad, w.grad
 
 
 def count_runs(fn) -> list[int]:
@@ -387,19 +366,7 @@ def test_ibm_runtime_refuses_more_than_max_circuits():
     assert fn.executions == 2
 
 
-@pytest.fixture
-def no_account(tmp_path, monkeypatch):
-    """No IBM credentials anywhere: no token in the environment, no saved account."""
-    from qiskit_ibm_runtime.accounts import management
-
-    for name in ("QISKIT_IBM_TOKEN", "QISKIT_IBM_CHANNEL", "QISKIT_IBM_INSTANCE", "QISKIT_IBM_URL"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("HOME", str(tmp_path))
-    path = str(tmp_path / ".qiskit" / "qiskit-ibm.json")
-    monkeypatch.setattr(management, "_DEFAULT_ACCOUNT_CONFIG_JSON_FILE", path)
-
-
-def test_real_backend_needs_confirmation_and_credentials(no_account, monkeypatch):
+def test_real_backend_needs_confirmation_and_credentials(no_ibm_account, monkeypatch):
     circuit, inputs, weights = student_circuit(2)
     with pytest.raises(OptionError) as info:
         IbmRuntime(backend="ibm_brisbane").check()
@@ -413,7 +380,7 @@ def test_real_backend_needs_confirmation_and_credentials(no_account, monkeypatch
     assert "\n" not in str(info.value)
 
 
-def test_token_never_shows(no_account, monkeypatch):
+def test_token_never_shows(no_ibm_account, monkeypatch):
     import qiskit_ibm_runtime
 
     monkeypatch.setenv("QISKIT_IBM_TOKEN", TOKEN)
@@ -437,7 +404,7 @@ def test_token_never_shows(no_account, monkeypatch):
     assert not any("Secret-Token" in message for message in messages)
 
 
-def test_real_backend_path_logs_each_submission(no_account, monkeypatch, caplog):
+def test_real_backend_path_logs_each_submission(no_ibm_account, monkeypatch, caplog):
     """A service stub hands out a fake device: the real-hardware path runs offline."""
     import qiskit_ibm_runtime
     from qiskit_ibm_runtime.fake_provider import FakeManilaV2
@@ -493,7 +460,7 @@ def _paper_backends():
     from kdbench.config import load_spec
     from kdbench.plugins import registry
 
-    path = Path(__file__).parent.parent / "benchmarks.toml"
+    path = ROOT / "benchmarks.toml"
     paper, on_aer = (load_spec(path, registry(), profile=p) for p in (None, "aer"))
     return paper.instance("backends", "sim").component, on_aer.instance("backends", "sim").component
 

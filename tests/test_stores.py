@@ -15,9 +15,7 @@ import time
 import pytest
 
 from kdbench.tracking import ROLE_TAG, Tracker
-from tests.conftest import TINY
-from tests.helpers import assert_clean_failure
-from tests.test_tracking_server import server  # noqa: F401  (a fixture)
+from tests.helpers import TINY, assert_clean_failure
 
 VALID = TINY.format(name="stores")
 
@@ -124,7 +122,7 @@ class HangingProxy:
 def test_a_server_that_stops_answering_ends_the_run_in_bounded_time(
     write_config,
     isolated,
-    server,  # noqa: F811
+    server,
 ):
     host, port = server.removeprefix("http://").split(":")
     proxy = HangingProxy((host, int(port)))

@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
 from kdbench.config import load_spec
 from kdbench.matrix import expand
 from kdbench.teachers import cache_key, keys_to_train
-
-ROOT = Path(__file__).parent.parent
+from tests.helpers import ROOT
 
 
 def test_the_verdict_crosses_every_student_with_every_teacher(registry):

@@ -4,7 +4,6 @@ is refused, a real run that resumes, and the report's selection on validation.""
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -15,9 +14,9 @@ from kdbench.matrix import expand
 from kdbench.report import build_report, family_tables, holm, load_rows, summarize
 from kdbench.results import Result
 from kdbench.tracking import Tracker, flatten
-from tests.conftest import TINY
+from tests.helpers import ROOT, TINY
 
-EXAMPLES = Path(__file__).parent.parent / "examples"
+EXAMPLES = ROOT / "examples"
 MATRIX = '\n[[matrix]]\ndatasets = ["mnist-0-2"]\nteachers = ["none", "lenet"]\nstudents = ["q2"]\n'
 
 

@@ -11,7 +11,7 @@ from kdbench.config import load_spec
 from kdbench.errors import ConfigError, KdbenchError
 from kdbench.options import describe
 from kdbench_plugins.teachers import AlexNet, Ensemble, Resnet18, TorchvisionTeacher
-from tests.conftest import TINY
+from tests.helpers import TINY
 
 IMAGE = (1, 28, 28)
 

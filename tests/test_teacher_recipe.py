@@ -10,7 +10,7 @@ from kdbench.config import load_spec
 from kdbench.matrix import expand
 from kdbench.paths import data_dir
 from kdbench.teachers import cache_key, prepare_teacher
-from tests.conftest import TINY
+from tests.helpers import TINY
 
 
 def prepared(write_config, registry, tmp_path, **recipe):

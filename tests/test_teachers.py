@@ -10,7 +10,7 @@ from kdbench.errors import KdbenchError
 from kdbench.paths import data_dir
 from kdbench.teachers import Memoized, forget_prepared, prepare_teacher
 from kdbench_plugins.teachers import LeNet
-from tests.conftest import TINY
+from tests.helpers import TINY
 
 
 def test_lenet_shape_and_parameter_count():

@@ -9,7 +9,7 @@ from mlflow.tracking import MlflowClient
 
 from kdbench.config import load_spec
 from kdbench.matrix import expand
-from tests.conftest import TINY
+from tests.helpers import TINY
 
 
 def test_run_logs_parent_and_children_with_everything(write_config, invoke, isolated, registry):

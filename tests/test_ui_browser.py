@@ -22,11 +22,10 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.conftest import TINY
-from tests.test_ui import free_port
+from tests.helpers import ROOT, TINY, free_port
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
-DOCS_IMAGES = Path(__file__).parent.parent / "docs" / "images"
+DOCS_IMAGES = ROOT / "docs" / "images"
 # The React app takes its time on a 2-core machine.
 PATIENCE = 90
 # MLflow 3 opens an experiment in its GenAI view; kdbench's runs are under "Model training".
