@@ -1,6 +1,6 @@
 """Shared fixtures: the real plugin registry, a config writer, an in-process CLI, the real
-MNIST files and small fake ones, an MLflow tracking server, no IBM Quantum account; plain
-helpers (TINY among them) are in helpers.py."""
+MNIST files, an MLflow tracking server, no IBM Quantum account; plain helpers (TINY among
+them) are in helpers.py, fixtures of one subpackage in its own conftest.py."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from kdbench.cli import cli
 from kdbench.fetch import clear_cache
 from kdbench.plugins import registry as process_registry
 from kdbench.teachers import forget_prepared
-from tests.helpers import free_port, write_fake
+from tests.helpers import free_port
 
 
 @pytest.fixture(autouse=True)
@@ -75,7 +75,7 @@ def invoke():
     return run
 
 
-# -- MNIST: the real files (a test is skipped where they were never fetched), small fake ones --
+# -- the real MNIST files (a test that needs them is skipped where they were never fetched) --
 
 
 @pytest.fixture
@@ -112,15 +112,6 @@ def data_copy(tmp_path: Path):
     clear_cache()
     yield root, own
     clear_cache()
-
-
-@pytest.fixture
-def fake(tmp_path, monkeypatch):
-    """Small synthetic MNIST files (helpers.write_fake) under tmp_path/data: (root, arrays)."""
-    from kdbench_plugins.datasets import Mnist
-
-    root = tmp_path / "data"
-    return root, write_fake(root, Mnist, monkeypatch)
 
 
 # -- a real MLflow tracking server --
