@@ -238,22 +238,29 @@ def log_cells(tracker: Tracker, distilled: list[float] = DISTILLED) -> None:
     parent = tracker.start_run("fake", {"kdbench.role": "invocation"})
     for teacher, accuracies in (("none", BASELINE), ("lenet", distilled)):
         for seed, accuracy in enumerate(accuracies):
-            tags = {"kdbench.role": "cell", "kdbench.cell_id": f"{teacher}{seed}",
-                    "kdbench.dataset": "mnist-0-5", "kdbench.teacher": teacher,
-                    "kdbench.student": "released-q3", "kdbench.backend": "statevector",
-                    "kdbench.seed": str(seed)}  # fmt: skip
+            tags = {
+                "kdbench.role": "cell",
+                "kdbench.cell_id": f"{teacher}{seed}",
+                "kdbench.dataset": "mnist-0-5",
+                "kdbench.teacher": teacher,
+                "kdbench.student": "released-q3",
+                "kdbench.backend": "statevector",
+                "kdbench.seed": str(seed),
+            }
             run = tracker.start_run(f"{teacher} {seed}", tags, parent=parent)
-            config = {"dataset": {"plugin": "mnist", "classes": [0, 1, 2, 3, 4, 5]},
-                      "student": {"plugin": "released-q3", "qubits": 3},
-                      "teacher": None if teacher == "none"
-                      else {"plugin": "lenet", "shuffled": False}}  # fmt: skip
+            config = {
+                "dataset": {"plugin": "mnist", "classes": [0, 1, 2, 3, 4, 5]},
+                "student": {"plugin": "released-q3", "qubits": 3},
+                "teacher": None if teacher == "none" else {"plugin": "lenet", "shuffled": False},
+            }
             tracker.log_params(run, flatten(config))
             metrics = {"test_accuracy": accuracy}
             if teacher != "none":
                 metrics["teacher_test_accuracy"] = 0.99 - 0.001 * seed
             for epoch in (1, 2, 3):
-                tracker.log_metrics(run, {"train_loss": 2.0 / epoch, "val_loss": 2.1 / epoch},
-                                    epoch)  # fmt: skip
+                tracker.log_metrics(
+                    run, {"train_loss": 2.0 / epoch, "val_loss": 2.1 / epoch}, epoch
+                )
             tracker.log_metrics(run, metrics)
             tracker.finish(run)
     tracker.finish(parent)

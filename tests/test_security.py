@@ -57,8 +57,9 @@ def test_a_run_stores_no_token(token, write_config, invoke, isolated):
     # The search reads what was stored: the experiment name is in the store, a resolved
     # option in an artifact.
     assert leaks("secure", store) and leaks("train_per_class", isolated / "mlruns")
-    found = leaks(token, store, isolated / "mlruns", isolated / "cache",
-                  texts=(result.stdout, result.stderr))  # fmt: skip
+    found = leaks(
+        token, store, isolated / "mlruns", isolated / "cache", texts=(result.stdout, result.stderr)
+    )
     assert found == []
 
 

@@ -36,8 +36,11 @@ def test_the_default_distiller_is_the_paper_configured_by_distill(write_config, 
     assert [c.distiller_name for c in default] == ["none", "paper"]
     tuned = cells_of(write_config, registry, "", extra="[distill]\nkd_weight = 0.5\n")
     assert tuned[1].config()["distill"] == {
-        "temperature": 3.0, "kd_weight": 0.5, "ce_weight": 1.0, "t2_scaling": False,
-    }  # fmt: skip
+        "temperature": 3.0,
+        "kd_weight": 0.5,
+        "ce_weight": 1.0,
+        "t2_scaling": False,
+    }
     assert tuned[0].id == default[0].id and tuned[1].id != default[1].id
 
 
@@ -48,8 +51,13 @@ def test_distillers_multiply_taught_cells_only(write_config, registry):
     arms = [(c.teacher_name, c.distiller_name) for c in cells]
     # The baseline once; each teacher-using distiller per teacher; label smoothing (no
     # teacher) once per student, with no teacher in its config.
-    expected = [("none", "none"), ("none", "label-smoothing"), ("lenet", "paper"),
-                ("lenet", "hinton"), ("lenet", "dkd")]  # fmt: skip
+    expected = [
+        ("none", "none"),
+        ("none", "label-smoothing"),
+        ("lenet", "paper"),
+        ("lenet", "hinton"),
+        ("lenet", "dkd"),
+    ]
     assert sorted(arms) == sorted(expected)
     smoothing = next(c for c in cells if c.distiller_name == "label-smoothing")
     assert smoothing.config()["teacher"] is None
@@ -63,8 +71,11 @@ def test_a_sweep_crosses_its_values_and_leaves_cells_that_do_not_use_them(write_
     taught = [c for c in cells if c.teacher]
     assert len(taught) == 4 and len(cells) == 5, "the baseline does not use distill.*"
     assert {(c.sweep["distill.kd_weight"], c.sweep["distill.temperature"]) for c in taught} == {
-        (0.3, 2.0), (0.3, 4.0), (0.9, 2.0), (0.9, 4.0),
-    }  # fmt: skip
+        (0.3, 2.0),
+        (0.3, 4.0),
+        (0.9, 2.0),
+        (0.9, 4.0),
+    }
     for cell in taught:  # the value is the cell's config, id and params
         assert cell.config()["distill"]["kd_weight"] == cell.sweep["distill.kd_weight"]
         assert flatten(cell.config())["distill.temperature"] == str(
@@ -191,8 +202,13 @@ def test_five_distillers_by_a_sweep_run_resume_and_report_selected_points(
     tracker = Tracker(f"sqlite:///{isolated}/mlflow.db", "five", create=False)
     runs = tracker.cell_runs()
     assert {r.data.tags["kdbench.distiller"] for r in runs} == {
-        "none", "paper", "hinton", "mse", "dist", "label-smoothing",
-    }  # fmt: skip
+        "none",
+        "paper",
+        "hinton",
+        "mse",
+        "dist",
+        "label-smoothing",
+    }
     client = MlflowClient(f"sqlite:///{isolated}/mlflow.db")
     dist = next(r for r in runs if r.data.tags["kdbench.distiller"] == "dist")
     assert len(client.get_metric_history(dist.info.run_id, "train_inter")) == 2
@@ -225,10 +241,12 @@ def test_selection_uses_validation_and_tunes_the_baseline_the_same_way():
         *(result("none", "none", s, 0.60, 0.70, {"train.lr": 0.1}) for s in range(3)),
         *(result("none", "none", s, 0.90, 0.50, {"train.lr": 0.01}) for s in range(3)),
         # Taught: kd_weight 0.5 best on validation.
-        *(result("t", "paper", s, 0.65 + 0.01 * s, 0.80, {"distill.kd_weight": 0.5})
-          for s in range(3)),
+        *(
+            result("t", "paper", s, 0.65 + 0.01 * s, 0.80, {"distill.kd_weight": 0.5})
+            for s in range(3)
+        ),
         *(result("t", "paper", s, 0.99, 0.40, {"distill.kd_weight": 0.9}) for s in range(3)),
-    ]  # fmt: skip
+    ]
     rows = summarize(results)
     chosen = {r.distiller: r for r in rows if r.selected}
     assert chosen["none"].point == {"train.lr": 0.1}
@@ -239,8 +257,9 @@ def test_selection_uses_validation_and_tunes_the_baseline_the_same_way():
     table = next(iter(family_tables(rows).values()))
     assert "Selected on validation" in table.headers and "p Holm (m=1)" in table.headers
     assert [r.cells[9] for r in table.rows if r.category != "Teacher"] == [
-        "lr=0.1", "kd_weight=0.5",
-    ]  # fmt: skip
+        "lr=0.1",
+        "kd_weight=0.5",
+    ]
     assert build_report(rows, lambda run, key: [], "x").points != {}
 
 
@@ -258,8 +277,10 @@ def test_holm_adjustment_by_hand():
 def test_holm_is_applied_per_table_over_its_comparisons():
     results = [result("none", "none", s, 0.5 + 0.01 * s, 0.5) for s in range(4)]
     for teacher, gain in (("a", 0.02), ("b", 0.05), ("c", 0.001)):
-        results += [result(teacher, "paper", s, 0.5 + 0.01 * s + gain + 0.003 * (-1) ** s, 0.5)
-                    for s in range(4)]  # fmt: skip
+        results += [
+            result(teacher, "paper", s, 0.5 + 0.01 * s + gain + 0.003 * (-1) ** s, 0.5)
+            for s in range(4)
+        ]
     rows = summarize(results)
     table = next(iter(family_tables(rows).values()))
     assert "p Holm (m=3)" in table.headers

@@ -74,8 +74,12 @@ def test_every_plugin_of_a_kind_runs_at_its_defaults(kind, isolated):
         f"backends = {str(backends).replace(chr(39), chr(34))}\ndistillers = {distillers}\n"
     )
     ran = _run(text, isolated)
-    expected = {"students": len(plain), "encoders": len(plain), "backends": len(plain),
-                "distillers": 1 + len(plain)}[kind]  # fmt: skip
+    expected = {
+        "students": len(plain),
+        "encoders": len(plain),
+        "backends": len(plain),
+        "distillers": 1 + len(plain),
+    }[kind]
     assert len(ran.outcomes) == expected
     for run in ran.runs():  # trained: one epoch moved it off its start
         assert run.data.metrics["train_loss"] > 0
@@ -87,8 +91,9 @@ def test_every_teacher_teaches_at_its_defaults(name, isolated):
     if name == "ensemble":  # its members at the same budget
         text += TEACHER.format(name="lenet").replace("[teachers.t]", "[teachers.lenet]")
         text += TEACHER.format(name="alexnet").replace("[teachers.t]", "[teachers.alexnet]")
-        text = text.replace('plugin = "ensemble"\nepochs = 1\ntrain_per_class = 24\n',
-                            'plugin = "ensemble"\n')  # fmt: skip
+        text = text.replace(
+            'plugin = "ensemble"\nepochs = 1\ntrain_per_class = 24\n', 'plugin = "ensemble"\n'
+        )
     text += '\n[[matrix]]\ndatasets = ["two"]\nteachers = ["t"]\nstudents = ["pqc"]\n'
     (run,) = _run(text, isolated).runs()  # trained, tested, and its outputs taught
     assert 0 <= run.data.metrics["teacher_test_accuracy"] <= 1
@@ -99,8 +104,10 @@ def test_a_plain_pqc_on_a_data_set_at_its_defaults(dataset, isolated):
     """The newcomer's first config: `plugin = "pqc"` on a data set named by its plugin alone
     (all ten classes; the two-class case is every other test here)."""
     text = DATA.format(kind=dataset)
-    text += (f'\n[datasets.all]\nplugin = "{dataset}"\n\n[students.s]\nplugin = "pqc"\n'
-             '\n[[matrix]]\ndatasets = ["all"]\nstudents = ["s"]\n')  # fmt: skip
+    text += (
+        f'\n[datasets.all]\nplugin = "{dataset}"\n\n[students.s]\nplugin = "pqc"\n'
+        '\n[[matrix]]\ndatasets = ["all"]\nstudents = ["s"]\n'
+    )
     (run,) = _run(text, isolated).runs()
     assert run.data.metrics["test_accuracy"] > 0.1  # one epoch: above chance (10 classes)
 

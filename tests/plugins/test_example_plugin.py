@@ -29,8 +29,13 @@ def test_pip_installed_example_plugin_runs_from_toml(tmp_path):
     assert install.returncode == 0, install.stderr
     env = {**os.environ, "PYTHONPATH": str(target), "KDBENCH_CACHE": str(tmp_path / "cache")}
 
-    listed = subprocess.run([sys.executable, "-m", "kdbench", "plugins", "--json"], env=env,
-                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    listed = subprocess.run(
+        [sys.executable, "-m", "kdbench", "plugins", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     plugin = next(p for p in json.loads(listed.stdout) if p["name"] == "example")
     assert plugin["distribution"] == "kdbench-example-plugin" and not plugin["problems"]
     assert plugin["registered"] == {
@@ -48,8 +53,11 @@ def test_pip_installed_example_plugin_runs_from_toml(tmp_path):
     [top_k] = plugin["registered"]["distillers"]
     assert top_k["name"] == "top-k" and top_k["summary"].startswith("Top-k KD: ")
     options = {o["name"]: (o["type"], o["default"], o["minimum"]) for o in top_k["options"]}
-    assert options == {"k": ("integer", 2, 2), "temperature": ("number", 2.0, 0),
-                       "kd_weight": ("number", 1.0, 0)}  # fmt: skip
+    assert options == {
+        "k": ("integer", 2, 2),
+        "temperature": ("number", 2.0, 0),
+        "kd_weight": ("number", 1.0, 0),
+    }
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     run = subprocess.run(

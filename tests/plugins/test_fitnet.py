@@ -65,8 +65,9 @@ def test_the_hint_trains_the_students_front_and_the_regressor():
     teacher_features = torch.randn(8, 84)
     log_p = probabilities_to_log(model(images))
     assert hint.features.shape == (8, 2)
-    batch = DistillBatch(log_p, torch.randint(0, 3, (8,)), None, hint.features, teacher_features,
-                         regressor)  # fmt: skip
+    batch = DistillBatch(
+        log_p, torch.randint(0, 3, (8,)), None, hint.features, teacher_features, regressor
+    )
     FitNet(ce_weight=0.0).loss(batch).total.backward()
     front_grads = [p.grad for p in front.parameters()]
     assert all(g is not None and g.abs().max() > 0 for g in front_grads)
@@ -84,9 +85,19 @@ def test_the_hint_trains_the_students_front_and_the_regressor():
     before = regressor.weight.detach().clone()
     train = Split(images, torch.randint(0, 3, (8,)), torch.randn(8, 3), teacher_features)
     val = Split(images[:4], train.y[:4], train.teacher_logits[:4], teacher_features[:4])
-    result = fit(model, lambda m, x: probabilities_to_log(m(x)), train, val, num_classes=3,
-                 epochs=2, batch_size=4, lr=0.05, seed=0, distiller=FitNet(),
-                 hint=Hint(student.front_module(model), regressor))  # fmt: skip
+    result = fit(
+        model,
+        lambda m, x: probabilities_to_log(m(x)),
+        train,
+        val,
+        num_classes=3,
+        epochs=2,
+        batch_size=4,
+        lr=0.05,
+        seed=0,
+        distiller=FitNet(),
+        hint=Hint(student.front_module(model), regressor),
+    )
     assert not torch.equal(before, regressor.weight)
     assert {"loss", "ce", "hint", "accuracy"} == set(result.history[0].train)
 

@@ -74,8 +74,10 @@ def test_controls_log_how_far_they_move_the_targets(write_config, invoke, isolat
     result = invoke("run", str(write_config(CONTROLS)))
     assert result.exit_code == 0, result.output
     tracker = Tracker(f"sqlite:///{isolated}/mlflow.db", "{name}", create=False)
-    kl = {r.data.tags["kdbench.teacher"]: r.data.metrics.get("teacher_control_kl")
-          for r in tracker.cell_runs()}  # fmt: skip
+    kl = {
+        r.data.tags["kdbench.teacher"]: r.data.metrics.get("teacher_control_kl")
+        for r in tracker.cell_runs()
+    }
     assert kl["lenet-disjoint"] is None, "the teacher itself is no control"
     assert kl["prior"] > 0 and kl["within"] > 0
     # The three share one trained LeNet: the controls change its outputs, not its weights.

@@ -62,8 +62,13 @@ def test_hinton_at_the_notebooks_settings_is_the_notebooks_loss():
 
 def test_order_first_takes_each_class_in_file_order_whatever_the_seed(fake):
     root, arrays = fake
-    dataset = Mnist(classes=[3, 1], order="first", train_per_class=4, val_per_class=3,
-                    test_per_class=TEST_PER_CLASS - 1)  # fmt: skip
+    dataset = Mnist(
+        classes=[3, 1],
+        order="first",
+        train_per_class=4,
+        val_per_class=3,
+        test_per_class=TEST_PER_CLASS - 1,
+    )
     from kdbench.data import make_splits
 
     a, b = make_splits(dataset, root, seed=0), make_splits(dataset, root, seed=7)
@@ -88,8 +93,18 @@ def test_best_test_selection_keeps_the_best_test_epoch_and_says_what_validation_
     train = Split(torch.rand(48, 1, 28, 28), torch.randint(0, 3, (48,)))
     val = Split(torch.rand(24, 1, 28, 28), torch.randint(0, 3, (24,)))
     test = Split(torch.rand(30, 1, 28, 28), torch.randint(0, 3, (30,)))
-    result = fit(model, lambda m, x: probabilities_to_log(m(x)), train, val, num_classes=3,
-                 epochs=6, batch_size=8, lr=0.1, seed=0, test=test)  # fmt: skip
+    result = fit(
+        model,
+        lambda m, x: probabilities_to_log(m(x)),
+        train,
+        val,
+        num_classes=3,
+        epochs=6,
+        batch_size=8,
+        lr=0.1,
+        seed=0,
+        test=test,
+    )
     test_accuracies = [m.test["accuracy"] for m in result.history]
     assert result.best_epoch == 1 + test_accuracies.index(max(test_accuracies))
     by_validation = max(result.history, key=lambda m: (m.val_accuracy, -m.val["ce"]))
@@ -190,8 +205,9 @@ def test_the_report_prints_tost_and_mde_and_takes_a_margin(tracker_with_cells, i
         assert records[0][9:11] == [header, "MDE (80%)"]
         (distilled,) = [r for r in records if r[0] == "Distillation"]
         assert distilled[10] != "–"
-    bad = invoke("report", "--experiment", "arithmetic", "--tracking-uri", tracker.uri,
-                 "--margin", "0")  # fmt: skip
+    bad = invoke(
+        "report", "--experiment", "arithmetic", "--tracking-uri", tracker.uri, "--margin", "0"
+    )
     assert bad.exit_code == 2 and "--margin" in bad.stderr
 
 

@@ -111,14 +111,20 @@ def test_the_guides_signatures_are_the_codes():
         for method, args in re.findall(r"`(\w+)\(([^)`]*)\)", text):
             if not callable(getattr(base, method, None)):
                 continue
-            declared = [p for p in inspect.signature(getattr(base, method)).parameters
-                        if p not in ("self", "cls")]  # fmt: skip
+            declared = [
+                p
+                for p in inspect.signature(getattr(base, method)).parameters
+                if p not in ("self", "cls")
+            ]
             written = [a.strip() for a in args.split(",") if a.strip() not in ("", "*")]
             assert written == declared, f"{kind}.{method}: guide {written}, code {declared}"
             checked += 1
     assert checked >= 12
     (mention,) = re.findall(r"`kdbench\.option\(([^`]*)\)`", GUIDE.read_text())
     keywords = set(re.findall(r"(\w+)=", mention))
-    declared = {p.name for p in inspect.signature(kdbench.option).parameters.values()
-                if p.kind is p.KEYWORD_ONLY}  # fmt: skip
+    declared = {
+        p.name
+        for p in inspect.signature(kdbench.option).parameters.values()
+        if p.kind is p.KEYWORD_ONLY
+    }
     assert keywords == declared

@@ -129,8 +129,14 @@ def test_help_imports_neither_torch_nor_qiskit(tmp_path):
         "print(sorted({'torch', 'qiskit'} & set(sys.modules)))\n"
     )
     environ = {**os.environ, "KDBENCH_LOAD_PLUGINS": ""}
-    shown = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
-                           text=True, timeout=600, env=environ)  # fmt: skip
+    shown = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=environ,
+    )
     assert shown.returncode == 0, shown.stderr
     assert "run" in shown.stdout and "report" in shown.stdout
     assert shown.stdout.strip().splitlines()[-1] == "[]"
@@ -235,10 +241,12 @@ def test_a_misspelled_hook_and_a_missing_method_are_problems_at_registration():
         " 'register_students'?)" in p
         for p in problems
     ), problems
-    assert any("distiller 'no-loss' not registered: does not implement loss" in p
-               for p in problems), problems  # fmt: skip
-    assert any("teacher 'hollow' not registered: does not implement combine" in p
-               for p in problems), problems  # fmt: skip
+    assert any(
+        "distiller 'no-loss' not registered: does not implement loss" in p for p in problems
+    ), problems
+    assert any(
+        "teacher 'hollow' not registered: does not implement combine" in p for p in problems
+    ), problems
     with pytest.raises(PluginError, match="distiller plugin 'no-loss' cannot be used"):
         registry.get("distillers", "no-loss")
     assert all(not p.problems for p in registry.plugins if p.builtin)  # built-ins are whole

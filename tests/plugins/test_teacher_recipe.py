@@ -20,9 +20,15 @@ def prepared(write_config, registry, tmp_path, **recipe):
     spec = load_spec(write_config(text), registry)
     teacher, dataset = spec.instance("teachers", "lenet"), spec.instance("datasets", "mnist-0-2")
     epochs = []
-    result = prepare_teacher(teacher, dataset, data_dir(), 0, tmp_path / "cache",
-                             members=lambda n: spec.instance("teachers", n),
-                             on_epoch=epochs.append)  # fmt: skip
+    result = prepare_teacher(
+        teacher,
+        dataset,
+        data_dir(),
+        0,
+        tmp_path / "cache",
+        members=lambda n: spec.instance("teachers", n),
+        on_epoch=epochs.append,
+    )
     return spec, teacher, dataset, result, epochs
 
 
@@ -76,9 +82,18 @@ def test_one_cycle_warms_up_and_anneals():
     x, y = torch.randn(64, 4), torch.arange(64) % 3
     torch.optim.Adam.step = recording_step
     try:
-        fit(model, lambda m, v: torch.log_softmax(m(v), 1), Split(x, y), Split(x, y),
-            num_classes=3, epochs=2, batch_size=8, lr=0.01, seed=0,
-            schedule="one-cycle")  # fmt: skip
+        fit(
+            model,
+            lambda m, v: torch.log_softmax(m(v), 1),
+            Split(x, y),
+            Split(x, y),
+            num_classes=3,
+            epochs=2,
+            batch_size=8,
+            lr=0.01,
+            seed=0,
+            schedule="one-cycle",
+        )
     finally:
         torch.optim.Adam.step = optimizer_step
     assert len(rates) == 16

@@ -102,8 +102,7 @@ def test_the_cross_entropy_rise_is_paired_like_the_accuracy_drop():
     def result(teacher: str, seed: int, loss: dict[str, float]) -> Result:
         also = dict.fromkeys(loss, 0.8)
         distiller = "none" if teacher == "none" else "paper"
-        return Result("d", teacher, "s", "exact", distiller, seed, 0.8, also=also,
-                      also_loss=loss)  # fmt: skip
+        return Result("d", teacher, "s", "exact", distiller, seed, 0.8, also=also, also_loss=loss)
 
     alone = {0: (0.50, 0.90), 1: (0.55, 1.00), 2: (0.45, 0.80)}  # seed: (clean, noisy) CE
     taught = {0: (0.40, 0.60), 1: (0.42, 0.65), 2: (0.41, 0.58)}

@@ -493,8 +493,10 @@ def test_paper_profile_shots_and_aer_are_one_distribution():
     reference = counts(theirs, w)
     p_counts = homogeneity(counts(ours, w), reference)
     coeffs = randn(2**circuit.num_qubits, seed=32)
-    draws = {name: torch.stack([grads(fn, x, w, coeffs)[2] for _ in range(24)])
-             for name, fn in (("ours", ours), ("aer", theirs))}  # fmt: skip
+    draws = {
+        name: torch.stack([grads(fn, x, w, coeffs)[2] for _ in range(24)])
+        for name, fn in (("ours", ours), ("aer", theirs))
+    }
     p_grads = ttest_ind(draws["ours"].numpy(), draws["aer"].numpy(), equal_var=False).pvalue
     adjusted = holm([*p_counts, *p_grads.tolist()])
     assert min(adjusted) > 0.01, adjusted

@@ -96,8 +96,13 @@ def test_report_command_writes_and_logs_tables_and_figures(tracker, invoke, tmp_
     assert result.exit_code == 0, result.output
     assert "| Student | Quantum, 3 qubit | MNIST 0-5 |" in result.stdout
     written = {p.name for p in (tmp_path / "out").iterdir()}
-    assert {"table-mnist.md", "table-mnist.tex", "table-mnist.csv", "fig6-loss-mnist.png",
-            "fig7-accuracy-mnist.png"} <= written  # fmt: skip
+    assert {
+        "table-mnist.md",
+        "table-mnist.tex",
+        "table-mnist.csv",
+        "fig6-loss-mnist.png",
+        "fig7-accuracy-mnist.png",
+    } <= written
     assert (tmp_path / "out" / "fig6-loss-mnist.png").read_bytes()[:4] == b"\x89PNG"
     parent = tracker.latest_invocation()
     logged = {a.path for a in tracker.client.list_artifacts(parent, "report")}
@@ -144,8 +149,9 @@ def test_the_matrix_expands_every_row_of_the_papers_tables(registry, profile):
     assert len(numbers) == 36 and numbers <= covered
     seeds = {cell.seed for cell in cells}
     assert len(seeds) >= 5
-    backends = {(c.backend.plugin, c.backend.component.shots, c.backend.component.gradient)
-                for c in cells}  # fmt: skip
+    backends = {
+        (c.backend.plugin, c.backend.component.shots, c.backend.component.gradient) for c in cells
+    }
     if profile == "quick":  # exact: the profile's backend table starts from the defaults
         assert backends == {("statevector", None, "autograd")}
     else:
@@ -153,17 +159,26 @@ def test_the_matrix_expands_every_row_of_the_papers_tables(registry, profile):
 
 
 def test_labels_come_from_titles_and_fall_back_to_the_instance():
-    params = {"dataset.plugin": "mnist", "dataset.classes": "[0, 1, 2]",
-              "teacher.plugin": "lenet", "teacher.shuffled": "True",
-              "student.plugin": "released-q3", "student.qubits": "3"}  # fmt: skip
+    params = {
+        "dataset.plugin": "mnist",
+        "dataset.classes": "[0, 1, 2]",
+        "teacher.plugin": "lenet",
+        "teacher.shuffled": "True",
+        "student.plugin": "released-q3",
+        "student.qubits": "3",
+    }
     assert dataset_label(params, "digits") == ("MNIST", "MNIST 0-2")
     assert dataset_label({**params, "dataset.classes": "[1, 2]"}, "digits") == ("MNIST", "digits")
     assert teacher_label(params, "t") == "LeNet (outputs shuffled)"
     assert student_label(params, "s") == "Quantum, 3 qubit"
     assert student_label({"student.plugin": "pqc"}, "s") == "s (pqc, ? qubit)"
     # A plugin that is not installed (or has no title): its instance's name.
-    third_party = {"dataset.plugin": "acme-images", "dataset.classes": "[0, 1]",
-                   "teacher.plugin": "acme-net", "student.plugin": "acme-student"}  # fmt: skip
+    third_party = {
+        "dataset.plugin": "acme-images",
+        "dataset.classes": "[0, 1]",
+        "teacher.plugin": "acme-net",
+        "student.plugin": "acme-student",
+    }
     assert dataset_label(third_party, "acme-0-1") == ("acme-images", "acme-0-1")
     assert teacher_label(third_party, "acme") == "acme"
     assert student_label(third_party, "acme-q3") == "acme-q3"
@@ -237,8 +252,9 @@ def test_the_report_section_is_parsed(write_config, registry):
 
 
 @pytest.mark.parametrize(("text", "message", "key"), BAD_REPORT)
-def test_a_bad_report_section_is_one_line_naming_the_key(write_config, registry, text, message,
-                                                         key):  # fmt: skip
+def test_a_bad_report_section_is_one_line_naming_the_key(
+    write_config, registry, text, message, key
+):
     path = write_config(text + "\n" + TINY.format(name="r"))  # before TINY's [[matrix]]
     with pytest.raises(ConfigError) as caught:
         load_spec(path, registry)
@@ -357,7 +373,8 @@ def test_a_partial_rerun_is_judged_over_the_arms_both_runs_have():
 
     table = stability_table(run(["lenet", "alexnet"]), run(["lenet"]))
     assert [h for h in table.headers if "Holm" in h] == [
-        "verdict (1st, Holm m=1)", "verdict (2nd, Holm m=1)"
-    ]  # fmt: skip
+        "verdict (1st, Holm m=1)",
+        "verdict (2nd, Holm m=1)",
+    ]
     (row,) = table.rows
     assert row.cells[2] == row.cells[5] == "helps" and row.cells[6] == "✓"

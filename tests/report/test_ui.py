@@ -19,8 +19,11 @@ def test_ui_serves_the_experiments_of_the_store(tmp_path):
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "kdbench", "ui", "--tracking-uri", uri, "--port", str(port)],
-        cwd=tmp_path, env=os.environ.copy(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+        cwd=tmp_path,
+        env=os.environ.copy(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         url = f"http://127.0.0.1:{port}/ajax-api/2.0/mlflow/experiments/search?max_results=10"
         deadline, body = time.monotonic() + 120, None

@@ -49,8 +49,11 @@ def ui(store: str, tmp_path: Path) -> Iterator[str]:
     log = (tmp_path / "ui.log").open("wb")
     server = subprocess.Popen(
         [sys.executable, "-m", "kdbench", "ui", "--tracking-uri", store, "--port", str(port)],
-        cwd=tmp_path, env=os.environ.copy(), stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+        cwd=tmp_path,
+        env=os.environ.copy(),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
@@ -84,15 +87,20 @@ def browser(tmp_path: Path) -> Iterator[WebDriver]:
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in (
-        "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
         # A fresh profile, and nothing that phones home: on a closed network Chromium hangs
         # waiting for those connections.
         f"--user-data-dir={tmp_path / 'chromium-profile'}",
-        "--disable-quic", "--disable-background-networking", "--disable-component-update",
+        "--disable-quic",
+        "--disable-background-networking",
+        "--disable-component-update",
         "--disable-sync",
         # Containers often have a tiny /dev/shm; Chromium then crashes instead of using /tmp.
         "--disable-dev-shm-usage",
-    ):  # fmt: skip
+    ):
         options.add_argument(flag)
     # An explicit driver path: Selenium Manager would otherwise try to download one.
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
@@ -179,8 +187,14 @@ def test_the_browser_shows_the_experiment_its_child_runs_params_and_metrics(
 
     # A distilled cell's page: kdbench's params, metrics and tags, each beside its value.
     run = next(r for r in children if r.data.tags["kdbench.teacher"] == "lenet")
-    params = {"teacher.plugin": "lenet", "student.plugin": "pqc", "student.qubits": "2",
-              "backend.plugin": "statevector", "dataset.plugin": "mnist", "seed": "0"}  # fmt: skip
+    params = {
+        "teacher.plugin": "lenet",
+        "student.plugin": "pqc",
+        "student.qubits": "2",
+        "backend.plugin": "statevector",
+        "dataset.plugin": "mnist",
+        "seed": "0",
+    }
     metrics = ("test_accuracy", "teacher_test_accuracy", "circuit_width")
     browser.get(f"{ui}/#/experiments/{experiment}/runs/{run.info.run_id}?{TRAINING}")
     wait_for(

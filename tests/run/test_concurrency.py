@@ -168,8 +168,15 @@ def test_a_run_waits_for_a_cell_another_run_holds_then_takes_it_over(
     threading.Thread(target=holder.wait).start()  # reaped when it ends: a zombie looks alive
     stolen = claim_of(tracker, cells[1].id, holder.pid)
     started = time.monotonic()
-    outcomes = run_matrix(spec, cells, registry=registry, tracker=tracker, data_root=data_dir(),
-                          cache=isolated / "cache", events=Events())  # fmt: skip
+    outcomes = run_matrix(
+        spec,
+        cells,
+        registry=registry,
+        tracker=tracker,
+        data_root=data_dir(),
+        cache=isolated / "cache",
+        events=Events(),
+    )
     holder.wait()
     assert time.monotonic() - started >= 3, "it waited for the live holder"
     assert [o.status for o in outcomes] == ["FINISHED", "FINISHED"]

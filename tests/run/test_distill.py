@@ -139,9 +139,18 @@ def test_the_paper_distiller_trains_bit_for_bit_like_the_loss_it_replaced():
     runs = []
     for distiller in (paper(), LegacyKd()):
         model = tiny_student()
-        fitted = fit(model, lambda m, x: probabilities_to_log(m(x)), Split(images, labels, teacher),
-                     val, num_classes=3, epochs=2, batch_size=8, lr=0.05, seed=0,
-                     distiller=distiller)  # fmt: skip
+        fitted = fit(
+            model,
+            lambda m, x: probabilities_to_log(m(x)),
+            Split(images, labels, teacher),
+            val,
+            num_classes=3,
+            epochs=2,
+            batch_size=8,
+            lr=0.05,
+            seed=0,
+            distiller=distiller,
+        )
         runs.append(([m.train | m.val for m in fitted.history], model.state_dict()))
     (history, state), (legacy_history, legacy_state) = runs
     assert history == legacy_history

@@ -217,9 +217,14 @@ def test_teachers_that_take_the_images_pass(write_config, invoke, isolated, smal
     # AlexNet pools 7x7 to 1x1; the ensemble's other member takes 28x28.
     passes(write_config, invoke, small(7, "alexnet"))
     ensemble = '[teachers.ens]\nplugin = "ensemble"\nmembers = ["alexnet", "lenet"]\n'
-    passes(write_config, invoke, with_matrix(
-        '[[matrix]]\ndatasets = ["mnist-0-2"]\nteachers = ["ens"]\nstudents = ["q2"]\n', ensemble
-    ))  # fmt: skip
+    passes(
+        write_config,
+        invoke,
+        with_matrix(
+            '[[matrix]]\ndatasets = ["mnist-0-2"]\nteachers = ["ens"]\nstudents = ["q2"]\n',
+            ensemble,
+        ),
+    )
     assert not (isolated / "cache").exists() or not any((isolated / "cache").rglob("*"))
 
 

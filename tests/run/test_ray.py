@@ -48,8 +48,13 @@ def ray_cluster():
                    # Ray's daemons inherit the pipes: capturing would wait for them forever
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     yield f"127.0.0.1:{port}"
-    subprocess.run([RAY, "stop", "--force"], env=env, timeout=300,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    subprocess.run(
+        [RAY, "stop", "--force"],
+        env=env,
+        timeout=300,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     shutil.rmtree(temp, ignore_errors=True)
 
 
@@ -61,17 +66,22 @@ def test_cells_run_as_ray_tasks(ray_cluster, tmp_path, write_config):
     command = [sys.executable, "-m", "kdbench", "run", str(config), "--executor", "ray",
                "--address", ray_cluster, "--tracking-uri", uri]  # fmt: skip
     without_token = subprocess.run(
-        command, cwd=tmp_path, env={**env, "RAY_AUTH_MODE": "disabled"}, capture_output=True,
-        text=True, timeout=300,
-    )  # fmt: skip
+        command,
+        cwd=tmp_path,
+        env={**env, "RAY_AUTH_MODE": "disabled"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert without_token.returncode == 2
     assert without_token.stderr.strip().splitlines() == [
         f"Error: the Ray cluster at {ray_cluster} refused this client: it wants token "
         "authentication; set RAY_AUTH_MODE=token, with the cluster's token in "
         "~/.ray/auth_token or RAY_AUTH_TOKEN"
     ]
-    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True,
-                            timeout=900)  # fmt: skip
+    result = subprocess.run(
+        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "4 cells finished, 0 already done, 0 failed" in result.stdout
     client = MlflowClient(tracking_uri=uri)

@@ -217,9 +217,15 @@ backends = ["statevector"]
     cells = expand(spec)
     label = [(c.teacher.name if c.teacher else "none", c.seed) for c in cells]
     assert label == [
-        ("none", 0), ("none", 1), ("lenet", 0), ("lenet", 1),
-        ("lenet-b", 0), ("lenet-b", 1), ("pair", 0), ("pair", 1),
-    ]  # fmt: skip
+        ("none", 0),
+        ("none", 1),
+        ("lenet", 0),
+        ("lenet", 1),
+        ("lenet-b", 0),
+        ("lenet-b", 1),
+        ("pair", 0),
+        ("pair", 1),
+    ]
     cache = isolated / "cache"
     reordered = teachers_first(cells, spec, cache)
     # lenet trains per seed, lenet-b once (seed 0); the ensemble needs nothing new.

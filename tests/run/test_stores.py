@@ -127,8 +127,12 @@ def test_a_server_that_stops_answering_ends_the_run_in_bounded_time(
     host, port = server.removeprefix("http://").split(":")
     proxy = HangingProxy((host, int(port)))
     config = write_config(VALID.replace("seeds = [0]", "seeds = [0, 1]"))
-    env = {**os.environ, "KDBENCH_CACHE": str(isolated / "cache"),
-           "MLFLOW_HTTP_REQUEST_TIMEOUT": "3", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}  # fmt: skip
+    env = {
+        **os.environ,
+        "KDBENCH_CACHE": str(isolated / "cache"),
+        "MLFLOW_HTTP_REQUEST_TIMEOUT": "3",
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+    }
     process = subprocess.Popen(
         [sys.executable, "-m", "kdbench", "run", str(config),
          "--tracking-uri", f"http://127.0.0.1:{proxy.port}"],

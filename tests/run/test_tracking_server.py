@@ -18,8 +18,12 @@ def test_a_matrix_runs_against_a_tracking_server(server, tmp_path, write_config)
     env = {**os.environ, "KDBENCH_CACHE": str(tmp_path / "cache")}
     result = subprocess.run(
         [sys.executable, "-m", "kdbench", "run", str(config), "--tracking-uri", server],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert not (tmp_path / "mlflow.db").exists(), "nothing may go to a local store"
     client = MlflowClient(tracking_uri=server)
