@@ -1,49 +1,27 @@
-"""Shared fixtures: the real plugin registry, a config writer and an in-process CLI."""
+"""Shared fixtures: the real plugin registry, a config writer, an in-process CLI, the real
+MNIST files, an MLflow tracking server, no IBM Quantum account; plain helpers (TINY among
+them) are in helpers.py, fixtures of one subpackage in its own conftest.py."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
 import textwrap
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
+from kdbench import paths
 from kdbench.cli import cli
+from kdbench.fetch import clear_cache
 from kdbench.plugins import registry as process_registry
 from kdbench.teachers import forget_prepared
-
-# A small but complete config: real MNIST, tiny subsets, one epoch.
-TINY = """
-[experiment]
-name = "{name}"
-seeds = [0]
-
-[train]
-epochs = 2
-batch_size = 16
-
-[datasets.mnist-0-2]
-plugin = "mnist"
-classes = [0, 1, 2]
-train_per_class = 12
-val_per_class = 8
-test_per_class = 10
-
-[teachers.lenet]
-epochs = 1
-train_per_class = 60
-
-[students.q2]
-plugin = "pqc"
-qubits = 2
-front = "linear"
-
-[[matrix]]
-datasets = ["mnist-0-2"]
-teachers = ["none", "lenet"]
-students = ["q2"]
-backends = ["statevector"]
-"""
+from tests.helpers import free_port
 
 
 @pytest.fixture(autouse=True)
@@ -55,6 +33,14 @@ def fresh_teachers():
 @pytest.fixture
 def registry():
     return process_registry()
+
+
+@pytest.fixture
+def fresh_registry():
+    """The process registry reloaded from the environment, and restored afterwards."""
+    process_registry.cache_clear()
+    yield
+    process_registry.cache_clear()
 
 
 @pytest.fixture
@@ -87,3 +73,92 @@ def invoke():
         return runner.invoke(cli, list(args), catch_exceptions=False)
 
     return run
+
+
+# -- the real MNIST files (a test that needs them is skipped where they were never fetched) --
+
+
+@pytest.fixture
+def mnist_root() -> Path:
+    from kdbench_plugins.datasets import Mnist
+
+    root = paths.data_dir()
+    if not all((Mnist().raw_dir(root) / name).is_file() for name in Mnist.md5):
+        pytest.skip(f"MNIST is not in {root}: run 'kdbench data fetch mnist'")
+    return root
+
+
+@pytest.fixture
+def data_copy(tmp_path: Path):
+    """A data directory of links to the real MNIST files; `own(name)` makes one a real copy
+    that a test may damage."""
+    from kdbench_plugins.datasets import Mnist
+
+    real = Mnist().raw_dir(paths.data_dir())
+    if not all((real / name).is_file() for name in Mnist.md5):
+        pytest.skip(f"MNIST is not in {real}: run 'kdbench data fetch mnist'")
+    root = tmp_path / "data"
+    raw = Mnist().raw_dir(root)
+    raw.mkdir(parents=True)
+    for name in Mnist.md5:
+        (raw / name).symlink_to(real / name)
+
+    def own(name: str) -> Path:
+        target = raw / name
+        target.unlink()
+        shutil.copyfile(real / name, target)
+        return target
+
+    clear_cache()
+    yield root, own
+    clear_cache()
+
+
+# -- a real MLflow tracking server --
+
+
+@pytest.fixture
+def server(tmp_path):
+    """`mlflow server` with a SQLite backend store, serving artifacts; its URL."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+         "--backend-store-uri", f"sqlite:///{tmp_path}/server.db",
+         "--artifacts-destination", str(tmp_path / "artifacts"), "--workers", "1"],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"{url}/health", timeout=2)
+            break
+        except OSError:
+            assert process.poll() is None, "mlflow server exited"
+            time.sleep(0.5)
+    else:
+        raise AssertionError("mlflow server did not come up within 2 minutes")
+    yield url
+    process.terminate()
+    process.wait(timeout=30)
+
+
+# -- IBM Quantum --
+
+
+@pytest.fixture
+def no_ibm_account(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """No IBM Quantum account: an empty home, no QISKIT_IBM_* variables."""
+    from qiskit_ibm_runtime.accounts import management
+
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("KDBENCH_DATA", str(paths.data_dir()))  # the data stays where it is
+    monkeypatch.setenv("HOME", str(home))
+    for key in list(os.environ):
+        if key.startswith("QISKIT_IBM_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setattr(
+        management, "_DEFAULT_ACCOUNT_CONFIG_JSON_FILE", str(home / ".qiskit" / "qiskit-ibm.json")
+    )
+    return home

@@ -22,9 +22,7 @@ from kdbench.paths import data_dir
 from kdbench.plugins import load_registry
 from kdbench.run import Events, run_matrix
 from kdbench.tracking import Tracker
-from tests.conftest import TINY
-
-ROOT = Path(__file__).parent.parent
+from tests.helpers import ROOT, TINY
 
 # `kdbench run tests/configs/arch-check.toml --dry-run` before the code was reorganised into
 # the SDK, kdbench/run/, kdbench/report/ and kdbench/quantum/: a store made then

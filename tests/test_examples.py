@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-EXAMPLES = Path(__file__).parent.parent / "examples"
+from tests.helpers import ROOT
+
+EXAMPLES = ROOT / "examples"
 
 
 def run_example(name: str, tmp_path: Path, *overrides: str, config: Path | None = None) -> list:
@@ -34,19 +36,24 @@ def run_example(name: str, tmp_path: Path, *overrides: str, config: Path | None 
 
 
 def small(dataset: str, per_class: int = 4) -> list[str]:
-    return [f"datasets.{dataset}.train_per_class={per_class}",
-            f"datasets.{dataset}.val_per_class=3", f"datasets.{dataset}.test_per_class=3",
-            "train.epochs=1"]  # fmt: skip
+    return [
+        f"datasets.{dataset}.train_per_class={per_class}",
+        f"datasets.{dataset}.val_per_class=3",
+        f"datasets.{dataset}.test_per_class=3",
+        "train.epochs=1",
+    ]
 
 
 @pytest.mark.slow
 def test_every_teacher_and_student_preset_on_statevector(tmp_path):
     teachers = ("lenet", "alexnet", "resnet18")
     runs = run_example(
-        "paper-students", tmp_path, *small("mnist-0-7"),
+        "paper-students",
+        tmp_path,
+        *small("mnist-0-7"),
         *(f"teachers.{t}.train_per_class=6" for t in teachers),
         *(f"teachers.{t}.epochs=1" for t in teachers),
-    )  # fmt: skip
+    )
     seen = {(r.data.tags["kdbench.teacher"], r.data.tags["kdbench.student"]) for r in runs}
     assert len(seen) == 5 * 6
     ensemble = next(r for r in runs if r.data.tags["kdbench.teacher"] == "ensemble")
@@ -86,20 +93,36 @@ def test_the_noise_study_tests_every_student_on_its_ladder(tmp_path):
     # One data set, one teacher and one loss: each cell compiles the 9 rungs (two of them
     # transpiled to 127- and 133-qubit devices), so the whole matrix would take minutes.
     text = (EXAMPLES / "noise.toml").read_text()
-    for whole, part in (('["mnist-0-5", "fashion-mnist-0-5"]', '["mnist-0-5"]'),
-                        ('["none", "lenet", "lenet-within"]', '["none", "lenet"]'),
-                        ('["paper", "dist"]', '["paper"]')):  # fmt: skip
+    for whole, part in (
+        ('["mnist-0-5", "fashion-mnist-0-5"]', '["mnist-0-5"]'),
+        ('["none", "lenet", "lenet-within"]', '["none", "lenet"]'),
+        ('["paper", "dist"]', '["paper"]'),
+    ):
         assert whole in text
         text = text.replace(whole, part)
     config = tmp_path / "noise.toml"
     config.write_text(text)
     runs = run_example(
-        "noise", tmp_path, "experiment.seeds=[0]", *small("mnist-0-5", per_class=3),
-        "teachers.lenet.train_per_class=6", "teachers.lenet.epochs=1", config=config,
-    )  # fmt: skip
+        "noise",
+        tmp_path,
+        "experiment.seeds=[0]",
+        *small("mnist-0-5", per_class=3),
+        "teachers.lenet.train_per_class=6",
+        "teachers.lenet.epochs=1",
+        config=config,
+    )
     assert len(runs) == 8  # (2 exact students + the circuit on 2 noisy backends) x 2 arms
-    ladder = ["clean", "dep-0.001", "dep-0.003", "dep-0.01", "dep-0.03", "dep-0.1", "manila",
-              "brisbane", "torino"]  # fmt: skip
+    ladder = [
+        "clean",
+        "dep-0.001",
+        "dep-0.003",
+        "dep-0.01",
+        "dep-0.03",
+        "dep-0.1",
+        "manila",
+        "brisbane",
+        "torino",
+    ]
     for run in runs:
         assert json.loads(run.data.tags["kdbench.also_tested_on"]) == ladder
         assert all(f"test_accuracy/{rung}" in run.data.metrics for rung in ladder)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).parent.parent
+from tests.helpers import ROOT
 
 
 @pytest.fixture(scope="module")
@@ -22,16 +22,25 @@ def built(tmp_path_factory) -> Path:
     """A wheel and an sdist built from a copy of the working tree (its files git does not
     ignore), with the venv's setuptools: no network, nothing written into the tree."""
     tree, out = tmp_path_factory.mktemp("tree"), tmp_path_factory.mktemp("dist")
-    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT,
-                            capture_output=True, check=True).stdout.decode()  # fmt: skip
+    listed = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard", "-z"],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
     for name in filter(None, listed.split("\0")):
         if (ROOT / name).is_file():
             (tree / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / name, tree / name)
     for hook in ("build_wheel", "build_sdist"):
         code = f"import sys; from setuptools import build_meta; build_meta.{hook}(sys.argv[1])"
-        made = subprocess.run([sys.executable, "-c", code, str(out)], cwd=tree,
-                              capture_output=True, text=True, timeout=600)  # fmt: skip
+        made = subprocess.run(
+            [sys.executable, "-c", code, str(out)],
+            cwd=tree,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert made.returncode == 0, made.stderr[-3000:]
     return out
 

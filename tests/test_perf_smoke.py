@@ -5,9 +5,10 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
-from pathlib import Path
 
-BENCH = Path(__file__).resolve().parents[1] / "perf" / "bench.py"
+from tests.helpers import ROOT
+
+BENCH = ROOT / "perf" / "bench.py"
 
 
 def load_bench(monkeypatch):

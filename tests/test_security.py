@@ -3,7 +3,6 @@ can be blocked; no shell runs anything."""
 
 from __future__ import annotations
 
-import os
 import re
 import sqlite3
 from pathlib import Path
@@ -13,14 +12,11 @@ import torch
 
 from kdbench.config import load_spec
 from kdbench.errors import KdbenchError
-from kdbench.plugins import registry as process_registry
 from kdbench.teachers import cache_key, load_checkpoint
-from tests.conftest import TINY
-from tests.test_tracking_server import server  # noqa: F401 (a fixture)
+from tests.helpers import ROOT, TINY
 
 TOKEN = "kdbench-fake-token-3f9a"
 PASSWORD = "s3cret-pw"
-ROOT = Path(__file__).resolve().parents[1]
 
 IBM_HARDWARE = """
 [backends.ibm]
@@ -41,22 +37,8 @@ def leaks(secret: str, *roots: Path, texts: tuple[str, ...] = ()) -> list[str]:
 
 
 @pytest.fixture
-def token(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
+def token(monkeypatch: pytest.MonkeyPatch, no_ibm_account: Path) -> str:
     """A fake IBM Quantum token in the environment, and no saved account."""
-    from qiskit_ibm_runtime.accounts import management
-
-    from kdbench import paths
-
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("KDBENCH_DATA", str(paths.data_dir()))
-    monkeypatch.setenv("HOME", str(home))
-    for key in list(os.environ):
-        if key.startswith("QISKIT_IBM_"):
-            monkeypatch.delenv(key)
-    monkeypatch.setattr(
-        management, "_DEFAULT_ACCOUNT_CONFIG_JSON_FILE", str(home / ".qiskit" / "qiskit-ibm.json")
-    )
     monkeypatch.setenv("QISKIT_IBM_TOKEN", TOKEN)
     return TOKEN
 
@@ -75,8 +57,9 @@ def test_a_run_stores_no_token(token, write_config, invoke, isolated):
     # The search reads what was stored: the experiment name is in the store, a resolved
     # option in an artifact.
     assert leaks("secure", store) and leaks("train_per_class", isolated / "mlruns")
-    found = leaks(token, store, isolated / "mlruns", isolated / "cache",
-                  texts=(result.stdout, result.stderr))  # fmt: skip
+    found = leaks(
+        token, store, isolated / "mlruns", isolated / "cache", texts=(result.stdout, result.stderr)
+    )
     assert found == []
 
 
@@ -104,7 +87,7 @@ def test_unreachable_tracking_server_shows_no_password(write_config, invoke, iso
 
 @pytest.mark.slow
 def test_tracking_server_password_and_token_stay_out(
-    server,  # noqa: F811
+    server,
     token,
     write_config,
     invoke,
@@ -191,14 +174,6 @@ def test_cached_teacher_with_code_is_refused(
 
 
 # -- plugins --
-
-
-@pytest.fixture
-def fresh_registry():
-    """The process registry reloaded from the environment, and restored afterwards."""
-    process_registry.cache_clear()
-    yield
-    process_registry.cache_clear()
 
 
 def test_blocked_builtin_plugin_is_unknown(

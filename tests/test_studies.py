@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
 from kdbench.config import load_spec
 from kdbench.matrix import expand
 from kdbench.teachers import cache_key, keys_to_train
-
-ROOT = Path(__file__).parent.parent
+from tests.helpers import ROOT
 
 
 def test_the_verdict_crosses_every_student_with_every_teacher(registry):
@@ -77,8 +75,14 @@ def test_the_ablations_vary_one_factor_at_a_time(registry):
     distillers = {c.distiller_name for c in cells}
     assert distillers == set(registry.names("distillers")) | {"none"}
     teachers = {c.teacher_name for c in cells}
-    assert teachers == {"none", "lenet", "lenet-100", "lenet-1000", "lenet-shuffled",
-                        "lenet-within"}  # fmt: skip
+    assert teachers == {
+        "none",
+        "lenet",
+        "lenet-100",
+        "lenet-1000",
+        "lenet-shuffled",
+        "lenet-within",
+    }
 
 
 def test_the_trainable_profile_reruns_the_circuits_half_of_the_ablations(registry):
@@ -101,8 +105,9 @@ def test_the_notebooks_protocol_runs_the_papers_24_rows_on_20_seeds(registry):
     assert len(cells) == 520 and {c.seed for c in cells} == set(range(20))
     assert spec.train.batch_size == 1 and spec.train.selection == "best-test"
     assert all(c.dataset.component.order == "first" for c in cells)
-    arms = Counter((c.dataset.name, c.teacher.name if c.teacher else "none", c.student.name)
-                   for c in cells)  # fmt: skip
+    arms = Counter(
+        (c.dataset.name, c.teacher.name if c.teacher else "none", c.student.name) for c in cells
+    )
     assert set(arms.values()) == {20} and len(arms) == 26  # 24 rows + 2 softmax baselines
     softmax = {arm[0] for arm in arms if arm[2] == "released-q3-softmax"}
     assert softmax == {"fashion-mnist-0-5", "fashion-mnist-0-7"}
@@ -119,6 +124,8 @@ def test_the_knowledge_test_teaches_with_disjoint_teachers_and_their_controls(re
     assert not teachers["lenet-seen"].disjoint and teachers["lenet-prior"].class_prior
     # The controls share their real teacher's cache key: one LeNet trained for all three.
     dataset = cells[0].dataset
-    keys = {cache_key(next(c.teacher for c in cells if c.teacher and c.teacher.name == n),
-                      dataset, 0) for n in ("lenet", "lenet-within", "lenet-prior")}  # fmt: skip
+    keys = {
+        cache_key(next(c.teacher for c in cells if c.teacher and c.teacher.name == n), dataset, 0)
+        for n in ("lenet", "lenet-within", "lenet-prior")
+    }
     assert len(keys) == 1

@@ -1,0 +1,197 @@
+"""Tracking stores that cannot be used, keep nothing or stop answering: refused up front in one
+line with exit 2 and nothing written, or the run ends in bounded time with one line and exit 2,
+never a hang."""
+
+from __future__ import annotations
+
+import os
+import select
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from kdbench.tracking import ROLE_TAG, Tracker
+from tests.helpers import TINY, assert_clean_failure
+
+VALID = TINY.format(name="stores")
+
+
+@pytest.mark.parametrize("uri", ["sqlite:///", "sqlite://", "sqlite:///:memory:"])
+def test_a_store_that_keeps_nothing_is_refused(write_config, invoke, isolated, uri):
+    result = invoke("run", str(write_config(VALID)), "--tracking-uri", uri)
+    assert_clean_failure(result, "names no database file", isolated)
+
+
+def test_the_store_in_the_config_is_checked_too(write_config, invoke, isolated):
+    text = VALID.replace('name = "stores"', 'name = "stores"\ntracking_uri = "sqlite:///"')
+    result = invoke("run", str(write_config(text)))
+    assert_clean_failure(result, "names no database file", isolated)
+
+
+def test_tracking_server_unreachable_fails_fast(write_config, invoke, isolated):
+    started = time.monotonic()
+    result = invoke("run", str(write_config(VALID)), "--tracking-uri", "http://127.0.0.1:9")
+    assert_clean_failure(result, "tracking server http://127.0.0.1:9 is unreachable", isolated)
+    assert time.monotonic() - started < 20, "must not wait for MLflow's retries"
+
+
+def test_tracking_store_in_a_missing_directory(write_config, invoke, isolated):
+    uri = "sqlite:////proc/nope/mlflow.db"
+    result = invoke("run", str(write_config(VALID)), "--tracking-uri", uri)
+    assert_clean_failure(result, f"tracking store '{uri}' cannot be used", isolated)
+
+
+def test_tracking_store_inside_a_file(write_config, invoke, isolated, tmp_path):
+    (tmp_path / "afile").write_text("")
+    uri = f"sqlite:///{tmp_path}/afile/mlflow.db"
+    result = invoke("run", str(write_config(VALID)), "--tracking-uri", uri)
+    assert_clean_failure(result, f"tracking store '{uri}' cannot be used", isolated)
+    assert (tmp_path / "afile").read_text() == ""
+
+
+def test_tracking_store_that_is_not_a_database(write_config, invoke, isolated, tmp_path):
+    store = tmp_path / "store.db"
+    store.write_text("not sqlite\n" * 100)
+    uri = f"sqlite:///{store}"
+    result = invoke("run", str(write_config(VALID)), "--tracking-uri", uri)
+    assert_clean_failure(result, f"tracking store '{uri}' cannot be used", isolated)
+    assert store.read_text() == "not sqlite\n" * 100
+
+
+def test_report_on_no_store_creates_none(invoke, isolated):
+    result = invoke("report", "--experiment", "nope")
+    assert_clean_failure(result, "no experiment 'nope' in sqlite:///", isolated)
+
+
+def test_existing_store_gets_no_new_runs(write_config, invoke, isolated, data_copy):
+    """A store that already exists is not touched by a run that fails its checks."""
+    from mlflow.tracking import MlflowClient
+
+    root, own = data_copy
+    store = isolated / "store.db"
+    uri = f"sqlite:///{store}"
+    client = MlflowClient(tracking_uri=uri)
+    client.create_experiment("stores")
+    before = store.read_bytes()
+    path = own("t10k-labels-idx1-ubyte")
+    path.write_bytes(path.read_bytes()[:-1])
+    result = invoke("run", str(write_config(VALID)), "--data-dir", str(root), "--tracking-uri", uri)
+    assert (
+        result.exit_code == 2 and "corrupt (md5 mismatch) t10k-labels-idx1-ubyte" in result.stderr
+    )
+    experiment = client.get_experiment_by_name("stores").experiment_id
+    assert client.search_runs([experiment]) == []
+    assert store.read_bytes() == before
+
+
+class HangingProxy:
+    """A TCP proxy on 127.0.0.1 to `target` that, once `hang` is set, stops passing bytes
+    either way (connections stay open, requests get no answer): a server gone silent."""
+
+    def __init__(self, target: tuple[str, int]):
+        self.target, self.hang = target, threading.Event()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            client, _ = self.listener.accept()
+            threading.Thread(target=self._pipe, args=(client,), daemon=True).start()
+
+    def _pipe(self, client: socket.socket) -> None:
+        upstream = socket.create_connection(self.target)
+        ends = {client: upstream, upstream: client}
+        while True:
+            ready, _, _ = select.select(list(ends), [], [], 0.2)
+            if self.hang.is_set():
+                time.sleep(0.2)  # hold the connection open, pass nothing
+                continue
+            for end in ready:
+                data = end.recv(65536)
+                if not data:
+                    return
+                ends[end].sendall(data)
+
+
+@pytest.mark.slow
+def test_a_server_that_stops_answering_ends_the_run_in_bounded_time(
+    write_config,
+    isolated,
+    server,
+):
+    host, port = server.removeprefix("http://").split(":")
+    proxy = HangingProxy((host, int(port)))
+    config = write_config(VALID.replace("seeds = [0]", "seeds = [0, 1]"))
+    env = {
+        **os.environ,
+        "KDBENCH_CACHE": str(isolated / "cache"),
+        "MLFLOW_HTTP_REQUEST_TIMEOUT": "3",
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "kdbench", "run", str(config),
+         "--tracking-uri", f"http://127.0.0.1:{proxy.port}"],
+        cwd=isolated, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    lines = []
+    for line in process.stderr:  # the server goes silent once the first cell is logged
+        lines.append(line)
+        if line.startswith("done "):
+            proxy.hang.set()
+            started = time.monotonic()
+            break
+    assert proxy.hang.is_set(), "".join(lines)
+    _, rest = process.communicate(timeout=120)
+    took = time.monotonic() - started
+    assert process.returncode == 2, rest
+    assert "Traceback" not in rest
+    errors = [line for line in rest.splitlines() if line.startswith("Error: ")]
+    assert len(errors) == 1 and "stopped answering" in errors[0], rest
+    assert took < 30, f"one timeout (3 s) ends it, not one per request: {took:.0f} s"
+
+
+# -- kdbench ui: refused in one line rather than by the server --
+
+
+def store(tmp_path) -> str:
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    MlflowClient(tracking_uri=uri).create_experiment("exists")
+    return uri
+
+
+@pytest.mark.parametrize("port", ["99999", "0", "-1", "http"])
+def test_ui_on_a_port_that_cannot_be_refuses_it(invoke, isolated, port):
+    result = invoke("ui", "--port", port)
+    assert_clean_failure(result, "--port", isolated)
+
+
+def test_ui_on_a_port_in_use_says_so(invoke, isolated, tmp_path):
+    uri = store(tmp_path / "other") if (tmp_path / "other").mkdir() is None else None
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        result = invoke("ui", "--tracking-uri", uri, "--port", str(port))
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert f"cannot serve the UI on 127.0.0.1:{port}: Address already in use" in result.stderr
+
+
+def test_ui_on_a_missing_store_creates_none(invoke, isolated):
+    result = invoke("ui")
+    assert_clean_failure(result, "no tracking store at sqlite:///", isolated)
+
+
+@pytest.mark.parametrize("uri", ["sqlite:///", "sqlite:///:memory:"])
+def test_ui_on_a_store_that_keeps_nothing_is_refused(invoke, isolated, uri):
+    assert_clean_failure(invoke("ui", "--tracking-uri", uri), "names no database file", isolated)
+
+
+def test_a_run_name_longer_than_mlflow_s_column_is_shortened(isolated):
+    tracker = Tracker(f"sqlite:///{isolated}/mlflow.db", "long-names")
+    run = tracker.client.get_run(tracker.start_run("x" * 400, {ROLE_TAG: "cell"}))
+    assert len(run.info.run_name) == 250 and run.info.run_name.endswith("…")
