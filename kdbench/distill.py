@@ -149,17 +149,33 @@ def evaluate(
     model.eval().to(memory_format=torch.channels_last)
     if hint is not None:
         hint.train(False)
+    with torch.no_grad():
+        outputs = (
+            log_probs(model, split.x[start : start + batch_size].to(device)).cpu()
+            for start in range(0, len(split.y), batch_size)
+        )  # computed one batch at a time, as `tally` takes them (a hint reads each forward)
+        return tally(outputs, split, num_classes, distiller, batch_size, hint)
+
+
+def tally(
+    outputs: Iterable[torch.Tensor],
+    split: Split,
+    num_classes: int,
+    distiller: Distiller | None = None,
+    batch_size: int = 512,
+    hint: Hint | None = None,
+) -> Evaluation:
+    """`evaluate`'s figures from a model's log-probabilities on `split`, batch after batch of
+    `batch_size` rows."""
     totals = _Means(weight_in_float32=True)
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.long)
-    with torch.no_grad():
-        for start in range(0, len(split.y), batch_size):
-            sl = slice(start, start + batch_size)
-            out = log_probs(model, split.x[sl].to(device)).cpu()
-            t = None if split.teacher_logits is None else split.teacher_logits[sl]
-            f = None if split.teacher_features is None else split.teacher_features[sl]
-            totals.add(len(out), *training_loss(out, split.y[sl], t, distiller, f, hint))
-            index = split.y[sl] * num_classes + out.argmax(1)
-            confusion += torch.bincount(index, minlength=num_classes**2).view_as(confusion)
+    for start, out in zip(range(0, len(split.y), batch_size), outputs, strict=True):
+        sl = slice(start, start + batch_size)
+        t = None if split.teacher_logits is None else split.teacher_logits[sl]
+        f = None if split.teacher_features is None else split.teacher_features[sl]
+        totals.add(len(out), *training_loss(out, split.y[sl], t, distiller, f, hint))
+        index = split.y[sl] * num_classes + out.argmax(1)
+        confusion += torch.bincount(index, minlength=num_classes**2).view_as(confusion)
     means = totals.means(len(split.y))
     accuracy = confusion.diag().sum().item() / max(len(split.y), 1)
     return Evaluation(means.pop("loss"), means, accuracy, confusion)

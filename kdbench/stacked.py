@@ -14,14 +14,15 @@ from __future__ import annotations
 import copy
 import time
 import warnings
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from kdbench.api import Distiller
-from kdbench.distill import EpochMetrics, FitResult, Split, adam, batch_count, evaluate
+from kdbench.distill import EpochMetrics, FitResult, Split, adam, batch_count, tally
 from kdbench.losses import training_loss
 from kdbench.quantum.counters import CircuitCounters
 
@@ -66,10 +67,7 @@ def fit_stacked(
     generators = [torch.Generator().set_state(state) for state in rng_states]
 
     def model_loss(p, b, x, y, t):
-        def model(inputs):
-            return functional_call(base, (p, b), (inputs,))
-
-        out = log_probs(model, x)  # type: ignore[arg-type]
+        out = log_probs(_with(base, p, b), x)
         total, parts = training_loss(out, y, t, distiller)
         return total, parts, (out.argmax(1) == y).sum()
 
@@ -78,10 +76,7 @@ def fit_stacked(
                    randomness="different")  # fmt: skip
 
     def batched(*args):
-        # An operation without a batching rule (kl_div, say) runs model by model: slower
-        # for that operation, exact; torch's warning says nothing a user can act on.
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", "There is a performance drop because we have")
+        with _quiet():
             return vmapped(*args)
 
     optimizer = adam(params.values(), lr)
@@ -130,14 +125,16 @@ def fit_stacked(
             batch = len(picks[0])
             row = torch.cat([batch * terms, correct.double().unsqueeze(1)], 1)
             sums = row if sums is None else sums + row
+        on_val = _outputs(base, params, buffers, log_probs, vals)
+        on_test = None if tests is None else _outputs(base, params, buffers, log_probs, tests)
         seconds = (time.perf_counter() - started) / count
         for i, model in enumerate(models):
             result = results[i]
             if not alive[i] or isinstance(result, FloatingPointError):
                 continue
             _load(model, params, buffers, i)
-            v = evaluate(model, log_probs, vals[i], num_classes, distiller)
-            tested = None if tests is None else evaluate(model, log_probs, tests[i], num_classes)
+            v = tally(on_val[i], vals[i], num_classes, distiller)
+            tested = None if on_test is None else tally(on_test[i], tests[i], num_classes)
             assert sums is not None
             means = dict(zip([*names, "accuracy"], (sums[i] / samples).tolist(), strict=True))
             metrics = EpochMetrics(epoch, means, v.metrics(), seconds,
@@ -154,6 +151,44 @@ def fit_stacked(
         if isinstance(result, FitResult):
             model.load_state_dict(result.best_state)
     return results
+
+
+def _with(base: nn.Module, params: dict, buffers: dict) -> nn.Module:
+    """`base` computing with these weights and buffers (one model's, under vmap)."""
+    return lambda inputs: functional_call(base, (params, buffers), (inputs,))  # type: ignore[return-value]
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """Without torch's warning that an operation has no batching rule (kl_div, say): it then
+    runs model by model, slower for that operation but exact, and a user can do nothing."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "There is a performance drop because we have")
+        yield
+
+
+def _outputs(
+    base: nn.Module,
+    params: dict[str, torch.Tensor],
+    buffers: dict[str, torch.Tensor],
+    log_probs: LogProbs,
+    splits: Sequence[Split],
+    batch_size: int = 512,
+) -> list[list[torch.Tensor]]:
+    """Each model's log-probabilities on its split, in batches of `batch_size` (as
+    `evaluate` takes them): one batched forward pass, in evaluation mode, per batch."""
+
+    def forward(p, b, x):
+        return log_probs(_with(base, p, b), x)
+
+    batched = vmap(forward)
+    base.eval()
+    chunks = []
+    with torch.no_grad(), _quiet():
+        for start in range(0, len(splits[0].y), batch_size):
+            x = torch.stack([split.x[start : start + batch_size] for split in splits])
+            chunks.append(batched(params, buffers, x))
+    return [[chunk[i] for chunk in chunks] for i in range(len(splits))]
 
 
 class _DrawnDropout(nn.Module):

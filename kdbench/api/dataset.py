@@ -36,16 +36,16 @@ class Dataset(Component):
     classes: list[int] | None = option(
         None, help="labels to keep, in this order (default: all)", minimum=0
     )
-    train_per_class: int = option(150, help="training images per class", minimum=1)
+    train_per_class: int = option(150, help="training inputs per class", minimum=1)
     val_per_class: int = option(
-        50, help="validation images per class, held out of training", minimum=1
+        50, help="validation inputs per class, held out of training", minimum=1
     )
     test_per_class: int | Literal["all"] = option(
-        150, help='test images per class ("all": the whole test set)', minimum=1
+        150, help='test inputs per class ("all": the whole test set)', minimum=1
     )
     order: Literal["random", "first"] = option(
         "random",
-        help="which images of each class: random (drawn with the seed), or first (in the"
+        help="which inputs of each class: random (drawn with the seed), or first (in the"
         " files' order: training the first train_per_class, validation the next"
         " val_per_class, test the first test_per_class; the released notebooks' split)",
         recorded_at_default=False,

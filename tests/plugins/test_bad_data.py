@@ -302,7 +302,7 @@ def test_test_per_class_all_draws_the_whole_test_set(write_config, invoke, isola
 
 def test_plugins_listing_shows_the_all_value_and_seed_bounds(invoke):
     text = invoke("plugins").stdout
-    assert "test_per_class (integer | 'all', default 150; x ≥ 1): test images per class" in text
+    assert "test_per_class (integer | 'all', default 150; x ≥ 1): test inputs per class" in text
     assert '("all": the whole test set)' in text
     assert "sample_seed (integer | none, default None; 0 ≤ x ≤ 4294967295)" in text
     listing = json.loads(invoke("plugins", "--json").stdout)

@@ -21,7 +21,7 @@ from kdbench.run.stacking import stacks, tasks
 from kdbench.run.training import _log_probs
 from kdbench.stacked import _counters, fit_stacked
 from kdbench.testing import make, plugin_registry, run_config
-from tests.conftest import TINY
+from tests.helpers import TINY
 
 SEEDS = (0, 1, 2)
 REGISTRY = plugin_registry()
@@ -29,8 +29,15 @@ REGISTRY = plugin_registry()
 
 def splits(seed: int) -> tuple[Split, Split]:
     """Real MNIST 0-2, a few images per class, drawn with `seed`."""
-    dataset = make(REGISTRY, "datasets", "mnist", classes=[0, 1, 2], train_per_class=10,
-                   val_per_class=6, test_per_class=6)  # fmt: skip
+    dataset = make(
+        REGISTRY,
+        "datasets",
+        "mnist",
+        classes=[0, 1, 2],
+        train_per_class=10,
+        val_per_class=6,
+        test_per_class=6,
+    )
     drawn = make_splits(dataset, paths.data_dir(None), seed)
     return Split(drawn.train_x, drawn.train_y), Split(drawn.val_x, drawn.val_y)
 
@@ -71,10 +78,18 @@ def test_stacked_seeds_train_as_each_would_alone(student, options, backend):
     for seed in SEEDS:
         models.append(build(student, backend, seed, **options))
         states.append(torch.get_rng_state())  # what its dropout draws from, as alone
-    stacked = fit_stacked(models, _log_probs, [t for t, _ in data], [v for _, v in data],
-                          seeds=SEEDS, rng_states=states, **common)  # fmt: skip
-    for (one, executions, solo), together, model, (_, val) in zip(alone, stacked, models, data,
-                                                                  strict=True):  # fmt: skip
+    stacked = fit_stacked(
+        models,
+        _log_probs,
+        [t for t, _ in data],
+        [v for _, v in data],
+        seeds=SEEDS,
+        rng_states=states,
+        **common,
+    )
+    for (one, executions, solo), together, model, (_, val) in zip(
+        alone, stacked, models, data, strict=True
+    ):
         assert not isinstance(together, Exception)
         # Batched products round differently, and Adam turns a gradient that is ~0 into a
         # step of ~lr whose sign the rounding decides: losses agree to 1e-3 over 3 epochs.
@@ -101,15 +116,33 @@ def test_a_diverging_seed_fails_alone():
     for seed in SEEDS:
         models.append(build("vqc-q3", "statevector", seed))
         states.append(torch.get_rng_state())
-    results = fit_stacked(models, _log_probs, trains, [v for _, v in data], num_classes=3,
-                          epochs=2, batch_size=4, lr=0.01, seeds=SEEDS,
-                          rng_states=states)  # fmt: skip
+    results = fit_stacked(
+        models,
+        _log_probs,
+        trains,
+        [v for _, v in data],
+        num_classes=3,
+        epochs=2,
+        batch_size=4,
+        lr=0.01,
+        seeds=SEEDS,
+        rng_states=states,
+    )
     assert isinstance(results[1], FloatingPointError)
     assert "the training loss became nan in epoch 1" in str(results[1])
     for i in (0, 2):
         model = build("vqc-q3", "statevector", SEEDS[i])
-        alone = fit(model, _log_probs, trains[i], data[i][1], num_classes=3, epochs=2,
-                    batch_size=4, lr=0.01, seed=SEEDS[i])  # fmt: skip
+        alone = fit(
+            model,
+            _log_probs,
+            trains[i],
+            data[i][1],
+            num_classes=3,
+            epochs=2,
+            batch_size=4,
+            lr=0.01,
+            seed=SEEDS[i],
+        )
         assert [m.val_accuracy for m in alone.history] == [
             m.val_accuracy for m in results[i].history
         ]
@@ -172,6 +205,7 @@ def test_stacked_cells_are_the_cells_trained_alone(isolated):
         assert run.data.tags["kdbench.stacked"] == "3" and "kdbench.stacked" not in alone.data.tags
         for name in ("test_accuracy", "best_val_accuracy", "best_epoch", "circuit_executions"):
             assert run.data.metrics[name] == alone.data.metrics[name], name
-        assert run.data.metrics["test_loss"] == pytest.approx(alone.data.metrics["test_loss"],
-                                                              rel=1e-4)  # fmt: skip
+        assert run.data.metrics["test_loss"] == pytest.approx(
+            alone.data.metrics["test_loss"], rel=1e-4
+        )
         assert "val_accuracy" in run.data.metrics  # its epochs, logged in its own run

@@ -12,7 +12,7 @@ from kdbench.config import load_spec
 from kdbench.matrix import expand
 from kdbench.results import cell_tags
 from kdbench.tracking import CELL_ID_TAG, ROLE_TAG, Tracker
-from tests.conftest import TINY
+from tests.helpers import TINY
 
 
 @pytest.fixture
