@@ -61,8 +61,9 @@ def _error_line(message: str) -> None:
     # One line whatever a key or value holds ("a\nb" is a valid TOML key), and no rich
     # markup: messages quote config keys such as [profiles.NAME].
     message = re.sub(r"[\x00-\x1f\x7f]", lambda m: repr(m.group())[1:-1], message)
-    errors.print(f"[red]Error:[/red] {escape(message)}", markup=True, highlight=False,
-                 soft_wrap=True)  # fmt: skip
+    errors.print(
+        f"[red]Error:[/red] {escape(message)}", markup=True, highlight=False, soft_wrap=True
+    )
 
 
 @click.group(cls=Group)
@@ -144,8 +145,16 @@ def run(
 
         table = Table(title=f"{len(cells)} cells of {config}")
         swept = any(cell.sweep for cell in cells)
-        columns = ("cell id", "dataset", "teacher", "student", "backend", "distiller",
-                   *(("sweep point",) if swept else ()), "seed")  # fmt: skip
+        columns = (
+            "cell id",
+            "dataset",
+            "teacher",
+            "student",
+            "backend",
+            "distiller",
+            *(("sweep point",) if swept else ()),
+            "seed",
+        )
         for column in columns:
             table.add_column(column)
         for cell in cells:
@@ -155,8 +164,13 @@ def run(
         return
     from kdbench.run.command import run_and_report
 
-    options = {"rerun": rerun, "fail_fast": fail_fast, "jobs": jobs, "executor": executor,
-               "address": address}  # fmt: skip
+    options = {
+        "rerun": rerun,
+        "fail_fast": fail_fast,
+        "jobs": jobs,
+        "executor": executor,
+        "address": address,
+    }
     code = run_and_report(spec, cells, root, tracking_uri, console, errors, **options)
     if code:
         sys.exit(code)
@@ -213,8 +227,9 @@ def fetch(datasets: tuple[str, ...], data_dir: str | None) -> None:
         dataset = reg.get("datasets", name)()
         what = f"{len(dataset.class_names)} classes, inputs of shape {dataset.shape_text()}"
         if not datasets and type(dataset).fetch is Dataset.fetch:  # named, it says why not
-            console.print(f"{name} ({what}): no fetch step; its files are placed by hand",
-                          highlight=False)  # fmt: skip
+            console.print(
+                f"{name} ({what}): no fetch step; its files are placed by hand", highlight=False
+            )
             continue
         dataset.fetch(root, report=lambda line: console.print(line, highlight=False))
         console.print(f"{name}: {what}", highlight=False)
@@ -292,9 +307,15 @@ def report(
     from kdbench.report.command import report_experiment
 
     shown, folder = report_experiment(
-        config, profile=profile, experiment=experiment, tracking_uri=tracking_uri,
-        margin=margin, against=against, points=points, output=output,
-    )  # fmt: skip
+        config,
+        profile=profile,
+        experiment=experiment,
+        tracking_uri=tracking_uri,
+        margin=margin,
+        against=against,
+        points=points,
+        output=output,
+    )
     for title, table in shown:
         if form == "rich":
             console.print(reporting.to_rich(table, title))

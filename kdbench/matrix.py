@@ -68,8 +68,13 @@ class Cell:
     def group(self) -> tuple[str, str, str, str, str]:
         """The cell without its seed and sweep point: an arm of the comparison, over whose
         seeds results are averaged (at the sweep point selected on validation)."""
-        return (self.dataset.name, self.teacher_name, self.student.name, self.backend_label,
-                self.distiller_name)  # fmt: skip
+        return (
+            self.dataset.name,
+            self.teacher_name,
+            self.student.name,
+            self.backend_label,
+            self.distiller_name,
+        )
 
     @property
     def label(self) -> str:

@@ -281,9 +281,11 @@ _LIMITS = ("minimum", "exclusive_minimum", "maximum", "exclusive_maximum", "choi
 
 def _recording(f: dataclasses.Field) -> dict[str, Any]:
     meta = f.metadata
-    return {"recorded_at_default": meta.get("recorded_at_default", True),
-            "recorded_if": meta.get("recorded_if"),
-            "unrecorded": meta.get("unrecorded", MISSING)}  # fmt: skip
+    return {
+        "recorded_at_default": meta.get("recorded_at_default", True),
+        "recorded_if": meta.get("recorded_if"),
+        "unrecorded": meta.get("unrecorded", MISSING),
+    }
 
 
 def _bounds(f: dataclasses.Field) -> dict[str, Any]:

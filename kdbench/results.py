@@ -34,8 +34,14 @@ ALSO_TESTED_TAG = "kdbench.also_tested_on"  # JSON: the names of the extra test 
 # Logged once per epoch (step = epoch), beside the distiller's parts (train_kd, val_kd...);
 # the report draws its loss curves from these.
 EPOCH_METRICS = (
-    "train_loss", "train_ce", "train_accuracy", "val_loss", "val_ce", "val_accuracy", "seconds",
-)  # fmt: skip
+    "train_loss",
+    "train_ce",
+    "train_accuracy",
+    "val_loss",
+    "val_ce",
+    "val_accuracy",
+    "seconds",
+)
 
 # What the harness reads off every compiled circuit: summed (executions, shots) or the
 # largest (depth, width) over the circuits a student compiled.

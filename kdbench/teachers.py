@@ -98,8 +98,9 @@ def check_pools(
         per_class = current.component.train_per_class if current else None
         label, where = current.name if current else None, f"datasets.{dataset.name}"
         disjoint = current is not None and current.component.disjoint
-        check_sizes(dataset.component, data_root, per_class, name=where, teacher=label,
-                    disjoint=disjoint)  # fmt: skip
+        check_sizes(
+            dataset.component, data_root, per_class, name=where, teacher=label, disjoint=disjoint
+        )
         if current is not None:
             pending += [members(name) for name in current.component.member_names()]
 
@@ -303,12 +304,20 @@ def _load_or_train(
             return "cache"
         model.to(device)
         fit(
-            model, _log_probs, Split(splits.teacher_x, splits.teacher_y),
-            Split(splits.val_x, splits.val_y), num_classes=len(splits.class_names),
-            epochs=options.epochs, batch_size=options.batch_size, lr=options.lr, seed=seed,
-            device=device, on_epoch=on_epoch, precision=options.precision,
+            model,
+            _log_probs,
+            Split(splits.teacher_x, splits.teacher_y),
+            Split(splits.val_x, splits.val_y),
+            num_classes=len(splits.class_names),
+            epochs=options.epochs,
+            batch_size=options.batch_size,
+            lr=options.lr,
+            seed=seed,
+            device=device,
+            on_epoch=on_epoch,
+            precision=options.precision,
             schedule=options.schedule,
-        )  # fmt: skip
+        )
         _save_atomically({k: v.cpu() for k, v in model.state_dict().items()}, target)
         target.with_suffix(".json").write_text(json.dumps(meta, indent=2))
         return "trained"

@@ -163,10 +163,11 @@ def _safe_atan2(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 # ½ with no gradient. At π/2 every outcome probability is monotone in its feature and a
 # saturated one is a definite |0⟩ or |1⟩.
 MonotoneAngle = preset(
-    Angle, "monotone-angle",
+    Angle,
+    "monotone-angle",
     "One feature per qubit: H, then RY((π/2)·tanh(feature)), monotone in the feature.",
     scale=math.pi / 2,
-)  # fmt: skip
+)
 
 
 @hookimpl

@@ -232,8 +232,11 @@ class RuntimeCircuit(kdbench.ParameterShift):
         seed: int,
     ):
         self.device_name, self.local, self.max_circuits, self.mode = (
-            device_name, local, max_circuits, mode
-        )  # fmt: skip
+            device_name,
+            local,
+            max_circuits,
+            mode,
+        )
         self._rng = np.random.default_rng(seed)
         sampler = kdbench.PrimitiveSampler(
             primitive, isa, slots.parameters, shots=shots, before_submit=self._before_submit

@@ -257,10 +257,16 @@ def _first_conv_channels(model: nn.Module, channels: int) -> None:
     if old.in_channels == channels:
         return
     new = nn.Conv2d(
-        channels, old.out_channels, old.kernel_size, stride=old.stride, padding=old.padding,
-        dilation=old.dilation, groups=old.groups, bias=old.bias is not None,
+        channels,
+        old.out_channels,
+        old.kernel_size,
+        stride=old.stride,
+        padding=old.padding,
+        dilation=old.dilation,
+        groups=old.groups,
+        bias=old.bias is not None,
         padding_mode=old.padding_mode,
-    )  # fmt: skip
+    )
     with torch.no_grad():
         # Reuse the family's own initial weights, cycling over the original channels.
         new.weight.copy_(old.weight[:, torch.arange(channels) % old.in_channels])

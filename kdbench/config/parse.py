@@ -107,8 +107,14 @@ def _define_default_distiller(
             file=spec.file,
             key="distill.plugin",
         )
-    _define(spec, registry, "distillers", DEFAULT_DISTILLER, {"plugin": DEFAULT_DISTILLER,
-            **table}, key="distill")  # fmt: skip
+    _define(
+        spec,
+        registry,
+        "distillers",
+        DEFAULT_DISTILLER,
+        {"plugin": DEFAULT_DISTILLER, **table},
+        key="distill",
+    )
 
 
 def _define(

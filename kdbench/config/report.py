@@ -53,8 +53,9 @@ class ReportConfig:
 
 def parse_report(raw: Any, file: str) -> ReportConfig:
     """Validate a [report] table; raise ConfigError naming the first bad key."""
-    _table(raw, "report", "reference, reference_students, numbers, labels, equivalence_margin",
-           file)  # fmt: skip
+    _table(
+        raw, "report", "reference, reference_students, numbers, labels, equivalence_margin", file
+    )
     for key in raw:
         if key not in KEYS:
             raise ConfigError(
@@ -69,8 +70,12 @@ def parse_report(raw: Any, file: str) -> ReportConfig:
             file=file,
             key="report.reference",
         )
-    students = _strings(raw.get("reference_students", {}), "report.reference_students",
-                        "student instance = reference column", file)  # fmt: skip
+    students = _strings(
+        raw.get("reference_students", {}),
+        "report.reference_students",
+        "student instance = reference column",
+        file,
+    )
     for name, column in students.items():
         if column == TEACHERS:
             raise ConfigError(
@@ -78,8 +83,9 @@ def parse_report(raw: Any, file: str) -> ReportConfig:
                 file=file,
                 key=f"report.reference_students.{name}",
             )
-    numbers = _table(raw.get("numbers", {}), "report.numbers",
-                     "data-set instance = table of columns", file)  # fmt: skip
+    numbers = _table(
+        raw.get("numbers", {}), "report.numbers", "data-set instance = table of columns", file
+    )
     columns = {TEACHERS, *students.values()}
     parsed = {
         dataset: _columns(table, f"report.numbers.{dataset}", columns, file)
@@ -109,8 +115,14 @@ def _columns(raw: Any, key: str, columns: set[str], file: str) -> dict[str, dict
                 key=where,
             )
         teachers = column == TEACHERS
-        _table(entries, where, "teacher instance = number" if teachers
-               else f"teacher instance (or '{NO_TEACHER}') = number", file)  # fmt: skip
+        _table(
+            entries,
+            where,
+            "teacher instance = number"
+            if teachers
+            else f"teacher instance (or '{NO_TEACHER}') = number",
+            file,
+        )
         if teachers and NO_TEACHER in entries:
             raise ConfigError(
                 f"'{NO_TEACHER}' is no teacher: the student alone goes in its own column",

@@ -13,8 +13,18 @@ if TYPE_CHECKING:
     from kdbench.config.report import ReportConfig
 
 COMPONENT_KINDS = tuple(KINDS)
-MATRIX_KEYS = ("datasets", "teachers", "students", "backends", "distillers", "seeds",
-               "eval_backend", "also_test_on", "sweep", "zip")  # fmt: skip
+MATRIX_KEYS = (
+    "datasets",
+    "teachers",
+    "students",
+    "backends",
+    "distillers",
+    "seeds",
+    "eval_backend",
+    "also_test_on",
+    "sweep",
+    "zip",
+)
 SWEPT_SECTIONS = ("train", "distill", *COMPONENT_KINDS)
 MAX_SWEEP_POINTS = 1000
 

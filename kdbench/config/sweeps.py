@@ -19,8 +19,9 @@ def sweep_points(sweep: Any, zipped: Any, file: str, where: str) -> list[dict[st
         raise ConfigError("expected true or false", file=file, key=f"{where}.zip")
     if sweep is None:
         if zipped:
-            raise ConfigError("zips the values of a sweep, and there is none", file=file,
-                              key=f"{where}.zip")  # fmt: skip
+            raise ConfigError(
+                "zips the values of a sweep, and there is none", file=file, key=f"{where}.zip"
+            )
         return []
     if not isinstance(sweep, dict) or not sweep:
         raise ConfigError(
@@ -34,16 +35,18 @@ def sweep_points(sweep: Any, zipped: Any, file: str, where: str) -> list[dict[st
         if problem:
             raise ConfigError(problem, file=file, key=f"{where}.sweep")
         if not isinstance(values, list) or not values:
-            raise ConfigError("expected a non-empty list of values", file=file,
-                              key=f"{where}.sweep.{key}")  # fmt: skip
+            raise ConfigError(
+                "expected a non-empty list of values", file=file, key=f"{where}.sweep.{key}"
+            )
     keys, lists = list(sweep), list(sweep.values())
     if zipped:
         lengths = {k: len(v) for k, v in sweep.items()}
         if len(set(lengths.values())) > 1:
             raise ConfigError(
-                f"zip = true needs lists of one length; got {lengths}", file=file,
+                f"zip = true needs lists of one length; got {lengths}",
+                file=file,
                 key=f"{where}.sweep",
-            )  # fmt: skip
+            )
         count = len(lists[0])
     else:
         count = math.prod(len(v) for v in lists)

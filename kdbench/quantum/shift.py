@@ -93,9 +93,15 @@ def split_slots(
     )
 
     gates = {
-        "p": PhaseGate, "rx": RXGate, "rxx": RXXGate, "ry": RYGate,
-        "ryy": RYYGate, "rz": RZGate, "rzx": RZXGate, "rzz": RZZGate,
-    }  # fmt: skip
+        "p": PhaseGate,
+        "rx": RXGate,
+        "rxx": RXXGate,
+        "ry": RYGate,
+        "ryy": RYYGate,
+        "rz": RZGate,
+        "rzx": RZXGate,
+        "rzz": RZZGate,
+    }
     circuit = decompose_to(circuit, SHIFTABLE_GATES)
     columns = parameter_columns(inputs, weights)
 

@@ -132,8 +132,9 @@ def build_report(
             f"{title}: test accuracy by teacher",
         )
         if len({r.distiller for r in family_rows}) > 2:  # more than the paper's and none
-            forest = figures.gain_forest(family_rows, f"{title}: gain by distiller and teacher",
-                                         config.labels)  # fmt: skip
+            forest = figures.gain_forest(
+                family_rows, f"{title}: gain by distiller and teacher", config.labels
+            )
             if forest is not None:
                 report.files[f"fig-gain-{stem}.png"] = forest
         points = points_table(every, config)

@@ -44,8 +44,9 @@ def _confusion_template(class_names: tuple[str, ...]) -> tuple[Figure, Any, Any,
     axis.set(xticks=ticks, yticks=ticks, xlabel="predicted", ylabel="true")
     axis.set_xticklabels(class_names, rotation=45, ha="right")
     axis.set_yticklabels(class_names)
-    texts = [axis.text(j, i, "", ha="center", va="center", fontsize=7)
-             for i in ticks for j in ticks]  # fmt: skip
+    texts = [
+        axis.text(j, i, "", ha="center", va="center", fontsize=7) for i in ticks for j in ticks
+    ]
     figure.colorbar(image)
     axis.set_title("title")
     figure.tight_layout()  # once, for these class names; a cell changes only numbers

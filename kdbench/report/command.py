@@ -55,14 +55,21 @@ def report_experiment(
     built = build_report(rows, history, experiment, config_report)
     shown = [(f"{experiment}: {family}", table) for family, table in built.tables.items()]
     if built.pooled is not None:
-        shown.append((f"{experiment}: each teacher's gain pooled over students and data sets",
-                      built.pooled))  # fmt: skip
+        shown.append(
+            (f"{experiment}: each teacher's gain pooled over students and data sets", built.pooled)
+        )
     if built.noise is not None:
-        shown.append((f"{experiment}: accuracy drop on the test ladder, distilled against alone",
-                      built.noise))  # fmt: skip
+        shown.append(
+            (
+                f"{experiment}: accuracy drop on the test ladder, distilled against alone",
+                built.noise,
+            )
+        )
     if points:
-        shown += [(f"{experiment}: {family}, every sweep point", table)
-                  for family, table in built.points.items()]  # fmt: skip
+        shown += [
+            (f"{experiment}: {family}, every sweep point", table)
+            for family, table in built.points.items()
+        ]
     if against:
         from kdbench.report.stability import stability_table
 

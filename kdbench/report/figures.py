@@ -51,8 +51,11 @@ def loss_panels(rows: Sequence[Row], history: History, labels: Labels = NO_LABEL
     for row in rows:
         if row.distiller == NO_DISTILLER:
             continue
-        curves = [(history(r.run_id, "train_loss"), history(r.run_id, "val_loss"))
-                  for r in row.results if r.run_id]  # fmt: skip
+        curves = [
+            (history(r.run_id, "train_loss"), history(r.run_id, "val_loss"))
+            for r in row.results
+            if r.run_id
+        ]
         epochs = min((min(len(t), len(v)) for t, v in curves), default=0)
         if epochs:
             train = np.array([t[:epochs] for t, _ in curves])
@@ -104,10 +107,16 @@ def accuracy_bars(groups: Sequence[Group], title: str) -> bytes:
     for index, teacher in enumerate(teachers):
         means = [100 * bars.get(teacher, (np.nan, 0))[0] for _, bars in groups]
         stds = [100 * bars.get(teacher, (np.nan, 0))[1] for _, bars in groups]
-        axis.bar(positions + (index - (len(teachers) - 1) / 2) * width, means, width,
-                 yerr=stds, capsize=2, label=teacher, color=f"C{index}")  # fmt: skip
-    axis.set_xticks(positions, [name for name, _ in groups], rotation=20, ha="right",
-                    fontsize=8)  # fmt: skip
+        axis.bar(
+            positions + (index - (len(teachers) - 1) / 2) * width,
+            means,
+            width,
+            yerr=stds,
+            capsize=2,
+            label=teacher,
+            color=f"C{index}",
+        )
+    axis.set_xticks(positions, [name for name, _ in groups], rotation=20, ha="right", fontsize=8)
     axis.set(ylabel="test accuracy (%)", title=title)
     low = min((100 * m - 100 * s for _, bars in groups for m, s in bars.values()), default=0)
     axis.set_ylim(max(0, low - 5), 100)
@@ -141,14 +150,23 @@ def gain_forest(rows: Sequence[Row], title: str, labels: Labels = NO_LABELS) -> 
         x = np.array([100 * r.gain.mean for r in chosen])
         low = x - np.array([100 * r.gain.low for r in chosen])
         high = np.array([100 * r.gain.high for r in chosen]) - x
-        axis.errorbar(x, y, xerr=[low, high], fmt="o", ms=4, capsize=2, color=f"C{index % 10}",
-                      label=distiller)  # fmt: skip
+        axis.errorbar(
+            x,
+            y,
+            xerr=[low, high],
+            fmt="o",
+            ms=4,
+            capsize=2,
+            color=f"C{index % 10}",
+            label=distiller,
+        )
     axis.axvline(0, color="black", lw=0.8)
     axis.set_yticks(range(len(names)), names, fontsize=7)
     axis.invert_yaxis()
     axis.set(xlabel="Δ test accuracy over the student alone (points, 95 % CI)", title=title)
-    axis.legend(fontsize=7, title="distiller", title_fontsize=7, loc="upper left",
-                bbox_to_anchor=(1.01, 1))  # fmt: skip
+    axis.legend(
+        fontsize=7, title="distiller", title_fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1)
+    )
     return png(figure)
 
 
@@ -169,9 +187,14 @@ def sweep_curves(rows: Sequence[Row], key: str, title: str, labels: Labels = NO_
     values = sorted({_sortable(r.point[key]) for group in arms.values() for r in group})
     for index, group in enumerate(arms.values()):
         best = next((r for r in group if r.selected), group[0])
-        line = sorted((r for r in group if all(r.point.get(k) == v for k, v in best.point.items()
-                                                if k != key)),
-                      key=lambda r: _sortable(r.point[key]))  # fmt: skip
+        line = sorted(
+            (
+                r
+                for r in group
+                if all(r.point.get(k) == v for k, v in best.point.items() if k != key)
+            ),
+            key=lambda r: _sortable(r.point[key]),
+        )
         x = [values.index(_sortable(r.point[key])) for r in line]
         color = f"C{index % 10}"
         name = f"{_student(best, labels)} · {arm_label(best, rows, labels)}"
@@ -179,8 +202,7 @@ def sweep_curves(rows: Sequence[Row], key: str, title: str, labels: Labels = NO_
         val = [np.nan if r.val_mean is None else 100 * r.val_mean for r in line]
         axis.plot(x, val, "--", color=color, lw=0.8)
         if best in line:
-            axis.plot([x[line.index(best)]], [100 * best.mean], "o", ms=10, mfc="none",
-                      color=color)  # fmt: skip
+            axis.plot([x[line.index(best)]], [100 * best.mean], "o", ms=10, mfc="none", color=color)
     axis.set_xticks(range(len(values)), [str(v) for _, v in values])
     axis.set(xlabel=key, ylabel="accuracy (%) — test, -- validation", title=title)
     axis.legend(fontsize=6, loc="best")

@@ -41,15 +41,29 @@ def to_markdown(table: FamilyTable, title: str) -> str:
 
 def to_latex(table: FamilyTable, title: str) -> str:
     def escape(text: str) -> str:
-        for old, new in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"),
-                         ("_", r"\_"), ("#", r"\#"), ("±", r"$\pm$"), ("Δ", r"$\Delta$"),
-                         ("–", "--"), ("→", r"$\to$")):  # fmt: skip
+        for old, new in (
+            ("\\", r"\textbackslash{}"),
+            ("&", r"\&"),
+            ("%", r"\%"),
+            ("_", r"\_"),
+            ("#", r"\#"),
+            ("±", r"$\pm$"),
+            ("Δ", r"$\Delta$"),
+            ("–", "--"),
+            ("→", r"$\to$"),
+        ):
             text = text.replace(old, new)
         return text
 
-    lines = [r"\begin{table}[t]", r"\centering", f"\\caption{{{escape(title)}}}",
-             r"\begin{tabular}{lll" + "r" * (len(table.headers) - 3) + "}", r"\toprule",
-             " & ".join(escape(h) for h in table.headers) + r" \\", r"\midrule"]  # fmt: skip
+    lines = [
+        r"\begin{table}[t]",
+        r"\centering",
+        f"\\caption{{{escape(title)}}}",
+        r"\begin{tabular}{lll" + "r" * (len(table.headers) - 3) + "}",
+        r"\toprule",
+        " & ".join(escape(h) for h in table.headers) + r" \\",
+        r"\midrule",
+    ]
     previous = None
     for record in _records(table):
         if previous is not None and record[0] != previous:

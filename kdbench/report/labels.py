@@ -31,8 +31,10 @@ def title(params: Mapping[str, str], prefix: str, instance: str) -> str | None:
     cls = registry().components[f"{prefix}s"].get(params.get(f"{prefix}.plugin", ""))
     if cls is None or cls.title is None:
         return None
-    options = _Options({k.removeprefix(f"{prefix}."): v for k, v in params.items()
-                        if k.startswith(f"{prefix}.")}, instance=instance)  # fmt: skip
+    options = _Options(
+        {k.removeprefix(f"{prefix}."): v for k, v in params.items() if k.startswith(f"{prefix}.")},
+        instance=instance,
+    )
     return cls.title.format_map(options)
 
 

@@ -95,13 +95,20 @@ def noise_rows(rows: Sequence[Row], measure: Measure = "accuracy") -> list[Noise
             base_drops = drops_by_seed(base, reference, rung, measure)
             if not drops or not base_drops:
                 continue
-            out.append(NoiseRow(
-                row, base, rung, reference,
-                mean_std(list(measure_on(row, rung, measure).values())),
-                mean_std(list(measure_on(base, rung, measure).values())),
-                mean_std(list(drops.values()))[0], mean_std(list(base_drops.values()))[0],
-                paired_gain(base_drops, drops), measure,
-            ))  # fmt: skip
+            out.append(
+                NoiseRow(
+                    row,
+                    base,
+                    rung,
+                    reference,
+                    mean_std(list(measure_on(row, rung, measure).values())),
+                    mean_std(list(measure_on(base, rung, measure).values())),
+                    mean_std(list(drops.values()))[0],
+                    mean_std(list(base_drops.values()))[0],
+                    paired_gain(base_drops, drops),
+                    measure,
+                )
+            )
     p_values = [r.gain.p_value if r.gain else math.nan for r in out]
     return [
         replace(r, gain=replace(r.gain, p_adjusted=p, q_value=q)) if r.gain else r
@@ -125,9 +132,20 @@ def noise_table(rows: Sequence[NoiseRow], labels: Labels = NO_LABELS) -> FamilyT
     loss = bool(rows) and rows[0].measure == "loss"
     unit, drop = ("CE", "rise") if loss else ("(%)", "drop")
     digits, scale = (LOSS_DIGITS, 1) if loss else (DIGITS, 100)
-    headers = ("Tested on", "Architecture", "Dataset", f"Alone {unit}", f"Alone {drop}",
-               f"Distilled {unit}", f"Distilled {drop}", f"Δ {drop}", "95% CI", "p",
-               f"p Holm (m={tests})", f"q BH (m={tests})")  # fmt: skip
+    headers = (
+        "Tested on",
+        "Architecture",
+        "Dataset",
+        f"Alone {unit}",
+        f"Alone {drop}",
+        f"Distilled {unit}",
+        f"Distilled {drop}",
+        f"Δ {drop}",
+        "95% CI",
+        "p",
+        f"p Holm (m={tests})",
+        f"q BH (m={tests})",
+    )
     records = []
     for r in rows:
         params = r.arm.params
@@ -173,8 +191,16 @@ def pooled_noise_table(rows: Sequence[NoiseRow], labels: Labels = NO_LABELS) -> 
             p_text(sign_p),
         )
         records.append(TableRow(rung, f"Teacher: {label}, Distiller: {distiller}", "all", cells))
-    headers = ("Tested on", "Architecture", "Dataset", "Pairs", "Mean Δ drop", "95% CI",
-               "Less / more drop", "Sign test p")  # fmt: skip
+    headers = (
+        "Tested on",
+        "Architecture",
+        "Dataset",
+        "Pairs",
+        "Mean Δ drop",
+        "95% CI",
+        "Less / more drop",
+        "Sign test p",
+    )
     return FamilyTable(headers, records)
 
 
@@ -195,11 +221,11 @@ def noise_curves(rows: Sequence[Row], title: str, labels: Labels = NO_LABELS) ->
     colour = {arm[1:]: f"C{i}" for i, arm in enumerate(arms)}  # the same in every panel
     columns = min(3, len(panels))
     lines = math.ceil(len(panels) / columns)
-    figure, axes = plt.subplots(lines, columns, figsize=(5.2 * columns, 3.8 * lines),
-                                squeeze=False)  # fmt: skip
+    figure, axes = plt.subplots(lines, columns, figsize=(5.2 * columns, 3.8 * lines), squeeze=False)
     legend: dict[str, Any] = {}
-    for axis, ((dataset, student, backend), members) in zip(axes.flat, panels.items(),
-                                                            strict=False):  # fmt: skip
+    for axis, ((dataset, student, backend), members) in zip(
+        axes.flat, panels.items(), strict=False
+    ):
         rungs = ladder(members[0])
         segments = _segments(members[0].params, len(rungs))
         for row in sorted(members, key=lambda r: (r.teacher != NO_TEACHER, r.teacher)):
@@ -207,11 +233,14 @@ def noise_curves(rows: Sequence[Row], title: str, labels: Labels = NO_LABELS) ->
             label = arm_label(row, selected, labels)
             for segment in segments:
                 handle = axis.errorbar(
-                    segment, [100 * values[i][0] for i in segment],
-                    yerr=[100 * values[i][1] for i in segment], capsize=2, marker="o",
+                    segment,
+                    [100 * values[i][0] for i in segment],
+                    yerr=[100 * values[i][1] for i in segment],
+                    capsize=2,
+                    marker="o",
                     linestyle="-" if len(segment) > 1 else "none",
                     color=colour[(row.teacher, row.distiller)],
-                )  # fmt: skip
+                )
                 legend.setdefault(label, handle)
         params = members[0].params
         axis.set_xticks(range(len(rungs)), rungs, rotation=30, ha="right", fontsize=7)
@@ -220,8 +249,13 @@ def noise_curves(rows: Sequence[Row], title: str, labels: Labels = NO_LABELS) ->
         axis.set_ylabel("test accuracy (%)")
     for axis in list(axes.flat)[len(panels) :]:
         axis.set_visible(False)
-    figure.legend(list(legend.values()), list(legend), loc="lower center", fontsize=8,
-                  ncol=min(3, len(legend)))  # fmt: skip
+    figure.legend(
+        list(legend.values()),
+        list(legend),
+        loc="lower center",
+        fontsize=8,
+        ncol=min(3, len(legend)),
+    )
     figure.suptitle(title)
     figure.tight_layout(rect=(0, 0.03 + 0.012 * math.ceil(len(legend) / 3), 1, 1))
     return png(figure)
@@ -237,8 +271,9 @@ def _segments(params: Mapping[str, str], count: int) -> list[list[int]]:
 
     def joined(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
         differ = [k for k in {*a, *b} if a.get(k) != b.get(k)]
-        numeric = all(isinstance(x, (int, float)) or x is None
-                      for k in differ for x in (a.get(k), b.get(k)))  # fmt: skip
+        numeric = all(
+            isinstance(x, (int, float)) or x is None for k in differ for x in (a.get(k), b.get(k))
+        )
         return len(differ) == 1 and numeric
 
     segments = [[0]]

@@ -34,17 +34,32 @@ def stability_table(
     by_arm = gains(first), gains(second)
     common = sorted(by_arm[0].keys() & by_arm[1].keys())
     margin = (config or ReportConfig()).margin
-    ours, theirs = ({r.arm: r for r in adjusted([arms[a] for a in common], margin)}
-                    for arms in by_arm)  # fmt: skip
+    ours, theirs = (
+        {r.arm: r for r in adjusted([arms[a] for a in common], margin)} for arms in by_arm
+    )
     records = []
     for arm in common:
         a, b = ours[arm], theirs[arm]
         architecture, dataset = arm_label(a, labels)
-        cells = (*gain_text(a.gain)[:2], verdict(a.gain), *gain_text(b.gain)[:2],
-                 verdict(b.gain), "✓" if verdict(a.gain) == verdict(b.gain) else "✗")  # fmt: skip
+        cells = (
+            *gain_text(a.gain)[:2],
+            verdict(a.gain),
+            *gain_text(b.gain)[:2],
+            verdict(b.gain),
+            "✓" if verdict(a.gain) == verdict(b.gain) else "✗",
+        )
         records.append(TableRow("Stability", architecture, dataset, cells))
     m_first, m_second = len(ours), len(theirs)
-    heading = ("Category", "Architecture", "Dataset", "+Δ (1st)", "95% CI (1st)",
-               f"verdict (1st, Holm m={m_first})", "+Δ (2nd)", "95% CI (2nd)",
-               f"verdict (2nd, Holm m={m_second})", "holds")  # fmt: skip
+    heading = (
+        "Category",
+        "Architecture",
+        "Dataset",
+        "+Δ (1st)",
+        "95% CI (1st)",
+        f"verdict (1st, Holm m={m_first})",
+        "+Δ (2nd)",
+        "95% CI (2nd)",
+        f"verdict (2nd, Holm m={m_second})",
+        "holds",
+    )
     return FamilyTable(heading, records)

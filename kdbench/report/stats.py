@@ -91,10 +91,12 @@ def paired_gain(baseline: Mapping[int, float], treated: Mapping[int, float]) -> 
     if std == 0:  # no difference at all: p = 1; the same nonzero one on every seed: no t-test
         p_value = 1.0 if mean == 0 else math.nan
     else:
-        p_value = float(stats.ttest_rel(
-            [treated[s] for s in sorted(treated) if s in baseline],
-            [baseline[s] for s in sorted(treated) if s in baseline],
-        ).pvalue)  # fmt: skip
+        p_value = float(
+            stats.ttest_rel(
+                [treated[s] for s in sorted(treated) if s in baseline],
+                [baseline[s] for s in sorted(treated) if s in baseline],
+            ).pvalue
+        )
     return Gain(mean, std, len(diffs), mean - half, mean + half, p_value)
 
 
@@ -162,8 +164,9 @@ def summarize(results: Iterable[Result]) -> list[Row]:
     for key, by_seed in groups.items():
         dataset, teacher, student, backend, distiller, point = key
         mean, std = mean_std([r.test_accuracy for r in by_seed.values()])
-        teachers = [r.teacher_test_accuracy for r in by_seed.values()
-                    if r.teacher_test_accuracy is not None]  # fmt: skip
+        teachers = [
+            r.teacher_test_accuracy for r in by_seed.values() if r.teacher_test_accuracy is not None
+        ]
         teacher_mean, teacher_std = mean_std(teachers) if teachers else (None, None)
         base_arm = (dataset, NO_TEACHER, student, backend, NO_DISTILLER)
         baseline = groups.get((*base_arm, chosen[base_arm])) if base_arm in chosen else None
@@ -174,10 +177,26 @@ def summarize(results: Iterable[Result]) -> list[Row]:
                 {s: r.test_accuracy for s, r in by_seed.items()},
             )
         first = next(iter(by_seed.values()))
-        rows.append(Row(dataset, teacher, student, backend, distiller, len(by_seed), mean, std,
-                        teacher_mean, teacher_std, gain, tuple(by_seed.values()),
-                        dict(first.sweep), _val_mean(by_seed), chosen[key[:5]] == point,
-                        len(arms[key[:5]])))  # fmt: skip
+        rows.append(
+            Row(
+                dataset,
+                teacher,
+                student,
+                backend,
+                distiller,
+                len(by_seed),
+                mean,
+                std,
+                teacher_mean,
+                teacher_std,
+                gain,
+                tuple(by_seed.values()),
+                dict(first.sweep),
+                _val_mean(by_seed),
+                chosen[key[:5]] == point,
+                len(arms[key[:5]]),
+            )
+        )
     return rows
 
 
@@ -230,11 +249,15 @@ def adjusted(rows: Sequence[Row], margin: float = MARGIN) -> list[Row]:
     p_values = [r.gain.p_value if r.gain else math.nan for r in rows]
     tost = holm([r.gain.tost(margin) if r.gain else math.nan for r in rows])
     return [
-        replace(row, gain=replace(row.gain, p_adjusted=p, q_value=q, tost_adjusted=e,
-                                  margin=margin)) if row.gain else row
-        for row, p, q, e in zip(rows, holm(p_values), benjamini_hochberg(p_values), tost,
-                                strict=True)
-    ]  # fmt: skip
+        replace(
+            row, gain=replace(row.gain, p_adjusted=p, q_value=q, tost_adjusted=e, margin=margin)
+        )
+        if row.gain
+        else row
+        for row, p, q, e in zip(
+            rows, holm(p_values), benjamini_hochberg(p_values), tost, strict=True
+        )
+    ]
 
 
 @dataclass(frozen=True)
@@ -260,8 +283,9 @@ def pooled(rows: Sequence[Row]) -> list[Pooled]:
     for row in rows:
         if row.selected and row.gain is not None:
             groups[(row.teacher, row.distiller)].append(row.gain.mean)
-    return [Pooled(teacher, distiller, *pool(gains)) for (teacher, distiller), gains in
-            groups.items()]  # fmt: skip
+    return [
+        Pooled(teacher, distiller, *pool(gains)) for (teacher, distiller), gains in groups.items()
+    ]
 
 
 def pool(gains: Sequence[float]) -> tuple[int, float, float, float, int, int, float]:

@@ -54,9 +54,22 @@ def headers(
 ) -> tuple[str, ...]:
     selected = ("Selected on validation",) if swept else ()
     accuracy = f"Accuracy (%, {ON_TEST} selected on test)" if on_test else "Accuracy (%)"
-    return ("Category", "Architecture", "Dataset", accuracy, "+Δ for Student", "95% CI",
-            "p", f"p Holm (m={tests})", f"q BH (m={tests})", *equivalence_headers(margin),
-            "Collapsed", *selected, f"{reference} (%)", f"{reference} +Δ")  # fmt: skip
+    return (
+        "Category",
+        "Architecture",
+        "Dataset",
+        accuracy,
+        "+Δ for Student",
+        "95% CI",
+        "p",
+        f"p Holm (m={tests})",
+        f"q BH (m={tests})",
+        *equivalence_headers(margin),
+        "Collapsed",
+        *selected,
+        f"{reference} (%)",
+        f"{reference} +Δ",
+    )
 
 
 def equivalence_headers(margin: float) -> tuple[str, str]:
@@ -96,14 +109,21 @@ def family_tables(
             if len(backends) > 1:
                 student = f"{student} [{row.backend}]"
             bucket = tables.setdefault(family, {c: [] for c in CATEGORIES})
-            number = (config.student_number(row.dataset, row.student, row.teacher)
-                      if row.distiller in (NO_DISTILLER, DEFAULT_DISTILLER) else None)  # fmt: skip
+            number = (
+                config.student_number(row.dataset, row.student, row.teacher)
+                if row.distiller in (NO_DISTILLER, DEFAULT_DISTILLER)
+                else None
+            )
             selected = (point_text(row.point),) if family in swept else ()
             reference = (*selected, *_reference(number))
             if row.teacher == NO_TEACHER and row.distiller == NO_DISTILLER:
-                cells = (accuracy_text(row), *gain_text(None), *equivalence_text(None),
-                         collapsed_text(row),
-                         *reference)  # fmt: skip
+                cells = (
+                    accuracy_text(row),
+                    *gain_text(None),
+                    *equivalence_text(None),
+                    collapsed_text(row),
+                    *reference,
+                )
                 bucket["Student"].append(
                     ((order[row.dataset], student), TableRow("Student", student, dataset, cells))
                 )
@@ -112,9 +132,13 @@ def family_tables(
             control = "True" in (params.get("teacher.shuffled"), params.get("teacher.class_prior"))
             if row.teacher != NO_TEACHER and not control:
                 teachers.setdefault((row.teacher, row.dataset), []).append(row)
-            cells = (accuracy_text(row), *gain_text(row.gain), *equivalence_text(row.gain),
-                     collapsed_text(row),
-                     *reference)  # fmt: skip
+            cells = (
+                accuracy_text(row),
+                *gain_text(row.gain),
+                *equivalence_text(row.gain),
+                collapsed_text(row),
+                *reference,
+            )
             architecture = f"Teacher: {teacher}, Student: {student}"
             if named_distillers:
                 architecture += f", Distiller: {row.distiller}"
@@ -123,8 +147,12 @@ def family_tables(
                 (key, TableRow("Distillation", architecture, dataset, cells))
             )
     for (name, dataset_name), group in teachers.items():
-        by_seed = {r.seed: r.teacher_test_accuracy for row in group for r in row.results
-                   if r.teacher_test_accuracy is not None}  # fmt: skip
+        by_seed = {
+            r.seed: r.teacher_test_accuracy
+            for row in group
+            for r in row.results
+            if r.teacher_test_accuracy is not None
+        }
         if not by_seed:
             continue
         params = group[0].params
@@ -132,8 +160,14 @@ def family_tables(
         mean, std = mean_std(list(by_seed.values()))
         label = f"Classical, {teacher_label(params, name, labels)}"
         selected = (NONE,) if family in swept else ()
-        cells = (percent(mean, std), *gain_text(None), *equivalence_text(None), NONE, *selected,
-                 *_reference(config.teacher_number(dataset_name, name)))  # fmt: skip
+        cells = (
+            percent(mean, std),
+            *gain_text(None),
+            *equivalence_text(None),
+            NONE,
+            *selected,
+            *_reference(config.teacher_number(dataset_name, name)),
+        )
         tables[family]["Teacher"].append(
             ((label, order[dataset_name]), TableRow("Teacher", label, dataset, cells))
         )
@@ -168,14 +202,30 @@ def points_table(rows: Sequence[Row], config: ReportConfig | None = None) -> Fam
             continue
         architecture, dataset = arm_label(row, labels)
         gain = gain_text(row.gain)
-        cells = (point_text(row.point), str(row.seeds), percent(row.val_mean),
-                 percent(row.mean, row.std), gain[0], gain[1],
-                 "✓" if row.selected else "")  # fmt: skip
+        cells = (
+            point_text(row.point),
+            str(row.seeds),
+            percent(row.val_mean),
+            percent(row.mean, row.std),
+            gain[0],
+            gain[1],
+            "✓" if row.selected else "",
+        )
         records.append(
             ((row.arm, point_text(row.point)), TableRow("Point", architecture, dataset, cells))
         )
-    heading = ("Category", "Architecture", "Dataset", "Sweep point", "Seeds", "Validation (%)",
-               "Test (%)", "+Δ for Student", "95% CI", "Selected")  # fmt: skip
+    heading = (
+        "Category",
+        "Architecture",
+        "Dataset",
+        "Sweep point",
+        "Seeds",
+        "Validation (%)",
+        "Test (%)",
+        "+Δ for Student",
+        "95% CI",
+        "Selected",
+    )
     return FamilyTable(heading, [row for _, row in sorted(records, key=lambda kv: kv[0])])
 
 
@@ -191,11 +241,24 @@ def pooled_table(rows: Sequence[Row], config: ReportConfig | None = None) -> Fam
         teacher = teacher_label(params[(entry.teacher, entry.distiller)], entry.teacher, labels)
         architecture = f"Teacher: {teacher}" + (f", Distiller: {entry.distiller}" if named else "")
         interval = NONE if entry.pairs < 2 else interval_text(entry.low, entry.high)
-        cells = (str(entry.pairs), percent(entry.mean, signed=True), interval,
-                 f"{entry.wins} / {entry.losses}", p_text(entry.sign_p))  # fmt: skip
+        cells = (
+            str(entry.pairs),
+            percent(entry.mean, signed=True),
+            interval,
+            f"{entry.wins} / {entry.losses}",
+            p_text(entry.sign_p),
+        )
         records.append(((teacher, entry.distiller), TableRow("Pooled", architecture, "all", cells)))
-    heading = ("Category", "Architecture", "Dataset", "Pairs", "Mean +Δ (%)", "95% CI",
-               "Helps / hurts", "Sign test p")  # fmt: skip
+    heading = (
+        "Category",
+        "Architecture",
+        "Dataset",
+        "Pairs",
+        "Mean +Δ (%)",
+        "95% CI",
+        "Helps / hurts",
+        "Sign test p",
+    )
     return FamilyTable(heading, [row for _, row in sorted(records, key=lambda kv: kv[0])])
 
 
@@ -291,14 +354,32 @@ def results_table(rows: Sequence[Row], title: str = "Test accuracy (%)") -> Tabl
     if swept:
         table.add_column("selected on validation")
     tests = tests_count(rows)
-    for column in ("student acc", "teacher acc", "Δ vs no teacher", "95% CI", "p",
-                   f"p Holm (m={tests})", f"q BH (m={tests})", *equivalence_headers(MARGIN),
-                   "collapsed"):  # fmt: skip
+    for column in (
+        "student acc",
+        "teacher acc",
+        "Δ vs no teacher",
+        "95% CI",
+        "p",
+        f"p Holm (m={tests})",
+        f"q BH (m={tests})",
+        *equivalence_headers(MARGIN),
+        "collapsed",
+    ):
         table.add_column(column, justify="right")
     for row in rows:
         selected = (point_text(row.point),) if swept else ()
-        table.add_row(row.dataset, row.teacher, row.student, row.backend, row.distiller,
-                      str(row.seeds), *selected, accuracy_text(row),
-                      percent(row.teacher_mean), *gain_text(row.gain), *equivalence_text(row.gain),
-                      collapsed_text(row))  # fmt: skip
+        table.add_row(
+            row.dataset,
+            row.teacher,
+            row.student,
+            row.backend,
+            row.distiller,
+            str(row.seeds),
+            *selected,
+            accuracy_text(row),
+            percent(row.teacher_mean),
+            *gain_text(row.gain),
+            *equivalence_text(row.gain),
+            collapsed_text(row),
+        )
     return table

@@ -119,9 +119,15 @@ class _Factors:
         terms, frequency, columns = self._cache[key]
         theta = angles[:, columns] * frequency  # [R, G]
         phi = torch.stack(
-            [torch.ones_like(theta), theta.cos(), theta.sin(), (2 * theta).cos(),
-             (2 * theta).sin()], -1,
-        )  # fmt: skip
+            [
+                torch.ones_like(theta),
+                theta.cos(),
+                theta.sin(),
+                (2 * theta).cos(),
+                (2 * theta).sin(),
+            ],
+            -1,
+        )
         return torch.einsum("rgj,gjab->rgab", phi.to(terms.dtype), terms)
 
 

@@ -18,13 +18,34 @@ from .logits import Dist, Dkd, Hinton, Mse
 from .relations import Rkd
 from .softened import Paper, ProbTemperature, ReverseKl
 
-__all__ = ["Dist", "Dkd", "FitNet", "Hinton", "LabelSmoothing", "Mse", "Paper",
-           "ProbTemperature", "ReverseKl", "Rkd", "register_distillers"]  # fmt: skip
+__all__ = [
+    "Dist",
+    "Dkd",
+    "FitNet",
+    "Hinton",
+    "LabelSmoothing",
+    "Mse",
+    "Paper",
+    "ProbTemperature",
+    "ReverseKl",
+    "Rkd",
+    "register_distillers",
+]
 
 
 @hookimpl
 def register_distillers(register: Callable[[type], None]) -> None:
     """The built-in distillation methods."""
-    for cls in (Paper, Hinton, ReverseKl, ProbTemperature, Mse, Dkd, Dist, Rkd, LabelSmoothing,
-                FitNet):  # fmt: skip
+    for cls in (
+        Paper,
+        Hinton,
+        ReverseKl,
+        ProbTemperature,
+        Mse,
+        Dkd,
+        Dist,
+        Rkd,
+        LabelSmoothing,
+        FitNet,
+    ):
         register(cls)

@@ -68,7 +68,17 @@ __all__ = [
 
 @hookimpl
 def register_students(register) -> None:
-    students = (Pqc, ReleasedQ3, ReleasedQ4, VqcQ3, VqcQ4, PaperQ3, PaperQ4, Classical, TwinQ3,
-                TwinQ4)  # fmt: skip
+    students = (
+        Pqc,
+        ReleasedQ3,
+        ReleasedQ4,
+        VqcQ3,
+        VqcQ4,
+        PaperQ3,
+        PaperQ4,
+        Classical,
+        TwinQ3,
+        TwinQ4,
+    )
     for student in students:
         register(student)
