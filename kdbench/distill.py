@@ -310,8 +310,9 @@ def fit(
                 scheduler.step()
             sums.add(len(batch), total, parts, (out.argmax(1) == y).sum().item())
         v = evaluate(model, log_probs, val, num_classes, distiller, device=device, hint=hint)
-        tested = None if test is None else evaluate(model, log_probs, test, num_classes,
-                                                    device=device)  # fmt: skip
+        tested = (
+            None if test is None else evaluate(model, log_probs, test, num_classes, device=device)
+        )
         metrics = EpochMetrics(
             epoch,
             sums.means(len(train.y), "accuracy"),

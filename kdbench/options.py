@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -255,7 +256,9 @@ def preset(base: type, name: str, doc: str, *, title: str | None = None, **defau
 
     For named configurations of one plugin (the paper's students, say): register the result
     like any component; users can still override every option. `title` is how reports name
-    it (see `Component.title`; default: the base's).
+    it (see `Component.title`; default: the base's). Its class is `name` in CamelCase
+    ("vqc-q3": `VqcQ3`), of the calling module: assign it to that name there, so that it
+    pickles (worker processes and Ray tasks get their cells' components by pickle).
     """
     fields = {f.name: f for f in _fields(base)}
     unknown = sorted(set(defaults) - set(fields))
@@ -267,7 +270,8 @@ def preset(base: type, name: str, doc: str, *, title: str | None = None, **defau
         for key, value in defaults.items()
     ]
     class_name = "".join(part.capitalize() for part in name.replace("_", "-").split("-"))
-    namespace = {"name": name, "__doc__": doc, "__module__": base.__module__}
+    caller = sys._getframe(1).f_globals.get("__name__", base.__module__)
+    namespace = {"name": name, "__doc__": doc, "__module__": caller}
     if title is not None:
         namespace["title"] = title
     return dataclasses.make_dataclass(
@@ -285,6 +289,7 @@ def _recording(f: dataclasses.Field) -> dict[str, Any]:
         "recorded_at_default": meta.get("recorded_at_default", True),
         "recorded_if": meta.get("recorded_if"),
         "unrecorded": meta.get("unrecorded", MISSING),
+        "recorded": meta.get("recorded", True),
     }
 
 

@@ -72,8 +72,7 @@ def fit_stacked(
         return total, parts, (out.argmax(1) == y).sum()
 
     teacher = trains[0].teacher_logits is not None
-    vmapped = vmap(model_loss, in_dims=(0, 0, 0, 0, 0 if teacher else None),
-                   randomness="different")  # fmt: skip
+    vmapped = vmap(model_loss, in_dims=(0, 0, 0, 0, 0 if teacher else None), randomness="different")
 
     def batched(*args):
         with _quiet():
@@ -88,20 +87,24 @@ def fit_stacked(
         scheduler = torch.optim.lr_scheduler.OneCycleLR(
             optimizer, lr, total_steps=epochs * steps, pct_start=0.25
         )
+    # The seeds' splits side by side, [S, samples, ...], so that a step gathers all its
+    # batches in one indexing (seed i's rows from seed i's split).
+    xs, ys = torch.stack([s.x for s in trains]), torch.stack([s.y for s in trains])
+    ts = torch.stack([s.teacher_logits for s in trains]) if teacher else None  # type: ignore[misc]
+    rows = torch.arange(count).unsqueeze(1)
     results: list[FitResult | FloatingPointError] = [FitResult() for _ in models]
     alive = torch.ones(count, dtype=torch.bool)
     for epoch in range(1, epochs + 1):
         started = time.perf_counter()
         base.train()
-        plans = [torch.randperm(samples, generator=o).split(batch_size)[:steps] for o in orders]
+        # Every seed's batch order for the epoch, [S, samples]: step j takes columns of it.
+        orders_now = torch.stack([torch.randperm(samples, generator=o) for o in orders])
         sums: torch.Tensor | None = None  # [S, loss + parts + correct], float64
         names: list[str] = []
         for step in range(steps):
-            picks = [plan[step] for plan in plans]
-            x = torch.stack([split.x[pick] for split, pick in zip(trains, picks, strict=True)])
-            y = torch.stack([split.y[pick] for split, pick in zip(trains, picks, strict=True)])
-            t = (torch.stack([s.teacher_logits[p] for s, p in zip(trains, picks, strict=True)])
-                 if teacher else None)  # fmt: skip
+            picks = orders_now[:, step * batch_size : (step + 1) * batch_size]
+            x, y = xs[rows, picks], ys[rows, picks]
+            t = ts[rows, picks] if ts is not None else None
             masks = _masks(dropouts, x.shape[1:], generators)
             total, parts, correct = batched(params, buffers | masks, x, y, t)
             finite = torch.isfinite(total.detach())
@@ -137,8 +140,9 @@ def fit_stacked(
             tested = None if on_test is None else tally(on_test[i], tests[i], num_classes)
             assert sums is not None
             means = dict(zip([*names, "accuracy"], (sums[i] / samples).tolist(), strict=True))
-            metrics = EpochMetrics(epoch, means, v.metrics(), seconds,
-                                   {} if tested is None else tested.metrics())  # fmt: skip
+            metrics = EpochMetrics(
+                epoch, means, v.metrics(), seconds, {} if tested is None else tested.metrics()
+            )
             result.close_epoch(metrics, v, tested, model)
             if on_epoch is not None:
                 on_epoch(i, metrics)
@@ -261,8 +265,12 @@ def _record_shape(layer: _DrawnDropout, inputs: tuple[torch.Tensor, ...]) -> Non
 
 def _counters(model: nn.Module) -> list[CircuitCounters]:
     """The compiled circuits a model holds, in a fixed order."""
-    return [value for module in model.modules() for value in vars(module).values()
-            if isinstance(value, CircuitCounters)]  # fmt: skip
+    return [
+        value
+        for module in model.modules()
+        for value in vars(module).values()
+        if isinstance(value, CircuitCounters)
+    ]
 
 
 def _load(

@@ -241,9 +241,11 @@ class Tracker:
     def latest_invocation(self) -> str | None:
         """The run id of the experiment's newest invocation (parent) run."""
         runs = self.client.search_runs(
-            [self.experiment_id], filter_string=f"tags.`{ROLE_TAG}` = 'invocation'",
-            max_results=1, order_by=["attributes.start_time DESC"],
-        )  # fmt: skip
+            [self.experiment_id],
+            filter_string=f"tags.`{ROLE_TAG}` = 'invocation'",
+            max_results=1,
+            order_by=["attributes.start_time DESC"],
+        )
         return runs[0].info.run_id if runs else None
 
     def set_tag(self, run_id: str, key: str, value: str) -> None:
@@ -267,9 +269,12 @@ class Tracker:
         token = None
         while True:
             page = self.client.search_runs(
-                [self.experiment_id], filter_string=filter_string, max_results=SEARCH_PAGE,
-                order_by=order_by, page_token=token,
-            )  # fmt: skip
+                [self.experiment_id],
+                filter_string=filter_string,
+                max_results=SEARCH_PAGE,
+                order_by=order_by,
+                page_token=token,
+            )
             yield from page
             token = page.token
             if not token:

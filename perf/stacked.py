@@ -47,9 +47,9 @@ class Row:
 ROWS = [
     # The released notebooks' protocol: the CNN-front student at batch 1.
     Row("notebooks", "released-q3", 1, 20, 40),
-    Row("vqc-b32", "vqc-q3", 32, 10, 300),
-    Row("twin-b32", "twin-q3", 32, 10, 300),
-    Row("vqc-b32-dm", "vqc-q3", 32, 10, 300, "density-matrix"),
+    Row("vqc-b32", "vqc-q3", 32, 10, 900),
+    Row("twin-b32", "twin-q3", 32, 10, 900),
+    Row("vqc-b32-dm", "vqc-q3", 32, 10, 900, "density-matrix"),
     # Where "auto" draws its line for convolutional fronts (CNN_STACKING_MAX_BATCH).
     Row("cnn-b4", "released-q3", 4, 10, 80),
     Row("cnn-b8", "released-q3", 8, 10, 160),
@@ -61,8 +61,14 @@ ROWS = [
 def arm(row: Row) -> tuple[list[torch.nn.Module], list[torch.Tensor], list[Split], list[Split]]:
     """The arm's S students, their RNG states after building, and their data."""
     registry = plugin_registry()
-    dataset = make(registry, "datasets", "mnist", classes=[0, 1, 2],
-                   train_per_class=row.per_class, val_per_class=20)  # fmt: skip
+    dataset = make(
+        registry,
+        "datasets",
+        "mnist",
+        classes=[0, 1, 2],
+        train_per_class=row.per_class,
+        val_per_class=20,
+    )
     student = make(registry, "students", row.student)
     encoder = make(registry, "encoders", student.encoder) if student.encoder else None
     models, states, trains, vals = [], [], [], []
@@ -81,17 +87,35 @@ def one_at_a_time(row: Row) -> float:
     models, _, trains, vals = arm(row)
     started = time.perf_counter()
     for seed, (model, train, val) in enumerate(zip(models, trains, vals, strict=True)):
-        fit(model, _log_probs, train, val, num_classes=3, epochs=1, batch_size=row.batch,
-            lr=1e-3, seed=seed)  # fmt: skip
+        fit(
+            model,
+            _log_probs,
+            train,
+            val,
+            num_classes=3,
+            epochs=1,
+            batch_size=row.batch,
+            lr=1e-3,
+            seed=seed,
+        )
     return time.perf_counter() - started
 
 
 def stacked(row: Row) -> float:
     models, states, trains, vals = arm(row)
     started = time.perf_counter()
-    fit_stacked(models, _log_probs, trains, vals, num_classes=3, epochs=1,
-                batch_size=row.batch, lr=1e-3, seeds=list(range(row.seeds)),
-                rng_states=states)  # fmt: skip
+    fit_stacked(
+        models,
+        _log_probs,
+        trains,
+        vals,
+        num_classes=3,
+        epochs=1,
+        batch_size=row.batch,
+        lr=1e-3,
+        seeds=list(range(row.seeds)),
+        rng_states=states,
+    )
     return time.perf_counter() - started
 
 
@@ -105,9 +129,15 @@ def measure(rows: list[Row], repeats: int) -> list[dict]:
             times["stacked"].append(stacked(row))
         alone, together = (statistics.median(times[k]) for k in ("alone", "stacked"))
         samples = {k: [round(t, 2) for t in v] for k, v in times.items()}
-        found.append({**row.__dict__, "alone_s": round(alone, 2),
-                      "stacked_s": round(together, 2), "ratio": round(alone / together, 2),
-                      "samples": samples})  # fmt: skip
+        found.append(
+            {
+                **row.__dict__,
+                "alone_s": round(alone, 2),
+                "stacked_s": round(together, 2),
+                "ratio": round(alone / together, 2),
+                "samples": samples,
+            }
+        )
         print(json.dumps(found[-1]), flush=True)
     return found
 
@@ -116,14 +146,16 @@ def print_table(found: list[dict]) -> None:
     print("| row | student | backend | batch | seeds | one at a time (s) | stacked (s) | ratio |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in found:
-        print(f"| {r['key']} | {r['student']} | {r['backend']} | {r['batch']} | {r['seeds']} "
-              f"| {r['alone_s']} | {r['stacked_s']} | **{r['ratio']}×** |")  # fmt: skip
+        print(
+            f"| {r['key']} | {r['student']} | {r['backend']} | {r['batch']} | {r['seeds']} "
+            f"| {r['alone_s']} | {r['stacked_s']} | **{r['ratio']}×** |"
+        )
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="+", choices=[r.key for r in ROWS])
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", type=Path, default=RESULTS / "stacked.json")
     args = parser.parse_args(argv)
     rows = [r for r in ROWS if not args.only or r.key in args.only]

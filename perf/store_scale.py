@@ -111,10 +111,16 @@ def _copy_in_sql(db: Path, cells, tracker: Tracker) -> None:
             row["run_uuid"] = run_uuid
             row["name"] = cell.label
             row["artifact_uri"] = row["artifact_uri"].replace(source, run_uuid)
-            sql.execute(f"INSERT INTO runs ({','.join(row)}) VALUES ({','.join('?' * len(row))})",
-                        list(row.values()))  # fmt: skip
-            own = {CELL_ID_TAG: cell.id, "kdbench.seed": str(cell.seed), "seed": str(cell.seed),
-                   "mlflow.runName": cell.label}  # fmt: skip
+            sql.execute(
+                f"INSERT INTO runs ({','.join(row)}) VALUES ({','.join('?' * len(row))})",
+                list(row.values()),
+            )
+            own = {
+                CELL_ID_TAG: cell.id,
+                "kdbench.seed": str(cell.seed),
+                "seed": str(cell.seed),
+                "mlflow.runName": cell.label,
+            }
             for table, (names, rows) in tables.items():
                 key_at, value_at = names.index("key"), names.index("value")
                 copied = []
@@ -126,8 +132,9 @@ def _copy_in_sql(db: Path, cells, tracker: Tracker) -> None:
                     elif table == "params" and item[value_at] == first and item[key_at] == "seed":
                         item[value_at] = str(cell.seed)
                     copied.append(item)
-                sql.executemany(f"INSERT INTO {table} VALUES ({','.join('?' * len(names))})",
-                                copied)  # fmt: skip
+                sql.executemany(
+                    f"INSERT INTO {table} VALUES ({','.join('?' * len(names))})", copied
+                )
 
 
 def timed(command: list[str], cwd: Path, expect: str = "") -> float:
@@ -192,12 +199,24 @@ def measure(size: int, with_server: bool) -> dict:
             for kind, store in stores.items():
                 common = ["--tracking-uri", store]
                 done = f"0 cells finished, {size} already done, 0 failed"
-                row[f"{kind}_resume_s"] = round(timed([KDBENCH, "run", str(config), *common],
-                                                      folder, done), 2)  # fmt: skip
+                row[f"{kind}_resume_s"] = round(
+                    timed([KDBENCH, "run", str(config), *common], folder, done), 2
+                )
                 row[f"{kind}_claim_ms"] = round(claim_ms(store, cells), 1)
-                row[f"{kind}_report_s"] = round(timed([KDBENCH, "report", str(config), *common,
-                                                       "--output", str(folder / "report")],
-                                                      folder), 2)  # fmt: skip
+                row[f"{kind}_report_s"] = round(
+                    timed(
+                        [
+                            KDBENCH,
+                            "report",
+                            str(config),
+                            *common,
+                            "--output",
+                            str(folder / "report"),
+                        ],
+                        folder,
+                    ),
+                    2,
+                )
                 print(json.dumps(row), flush=True)
         finally:
             if process is not None:

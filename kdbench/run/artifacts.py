@@ -25,8 +25,10 @@ def cell_artifacts(
     torch.save(model.state_dict(), weights)
     return [
         ("config.json", json.dumps(cell.config(), indent=2).encode()),
-        ("confusion_matrix.png", figures.confusion_matrix(tested.confusion, class_names,
-                                                          cell.label)),
+        (
+            "confusion_matrix.png",
+            figures.confusion_matrix(tested.confusion, class_names, cell.label),
+        ),
         ("confusion_matrix.json", json.dumps(tested.confusion.tolist()).encode()),
         ("student_state_dict.pt", weights.getvalue()),
-    ]  # fmt: skip
+    ]

@@ -32,8 +32,14 @@ def versions(cell: Cell, registry: Registry) -> dict[str, str]:
         "torch.version": torch.__version__,
         "python.version": platform.python_version(),
     }
-    instances = (cell.dataset, cell.teacher, cell.student, cell.encoder, cell.distiller,
-                 *(backend for backend, _ in cell.tested_on))  # fmt: skip
+    instances = (
+        cell.dataset,
+        cell.teacher,
+        cell.student,
+        cell.encoder,
+        cell.distiller,
+        *(backend for backend, _ in cell.tested_on),
+    )
     for instance in instances:
         if instance is not None:
             owner = registry.owner(instance.kind, instance.plugin)
@@ -92,15 +98,26 @@ def run_task(
     cell not finished yet is marked KILLED.
     """
     if len(task) == 1 and not stacks(task[0]):
-        yield run_cell(task[0], registry=registry, tracker=tracker, parent_id=parent_id,
-                       data_root=data_root, cache=cache, events=events,
-                       since_ms=since_ms)  # fmt: skip
+        yield run_cell(
+            task[0],
+            registry=registry,
+            tracker=tracker,
+            parent_id=parent_id,
+            data_root=data_root,
+            cache=cache,
+            events=events,
+            since_ms=since_ms,
+        )
         return
     started = time.perf_counter()
     claimed: list[tuple[Cell, str]] = []
     for cell in task:
-        tags = {ROLE_TAG: "cell", CELL_ID_TAG: cell.id, STACKED_TAG: str(len(task)),
-                **cell_tags(cell)}  # fmt: skip
+        tags = {
+            ROLE_TAG: "cell",
+            CELL_ID_TAG: cell.id,
+            STACKED_TAG: str(len(task)),
+            **cell_tags(cell),
+        }
         claim = tracker.claim(cell.id, cell.label, tags, parent_id, since_ms)
         if claim.state == "finished":
             yield CellOutcome(cell, claim.run_id, "SKIPPED", Result.from_run(claim.run))
@@ -114,11 +131,11 @@ def run_task(
             trainings: list[tuple[CellTraining, str]] = []
             for cell, run_id in claimed:
                 try:
-                    tracker.log_params(run_id, {**flatten(cell.config()),
-                                                **versions(cell, registry)})  # fmt: skip
+                    tracker.log_params(
+                        run_id, {**flatten(cell.config()), **versions(cell, registry)}
+                    )
                     opened = group.enter_context(ExitStack())
-                    training = CellTraining(cell, tracker, run_id, data_root, cache, events,
-                                            opened)  # fmt: skip
+                    training = CellTraining(cell, tracker, run_id, data_root, cache, events, opened)
                     trainings.append((training, run_id))
                 except Exception as exc:
                     ended.append(_failed(tracker, cell, run_id, exc, 0.0))

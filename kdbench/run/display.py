@@ -45,7 +45,11 @@ class _Display(Events):
 @contextmanager
 def progress_display(console: Console, cells: int) -> Iterator[Events]:
     """Events that draw a progress of `cells` cells on `console`, a line per finished cell."""
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn())  # fmt: skip
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
     with Progress(*columns, console=console) as progress:
         yield _Display(progress, cells)

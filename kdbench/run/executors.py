@@ -52,9 +52,16 @@ def serial(registry: Registry, tracker: Tracker, events: Events) -> Executor:
 
     def execute(tasks: Sequence[Task], job: Job) -> Iterator[CellOutcome]:
         for task in tasks:
-            yield from run_task(task, registry=registry, tracker=tracker, parent_id=job.parent,
-                                data_root=job.data_root, cache=job.cache, events=events,
-                                since_ms=job.since_ms)  # fmt: skip
+            yield from run_task(
+                task,
+                registry=registry,
+                tracker=tracker,
+                parent_id=job.parent,
+                data_root=job.data_root,
+                cache=job.cache,
+                events=events,
+                since_ms=job.since_ms,
+            )
 
     return execute
 
@@ -133,8 +140,7 @@ def ray_tasks(address: str | None) -> Executor:
         remote = ray.remote(work)
         pending = []
         for task in tasks:
-            cuda = any(c.teacher is not None and c.teacher.component.device == "cuda"
-                       for c in task)  # fmt: skip
+            cuda = any(c.teacher is not None and c.teacher.component.device == "cuda" for c in task)
             options = remote.options(num_cpus=1, num_gpus=1 if cuda else 0, max_retries=0)
             pending.append(options.remote(task, job, 1))
         try:
@@ -164,9 +170,18 @@ def work(task: Task, job: Job, threads: int) -> list[CellOutcome]:
         key = (job.uri, job.experiment)
         if key not in _WORKER_TRACKERS:
             _WORKER_TRACKERS[key] = Tracker(job.uri, job.experiment)
-        return list(run_task(task, registry=registry(), tracker=_WORKER_TRACKERS[key],
-                             parent_id=job.parent, data_root=job.data_root, cache=job.cache,
-                             events=Events(), since_ms=job.since_ms))  # fmt: skip
+        return list(
+            run_task(
+                task,
+                registry=registry(),
+                tracker=_WORKER_TRACKERS[key],
+                parent_id=job.parent,
+                data_root=job.data_root,
+                cache=job.cache,
+                events=Events(),
+                since_ms=job.since_ms,
+            )
+        )
     except KeyboardInterrupt:
         # Stopped (the cell is marked KILLED): exit rather than take the next queued cell,
         # which the pool would otherwise hand this worker.
@@ -212,8 +227,12 @@ def connect_ray(address: str | None):
         raise KdbenchError(f"cannot reach the Ray cluster at {address}: no answer")
     try:
         with _native_stderr_held():
-            ray.init(address=address, include_dashboard=False, log_to_driver=False,
-                     configure_logging=False)  # fmt: skip
+            ray.init(
+                address=address,
+                include_dashboard=False,
+                log_to_driver=False,
+                configure_logging=False,
+            )
     except (ConnectionError, RuntimeError, ValueError) as exc:
         # Ray reports a refused token only in the exception's context, under a generic line.
         told = f"{exc} {exc.__context__ or ''} {exc.__cause__ or ''}"

@@ -186,8 +186,9 @@ def _check_teacher_features(cell: Cell) -> None:
 def _check_budgets(cell: Cell) -> None:
     """Every `[train] budgets` step count falls within the cell's training."""
     train, dataset = cell.spec.train, cell.dataset.component
-    per_epoch = batch_count(dataset.train_per_class * len(dataset.selected_classes),
-                            train.batch_size)  # fmt: skip
+    per_epoch = batch_count(
+        dataset.train_per_class * len(dataset.selected_classes), train.batch_size
+    )
     for epoch, budgets in budget_epochs(train.budgets, per_epoch).items():
         if epoch > train.epochs:
             raise KdbenchError(

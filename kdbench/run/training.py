@@ -34,6 +34,7 @@ from kdbench.results import (
     circuit_metrics,
 )
 from kdbench.run.artifacts import cell_artifacts
+from kdbench.run.controls import class_means, mean_kl, permutation
 from kdbench.run.events import Events
 from kdbench.stacked import fit_stacked
 from kdbench.teachers import prepare_teacher, teacher_features, teacher_logits
@@ -165,14 +166,14 @@ class CellTraining:
         tester = self._budget_tester
         tester.load_state_dict(kept.best_state)
         result = evaluate(tester, _log_probs, self.test, self.num_classes)
-        for budget in self.budgets[epoch]:
-            self.budget_steps.append((budget, {
-                "budget_test_accuracy": result.accuracy,
-                "budget_test_loss": result.loss,
-                "budget_val_accuracy": kept.history[kept.val_epoch - 1].val_accuracy,
-                "budget_epoch": kept.val_epoch,
-                "budget_steps": epoch * self.per_epoch,
-            }))  # fmt: skip
+        read = {
+            "budget_test_accuracy": result.accuracy,
+            "budget_test_loss": result.loss,
+            "budget_val_accuracy": kept.history[kept.val_epoch - 1].val_accuracy,
+            "budget_epoch": kept.val_epoch,
+            "budget_steps": epoch * self.per_epoch,
+        }
+        self.budget_steps += [(budget, read) for budget in self.budgets[epoch]]
 
     def fit(self) -> FitResult:
         """Train the student alone."""
@@ -224,8 +225,10 @@ class CellTraining:
             tester.load_state_dict(fitted.best_state)
             result = evaluate(tester, _log_probs, test, num_classes)
             also[backend.name], also_loss[backend.name] = result.accuracy, result.loss
-            metrics |= {also_metric("accuracy", backend.name): result.accuracy,
-                        also_metric("loss", backend.name): result.loss}  # fmt: skip
+            metrics |= {
+                also_metric("accuracy", backend.name): result.accuracy,
+                also_metric("loss", backend.name): result.loss,
+            }
         if also:
             self.tracker.set_tag(self.run_id, ALSO_TESTED_TAG, json.dumps(list(also)))
         # The epochs' metrics are logged with the cell's, in one store call: a call costs ~10 ms.
@@ -267,8 +270,11 @@ def train_cell(
 def train_stacked(trainings: Sequence[CellTraining]) -> list[FitResult | FloatingPointError]:
     """Train the students of cells that differ only in seed as one stacked model."""
     first = trainings[0]
-    first.events.phase(first.cell, f"student {first.cell.student.name}, {len(trainings)} seeds"
-                       " stacked", first.cell.spec.train.epochs)  # fmt: skip
+    first.events.phase(
+        first.cell,
+        f"student {first.cell.student.name}, {len(trainings)} seeds stacked",
+        first.cell.spec.train.epochs,
+    )
     on_test = first.on_test
 
     def on_epoch(i: int, metrics: EpochMetrics) -> None:
@@ -323,34 +329,3 @@ def student_context(cell: Cell, backend: Backend) -> StudentContext:
 
 def _log_probs(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     return probabilities_to_log(model(x))
-
-
-def class_means(values: torch.Tensor, labels: torch.Tensor, log: bool = True) -> torch.Tensor:
-    """Each row replaced by the mean over the rows of its label: of the softmax
-    distributions, returned as log-probabilities (`log`), or of the raw values."""
-    spread = torch.softmax(values, dim=1) if log else values
-    out = torch.empty_like(spread)
-    for label in labels.unique():
-        members = labels == label
-        out[members] = spread[members].mean(0)
-    return torch.log(out) if log else out
-
-
-def mean_kl(logits: torch.Tensor, other: torch.Tensor) -> float:
-    """The mean over rows of KL(softmax(logits) ‖ softmax(other)), in nats."""
-    log_p, log_q = torch.log_softmax(logits, dim=1), torch.log_softmax(other, dim=1)
-    return float((log_p.exp() * (log_p - log_q)).sum(1).mean())
-
-
-def permutation(
-    labels: torch.Tensor, within_class: bool, generator: torch.Generator
-) -> torch.Tensor:
-    """A random order of the images: across all of them, or only among those of one class
-    (each image then gets the outputs of another image of its class)."""
-    if not within_class:
-        return torch.randperm(len(labels), generator=generator)
-    order = torch.arange(len(labels))
-    for label in labels.unique():
-        members = (labels == label).nonzero().flatten()
-        order[members] = members[torch.randperm(len(members), generator=generator)]
-    return order

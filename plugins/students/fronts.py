@@ -34,9 +34,10 @@ def make_front(kind: Front, input_shape: tuple[int, ...], features: int) -> nn.M
 
 
 # Stacking the seeds of an arm (`[train] stacked = "auto"`) batches their convolutions as
-# grouped ones, which on the CPU beat a loop of separate ones only at small batches:
-# measured on 2 cores (perf/README.md), ... at batch 1 ... at batch 32.
-CNN_STACKING_MAX_BATCH = 8
+# grouped ones, which on the CPU beat a loop of separate ones only at small batches: 10 seeds
+# of released-q3 trained 3.8x faster stacked at batch 1 (20 seeds), 2.0x at 4, 1.6x at 8,
+# 1.2x at 16 and 0.89x at 32 (perf/stacked.py, 2 cores, one thread).
+CNN_STACKING_MAX_BATCH = 16
 
 
 def stacking_pays(front: Front, batch_size: int) -> bool:

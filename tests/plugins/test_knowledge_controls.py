@@ -8,7 +8,7 @@ import torch
 
 from kdbench.data import make_splits
 from kdbench.errors import DataError
-from kdbench.run.training import class_means, mean_kl
+from kdbench.run.controls import class_means, mean_kl
 from kdbench.tracking import Tracker
 from kdbench_plugins.datasets import Mnist
 from tests.helpers import TINY, TRAIN_PER_CLASS

@@ -99,6 +99,17 @@ def test_builtins_register_through_entry_points():
     assert not any("register_commands" in p.hooks for p in registry.plugins)
 
 
+def test_every_builtin_component_pickles_as_worker_processes_get_it(registry):
+    """Cells reach worker processes and Ray tasks by pickle, their components by class
+    reference: a preset's class must be found in the module it says it is in."""
+    import pickle
+
+    for kind, classes in registry.components.items():
+        for name, cls in classes.items():
+            assert pickle.loads(pickle.dumps(cls)) is cls, f"{kind} {name}"
+            assert type(pickle.loads(pickle.dumps(cls()))) is cls, f"{kind} {name}"
+
+
 def test_foreign_plugin_is_listed_and_a_broken_one_is_reported(site, tmp_path):
     listed = kdbench(site, "plugins", "--json", cwd=tmp_path)
     assert listed.returncode == 0, listed.stderr

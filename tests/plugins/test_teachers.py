@@ -188,7 +188,7 @@ def test_memoized_teacher_computes_each_image_once_across_processes(tmp_path):
 
 
 def test_a_class_conditional_shuffle_keeps_each_image_within_its_class():
-    from kdbench.run.training import permutation
+    from kdbench.run.controls import permutation
 
     labels = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1, 2, 2])
     generator = torch.Generator().manual_seed(0)
