@@ -23,8 +23,15 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from kdbench.api import Distiller
 from kdbench.distill import EpochMetrics, FitResult, Split, adam, batch_count, tally
+from kdbench.errors import first_line
 from kdbench.losses import training_loss
 from kdbench.quantum.counters import CircuitCounters
+
+
+class NotStackable(Exception):
+    """The models cannot be batched (an operation vmap does not support, in the student or
+    the distiller); found on the first step, before any weight or counter moved."""
+
 
 LogProbs = Callable[[nn.Module, torch.Tensor], torch.Tensor]
 
@@ -106,7 +113,12 @@ def fit_stacked(
             x, y = xs[rows, picks], ys[rows, picks]
             t = ts[rows, picks] if ts is not None else None
             masks = _masks(dropouts, x.shape[1:], generators)
-            total, parts, correct = batched(params, buffers | masks, x, y, t)
+            try:
+                total, parts, correct = batched(params, buffers | masks, x, y, t)
+            except RuntimeError as exc:
+                if epoch == 1 and step == 0 and "vmap" in str(exc):  # nothing trained yet
+                    raise NotStackable(first_line(exc)) from exc
+                raise
             finite = torch.isfinite(total.detach())
             for i in (alive & ~finite).nonzero().flatten().tolist():
                 results[i] = FloatingPointError(

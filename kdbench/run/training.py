@@ -28,6 +28,7 @@ from kdbench.losses import Hint, probabilities_to_log
 from kdbench.matrix import Cell
 from kdbench.results import (
     ALSO_TESTED_TAG,
+    STACKED_TAG,
     TEACHER_SOURCE_TAG,
     Result,
     also_metric,
@@ -36,7 +37,7 @@ from kdbench.results import (
 from kdbench.run.artifacts import cell_artifacts
 from kdbench.run.controls import class_means, mean_kl, permutation
 from kdbench.run.events import Events
-from kdbench.stacked import fit_stacked
+from kdbench.stacked import NotStackable, fit_stacked
 from kdbench.teachers import prepare_teacher, teacher_features, teacher_logits
 from kdbench.tracking import Tracker, flatten
 
@@ -281,18 +282,30 @@ def train_stacked(trainings: Sequence[CellTraining]) -> list[FitResult | Floatin
         if i == 0:  # the display follows the group as one
             first.on_epoch(metrics)
 
-    return fit_stacked(
-        [t.model for t in trainings],
-        _log_probs,
-        [t.train for t in trainings],
-        [t.val for t in trainings],
-        seeds=[t.cell.seed for t in trainings],
-        rng_states=[t.rng_state for t in trainings],
-        on_epoch=on_epoch,
-        tests=[t.test for t in trainings] if on_test else None,
-        on_checkpoint=lambda i, epoch, kept: trainings[i].test_budget(epoch, kept),
-        **first.fit_options(),
-    )
+    try:
+        return fit_stacked(
+            [t.model for t in trainings],
+            _log_probs,
+            [t.train for t in trainings],
+            [t.val for t in trainings],
+            seeds=[t.cell.seed for t in trainings],
+            rng_states=[t.rng_state for t in trainings],
+            on_epoch=on_epoch,
+            tests=[t.test for t in trainings] if on_test else None,
+            on_checkpoint=lambda i, epoch, kept: trainings[i].test_budget(epoch, kept),
+            **first.fit_options(),
+        )
+    except NotStackable as exc:
+        # One at a time after all, each from the RNG state it was built with.
+        fitted: list[FitResult | FloatingPointError] = []
+        for training in trainings:
+            training.tracker.set_tag(training.run_id, STACKED_TAG, f"1 (not stackable: {exc})")
+            torch.set_rng_state(training.rng_state)
+            try:
+                fitted.append(training.fit())
+            except FloatingPointError as diverged:
+                fitted.append(diverged)
+        return fitted
 
 
 def budget_epochs(budgets: list[int], steps_per_epoch: int) -> dict[int, list[int]]:

@@ -209,3 +209,24 @@ def test_stacked_cells_are_the_cells_trained_alone(isolated):
             alone.data.metrics["test_loss"], rel=1e-4
         )
         assert "val_accuracy" in run.data.metrics  # its epochs, logged in its own run
+
+
+@pytest.mark.slow
+def test_a_distiller_vmap_cannot_batch_trains_its_seeds_one_at_a_time(isolated):
+    """DKD picks the target class with a boolean mask, which vmap refuses: found on the
+    first step, the group trains one seed at a time and gives what stacked = "off" gives."""
+    text = TINY.format(name="dkd").replace("seeds = [0]", "seeds = [0, 1]")
+    text = text.replace('students = ["q2"]', 'students = ["q2"]\ndistillers = ["dkd"]')
+    results = {}
+    for mode in ("auto", "off"):
+        config = isolated / f"{mode}.toml"
+        config.write_text(text.replace("[train]\n", f'[train]\nstacked = "{mode}"\n'))
+        ran = run_config(config, REGISTRY, store=isolated / mode)
+        assert ran.finished, ran.errors
+        results[mode] = {r.data.tags["kdbench.cell_id"]: r for r in ran.runs()}
+    taught = [r for r in results["auto"].values() if r.data.tags["kdbench.teacher"] == "lenet"]
+    assert len(taught) == 2
+    for run in taught:
+        assert run.data.tags["kdbench.stacked"].startswith("1 (not stackable: vmap")
+        alone = results["off"][run.data.tags["kdbench.cell_id"]]
+        assert run.data.metrics["test_loss"] == alone.data.metrics["test_loss"]  # the same path
