@@ -66,8 +66,8 @@ class ConfigRun:
         return [o.error for o in self.outcomes if o.error]
 
     def runs(self) -> list[Any]:
-        """The cells' MLflow runs (`mlflow.entities.Run`: `data.tags`, `data.params`,
-        `data.metrics`), newest first."""
+        """The cells' finished MLflow runs, oldest first: `info.run_id`, `data.tags`,
+        `data.params`, `data.metrics` (each metric's latest value)."""
         from kdbench.tracking import Tracker
 
         return list(Tracker(self.tracking_uri, self.experiment, create=False).cell_runs())

@@ -6,8 +6,10 @@ import json
 import logging
 import os
 import socket
+import sqlite3
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ from typing import Any
 from kdbench.errors import KdbenchError, TrackingError, first_line
 from kdbench.layering import dotted
 from kdbench.results import CELL_ID_TAG, ERROR_TAG
+from kdbench.sqlite_runs import finished_runs
 from kdbench.stores import (
     FIRST_CONTACT_TIMEOUT_S,
     LATER_REQUESTS_ENV,
@@ -255,7 +258,10 @@ class Tracker:
         self.client.set_terminated(run_id, status=status)
 
     def cell_runs(self) -> list[Any]:
-        """Every finished child run of the experiment, oldest first."""
+        """Every finished child run of the experiment, oldest first (ties by run id)."""
+        if self.uri.startswith("sqlite:///"):
+            with suppress(sqlite3.Error):  # tables not as kdbench knows them: MLflow's way
+                return finished_runs(self.uri[10:], self.experiment_id, ROLE_TAG, "cell")
         return list(
             self.search(
                 f"tags.`{ROLE_TAG}` = 'cell' and attributes.status = 'FINISHED'",

@@ -3,6 +3,7 @@ page), and a SQLite store gets the index that keeps a cell's lookup from reading
 
 from __future__ import annotations
 
+import math
 import sqlite3
 
 import pytest
@@ -33,10 +34,44 @@ def store(tmp_path, write_config, registry):
 def test_searches_page_through_every_run(store, monkeypatch):
     tracker, cells = store
     monkeypatch.setattr(kdbench.tracking, "SEARCH_PAGE", 2)  # 7 runs: 4 pages
-    assert len(tracker.cell_runs()) == 7
-    assert set(tracker.finished_cells()) == {cell.id for cell in cells}
+    found = list(tracker.search(f"tags.`{ROLE_TAG}` = 'cell'"))
+    assert len(found) == 7
     # A cell whose finished runs span pages is still found finished.
     assert tracker.holder(cells[-1].id).state == "finished"
+
+
+def test_a_sqlite_store_is_read_as_mlflow_reads_it(store):
+    """cell_runs reads a SQLite store's tables directly: the same runs, in the same order,
+    with the same tags, params and metrics as MLflow's search gives."""
+    tracker, cells = store
+    for i, cell in enumerate(cells):  # params and metrics, as a finished cell has them
+        run_id = tracker.holder(cell.id).run_id
+        tracker.log_params(run_id, {"seed": str(cell.seed), "student.qubits": "2"})
+        tracker.log_steps(
+            run_id,
+            [
+                (1, {"val_accuracy": 0.25}),
+                (2, {"val_accuracy": 0.5}),
+                (0, {"test_accuracy": i / 10, "odd": float("nan")}),
+            ],
+        )
+    fast = tracker.cell_runs()
+    slow = list(
+        tracker.search(
+            f"tags.`{ROLE_TAG}` = 'cell' and attributes.status = 'FINISHED'",
+            order_by=["attributes.start_time ASC", "attributes.run_id ASC"],
+        )
+    )
+    assert [r.info.run_id for r in fast] == [r.info.run_id for r in slow]
+    assert len(fast) == 7
+    for mine, theirs in zip(fast, slow, strict=True):
+        assert mine.data.tags == theirs.data.tags
+        assert mine.data.params == theirs.data.params
+        assert mine.data.metrics.keys() == theirs.data.metrics.keys()
+        assert mine.data.metrics["val_accuracy"] == theirs.data.metrics["val_accuracy"] == 0.5
+        assert mine.data.metrics["test_accuracy"] == theirs.data.metrics["test_accuracy"]
+        assert math.isnan(mine.data.metrics["odd"]) and math.isnan(theirs.data.metrics["odd"])
+    assert set(tracker.finished_cells()) == {cell.id for cell in cells}
 
 
 def test_a_sqlite_store_has_the_tag_index_and_lookups_use_it(store, tmp_path):
