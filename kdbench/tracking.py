@@ -38,6 +38,10 @@ HOST_TAG = "kdbench.host"
 PID_TAG = "kdbench.pid"
 MAX_RUN_NAME = 250
 SEARCH_PAGE = 50_000  # MLflow's most runs per search call
+# A tracking server answers a page of runs in one response, built whole: 50,000 cells took
+# longer than the client's 30 s read timeout (perf/store_scale.py at 100,000 cells). Smaller
+# pages keep each answer to a few seconds.
+SERVER_SEARCH_PAGE = 2_000
 
 
 def flatten(value: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -277,7 +281,7 @@ class Tracker:
             page = self.client.search_runs(
                 [self.experiment_id],
                 filter_string=filter_string,
-                max_results=SEARCH_PAGE,
+                max_results=SERVER_SEARCH_PAGE if self.uri.startswith("http") else SEARCH_PAGE,
                 order_by=order_by,
                 page_token=token,
             )

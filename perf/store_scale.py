@@ -221,7 +221,11 @@ def measure(size: int, with_server: bool) -> dict:
         finally:
             if process is not None:
                 process.terminate()
-                process.wait(30)
+                try:
+                    process.wait(30)
+                except subprocess.TimeoutExpired:  # busy answering a search: stop it
+                    process.kill()
+                    process.wait()
         return row
 
 
