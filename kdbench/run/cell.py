@@ -19,7 +19,7 @@ from kdbench.plugins import Registry
 from kdbench.results import ERROR_TAG, STACKED_TAG, Result, cell_tags
 from kdbench.run.events import CellOutcome, Events
 from kdbench.run.stacking import Task, stacks
-from kdbench.run.training import CellTraining, train_cell, train_stacked
+from kdbench.run.training import CellTraining, train_stacked
 from kdbench.tracking import CELL_ID_TAG, ROLE_TAG, Tracker, flatten
 
 
@@ -74,7 +74,8 @@ def run_cell(
     try:
         tracker.log_params(run_id, {**flatten(cell.config()), **versions(cell, registry)})
         with ExitStack() as opened:  # the cell's circuits close even when it fails
-            result = train_cell(cell, tracker, run_id, data_root, cache, events, opened)
+            training = CellTraining(cell, tracker, run_id, data_root, cache, events, opened)
+            result = training.finish(training.fit())
     except (Exception, KeyboardInterrupt) as exc:
         return _failed(tracker, cell, run_id, exc, time.perf_counter() - started)
     return _finished(tracker, cell, run_id, result, time.perf_counter() - started)

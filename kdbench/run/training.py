@@ -253,21 +253,6 @@ class CellTraining:
         )
 
 
-def train_cell(
-    cell: Cell,
-    tracker: Tracker,
-    run_id: str,
-    data_root: Path,
-    cache: Path,
-    events: Events,
-    opened: ExitStack,
-) -> Result:
-    """Train and test `cell`'s student alone into run `run_id`; what its circuits opened is
-    closed by `opened`."""
-    training = CellTraining(cell, tracker, run_id, data_root, cache, events, opened)
-    return training.finish(training.fit())
-
-
 def train_stacked(trainings: Sequence[CellTraining]) -> list[FitResult | FloatingPointError]:
     """Train the students of cells that differ only in seed as one stacked model."""
     first = trainings[0]
