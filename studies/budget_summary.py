@@ -26,8 +26,8 @@ from collections import Counter, defaultdict
 from dataclasses import replace
 from pathlib import Path
 
+from kdbench.report.cells import equivalence_text, gain_text, percent
 from kdbench.report.stats import MARGIN, Gain, holm, mean_std, paired_gain
-from kdbench.report.tables import equivalence_text, gain_text, percent
 from kdbench.results import Result
 from kdbench.tracking import Tracker
 

@@ -17,8 +17,8 @@ from collections import defaultdict
 from dataclasses import replace
 
 from kdbench.report import load_rows
+from kdbench.report.cells import equivalence_text, gain_text
 from kdbench.report.stats import Row, adjusted, paired_gain
-from kdbench.report.tables import equivalence_text, gain_text
 from kdbench.tracking import Tracker
 
 CONTROLS = {  # real teacher -> its controls

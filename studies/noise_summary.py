@@ -17,6 +17,7 @@ from __future__ import annotations
 import sys
 
 from kdbench.report import load_rows
+from kdbench.report.cells import interval_text, percent
 from kdbench.report.noise import (
     DIGITS,
     LOSS_DIGITS,
@@ -27,7 +28,6 @@ from kdbench.report.noise import (
     noise_rows,
 )
 from kdbench.report.stats import mean_std
-from kdbench.report.tables import interval_text, percent
 from kdbench.tracking import Tracker
 
 RUNGS = ("dep-0.01", "dep-0.03", "dep-0.1", "manila", "brisbane", "torino")

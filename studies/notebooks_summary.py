@@ -28,8 +28,8 @@ from scipy import stats
 from kdbench.config import load_spec
 from kdbench.distill import LEARNED_MARGIN
 from kdbench.plugins import registry
+from kdbench.report.cells import interval_text, percent
 from kdbench.report.stats import mean_std, paired_gain
-from kdbench.report.tables import interval_text, percent
 from kdbench.tracking import Tracker
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -20,9 +20,9 @@ import sys
 from collections import defaultdict
 
 from kdbench.report import load_rows
+from kdbench.report.cells import interval_text
 from kdbench.report.labels import dataset_label
 from kdbench.report.stats import Gain, Row, adjusted, holm, paired_gain, pooled
-from kdbench.report.tables import interval_text
 from kdbench.tracking import Tracker
 
 TEACHERS = ("alexnet", "lenet", "lenet-0", "ensemble", "lenet-shuffled", "lenet-within")

@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from kdbench.constants import NO_DISTILLER, NO_TEACHER
+from kdbench.report.cells import NONE, gain_text, interval_text, p_text, percent
 from kdbench.report.labels import NO_LABELS, Labels, dataset_label, student_label, teacher_label
 from kdbench.report.stats import (
     Gain,
@@ -30,15 +31,7 @@ from kdbench.report.stats import (
     paired_gain,
     pool,
 )
-from kdbench.report.tables import (
-    NONE,
-    FamilyTable,
-    TableRow,
-    gain_text,
-    interval_text,
-    p_text,
-    percent,
-)
+from kdbench.report.tables import FamilyTable, TableRow
 
 DIGITS = 2  # drops are small: hundredths of a point show what tenths round away
 LOSS_DIGITS = 3  # cross-entropies, in nats

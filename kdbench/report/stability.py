@@ -6,8 +6,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from kdbench.config.report import ReportConfig
+from kdbench.report.cells import gain_text
 from kdbench.report.stats import Gain, Row, adjusted
-from kdbench.report.tables import FamilyTable, TableRow, arm_label, gain_text
+from kdbench.report.tables import FamilyTable, TableRow, arm_label
 
 
 def verdict(gain: Gain | None) -> str:

@@ -10,7 +10,6 @@ pooled table sums each teacher's gains up over every student and data set.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -19,13 +18,21 @@ from rich.table import Table
 from kdbench.config.report import Number, ReportConfig
 from kdbench.constants import DEFAULT_DISTILLER, NO_DISTILLER, NO_TEACHER
 from kdbench.matrix import point_text
+from kdbench.report.cells import (
+    NONE,
+    ON_TEST,
+    accuracy_text,
+    collapsed_text,
+    equivalence_text,
+    gain_text,
+    interval_text,
+    p_text,
+    percent,
+)
 from kdbench.report.labels import Labels, dataset_label, student_label, teacher_label
-from kdbench.report.stats import MARGIN, Gain, Row, adjusted, mean_std, pooled, tests_count
+from kdbench.report.stats import MARGIN, Row, adjusted, mean_std, pooled, tests_count
 
 CATEGORIES = ("Student", "Teacher", "Distillation")
-NONE = "–"  # an empty cell
-# Beside an accuracy whose epoch was selected on the test set (the notebooks' protocol).
-ON_TEST = "†"
 ON_TEST_NOTE = (
     f"{ON_TEST} the epoch with the best TEST accuracy was kept (selection on test: optimistic)"
 )
@@ -274,72 +281,6 @@ def arm_label(row: Row, labels: Labels) -> tuple[str, str]:
     teacher = teacher_label(row.params, row.teacher, labels)
     student = student_label(row.params, row.student, labels)
     return f"Teacher: {teacher}, Student: {student}, Distiller: {row.distiller}", dataset
-
-
-def percent(
-    mean: float | None,
-    std: float | None = None,
-    signed: bool = False,
-    digits: int = 1,
-    scale: float = 100,
-) -> str:
-    """'97.4 ± 0.3' (or '+1.2') from fractions, to `digits` places; '–' for None.
-    `scale=1` writes the values as they are (a loss in nats)."""
-    if mean is None:
-        return NONE
-    text = f"{scale * mean:+.{digits}f}" if signed else f"{scale * mean:.{digits}f}"
-    return f"{text} ± {scale * std:.{digits}f}" if std is not None else text
-
-
-def gain_text(
-    gain: Gain | None, digits: int = 1, scale: float = 100
-) -> tuple[str, str, str, str, str]:
-    """(Δ, 95 % CI, p, Holm-adjusted p, Benjamini-Hochberg q) cells for a table."""
-    if gain is None:
-        return NONE, NONE, NONE, NONE, NONE
-    mean = percent(gain.mean, signed=True, digits=digits, scale=scale)
-    if gain.n < 2:
-        return mean, NONE, NONE, NONE, NONE
-    interval = interval_text(gain.low, gain.high, digits, scale)
-    p = NO_SPREAD if gain.no_spread else p_text(gain.p_value)
-    holm = NONE if gain.p_adjusted is None else p_text(gain.p_adjusted)
-    q = NONE if gain.q_value is None else p_text(gain.q_value)
-    return mean, interval, p, holm, q
-
-
-def equivalence_text(gain: Gain | None, digits: int = 1) -> tuple[str, str]:
-    """(TOST p Holm-adjusted at the gain's margin, minimum detectable effect) cells."""
-    if gain is None or gain.n < 2:
-        return NONE, NONE
-    tost = NONE if gain.tost_adjusted is None else p_text(gain.tost_adjusted)
-    mde = NONE if math.isnan(gain.mde) else percent(gain.mde, digits=digits)
-    return tost, mde
-
-
-NO_SPREAD = "no spread"  # every seed's difference the same: no t-test, not p = 0
-
-
-def interval_text(low: float, high: float, digits: int = 1, scale: float = 100) -> str:
-    """'[-1.0, +2.4]' from fractions, to `digits` places (`scale=1`: as they are)."""
-    return f"[{scale * low:+.{digits}f}, {scale * high:+.{digits}f}]"
-
-
-def accuracy_text(row: Row) -> str:
-    """'72.1 ± 3.4', with the † of selection on test where its seeds were selected so."""
-    text = percent(row.mean, row.std)
-    return f"{text} {ON_TEST}" if row.selected_on_test else text
-
-
-def collapsed_text(row: Row) -> str:
-    """'1 / 5': seeds whose validation accuracy fell back to chance; '–' if not recorded."""
-    return NONE if row.collapsed is None else f"{row.collapsed} / {row.seeds}"
-
-
-def p_text(p: float) -> str:
-    """A p-value to 3 places; below 0.001 as '<0.001', never as 0; '–' for none (nan)."""
-    if math.isnan(p):
-        return NONE
-    return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
 def results_table(rows: Sequence[Row], title: str = "Test accuracy (%)") -> Table:

@@ -286,7 +286,7 @@ def test_benjamini_hochberg_matches_scipy():
 
 
 def test_identical_differences_have_no_p_value_not_p_zero():
-    from kdbench.report.tables import NO_SPREAD, gain_text
+    from kdbench.report.cells import NO_SPREAD, gain_text
 
     gain = paired_gain({0: 0.5, 1: 0.6, 2: 0.7}, {0: 0.55, 1: 0.65, 2: 0.75})
     assert gain.no_spread and math.isnan(gain.p_value)
