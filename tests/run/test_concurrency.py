@@ -250,6 +250,31 @@ def test_sigterm_of_a_serial_run_marks_its_cell_killed(write_config, isolated):
     assert ("invocation", "KILLED") in statuses(uri, "serial-term")
 
 
+def test_sigterm_during_a_stacked_group_marks_every_seed_killed_and_resume_runs_them(
+    write_config, isolated
+):
+    """Three seeds train as one stacked model: stopped mid-training, all three runs end
+    KILLED (none FINISHED, none left RUNNING), and a rerun finishes every cell once."""
+    config = slow_config(write_config, "stacked-term", seeds="[0, 1, 2]", epochs=150)
+    uri = f"sqlite:///{isolated}/mlflow.db"
+    process = kdbench_run(config, isolated)
+    wait_for_cells_running(process, uri, "stacked-term", 3)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 128 + signal.SIGTERM, stderr[-2000:]
+    assert "Traceback" not in stderr
+    runs = cell_runs(uri, "stacked-term")
+    assert [r.info.status for r in runs] == ["KILLED"] * 3
+    assert {r.data.tags["kdbench.stacked"] for r in runs} == {"3"}
+
+    resumed = kdbench_run(config, isolated)  # the same cells: the killed three run again
+    _, stderr = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, stderr[-2000:]
+    assert sorted(finished_per_cell(uri, "stacked-term").values()) == [1] * 6
+    killed = {r.data.tags["kdbench.cell_id"] for r in runs}
+    assert killed <= set(finished_per_cell(uri, "stacked-term"))
+
+
 def test_workers_whose_parent_is_killed_stop_and_mark_their_cells_killed(write_config, isolated):
     config = slow_config(write_config, "orphans", seeds="[0, 1]", epochs=40)
     uri = f"sqlite:///{isolated}/mlflow.db"
