@@ -94,16 +94,15 @@ class FitResult:
         default_factory=lambda: tempfile.SpooledTemporaryFile(max_size=SPILL_BYTES),  # noqa: SIM115
         repr=False,
     )
+    # The best validation (accuracy, -cross-entropy) and test accuracy so far.
+    _best_val: tuple[float, float] = field(default=(-math.inf, -math.inf), repr=False)
+    _best_test: float = field(default=-math.inf, repr=False)
 
     @property
     def best_state(self) -> dict[str, torch.Tensor]:
         """The weights of the best epoch."""
         self._best.seek(0)
         return torch.load(self._best, weights_only=True)
-
-    # The best validation (accuracy, -cross-entropy) and test accuracy so far.
-    _best_val: tuple[float, float] = (-math.inf, -math.inf)
-    _best_test: float = -math.inf
 
     def keep(self, epoch: int, model: nn.Module) -> None:
         """Keep `model`'s weights as the best epoch's."""

@@ -20,13 +20,16 @@ from kdbench.signals import atomic
 DEFAULT_URI = "sqlite:///mlflow.db"
 
 
+def sqlite_path(uri: str) -> str | None:
+    """The file (or ":memory:", or "") a sqlite:/// URI names; None for another URI."""
+    return uri.removeprefix("sqlite:///") if uri.startswith("sqlite:///") else None
+
+
 def absolute_uri(uri: str) -> str:
     """A relative SQLite store made absolute, so that it names one file wherever it is used."""
-    prefix = "sqlite:///"
-    if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
-        path = uri.removeprefix(prefix)
-        if path and path != ":memory:":
-            return prefix + str(Path(path).resolve())
+    path = sqlite_path(uri)
+    if path and not path.startswith("/") and path != ":memory:":
+        return "sqlite:///" + str(Path(path).resolve())
     return uri
 
 
@@ -115,7 +118,7 @@ class GuardedClient:
 
 def check_uri(uri: str) -> None:
     """Refuse a URI that keeps the results nowhere."""
-    path = uri.removeprefix("sqlite:///") if uri.startswith("sqlite:///") else None
+    path = sqlite_path(uri)
     if uri.startswith("sqlite:") and (path is None or path in ("", ":memory:")):
         raise TrackingError(
             f"tracking URI {uri!r} names no database file, so the results would be kept "
@@ -148,23 +151,24 @@ def first_contact(uri: str):
 
 
 def missing_sqlite(uri: str) -> bool:
-    path = uri.removeprefix("sqlite:///")
-    return uri.startswith("sqlite:///") and path != ":memory:" and not Path(path).exists()
+    path = sqlite_path(uri)
+    return path is not None and path != ":memory:" and not Path(path).exists()
 
 
 # kdbench finds a cell's runs by its id tag. MLflow's tags table is keyed by (key, run), so
 # without this index each lookup reads every run's tag of that key: a claim cost 5 ms in a
 # store of 1,000 cells and 113 ms in one of 60,000 (perf/README.md). Extra indexes are
 # harmless to MLflow; a migration that rebuilds the table drops it, and the next open makes
-# it again. A server's database is the team's to index (README, "Scaling out").
+# it again. A server's database is the team's to index (README, "A shared tracking server").
 TAG_INDEX = "CREATE INDEX IF NOT EXISTS kdbench_tags_key_value ON tags (key, value)"
 
 
 def index_tags(uri: str) -> None:
     """Give a SQLite store's tags table the index kdbench's lookups need (once; a store it
     cannot write, read-only say, is used without it)."""
-    if uri.startswith("sqlite:///"):
-        with suppress(sqlite3.Error), closing(sqlite3.connect(uri[10:], timeout=30)) as db:
+    path = sqlite_path(uri)
+    if path is not None:
+        with suppress(sqlite3.Error), closing(sqlite3.connect(path, timeout=30)) as db:
             db.execute(TAG_INDEX)
             db.commit()
 
@@ -175,8 +179,9 @@ def store_lock(uri: str):
     directory named after the URI. Held for a store's first use (MLflow creates a SQLite
     store's tables then, and two processes doing it at once leave the schema migration half
     done) and while a cell is claimed."""
-    if uri.startswith("sqlite:///"):
-        path = Path(uri.removeprefix("sqlite:///") + ".lock")
+    store = sqlite_path(uri)
+    if store is not None:
+        path = Path(f"{store}.lock")
     else:
         key = hashlib.sha256(uri.encode()).hexdigest()[:16]
         path = Path(tempfile.gettempdir()) / f"kdbench-store-{key}.lock"

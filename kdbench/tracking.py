@@ -29,6 +29,7 @@ from kdbench.stores import (
     redact_uri,
     redacted,
     server_reachable,
+    sqlite_path,
     store_lock,
 )
 
@@ -263,9 +264,10 @@ class Tracker:
 
     def cell_runs(self) -> list[Any]:
         """Every finished child run of the experiment, oldest first (ties by run id)."""
-        if self.uri.startswith("sqlite:///"):
+        path = sqlite_path(self.uri)
+        if path is not None:
             with suppress(sqlite3.Error):  # tables not as kdbench knows them: MLflow's way
-                return finished_runs(self.uri[10:], self.experiment_id, ROLE_TAG, "cell")
+                return finished_runs(path, self.experiment_id, ROLE_TAG, "cell")
         return list(
             self.search(
                 f"tags.`{ROLE_TAG}` = 'cell' and attributes.status = 'FINISHED'",

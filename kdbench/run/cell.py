@@ -63,18 +63,13 @@ def run_cell(
     The run is claimed first: a cell another run finished (since `since_ms`) is SKIPPED, one
     another live process is running is HELD, and neither is run twice.
     """
-    tags = {ROLE_TAG: "cell", CELL_ID_TAG: cell.id, **cell_tags(cell)}
-    claim = tracker.claim(cell.id, cell.label, tags, parent_id, since_ms)
-    if claim.state == "finished":
-        return CellOutcome(cell, claim.run_id, "SKIPPED", Result.from_run(claim.run))
-    if claim.state == "held":
-        return CellOutcome(cell, claim.run_id, "HELD", error=claim.owner)
-    run_id = claim.run_id
+    run_id = _claim(cell, tracker, parent_id, since_ms)
+    if isinstance(run_id, CellOutcome):
+        return run_id
     started = time.perf_counter()
     try:
-        tracker.log_params(run_id, {**flatten(cell.config()), **versions(cell, registry)})
         with ExitStack() as opened:  # the cell's circuits close even when it fails
-            training = CellTraining(cell, tracker, run_id, data_root, cache, events, opened)
+            training = _start(cell, run_id, registry, tracker, data_root, cache, events, opened)
             result = training.finish(training.fit())
     except (Exception, KeyboardInterrupt) as exc:
         return _failed(tracker, cell, run_id, exc, time.perf_counter() - started)
@@ -113,30 +108,21 @@ def run_task(
     started = time.perf_counter()
     claimed: list[tuple[Cell, str]] = []
     for cell in task:
-        tags = {
-            ROLE_TAG: "cell",
-            CELL_ID_TAG: cell.id,
-            STACKED_TAG: str(len(task)),
-            **cell_tags(cell),
-        }
-        claim = tracker.claim(cell.id, cell.label, tags, parent_id, since_ms)
-        if claim.state == "finished":
-            yield CellOutcome(cell, claim.run_id, "SKIPPED", Result.from_run(claim.run))
-        elif claim.state == "held":
-            yield CellOutcome(cell, claim.run_id, "HELD", error=claim.owner)
+        run_id = _claim(cell, tracker, parent_id, since_ms, {STACKED_TAG: str(len(task))})
+        if isinstance(run_id, CellOutcome):
+            yield run_id
         else:
-            claimed.append((cell, claim.run_id))
+            claimed.append((cell, run_id))
     ended: list[CellOutcome] = []  # outcomes of the claimed cells, as they end
     try:
         with ExitStack() as group:  # every cell's circuits close, whatever happens
             trainings: list[tuple[CellTraining, str]] = []
             for cell, run_id in claimed:
                 try:
-                    tracker.log_params(
-                        run_id, {**flatten(cell.config()), **versions(cell, registry)}
-                    )
                     opened = group.enter_context(ExitStack())
-                    training = CellTraining(cell, tracker, run_id, data_root, cache, events, opened)
+                    training = _start(
+                        cell, run_id, registry, tracker, data_root, cache, events, opened
+                    )
                     trainings.append((training, run_id))
                 except Exception as exc:
                     ended.append(_failed(tracker, cell, run_id, exc, 0.0))
@@ -168,6 +154,36 @@ def run_task(
             if run_id not in done:
                 _record_failure(tracker, run_id, exc)
         raise
+
+
+def _claim(
+    cell: Cell, tracker: Tracker, parent_id: str, since_ms: int, tags: dict[str, str] | None = None
+) -> str | CellOutcome:
+    """Claim the cell's child run: its id when the cell is ours to run, else its outcome (a
+    cell another run finished since `since_ms` is SKIPPED, one another live process runs is
+    HELD: neither is run twice)."""
+    tags = {ROLE_TAG: "cell", CELL_ID_TAG: cell.id, **(tags or {}), **cell_tags(cell)}
+    claim = tracker.claim(cell.id, cell.label, tags, parent_id, since_ms)
+    if claim.state == "finished":
+        return CellOutcome(cell, claim.run_id, "SKIPPED", Result.from_run(claim.run))
+    if claim.state == "held":
+        return CellOutcome(cell, claim.run_id, "HELD", error=claim.owner)
+    return claim.run_id
+
+
+def _start(
+    cell: Cell,
+    run_id: str,
+    registry: Registry,
+    tracker: Tracker,
+    data_root: Path,
+    cache: Path,
+    events: Events,
+    opened: ExitStack,
+) -> CellTraining:
+    """Log the claimed cell's params and prepare its training (data, teacher, student)."""
+    tracker.log_params(run_id, {**flatten(cell.config()), **versions(cell, registry)})
+    return CellTraining(cell, tracker, run_id, data_root, cache, events, opened)
 
 
 def _record_failure(tracker: Tracker, run_id: str, exc: BaseException) -> str:

@@ -12,22 +12,18 @@ Task = tuple[Cell, ...]
 """Cells a worker runs together: several seeds of one arm trained stacked, or one cell."""
 
 
-def why_not_stacked(cell: Cell) -> str | None:
-    """Why `cell` cannot train stacked with its other seeds, or None."""
-    if not cell.student.component.stackable:
-        return f"student plugin '{cell.student.plugin}' does not declare itself stackable"
-    if not cell.backend.component.stackable:  # the one it trains on
-        return f"backend '{cell.backend.name}' draws shots or runs outside torch"
-    if cell.distils_features:
-        return "a feature distiller trains a module of its own beside the student"
-    return None
-
-
 def stacks(cell: Cell) -> bool:
     """Whether `cell` trains stacked: `[train] stacked` "on" where it can, "auto" where it
-    can and its student says stacking pays at the batch size, "off" never."""
+    can and its student says stacking pays at the batch size, "off" never. It cannot when
+    its student does not declare itself stackable, when the backend it trains on draws shots
+    or runs outside torch, or when a feature distiller trains a module of its own beside it."""
     mode = cell.spec.train.stacked
-    if mode == "off" or why_not_stacked(cell) is not None:
+    can = (
+        cell.student.component.stackable
+        and cell.backend.component.stackable
+        and not cell.distils_features
+    )
+    if mode == "off" or not can:
         return False
     return mode == "on" or cell.student.component.stacking_pays(cell.spec.train.batch_size)
 
@@ -35,17 +31,12 @@ def stacks(cell: Cell) -> bool:
 def tasks(cells: Sequence[Cell], workers: int = 1) -> list[Task]:
     """`cells` as tasks, in their order: the stacking cells of each arm that differ only in
     seed as one task, split so that there are at least `workers` tasks where cells allow."""
-    groups: dict[str, list[Cell]] = {}
-    order: list[str] = []
+    groups: dict[str, list[Cell]] = {}  # in the order of each group's first cell
     for cell in cells:
-        key = _without_seed(cell) if stacks(cell) else cell.id
-        if key not in groups:
-            groups[key], order = [], [*order, key]
-        groups[key].append(cell)
-    pieces = max(1, math.ceil(workers / len(order))) if order else 1
+        groups.setdefault(_without_seed(cell) if stacks(cell) else cell.id, []).append(cell)
+    pieces = max(1, math.ceil(workers / len(groups))) if groups else 1
     found: list[Task] = []
-    for key in order:
-        group = groups[key]
+    for group in groups.values():
         size = math.ceil(len(group) / min(pieces, len(group)))
         found += [tuple(group[i : i + size]) for i in range(0, len(group), size)]
     return found
