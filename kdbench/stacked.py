@@ -45,7 +45,7 @@ def fit_stacked(
     num_classes: int,
     epochs: int,
     batch_size: int,
-    lr: float,
+    lr: float | Sequence[float],
     seeds: Sequence[int],
     rng_states: Sequence[torch.Tensor],
     distiller: Distiller | None = None,
@@ -60,8 +60,9 @@ def fit_stacked(
     would have found it), trained as one. Returns each model's result, or the error that
     stopped it (its loss became infinite or NaN: the others go on); each model ends with its
     kept weights loaded and its circuits' counters as `fit` leaves them. Callbacks get the
-    model's index first. Results agree with `fit`'s to float tolerance (batched products
-    may round differently).
+    model's index first. `lr` is every model's, or one per model (the points of a swept
+    learning rate). Results agree with `fit`'s to float tolerance (batched products may round
+    differently).
     """
     count = len(models)
     params, buffers = stack_module_state(list(models))  # copies: [S, ...] leaves
@@ -85,14 +86,18 @@ def fit_stacked(
         with _quiet():
             return vmapped(*args)
 
-    optimizer = adam(params.values(), lr)
+    lrs = [float(lr)] * count if isinstance(lr, (int, float)) else [float(r) for r in lr]
+    # Adam's step and one-cycle's schedule are linear in the learning rate: models with
+    # different rates step at rate 1, each step scaled to its model's rate (`_scaled`).
+    shared = lrs[0] if len(set(lrs)) == 1 else None
+    optimizer = adam(params.values(), 1.0 if shared is None else shared)
     orders = [torch.Generator().manual_seed(seed) for seed in seeds]
     samples = len(trains[0].y)
     steps = batch_count(samples, batch_size)
     scheduler = None
     if schedule == "one-cycle":
         scheduler = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, lr, total_steps=epochs * steps, pct_start=0.25
+            optimizer, optimizer.defaults["lr"], total_steps=epochs * steps, pct_start=0.25
         )
     # The seeds' splits side by side, [S, samples, ...], so that a step gathers all its
     # batches in one indexing (seed i's rows from seed i's split).
@@ -131,7 +136,10 @@ def fit_stacked(
             # Summed, each model's loss gives its own weights their gradient; a stopped
             # model's gives none.
             torch.where(alive, total, 0.0).sum().backward()
-            optimizer.step()
+            if shared is None:
+                _scaled(optimizer, lrs)
+            else:
+                optimizer.step()
             if scheduler is not None:
                 scheduler.step()
             names = ["loss", *parts]
@@ -167,6 +175,18 @@ def fit_stacked(
         if isinstance(result, FitResult):
             model.load_state_dict(result.best_state)
     return results
+
+
+@torch.no_grad()
+def _scaled(optimizer: torch.optim.Optimizer, lrs: Sequence[float]) -> None:
+    """One step of `optimizer` (at rate 1) over stacked weights, model i's scaled by lrs[i]."""
+    weights = [p for group in optimizer.param_groups for p in group["params"]]
+    before = [w.clone() for w in weights]
+    optimizer.step()
+    rates = torch.tensor(lrs)
+    for weight, old in zip(weights, before, strict=True):
+        scale = rates.view(-1, *[1] * (weight.dim() - 1)).to(weight.dtype)
+        weight.sub_(old).mul_(scale).add_(old)
 
 
 def _with(base: nn.Module, params: dict, buffers: dict) -> nn.Module:

@@ -1,5 +1,5 @@
 """Which cells train stacked (`[train] stacked`), and the tasks a run hands its workers: a
-group of cells that differ only in seed, or one cell."""
+group of cells that differ only in seed and learning rate, or one cell."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from collections.abc import Sequence
 from kdbench.matrix import Cell, digest
 
 Task = tuple[Cell, ...]
-"""Cells a worker runs together: several seeds of one arm trained stacked, or one cell."""
+"""Cells a worker runs together: several seeds (and learning rates) of one arm trained
+stacked, or one cell."""
 
 
 def stacks(cell: Cell) -> bool:
@@ -30,10 +31,11 @@ def stacks(cell: Cell) -> bool:
 
 def tasks(cells: Sequence[Cell], workers: int = 1) -> list[Task]:
     """`cells` as tasks, in their order: the stacking cells of each arm that differ only in
-    seed as one task, split so that there are at least `workers` tasks where cells allow."""
+    seed and learning rate as one task, split so that there are at least `workers` tasks
+    where cells allow."""
     groups: dict[str, list[Cell]] = {}  # in the order of each group's first cell
     for cell in cells:
-        groups.setdefault(_without_seed(cell) if stacks(cell) else cell.id, []).append(cell)
+        groups.setdefault(_stacking_key(cell) if stacks(cell) else cell.id, []).append(cell)
     pieces = max(1, math.ceil(workers / len(groups))) if groups else 1
     found: list[Task] = []
     for group in groups.values():
@@ -42,7 +44,10 @@ def tasks(cells: Sequence[Cell], workers: int = 1) -> list[Task]:
     return found
 
 
-def _without_seed(cell: Cell) -> str:
+def _stacking_key(cell: Cell) -> str:
+    """The cell's config without what stacked models may differ in: the seed and the
+    learning rate (a per-model scale of one optimizer's step)."""
     config = cell.config()
     config.pop("seed")
+    config["train"].pop("lr")
     return digest(config)

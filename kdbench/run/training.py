@@ -254,11 +254,12 @@ class CellTraining:
 
 
 def train_stacked(trainings: Sequence[CellTraining]) -> list[FitResult | FloatingPointError]:
-    """Train the students of cells that differ only in seed as one stacked model."""
+    """Train the students of cells that differ only in seed and learning rate as one
+    stacked model."""
     first = trainings[0]
     first.events.phase(
         first.cell,
-        f"student {first.cell.student.name}, {len(trainings)} seeds stacked",
+        f"student {first.cell.student.name}, {len(trainings)} cells stacked",
         first.cell.spec.train.epochs,
     )
     on_test = first.on_test
@@ -278,7 +279,7 @@ def train_stacked(trainings: Sequence[CellTraining]) -> list[FitResult | Floatin
             on_epoch=on_epoch,
             tests=[t.test for t in trainings] if on_test else None,
             on_checkpoint=lambda i, epoch, kept: trainings[i].test_budget(epoch, kept),
-            **first.fit_options(),
+            **first.fit_options() | {"lr": [t.cell.spec.train.lr for t in trainings]},
         )
     except NotStackable as exc:
         # One at a time after all, each from the RNG state it was built with.

@@ -107,6 +107,40 @@ def test_stacked_seeds_train_as_each_would_alone(student, options, backend):
         )
 
 
+@pytest.mark.parametrize("schedule", ["constant", "one-cycle"])
+def test_stacked_learning_rates_train_as_each_would_alone(schedule):
+    """Points of a swept learning rate stack too: each model's Adam step is scaled to its rate."""
+    data = [splits(seed) for seed in SEEDS]
+    rates = [0.01, 0.003, 0.03]
+    common = {"num_classes": 3, "epochs": 3, "batch_size": 4, "schedule": schedule}
+    alone = [
+        fit(build("vqc-q3", "statevector", seed), _log_probs, t, v, seed=seed, lr=lr, **common)
+        for seed, (t, v), lr in zip(SEEDS, data, rates, strict=True)
+    ]
+    models, states = [], []
+    for seed in SEEDS:
+        models.append(build("vqc-q3", "statevector", seed))
+        states.append(torch.get_rng_state())
+    stacked = fit_stacked(
+        models,
+        _log_probs,
+        [t for t, _ in data],
+        [v for _, v in data],
+        lr=rates,
+        seeds=SEEDS,
+        rng_states=states,
+        **common,
+    )
+    for one, together in zip(alone, stacked, strict=True):
+        assert not isinstance(together, Exception)
+        for a, b in zip(one.history, together.history, strict=True):
+            assert a.train["loss"] == pytest.approx(b.train["loss"], rel=1e-3)
+            assert a.val["loss"] == pytest.approx(b.val["loss"], rel=1e-3)
+        assert one.best_epoch == together.best_epoch
+    # Different rates train differently: the test above could not pass on one shared rate.
+    assert len({round(r.history[-1].train["loss"], 4) for r in alone}) == 3
+
+
 def test_a_diverging_seed_fails_alone():
     data = [splits(seed) for seed in SEEDS]
     broken = Split(data[1][0].x.clone(), data[1][0].y)
@@ -174,6 +208,9 @@ def test_which_cells_stack_and_how_they_are_grouped(write_config, registry):
     assert not any(stacks(c) for c in cells_of(cnn, write_config, registry))
     on = cnn.replace("[train]\n", '[train]\nstacked = "on"\n')
     assert all(stacks(c) for c in cells_of(on, write_config, registry))
+    # A swept learning rate stacks with the seeds: one task per arm still.
+    swept = text.replace("[[matrix]]\n", '[[matrix]]\nsweep = {"train.lr" = [0.01, 0.02]}\n')
+    assert [len(t) for t in tasks(cells_of(swept, write_config, registry))] == [8, 8]
     # The mode is never part of a cell's id.
     assert {c.id for c in cells_of(off, write_config, registry)} == {c.id for c in cells}
 
