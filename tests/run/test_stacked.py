@@ -50,6 +50,16 @@ def build(student: str, backend: str, seed: int, **options) -> torch.nn.Module:
     return component.build(context)
 
 
+def built(student: str, backend: str, **options) -> tuple[list, list[torch.Tensor]]:
+    """A model per seed of SEEDS, and the RNG state each leaves (its dropout draws from it,
+    as it would trained alone)."""
+    models, states = [], []
+    for seed in SEEDS:
+        models.append(build(student, backend, seed, **options))
+        states.append(torch.get_rng_state())
+    return models, states
+
+
 STUDENTS = [
     ("released-q3", {}),
     ("vqc-q3", {}),
@@ -74,10 +84,7 @@ def test_stacked_seeds_train_as_each_would_alone(student, options, backend):
         model = build(student, backend, seed, **options)
         fitted = fit(model, _log_probs, train, val, seed=seed, **common)
         alone.append((fitted, [c.executions for c in _counters(model)], model))
-    models, states = [], []
-    for seed in SEEDS:
-        models.append(build(student, backend, seed, **options))
-        states.append(torch.get_rng_state())  # what its dropout draws from, as alone
+    models, states = built(student, backend, **options)
     stacked = fit_stacked(
         models,
         _log_probs,
@@ -117,10 +124,7 @@ def test_stacked_learning_rates_train_as_each_would_alone(schedule):
         fit(build("vqc-q3", "statevector", seed), _log_probs, t, v, seed=seed, lr=lr, **common)
         for seed, (t, v), lr in zip(SEEDS, data, rates, strict=True)
     ]
-    models, states = [], []
-    for seed in SEEDS:
-        models.append(build("vqc-q3", "statevector", seed))
-        states.append(torch.get_rng_state())
+    models, states = built("vqc-q3", "statevector")
     stacked = fit_stacked(
         models,
         _log_probs,
@@ -146,10 +150,7 @@ def test_a_diverging_seed_fails_alone():
     broken = Split(data[1][0].x.clone(), data[1][0].y)
     broken.x[3] = math.nan  # seed 1's loss becomes NaN at the batch holding image 3
     trains = [data[0][0], broken, data[2][0]]
-    models, states = [], []
-    for seed in SEEDS:
-        models.append(build("vqc-q3", "statevector", seed))
-        states.append(torch.get_rng_state())
+    models, states = built("vqc-q3", "statevector")
     results = fit_stacked(
         models,
         _log_probs,
