@@ -49,6 +49,7 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 _LAZY = {
     # The circuit toolkit, for backend authors (kdbench.quantum).
     "CircuitCounters": "kdbench.quantum",
+    "EXACT_GATES": "kdbench.quantum",
     "ParameterShift": "kdbench.quantum",
     "PrimitiveSampler": "kdbench.quantum",
     "Sampler": "kdbench.quantum",
@@ -65,6 +66,7 @@ _LAZY = {
     "depolarizing_targets": "kdbench.quantum",
     "device_noise_model": "kdbench.quantum",
     "draw_frequencies": "kdbench.quantum",
+    "exact_definition": "kdbench.quantum",
     "fake_backend": "kdbench.quantum",
     "fake_backends": "kdbench.quantum",
     "gets_depolarizing": "kdbench.quantum",
@@ -82,6 +84,7 @@ _LAZY = {
     "smoothed": "kdbench.quantum",
     "smoothing_option": "kdbench.quantum",
     "split_slots": "kdbench.quantum",
+    "varying_angles": "kdbench.quantum",
     # The data-file toolkit, for data set authors (kdbench.fetch).
     "FetchReport": "kdbench.fetch",
     "apt_download": "kdbench.fetch",
@@ -115,6 +118,7 @@ if TYPE_CHECKING:  # for type checkers and editors: the lazy names, as if import
         verify_files,
     )
     from kdbench.quantum import (  # noqa: F401
+        EXACT_GATES,
         SHIFTABLE_GATES,
         CircuitCounters,
         ParameterShift,
@@ -133,6 +137,7 @@ if TYPE_CHECKING:  # for type checkers and editors: the lazy names, as if import
         depolarizing_targets,
         device_noise_model,
         draw_frequencies,
+        exact_definition,
         fake_backend,
         fake_backends,
         gets_depolarizing,
@@ -149,6 +154,7 @@ if TYPE_CHECKING:  # for type checkers and editors: the lazy names, as if import
         smoothed,
         smoothing_option,
         split_slots,
+        varying_angles,
     )
 
 __all__ = [

@@ -4,7 +4,7 @@
 from kdbench.quantum.angles import linear_angle, linear_form, parameter_columns
 from kdbench.quantum.counters import CircuitCounters, check_circuit_call
 from kdbench.quantum.devices import fake_backend, fake_backends, is_fake_name
-from kdbench.quantum.gates import decompose_to
+from kdbench.quantum.gates import EXACT_GATES, decompose_to, exact_definition, varying_angles
 from kdbench.quantum.noise import (
     depolarizing_option,
     depolarizing_targets,

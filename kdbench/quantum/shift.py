@@ -12,7 +12,8 @@ quantum computer) gets its gradients here:
    one sampler call; its backward pass runs every shifted circuit of the batch, 2·B·S' of
    them for the S' slots whose gradient is needed, in ONE more call, and applies
    dP/dθ = ½[P(θ + π/2) − P(θ − π/2)], exact for gates exp(-iθG/2) with G² = I (rx, ry, rz,
-   rxx, ryy, rzz, rzx) and for p (an rz up to a global phase), then the chain rule.
+   rxx, ryy, rzz, rzx) and for p (an rz up to a global phase), then the chain rule. Other
+   gates with angles (crx, cp, u, ...: `EXACT_GATES`) are first expanded into these exactly.
 
 Qiskit is imported only when a circuit is prepared: it is slow to import.
 """
@@ -28,7 +29,7 @@ import torch
 
 from kdbench.quantum.angles import linear_angle, parameter_columns
 from kdbench.quantum.counters import CircuitCounters, check_circuit_call
-from kdbench.quantum.gates import decompose_to
+from kdbench.quantum.gates import EXACT_GATES, decompose_to
 from kdbench.quantum.shots import smoothed
 from kdbench.quantum.tensors import call_dtype
 
@@ -75,10 +76,11 @@ def split_slots(
 ) -> Slots:
     """Give every parameterized rotation of `circuit` its own slot Parameter.
 
-    Composite gates are expanded first (`decompose_to`), so that their rotations get slots;
-    gates with constant angles are kept as they are, for the backend's transpiler. Raise
-    ValueError for a parameterized gate outside `SHIFTABLE_GATES` or an angle not linear in
-    one input or weight.
+    Composite gates, and gates of `EXACT_GATES` whose angles depend on a Parameter (crx,
+    u, ...), are expanded first (`decompose_to`), so that their rotations get slots; gates
+    with constant angles are kept as they are, for the backend's transpiler. Raise
+    ValueError for a parameterized gate that expands into no `SHIFTABLE_GATES` or an angle
+    not linear in one input or weight.
     """
     from qiskit.circuit import ParameterExpression, ParameterVector, QuantumCircuit
     from qiskit.circuit.library import (
@@ -102,7 +104,7 @@ def split_slots(
         "rzx": RZXGate,
         "rzz": RZZGate,
     }
-    circuit = decompose_to(circuit, SHIFTABLE_GATES)
+    circuit = decompose_to(circuit, SHIFTABLE_GATES, keep_constant=True)
     columns = parameter_columns(inputs, weights)
 
     def parameterized(value: Any) -> bool:
@@ -126,7 +128,7 @@ def split_slots(
         if operation.name not in gates:
             raise ValueError(
                 f"{where} has a parameterized angle; parameter-shift supports "
-                f"{', '.join(SHIFTABLE_GATES)} (decompose or transpile the circuit first)"
+                f"{', '.join(_parameterized_gates())} (decompose or transpile the circuit first)"
             )
         column, slope, offset = linear_angle(operation.params[0], columns, where)
         # Linear in a parameter with slope 0 (e.g. 0*p + 0.2): a constant angle.
@@ -145,6 +147,15 @@ def split_slots(
         num_inputs=len(inputs),
         num_weights=len(weights),
     )
+
+
+def _parameterized_gates() -> list[str]:
+    """The gates whose angles may depend on a parameter: `SHIFTABLE_GATES` and those of
+    `EXACT_GATES` with angles, which expand into them."""
+    from qiskit.circuit.library import get_standard_gate_name_mapping
+
+    standard = get_standard_gate_name_mapping()
+    return sorted({*SHIFTABLE_GATES, *(name for name in EXACT_GATES if standard[name].params)})
 
 
 class ParameterShift(CircuitCounters):

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from kdbench import gets_depolarizing, linear_form, measured_qubits, parameter_columns
+from kdbench import (
+    exact_definition,
+    gets_depolarizing,
+    linear_form,
+    measured_qubits,
+    parameter_columns,
+    varying_angles,
+)
 
 from .noise import _NoiseErrors
 from .steps import _gate_terms, _Step
@@ -60,16 +67,17 @@ class _Compiler:
                 raise ValueError(f"{where}: only unitary gates and final measurements run here")
             if len(physical) > 2:
                 raise ValueError(f"{where}: gates on more than 2 qubits are not supported")
-            terms, omega, angle = _gate_terms(operation, where)
-            step = _Step(tuple(index[q] for q in physical), terms, omega)
-            if angle is not None:
-                slopes, offset = linear_form(angle, columns, where)
-                step.angle = len(self.slopes)
-                step.reads_inputs = any(c < self.num_inputs for c in slopes)
-                self.slopes.append(slopes)
-                self.offsets.append(offset)
-            step.noise = self._error(operation.name, physical)
-            self.steps.append(step)
+            for piece, qubits in self._pieces(operation, physical):
+                terms, omega, angle = _gate_terms(piece, where)
+                step = _Step(tuple(index[q] for q in qubits), terms, omega)
+                if angle is not None:
+                    slopes, offset = linear_form(angle, columns, where)
+                    step.angle = len(self.slopes)
+                    step.reads_inputs = any(c < self.num_inputs for c in slopes)
+                    self.slopes.append(slopes)
+                    self.offsets.append(offset)
+                self.steps.append(step)
+            self.steps[-1].noise = self._error(operation.name, physical)  # after the whole gate
         errors = _NoiseErrors(noise_model)
         if "measure" in errors.noisy_instructions():
             raise ValueError(
@@ -83,6 +91,19 @@ class _Compiler:
             )
         self.confusion = [
             self._confusion(self.physical[q]) if readout else np.eye(2) for q in self.measured
+        ]
+
+    @staticmethod
+    def _pieces(operation: Any, physical: tuple[int, ...]) -> list[tuple[Any, tuple[int, ...]]]:
+        """(gate, qubits) that make up `operation` on `physical`: itself, or, for a gate with
+        several parameterized angles (u, cu3, ...: a step has one), its exact definition,
+        whose gates have one each (the global phase left out: ρ does not see it)."""
+        definition = exact_definition(operation) if len(varying_angles(operation)) > 1 else None
+        if definition is None:
+            return [(operation, physical)]
+        return [
+            (i.operation, tuple(physical[definition.find_bit(q).index] for q in i.qubits))
+            for i in definition.data
         ]
 
     def _error(self, name: str, physical: tuple[int, ...]) -> list[np.ndarray] | None:

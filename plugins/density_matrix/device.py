@@ -111,7 +111,11 @@ class DensityMatrix(Backend):
     def transpiled(self, circuit: QuantumCircuit, seed: int) -> tuple[QuantumCircuit, Any]:
         """(the measured circuit as it is simulated, the noise model or None)."""
         if self.noise is None:
-            return measured(decompose_to(circuit, ())), None
+            from qiskit.circuit.library import get_standard_gate_name_mapping
+
+            # The compiler takes a standard gate's matrix: it runs them as they are, each
+            # with one error, as in Aer; composites are expanded.
+            return measured(decompose_to(circuit, get_standard_gate_name_mapping())), None
         from qiskit.transpiler.preset_passmanagers import generate_preset_pass_manager
 
         noise_model = noise_source(self.noise)

@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from kdbench import varying_angles
+
 # A gate's matrix as A + cos(ωθ)·B + sin(ωθ)·C: ω = 1/2 for rotations, 1 for phase gates.
 _FREQUENCIES = (0.5, 1.0)
 _MATRIX_TOL = 1e-12
@@ -63,14 +65,9 @@ def _embed(matrix: np.ndarray, qubits: tuple[int, ...], block: tuple[int, ...]) 
 
 def _gate_terms(operation: Any, where: str) -> tuple[tuple[np.ndarray, ...], float, Any]:
     """((A, B, C), ω, the angle expression or None) of a gate's matrix A + cos(ωθ)B + sin(ωθ)C."""
-    from qiskit.circuit import ParameterExpression
     from qiskit.quantum_info import Operator
 
-    varying = [
-        i
-        for i, p in enumerate(operation.params)
-        if isinstance(p, ParameterExpression) and p.parameters
-    ]
+    varying = varying_angles(operation)
     try:
         if not varying:
             matrix = Operator(operation).data

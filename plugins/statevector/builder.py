@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from kdbench import linear_angle, parameter_columns
+from kdbench import EXACT_GATES, linear_angle, parameter_columns
 
 from .apply_operation import _Fixed1q, _Monomial, _Rotation
 
@@ -20,8 +20,11 @@ _SKIPPED = frozenset({"measure", "barrier"})
 # Gates that map each basis state to one basis state times a phase, with no angle.
 _FIXED_MONOMIAL = frozenset({"id", "x", "y", "z", "s", "sdg", "t", "cx", "cz", "swap", "ccx"})
 _ROTATIONS = frozenset({"rx", "ry", "rz", "p"})
-SUPPORTED_GATES = tuple(sorted(_FIXED_MONOMIAL | _ROTATIONS | {"h"}))
-"""Names of the Qiskit gates the statevector backend simulates."""
+NATIVE_GATES = tuple(sorted(_FIXED_MONOMIAL | _ROTATIONS | {"h"}))
+"""Names of the Qiskit gates the builder turns into operations."""
+SUPPORTED_GATES = tuple(sorted({*NATIVE_GATES, *EXACT_GATES}))
+"""Names of the Qiskit gates the statevector backend simulates: the native ones and those
+that `decompose_to` expands into them exactly (crx, cp, rzz, u, sx, ...)."""
 
 # Below this, an imaginary part is rounding noise (phases are products of unit numbers).
 _IMAG_TOL = 1e-12

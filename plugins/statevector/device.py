@@ -12,13 +12,14 @@ from kdbench import (
     Backend,
     CircuitPlan,
     ParameterShift,
+    decompose_to,
     hookimpl,
     option,
     smoothing_option,
     split_slots,
 )
 
-from .builder import _FIXED_MONOMIAL
+from .builder import _FIXED_MONOMIAL, NATIVE_GATES
 from .simulate import CompiledStatevector
 
 if TYPE_CHECKING:  # qiskit is slow to import; it is imported when a circuit is compiled
@@ -33,7 +34,9 @@ class Statevector(Backend):
     constant permutation and phase gates (x, y, z, s, sdg, t, cx, cz, swap, ccx, rz/p with a
     fixed angle) are fused into one gather-and-multiply; h, rx and ry combine the two halves
     of a qubit's axis; rz and p with a parameter multiply by per-sample phases. A circuit of
-    real gates (h, x, y, z, ry, cx, cz, swap, ccx, ...) runs in a real dtype.
+    real gates (h, x, y, z, ry, cx, cz, swap, ccx, ...) runs in a real dtype. The other gates
+    of `kdbench.EXACT_GATES` (crx, cry, crz, cp, rxx, ryy, rzz, rzx, u, sx, cy, ch, ...) run
+    as their exact definitions in these gates.
 
     Up to FUSE_MAX_QUBITS qubits the compiler fuses further, for any circuit: the leading
     single-qubit gates become a product state (each qubit's 2-vector, multiplied out), and
@@ -125,14 +128,15 @@ class Statevector(Backend):
             slots = split_slots(circuit, plan.inputs, plan.weights)
         except ValueError:
             return None
-        names = {i.operation.name for i in slots.circuit.data}
+        flat = decompose_to(slots.circuit, NATIVE_GATES)  # the gates the builder sees
+        names = {i.operation.name for i in flat.data}
         constant = any(
             i.operation.name in _FIXED_MONOMIAL
             or (
                 i.operation.name in ("rz", "p")
                 and not isinstance(i.operation.params[0], ParameterExpression)
             )
-            for i in slots.circuit.data
+            for i in flat.data
         )
         n, rotations = circuit.num_qubits, len(slots)
         complex_state = bool(names & {"rx", "rz", "p", "s", "sdg", "t"})

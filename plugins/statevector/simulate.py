@@ -16,7 +16,7 @@ from kdbench import (
     decompose_to,
 )
 
-from .builder import SUPPORTED_GATES, _Builder
+from .builder import NATIVE_GATES, _Builder
 from .fusion import FUSE_MAX_QUBITS, _fuse
 
 if TYPE_CHECKING:  # qiskit is slow to import; it is imported when a circuit is compiled
@@ -29,8 +29,9 @@ class CompiledStatevector(CircuitCounters):
     Returns the probabilities [B, 2**num_qubits] of all qubits in Qiskit's order (bit q of the
     index is qubit q), as `qiskit.quantum_info.Statevector(...).probabilities()` gives them.
     `executions` counts circuits evaluated (B per call) and `shots` the shots spent (0 when
-    exact). `is_real` tells whether the state is simulated in a real dtype. Composite gates
-    are expanded into supported ones first (`decompose_to`).
+    exact). `is_real` tells whether the state is simulated in a real dtype. Composite gates,
+    and standard gates without an operation of their own (crx, rzz, u, ...), are expanded
+    into native ones first (`decompose_to`).
     """
 
     def __init__(
@@ -44,7 +45,7 @@ class CompiledStatevector(CircuitCounters):
         fuse: bool = True,
         smoothing: float = 0.0,
     ):
-        circuit = decompose_to(circuit, SUPPORTED_GATES)
+        circuit = decompose_to(circuit, NATIVE_GATES)
         super().__init__(
             depth=circuit.depth(), width=circuit.num_qubits, shots_per_circuit=shots or 0
         )

@@ -67,7 +67,7 @@ def test_decompose_to_expands_composites_recursively_and_keeps_the_rest():
     # An opaque gate has no definition: it stays, for the backend to name.
     qc = QuantumCircuit(2)
     qc.append(Gate("opaque", 1, []), [1])
-    qc.crx(0.3, 0, 1)  # a standard gate: kept, not expanded
+    qc.crx(0.3, 0, 1)  # a supported gate: kept, for the backend to expand
     assert decompose_to(qc, SUPPORTED_GATES) is qc
     with pytest.raises(ValueError, match="'opaque' on qubits \\[1\\]"):
         Statevector().compile(qc, [], [], seed=0)

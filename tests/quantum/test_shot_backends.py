@@ -10,6 +10,7 @@ import pytest
 import torch
 from qiskit import QuantumCircuit
 from qiskit.circuit import Parameter, ParameterVector
+from qiskit.circuit.library import XXPlusYYGate
 from qiskit.quantum_info import Statevector as QiskitStatevector
 
 from kdbench import ParameterShift, StudentContext, split_slots
@@ -140,8 +141,8 @@ def test_slots_without_needed_gradient_are_not_run():
 def test_unsupported_parameterized_gate_is_named():
     p = Parameter("p")
     qc = QuantumCircuit(2)
-    qc.crx(p, 0, 1)
-    with pytest.raises(ValueError, match="'crx'"):
+    qc.append(XXPlusYYGate(p, 0.1), [0, 1])
+    with pytest.raises(ValueError, match="'xx_plus_yy'"):
         split_slots(qc, [p], [])
 
 

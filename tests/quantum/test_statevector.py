@@ -9,6 +9,7 @@ import pytest
 import torch
 from qiskit import QuantumCircuit
 from qiskit.circuit import Parameter, ParameterVector
+from qiskit.circuit.library import XXPlusYYGate
 from qiskit.quantum_info import Statevector as QiskitStatevector
 
 from kdbench_plugins import statevector
@@ -272,9 +273,9 @@ def test_shots_use_straight_through_gradients():
 @pytest.mark.parametrize(
     ("build", "message"),
     [
-        (lambda qc, p: qc.sx(0), "'sx'"),
-        (lambda qc, p: qc.u(0.1, 0.2, 0.3, 0), "'u'"),
-        (lambda qc, p: qc.crx(0.1, 0, 1), "'crx'"),
+        (lambda qc, p: qc.iswap(0, 1), "'iswap'"),
+        (lambda qc, p: qc.ecr(0, 1), "'ecr'"),
+        (lambda qc, p: qc.append(XXPlusYYGate(0.1, 0.2), [0, 1]), "'xx_plus_yy'"),
         (lambda qc, p: qc.ry(p * p, 0), "a\\*p \\+ b"),
         (lambda qc, p: qc.ry(p.sin(), 0), "a\\*p \\+ b"),
         (lambda qc, p: qc.rx(p + Parameter("q"), 0), "several parameters"),
