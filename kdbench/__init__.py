@@ -49,6 +49,8 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 _LAZY = {
     # The circuit toolkit, for backend authors (kdbench.quantum).
     "CircuitCounters": "kdbench.quantum",
+    "amplitude_angles": "kdbench.quantum",
+    "amplitude_circuit": "kdbench.quantum",
     "EXACT_GATES": "kdbench.quantum",
     "ParameterShift": "kdbench.quantum",
     "PrimitiveSampler": "kdbench.quantum",
@@ -126,6 +128,8 @@ if TYPE_CHECKING:  # for type checkers and editors: the lazy names, as if import
         Sampler,
         ShotSampler,
         Slots,
+        amplitude_angles,
+        amplitude_circuit,
         bind_order,
         bit_array_probabilities,
         call_dtype,

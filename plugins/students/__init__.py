@@ -1,8 +1,10 @@
-"""Students: a classical front, then a parameterized quantum circuit (or its classical control).
+"""Students: a classical front, then a parameterized quantum circuit (or its classical control);
+and the field's models, which encode a feature vector themselves.
 
-Every student maps an image to `features` numbers (the front), loads them into qubits (the
-encoder), runs the circuit on the cell's backend, and reads the 2**n outcome probabilities
-out as class probabilities. The presets name the paper's students in both readings.
+Every `pqc` student maps an input to `features` numbers (the front), loads them into qubits
+(the encoder), runs the circuit on the cell's backend, and reads the 2**n outcome
+probabilities out as class probabilities. The presets name the paper's students in both
+readings. `field` and `amplitude` hold the QML benchmark's models.
 """
 
 # Laid out by part: `fronts` (image -> features), `readout` (outcomes -> classes), the two
@@ -11,7 +13,16 @@ from __future__ import annotations
 
 from kdbench import hookimpl
 
+from .amplitude import CircuitCentricStudent, TreeTensorStudent
 from .classical import Classical, ClassicalStudent, IsingRing, ring_pairs
+from .field import (
+    CircuitModel,
+    DressedStudent,
+    FieldStudent,
+    IqpStudent,
+    ReuploadingStudent,
+    SeparableStudent,
+)
 from .fronts import Front, make_front
 from .pqc import MAX_QUBITS, Pqc, QuantumStudent, ansatz
 from .presets import (
@@ -24,6 +35,7 @@ from .presets import (
     VqcQ3,
     VqcQ4,
 )
+from .qcnn import QcnnStudent
 from .readout import (
     FIXED_READOUTS,
     READOUT_HELP,
@@ -39,18 +51,27 @@ __all__ = [
     "FIXED_READOUTS",
     "MAX_QUBITS",
     "READOUT_HELP",
+    "CircuitCentricStudent",
+    "CircuitModel",
     "Classical",
     "ClassicalStudent",
+    "DressedStudent",
+    "FieldStudent",
     "Front",
+    "IqpStudent",
     "IsingRing",
     "PaperQ3",
     "PaperQ4",
     "Pqc",
+    "QcnnStudent",
     "QuantumStudent",
     "ReadOut",
     "Readout",
     "ReleasedQ3",
     "ReleasedQ4",
+    "ReuploadingStudent",
+    "SeparableStudent",
+    "TreeTensorStudent",
     "TwinQ3",
     "TwinQ4",
     "VqcQ3",
@@ -79,6 +100,13 @@ def register_students(register) -> None:
         Classical,
         TwinQ3,
         TwinQ4,
+        ReuploadingStudent,
+        DressedStudent,
+        IqpStudent,
+        SeparableStudent,
+        CircuitCentricStudent,
+        TreeTensorStudent,
+        QcnnStudent,
     )
     for student in students:
         register(student)

@@ -1,0 +1,29 @@
+"""Amplitude encoding: the circuit prepares each real vector exactly (signs included), its
+angles are the circuit's inputs one to one, and a bad length is refused."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from qiskit.quantum_info import Statevector
+
+from kdbench import amplitude_angles, amplitude_circuit
+
+
+@pytest.mark.parametrize("qubits", [1, 2, 3, 5])
+def test_the_circuit_prepares_each_vector(qubits):
+    torch.manual_seed(qubits)
+    vectors = torch.randn(4, 2**qubits, dtype=torch.float64)
+    vectors[0] = vectors[0].abs()  # all positive
+    vectors[1, : 2 ** (qubits - 1)] = 0  # a whole half empty
+    circuit, inputs = amplitude_circuit(qubits)
+    assert len(inputs) == 2**qubits - 1 and set(circuit.count_ops()) <= {"ry", "cx"}
+    for vector, angles in zip(vectors, amplitude_angles(vectors), strict=True):
+        state = Statevector(circuit.assign_parameters(angles.tolist())).data
+        assert abs(state.imag).max() < 1e-12
+        assert torch.allclose(torch.as_tensor(state.real), vector / vector.norm(), atol=1e-10)
+
+
+def test_a_vector_of_another_length_is_refused():
+    with pytest.raises(ValueError, match="2\\*\\*n entries"):
+        amplitude_angles(torch.ones(2, 6))
