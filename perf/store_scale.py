@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import socket
 import sqlite3
 import statistics
@@ -234,6 +235,8 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 100000])
     parser.add_argument("--no-server", action="store_true", help="the SQLite store only")
     args = parser.parse_args()
+    # Stopped, still stop the server it started (`measure`'s finally) rather than orphan it.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     os.environ.setdefault("KDBENCH_LOAD_PLUGINS", "")
     rows = [measure(size, not args.no_server) for size in args.sizes]
     out = ROOT / "perf" / "results" / "store_scale.json"
