@@ -7,6 +7,7 @@ writes each option once.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import sys
@@ -61,9 +62,9 @@ def option(
         "unrecorded": unrecorded,
         "recorded": recorded,
     }
-    if isinstance(default, list):
-        frozen = list(default)
-        return field(default_factory=lambda: list(frozen), metadata=metadata)
+    if isinstance(default, (list, dict)):  # mutable: each instance gets a copy
+        frozen = copy.deepcopy(default)
+        return field(default_factory=lambda: copy.deepcopy(frozen), metadata=metadata)
     return field(default=default, metadata=metadata)
 
 
@@ -118,6 +119,8 @@ def type_name(tp: Any) -> str:
         return " | ".join("none" if a is type(None) else type_name(a) for a in get_args(tp))
     if origin in (list, Sequence):
         return f"list of {type_name(get_args(tp)[0])}"
+    if origin in (dict, Mapping):
+        return "table"
     return {int: "integer", float: "number", str: "string", bool: "boolean"}.get(tp, str(tp))
 
 
@@ -141,6 +144,11 @@ def _matches(value: Any, tp: Any) -> bool:
     if origin in (list, Sequence):
         (item,) = get_args(tp)
         return isinstance(value, list) and all(_matches(v, item) for v in value)
+    if origin in (dict, Mapping):  # a TOML table: string keys
+        key, item = get_args(tp)
+        return isinstance(value, dict) and all(
+            _matches(k, key) and _matches(v, item) for k, v in value.items()
+        )
     if tp is type(None):
         return value is None
     if tp is float:  # TOML has nan and inf; no option means them

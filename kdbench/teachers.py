@@ -1,4 +1,5 @@
-"""Teachers: load from a checkpoint, or train once and cache on disk (keyed by what shaped them)."""
+"""Teachers: load from a checkpoint, or train once and cache on disk (keyed by what shaped them);
+a teacher that fits itself (`Teacher.fit`) caches its outputs instead."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import tempfile
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -192,6 +194,7 @@ def prepare_teacher(
     )
     num_classes = len(splits.class_names)
     device = device_for(options.device)
+    on_demand: FitOnDemand | None = None
     if member_teachers:
         model = options.combine([m.model.to(device) for m in member_teachers])
         source = "+".join(sorted({m.source for m in member_teachers}))
@@ -202,16 +205,53 @@ def prepare_teacher(
         torch.manual_seed(seed)
         model = options.build(num_classes, tuple(splits.train_x.shape[1:]))
         meta = {"teacher": teacher.resolved(), "dataset": dataset.resolved(), "seed": seed}
-        source = _load_or_train(model, options, splits, key, seed, cache, device, on_epoch, meta)
-        model = Memoized(model, shared=checkpoint_path(cache, key).with_suffix(".outputs.pt"))
+        target = checkpoint_path(cache, key)
+        if options.fits_itself():
+            fit = partial(_fit_itself, model, options, splits, seed, target, meta)
+            model = on_demand = FitOnDemand(model, fit)
+        else:
+            source = _load_or_train(model, options, splits, target, seed, device, on_epoch, meta)
+        model = Memoized(model, shared=target.with_suffix(".outputs.pt"))
     model.to(device).eval().requires_grad_(False)
     val_accuracy, test_accuracy = (
         evaluate(model, _log_probs, Split(x, y), num_classes, device=device).accuracy
         for x, y in ((splits.val_x, splits.val_y), (splits.test_x, splits.test_y))
     )
+    if on_demand is not None:  # fitted for this evaluation, or its outputs were cached
+        source = "trained" if on_demand.fitted else "cache"
     prepared = PreparedTeacher(model, val_accuracy, test_accuracy, source, key)
     _PREPARED[key] = prepared
     return prepared
+
+
+class FitOnDemand(nn.Module):
+    """A teacher that fits itself (`Teacher.fit`), fitted by `fit` when first called.
+
+    Behind its `Memoized` outputs, that is when an input's output is not cached: a teacher
+    whose outputs are all cached is not fitted again (its model itself is not cached).
+    """
+
+    def __init__(self, model: nn.Module, fit: Callable[[], None]):
+        super().__init__()
+        self.model = model
+        self.fitted = False
+        self._fit: Callable[[], None] | None = fit  # dropped once fitted: it holds the data
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        if self._fit is not None:
+            self._fit()
+            self.fitted, self._fit = True, None
+        return self.model(inputs)
+
+
+def _fit_itself(
+    model: nn.Module, options: Teacher, splits: Splits, seed: int, target: Path, meta: dict
+) -> None:
+    """`Teacher.fit` on the teacher pool; `target`'s metadata says what the outputs kept
+    beside it came from, as for a trained network."""
+    options.fit(model, splits.teacher_x, splits.teacher_y, seed=seed)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.with_suffix(".json").write_text(json.dumps(meta, indent=2))
 
 
 class Memoized(nn.Module):
@@ -286,9 +326,8 @@ def _load_or_train(
     model: nn.Module,
     options: Teacher,
     splits: Splits,
-    key: str,
+    target: Path,
     seed: int,
-    cache: Path,
     device: torch.device,
     on_epoch: Callable[[EpochMetrics], None] | None,
     meta: dict,
@@ -297,7 +336,6 @@ def _load_or_train(
     if options.checkpoint:
         load_checkpoint(model, options.checkpoint)
         return "checkpoint"
-    target = checkpoint_path(cache, key)
     with exclusive(target.with_suffix(".lock")):  # one process trains, the others wait
         if target.exists():
             load_checkpoint(model, str(target))
@@ -329,7 +367,8 @@ def _log_probs(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 def teacher_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
     """The frozen teacher's logits on every image, computed once per cell, on the CPU."""
-    device = next(model.parameters()).device
+    # A teacher that fits itself may have no weights; its model runs where its inputs are.
+    device = next(model.parameters(), torch.empty(0)).device
     model.eval()
     with torch.no_grad():
         return torch.cat(

@@ -1,4 +1,5 @@
-"""Classical teachers of the paper (§4.3), an ensemble of teachers, and torchvision models."""
+"""Classical teachers of the paper (§4.3), an ensemble of teachers, and torchvision models;
+the registration of the teachers of flattened inputs too (flat_teachers.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from kdbench import KdbenchError, OptionError, Teacher, as_image, did_you_mean, hookimpl, option
+
+from .flat_teachers import Mlp, Sklearn
 
 
 @dataclass(kw_only=True)
@@ -303,3 +306,5 @@ def register_teachers(register) -> None:
     register(Ensemble)
     register(TorchvisionTeacher)
     register(Resnet18)
+    register(Mlp)
+    register(Sklearn)

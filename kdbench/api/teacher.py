@@ -10,6 +10,7 @@ from kdbench.errors import OptionError
 from kdbench.options import option
 
 if TYPE_CHECKING:  # torch is slow to import (`kdbench --help`); annotations only
+    import torch
     from torch import nn
 
 
@@ -88,6 +89,25 @@ class Teacher(Component):
         [B, num_classes]; a network for images only refuses other shapes with
         `kdbench.as_image(input_shape, "...")` (checked before anything runs)."""
         raise NotImplementedError
+
+    def fit(
+        self, model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, *, seed: int
+    ) -> None:
+        """Train the built `model` by the teacher's own means (scikit-learn's `fit`, say) on
+        its training pool, `inputs` [N, *input_shape] and `labels` [N], instead of kdbench's
+        Adam on the cross-entropy (the default: a teacher that does not implement `fit`).
+
+        Such a model's state is not cached, only its outputs (by input): kdbench calls `fit`
+        when the model is first asked for an input whose output is not cached yet, in each
+        process, so `fit` must give the same model for the same `seed` and data.
+        """
+        raise NotImplementedError
+
+    @classmethod
+    def fits_itself(cls) -> bool:
+        """Whether the teacher implements `fit`: kdbench then neither trains nor caches its
+        model, and caches its outputs."""
+        return not _inherited(cls, "fit")
 
     def member_names(self) -> list[str]:
         """Teacher instances this teacher is made of (it combines them); [] for one of its own.

@@ -67,7 +67,7 @@ def _same_teacher(cell: Cell) -> str | None:
 def _check_teacher(teacher: Instance, dataset: Instance) -> None:
     """Build `teacher` for `dataset`, load its checkpoint if it has one, and pass it one zero
     image on the CPU: a network that cannot take the images is refused here, not retried in
-    every cell."""
+    every cell. A teacher that fits itself is only built: unfitted, it has no outputs yet."""
     classes = len(dataset.component.selected_classes)
     path = teacher.component.checkpoint
 
@@ -75,9 +75,11 @@ def _check_teacher(teacher: Instance, dataset: Instance) -> None:
         model = teacher.component.build(classes, dataset.component.shape())
         if path:
             load_checkpoint(model, path)
+        if teacher.component.fits_itself():
+            raise _Unfitted
         return model
 
-    _takes_an_image(f"teacher '{teacher.name}'", build, dataset)
+    _takes_an_image(f"teacher '{teacher.name}'", build, dataset, _Unfitted)
 
 
 def _takes_an_image(
@@ -163,7 +165,7 @@ def _check_student(cell: Cell, probe: Backend) -> None:
 
 def _check_teacher_features(cell: Cell) -> None:
     """A distiller of features needs a teacher with a classifier layer (penultimate
-    features): composite teachers have none."""
+    features): composite teachers have none, nor has a teacher that is no network."""
     if cell.teacher is None:
         raise KdbenchError(
             f"distiller '{cell.distiller_name}' distils features but declares no teacher"
@@ -176,10 +178,15 @@ def _check_teacher_features(cell: Cell) -> None:
         model = teacher.build(classes, cell.dataset.component.shape())
         layer = teacher.classifier_layer(model)
     if layer is None:
+        why = (
+            "a composite teacher's members' features are not one vector"
+            if teacher.member_names()
+            else "it has no layer whose input is its penultimate features"
+        )
         raise KdbenchError(
             f"distiller '{cell.distiller_name}' distils features, and teacher"
-            f" '{cell.teacher.name}' exposes none (Teacher.classifier_layer; a composite"
-            " teacher's members' features are not one vector): use a single teacher"
+            f" '{cell.teacher.name}' exposes none (Teacher.classifier_layer; {why}): use a"
+            " single network teacher"
         )
 
 
@@ -227,6 +234,10 @@ def _probing(backend: Backend, train_batch: int | None, eval_batch: int) -> Back
     probe = copy.copy(backend)
     object.__setattr__(probe, "compile", compile)  # frozen components too
     return probe
+
+
+class _Unfitted(Exception):
+    """A teacher that fits itself was built: there is no image to pass it before its fit."""
 
 
 class _CircuitReached(Exception):
