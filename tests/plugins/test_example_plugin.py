@@ -41,7 +41,7 @@ def test_pip_installed_example_plugin_runs_from_toml(tmp_path):
     assert plugin["registered"] == {
         "teachers": [
             {
-                "name": "mlp",
+                "name": "relu-mlp",
                 "summary": plugin["registered"]["teachers"][0]["summary"],
                 "options": plugin["registered"]["teachers"][0]["options"],
             }
@@ -71,12 +71,12 @@ def test_pip_installed_example_plugin_runs_from_toml(tmp_path):
     experiment = client.get_experiment_by_name("example-plugin").experiment_id
     runs = client.search_runs([experiment], "tags.`kdbench.role` = 'cell'")
     assert {r.data.params["backend.plugin"] for r in runs} == {"depolarized-statevector"}
-    assert {r.data.params.get("teacher.plugin") for r in runs} == {None, "mlp"}
+    assert {r.data.params.get("teacher.plugin") for r in runs} == {None, "relu-mlp"}
     # The taught student ran through the paper's loss and through the plugin's top-k KD.
     by_distiller = {r.data.tags["kdbench.distiller"]: r for r in runs}
     assert sorted(by_distiller) == ["none", "paper", "top-2"]
     top2 = by_distiller["top-2"].data
     assert top2.params["distill.plugin"] == "top-k" and top2.params["distill.k"] == "2"
-    assert top2.params.get("teacher.plugin") == "mlp"
+    assert top2.params.get("teacher.plugin") == "relu-mlp"
     assert {"train_kd", "val_kd"} <= top2.metrics.keys() and top2.metrics["train_kd"] >= 0
     assert all(r.data.params["plugin.example.version"] == "0.1.0" for r in runs)

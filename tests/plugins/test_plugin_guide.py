@@ -46,13 +46,17 @@ def test_every_code_block_runs_as_one_plugin(isolated, monkeypatch):
     exec(compile("\n".join(plugin), str(GUIDE), "exec"), module.__dict__)
     exec(compile(usage, str(GUIDE), "exec"), module.__dict__)  # asserts 8 cells FINISHED
 
+    # The guide's vector data set: its shape follows its options.
+    spheres = module.Spheres(dimension=5)
+    assert spheres.shape() == (5,) and spheres.load(isolated, "train")[0].shape == (600, 5)
+
     runs = module.ran.runs()
     by_backend = {r.data.params["backend.plugin"]: r.data.metrics for r in runs}
     assert by_backend["qiskit-shots"]["circuit_shots"] > 0
     assert by_backend["statevector"]["circuit_shots"] == 0
     # The student learns something on either backend, with and without its teacher.
     assert all(r.data.metrics["test_accuracy"] > 0.25 for r in runs)
-    assert {r.data.params.get("teacher.plugin") for r in runs} == {None, "mlp"}
+    assert {r.data.params.get("teacher.plugin") for r in runs} == {None, "relu-mlp"}
 
     # The guide's distiller ran beside the paper's loss, at each point of its sweep, on both
     # backends; the student alone has no distiller and none of its parts.
@@ -67,9 +71,9 @@ def test_every_code_block_runs_as_one_plugin(isolated, monkeypatch):
     )
     assert arms == {
         ("none", "none", None): 2,
-        ("mlp", "paper", None): 2,
-        ("mlp", "confident-kd", '{"distillers.confident-kd.temperature": 1.0}'): 2,
-        ("mlp", "confident-kd", '{"distillers.confident-kd.temperature": 4.0}'): 2,
+        ("relu-mlp", "paper", None): 2,
+        ("relu-mlp", "confident-kd", '{"distillers.confident-kd.temperature": 1.0}'): 2,
+        ("relu-mlp", "confident-kd", '{"distillers.confident-kd.temperature": 4.0}'): 2,
     }
     parts = {
         "none": set(),

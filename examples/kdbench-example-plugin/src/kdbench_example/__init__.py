@@ -15,10 +15,10 @@ import kdbench
 
 
 @dataclass(kw_only=True)
-class Mlp(kdbench.Teacher):
+class ReluMlp(kdbench.Teacher):
     """A multilayer perceptron teacher: flatten, hidden ReLU layers, logits."""
 
-    name: ClassVar[str] = "mlp"
+    name: ClassVar[str] = "relu-mlp"
 
     hidden: list[int] = kdbench.option([256, 128], help="width of each hidden layer", minimum=1)
 
@@ -92,7 +92,7 @@ class TopKKd(kdbench.Distiller):
 
 @kdbench.hookimpl
 def register_teachers(register) -> None:
-    register(Mlp)
+    register(ReluMlp)
 
 
 @kdbench.hookimpl
