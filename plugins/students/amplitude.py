@@ -38,12 +38,11 @@ class AmplitudeModel(CircuitModel):
         qubits: int,
         ansatz: QuantumCircuit,
         weights: ParameterVector,
-        readout,
+        options: FieldStudent,
         bias: float,
     ):
         encoding, inputs = amplitude_circuit(qubits)
-        initial = torch.rand(len(weights)) * 2 * math.pi
-        super().__init__(context, encoding.compose(ansatz), inputs, weights, initial, readout)
+        super().__init__(context, encoding.compose(ansatz), inputs, weights, options)
         self.bias = nn.Parameter(torch.tensor(bias))
 
     def amplitudes(self, x: torch.Tensor) -> torch.Tensor:
@@ -64,7 +63,7 @@ class CircuitCentric(AmplitudeModel):
     def __init__(self, options: CircuitCentricStudent, context: StudentContext):
         features = math.prod(context.input_shape)
         self.per_copy = max(1, math.ceil(math.log2(features)))
-        self.copies, self.scaling = options.copies, options.scaling
+        self.copies = options.copies
         n = self.copies * self.per_copy
         w = ParameterVector("w", 3 * n * options.layers)
         qc = QuantumCircuit(n)
@@ -75,7 +74,7 @@ class CircuitCentric(AmplitudeModel):
                 reach = layer % (n - 1) + 1
                 for wire in range(n):
                     qc.cx(_wire(n, wire), _wire(n, (wire + reach) % n))
-        super().__init__(context, n, qc, w, options.readout, bias=0.01)
+        super().__init__(context, n, qc, w, options, bias=0.01)
 
     def amplitudes(self, x: torch.Tensor) -> torch.Tensor:
         one = padded(x, self.scaling, self.per_copy)
@@ -114,7 +113,7 @@ class TreeTensor(AmplitudeModel):
         features = math.prod(context.input_shape)
         enough = max(1, math.ceil(math.log2(features)))
         n = 2 ** math.ceil(math.log2(enough))  # a power of 2, for the tree
-        self.qubits, self.scaling = n, options.scaling
+        self.qubits = n
         w = ParameterVector("w", 2 * n - 1)
         qc = QuantumCircuit(n)
         used, stride = 0, 1
@@ -127,7 +126,7 @@ class TreeTensor(AmplitudeModel):
                     qc.cx(_wire(n, wire + stride), _wire(n, wire))
             stride *= 2
         qc.ry(w[used], _wire(n, 0))
-        super().__init__(context, n, qc, w, options.readout, bias=0.1 * torch.randn(()).item())
+        super().__init__(context, n, qc, w, options, bias=0.1 * torch.randn(()).item())
 
     def amplitudes(self, x: torch.Tensor) -> torch.Tensor:
         return padded(x, self.scaling, self.qubits)

@@ -69,10 +69,15 @@ class CircuitModel(nn.Module):
         circuit: QuantumCircuit,
         inputs: ParameterVector | list,
         weights: ParameterVector | list,
-        initial: torch.Tensor,
-        readout: FieldReadout,
+        options: FieldStudent,
+        initial: torch.Tensor | None = None,
     ):
+        """`initial`: the circuit weights' start (default: uniform in [0, 2π))."""
         super().__init__()
+        if initial is None:
+            initial = torch.rand(len(weights)) * 2 * math.pi
+        self.scaling = options.scaling
+        readout = options.readout
         self.circuit = circuit
         self.parameters_in_order = [*inputs, *weights]  # as `angles` and `weights` give them
         self.run_circuit = context.compile(circuit, list(inputs), list(weights))
@@ -83,8 +88,9 @@ class CircuitModel(nn.Module):
         self.map = None if own else nn.Linear(circuit.num_qubits, context.num_classes)
 
     def angles(self, x: torch.Tensor) -> torch.Tensor:
-        """The circuit's input values [B, len(inputs)] for features x [B, d]."""
-        raise NotImplementedError
+        """The circuit's input values [B, len(inputs)] for features x [B, d]: by default the
+        features times `scaling`, one per input."""
+        return self.scaling * x
 
     def own(self, z: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
         """Class probabilities [B, C] from ⟨Z⟩ per qubit [B, n] (and the outcome
@@ -150,13 +156,12 @@ class Reuploading(CircuitModel):
             if layer < layers and options.entangle:
                 for q in range(layer % 2, n - 1, 2):  # pairs (0,1), (2,3)... then (1,2), (3,4)...
                     qc.cz(q, q + 1)
-        super().__init__(context, qc, uploads, thetas, torch.rand(len(thetas)), options.readout)
+        super().__init__(context, qc, uploads, thetas, options, torch.rand(len(thetas)))
         # The data's weights ω (per layer and feature) and, where they are added to the
         # upload (the last layer; every layer when separable), the θ of those Rots.
         self.omegas = nn.Parameter(torch.rand(layers + 1, 3 * n))
         added = layers + 1 if not options.entangle else 1
         self.added = nn.Parameter(torch.rand(added, 3 * n))
-        self.scaling = options.scaling
         self.read = {"single": 1, "half": max(1, n // 2), "full": n}[options.observable]
 
     def angles(self, x: torch.Tensor) -> torch.Tensor:
@@ -217,11 +222,9 @@ class Dressed(CircuitModel):
                     qc.cx(q, q + 1)
                 if n > 2:
                     qc.cx(n - 1, 0)
-        initial = torch.rand(len(w)) * 2 * math.pi
-        super().__init__(context, qc, h, w, initial, options.readout)
+        super().__init__(context, qc, h, w, options)
         self.input_layer = nn.Parameter(torch.randn(n, d) / d)
         self.output_layer = nn.Parameter(torch.randn(context.num_classes, n) / d)
-        self.scaling = options.scaling
 
     def angles(self, x: torch.Tensor) -> torch.Tensor:
         return torch.tanh(self.scaling * x @ self.input_layer.T) * math.pi / 2
@@ -278,9 +281,7 @@ class Iqp(CircuitModel):
                 reach = layer % (n - 1) + 1
                 for q in range(n):
                     qc.cz(q, (q + reach) % n)
-        initial = torch.rand(len(w)) * 2 * math.pi
-        super().__init__(context, qc, x, w, initial, options.readout)
-        self.scaling = options.scaling
+        super().__init__(context, qc, x, w, options)
         self.register_buffer("parity", self.spins[:, 0] * self.spins[:, 1], persistent=False)
 
     def angles(self, x: torch.Tensor) -> torch.Tensor:
@@ -329,12 +330,7 @@ class Separable(CircuitModel):
                 _rot(qc, w[start : start + 3], q)
                 if layer < layers:
                     qc.ry(x[q], q)
-        initial = torch.rand(len(w)) * 2 * math.pi
-        super().__init__(context, qc, x, w, initial, options.readout)
-        self.scaling = options.scaling
-
-    def angles(self, x: torch.Tensor) -> torch.Tensor:
-        return self.scaling * x
+        super().__init__(context, qc, x, w, options)
 
     def own(self, z: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
         return _two(torch.sigmoid(6 * z.mean(1)))  # the benchmark's logit: 6 × mean ⟨Z⟩

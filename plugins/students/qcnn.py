@@ -67,12 +67,7 @@ class Qcnn(CircuitModel):
                 _pool(qc, pool, dropped, kept, options.entangle)
             active = [kept for _, kept in pairs] + active[len(pairs) * 2 :]
         self.last = active[0]
-        initial = torch.rand(len(w)) * 2 * math.pi
-        super().__init__(context, qc, x, w, initial, options.readout)
-        self.scaling = options.scaling
-
-    def angles(self, x: torch.Tensor) -> torch.Tensor:
-        return self.scaling * x
+        super().__init__(context, qc, x, w, options)
 
     def own(self, z: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
         return _two((1 + z[:, self.last]) / 2)
