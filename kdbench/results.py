@@ -28,7 +28,7 @@ SWEEP_TAG = "kdbench.sweep"  # JSON: the sweep values the cell uses, by dotted k
 CELL_ID_TAG = "kdbench.cell_id"  # the cell's id, set when the tracker claims it
 ERROR_TAG = "kdbench.error"
 TEACHER_SOURCE_TAG = "kdbench.teacher_source"
-STACKED_TAG = "kdbench.stacked"  # how many seeds trained as one stacked model with the cell
+STACKED_TAG = "kdbench.stacked"  # how many cells trained as one stacked model with the cell
 ALSO_TESTED_TAG = "kdbench.also_tested_on"  # JSON: the names of the extra test backends, in order
 
 # Logged once per epoch (step = epoch), beside the distiller's parts (train_kd, val_kd...);

@@ -42,7 +42,7 @@ def amplitude_circuit(qubits: int) -> tuple[QuantumCircuit, ParameterVector]:
     used = 0
     for level in range(qubits):
         target = qubits - 1 - level
-        controls = list(range(qubits - 1, target, -1))  # control m: the m-th qubit above
+        controls = list(range(qubits - 1, target, -1))  # control m: qubit n-1-m
         for i in range(2**level):
             qc.ry(inputs[used + i], target)
             if level:
@@ -78,8 +78,8 @@ def amplitude_angles(vectors: torch.Tensor) -> torch.Tensor:
         else:
             norms = nodes.square().sum(-1).sqrt()
             theta = 2 * torch.atan2(norms[:, :, 1], norms[:, :, 0])
-        # Node j's bits are most significant first; control m is the m-th qubit above the
-        # target, i.e. bit (level - 1 - m) of j counted from the top: reverse to match.
+        # Node j's l bits are bits n-1 ... n-l of the index, most significant first; control
+        # m is qubit n-1-m, i.e. bit l-1-m of j: the control pattern is j's bits reversed.
         theta = theta[:, _reversed_bits(level)]
         angles.append(theta @ _walsh(level).to(theta.dtype).T)
     return torch.cat(angles, dim=1)

@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,10 +82,14 @@ def processes(jobs: int) -> Executor:
         pool = ProcessPoolExecutor(
             jobs, mp_context=context, initializer=_watch_parent, initargs=(os.getpid(),)
         )
-        futures = [pool.submit(work, task, job, threads) for task in tasks]
+        futures = {pool.submit(work, task, job, threads): task for task in tasks}
         try:
             for future in as_completed(futures):
-                yield from future.result()
+                try:
+                    outcomes = future.result()
+                except BrokenProcessPool:
+                    raise WorkerDied(futures[future]) from None
+                yield from outcomes
         finally:
             if all(future.done() for future in futures):
                 pool.shutdown()
@@ -92,6 +97,21 @@ def processes(jobs: int) -> Executor:
                 _stop(pool)
 
     return execute
+
+
+class WorkerDied(KdbenchError):
+    """A worker process ended without a word (killed by the system, most often for memory):
+    the cells it held are marked KILLED as the invocation stops, and a rerun runs them."""
+
+    exit_code = 1  # not bad input: the run could not finish
+
+    def __init__(self, task: Task):
+        cells = ", ".join(cell.label for cell in task[:3]) + (" ..." if len(task) > 3 else "")
+        super().__init__(
+            f"a worker process died while running {cells} (killed by the system: out of"
+            " memory? see dmesg); its cells are marked KILLED: run again to resume, with"
+            ' fewer --jobs, [train] stacked = "off" or smaller batches if memory ran out'
+        )
 
 
 def _stop(pool: ProcessPoolExecutor, grace_s: float = 30.0) -> None:

@@ -60,7 +60,7 @@ class SklearnDataset(Dataset):
             test[drawn[: round(self.test_fraction * len(members))]] = True
         train_x = x[~test]
         if self.standardise:
-            mean, std = train_x.mean(0), train_x.std(0)
+            mean, std = train_x.mean(0), train_x.std(0, unbiased=False)  # StandardScaler's
             x = (x - mean) / torch.where(std > 0, std, 1.0)
         else:
             x = x / self.scale

@@ -30,7 +30,9 @@ def padded(x: torch.Tensor, scaling: float, qubits: int) -> torch.Tensor:
 
 class AmplitudeModel(CircuitModel):
     """Amplitude encoding of `amplitudes(x)` on all n qubits, then `ansatz`; P(class 1) =
-    (1 + ⟨Z⟩ on wire 0 + b)/2 with a trainable bias b."""
+    (1 + f)/2, f = (⟨Z⟩ on wire 0 + b)/(1 + |b|) with a trainable bias b: the benchmark's
+    ⟨Z⟩ + b, kept within [-1, 1] (it trains it on a square loss; a probability past 0 or 1
+    would give the cross-entropy no gradient)."""
 
     def __init__(
         self,
@@ -39,11 +41,11 @@ class AmplitudeModel(CircuitModel):
         ansatz: QuantumCircuit,
         weights: ParameterVector,
         options: FieldStudent,
-        bias: float,
+        bias: torch.Tensor,
     ):
         encoding, inputs = amplitude_circuit(qubits)
         super().__init__(context, encoding.compose(ansatz), inputs, weights, options)
-        self.bias = nn.Parameter(torch.tensor(bias))
+        self.bias = nn.Parameter(torch.as_tensor(bias, dtype=torch.float32))
 
     def amplitudes(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -52,7 +54,8 @@ class AmplitudeModel(CircuitModel):
         return amplitude_angles(self.amplitudes(x).double()).to(x.dtype)
 
     def own(self, z: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
-        return _two((1 + z[:, -1] + self.bias) / 2)  # wire 0: Qiskit's last qubit
+        f = (z[:, -1] + self.bias) / (1 + self.bias.abs())  # wire 0: Qiskit's last qubit
+        return _two((1 + f) / 2)
 
 
 def _wire(qubits: int, w: int) -> int:
@@ -74,7 +77,7 @@ class CircuitCentric(AmplitudeModel):
                 reach = layer % (n - 1) + 1
                 for wire in range(n):
                     qc.cx(_wire(n, wire), _wire(n, (wire + reach) % n))
-        super().__init__(context, n, qc, w, options, bias=0.01)
+        super().__init__(context, n, qc, w, options, bias=torch.tensor(0.01))
 
     def amplitudes(self, x: torch.Tensor) -> torch.Tensor:
         one = padded(x, self.scaling, self.per_copy)
@@ -93,7 +96,8 @@ class CircuitCentricStudent(FieldStudent):
     tensor product of the copies of x (padded and normalised, see the module). Then `layers`
     strongly entangling layers: Rot(w) on each wire, then CNOT(i → i + r mod n) for every
     wire i, r = layer mod (n-1) + 1. Readout: f = ⟨Z⟩ on wire 0 plus a trainable bias
-    (starting at 0.01); P(class 1) = (1 + f)/2. Weights start uniform in [0, 2π).
+    b (starting at 0.01), divided by 1 + |b| to stay within [-1, 1]; P(class 1) = (1 + f)/2.
+    Weights start uniform in [0, 2π).
     Separable: no CNOT (the encoding stays as it is: an amplitude-encoded state is
     entangled in general).
     """
@@ -126,7 +130,7 @@ class TreeTensor(AmplitudeModel):
                     qc.cx(_wire(n, wire + stride), _wire(n, wire))
             stride *= 2
         qc.ry(w[used], _wire(n, 0))
-        super().__init__(context, n, qc, w, options, bias=0.1 * torch.randn(()).item())
+        super().__init__(context, n, qc, w, options, bias=0.1 * torch.randn(()))
 
     def amplitudes(self, x: torch.Tensor) -> torch.Tensor:
         return padded(x, self.scaling, self.qubits)
@@ -141,7 +145,8 @@ class TreeTensorStudent(FieldStudent):
     to 2^n entries and normalised, see the module). A binary tree of log2 n layers: RY(w) on
     wires 0, 2^l, 2·2^l, ..., then CNOT(i + 2^l → i) for i = 0, 2^(l+1), ...; a last RY on
     wire 0. 2n - 1 weights, uniform in [0, 2π). Readout: f = ⟨Z⟩ on wire 0 plus a trainable
-    bias (starting at 0.1·N(0, 1)); P(class 1) = (1 + f)/2. Separable: no CNOT.
+    bias b (starting at 0.1·N(0, 1)), divided by 1 + |b| to stay within [-1, 1]; P(class 1)
+    = (1 + f)/2. Separable: no CNOT.
     """
 
     name: ClassVar[str] = "tree-tensor"

@@ -7,9 +7,9 @@ runs on every backend. Each takes a feature vector directly (any input, flattene
 front, no encoder plugin): its own encoding is part of the model.
 
 What differs from the benchmark, and why:
-- Inputs arrive as the data set gives them (kdbench's generators and tabular sets are
-  standardised or lie in [-1, 1]); the benchmark min-max scales each feature to [-π/2, π/2]
-  on the training set inside the model. Angles here are `scaling` × the input.
+- Inputs arrive as the data set gives them (kdbench's vector sets are standardised or lie in
+  [-1, 1]; bars and stripes are ±1 plus noise); the benchmark min-max scales each feature to
+  [-π/2, π/2] on the training set inside the model. Angles here are `scaling` × the input.
 - kdbench trains every student on the cross-entropy of its class probabilities (plus the
   distiller's term); the benchmark trains some on a square loss. The class probabilities
   are the benchmark's own reading of the circuit (`readout = "paper"`, two classes); with
@@ -249,6 +249,10 @@ class DressedStudent(FieldStudent):
     title: ClassVar[str | None] = "Dressed quantum circuit ({layers} layers)"
 
     layers: int = option(3, help="layers of RY rotations and CNOT rings", minimum=1)
+
+    def max_classes(self) -> int | None:
+        return None  # its own output layer has a row per class
+
     qubits: int | None = option(
         None, help="qubits (default: one per feature)", minimum=1, maximum=MAX_FEATURE_QUBITS
     )

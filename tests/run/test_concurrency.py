@@ -236,6 +236,31 @@ def test_sigterm_of_a_jobs_2_run_stops_its_workers_and_marks_their_cells_killed(
     assert sorted(finished_per_cell(uri, "term").values()) == [1] * 4
 
 
+def test_a_worker_killed_by_the_system_ends_the_run_in_one_line_and_a_rerun_resumes(
+    write_config, isolated
+):
+    """A worker that dies without a word (the OOM killer's SIGKILL): the run says so in one
+    line and exits 1, no cell stays RUNNING, no process is left; a rerun finishes each cell
+    once."""
+    config = slow_config(write_config, "oom", seeds="[0, 1]", epochs=40)
+    uri = f"sqlite:///{isolated}/mlflow.db"
+    process = kdbench_run(config, isolated, "--jobs", "2", "--set", "train.stacked=off")
+    wait_for_cells_running(process, uri, "oom", 2)
+    everything = descendants(process.pid)
+    worker = next(p for p in everything if "spawn_main" in " ".join(p.cmdline()))
+    worker.send_signal(signal.SIGKILL)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 1, stderr[-2000:]
+    assert "a worker process died while running" in stderr and "Traceback" not in stderr
+    assert not gone(everything), "no process of the run survives it"
+    assert not [r for r in cell_runs(uri, "oom") if r.info.status == "RUNNING"]
+
+    resumed = kdbench_run(config, isolated, "--set", "train.epochs=40")
+    _, stderr = resumed.communicate(timeout=900)
+    assert resumed.returncode == 0, stderr[-2000:]
+    assert sorted(finished_per_cell(uri, "oom").values()) == [1] * 4
+
+
 def test_sigterm_of_a_serial_run_marks_its_cell_killed(write_config, isolated):
     config = slow_config(write_config, "serial-term", seeds="[0]", epochs=400)
     uri = f"sqlite:///{isolated}/mlflow.db"
