@@ -91,6 +91,8 @@ def fit_stacked(
     # different rates step at rate 1, each step scaled to its model's rate (`_scaled`).
     shared = lrs[0] if len(set(lrs)) == 1 else None
     optimizer = adam(params.values(), 1.0 if shared is None else shared)
+    rates = torch.tensor(lrs)
+    scales = [rates.view(-1, *[1] * (w.dim() - 1)).to(w) for w in params.values()]
     orders = [torch.Generator().manual_seed(seed) for seed in seeds]
     samples = len(trains[0].y)
     steps = batch_count(samples, batch_size)
@@ -137,7 +139,7 @@ def fit_stacked(
             # model's gives none.
             torch.where(alive, total, 0.0).sum().backward()
             if shared is None:
-                _scaled(optimizer, lrs)
+                _scaled(optimizer, list(params.values()), scales)
             else:
                 optimizer.step()
             if scheduler is not None:
@@ -178,14 +180,16 @@ def fit_stacked(
 
 
 @torch.no_grad()
-def _scaled(optimizer: torch.optim.Optimizer, lrs: Sequence[float]) -> None:
-    """One step of `optimizer` (at rate 1) over stacked weights, model i's scaled by lrs[i]."""
-    weights = [p for group in optimizer.param_groups for p in group["params"]]
+def _scaled(
+    optimizer: torch.optim.Optimizer,
+    weights: Sequence[torch.Tensor],
+    scales: Sequence[torch.Tensor],
+) -> None:
+    """One step of `optimizer` (at rate 1) over the stacked `weights`, each step multiplied by
+    its `scales` (model i's learning rate along the leading dimension)."""
     before = [w.clone() for w in weights]
     optimizer.step()
-    rates = torch.tensor(lrs)
-    for weight, old in zip(weights, before, strict=True):
-        scale = rates.view(-1, *[1] * (weight.dim() - 1)).to(weight.dtype)
+    for weight, old, scale in zip(weights, before, scales, strict=True):
         weight.sub_(old).mul_(scale).add_(old)
 
 
