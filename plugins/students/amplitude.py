@@ -18,7 +18,7 @@ from torch import nn
 
 from kdbench import StudentContext, amplitude_angles, amplitude_circuit, option
 
-from .field import CircuitModel, FieldStudent, _rot, _two
+from .field import CircuitModel, FieldStudent, _strongly_entangling, _two
 
 
 def padded(x: torch.Tensor, scaling: float, qubits: int) -> torch.Tensor:
@@ -70,13 +70,9 @@ class CircuitCentric(AmplitudeModel):
         n = self.copies * self.per_copy
         w = ParameterVector("w", 3 * n * options.layers)
         qc = QuantumCircuit(n)
-        for layer in range(options.layers):
-            for wire in range(n):
-                _rot(qc, w[3 * (layer * n + wire) : 3 * (layer * n + wire) + 3], _wire(n, wire))
-            if options.entangle and n > 1:
-                reach = layer % (n - 1) + 1
-                for wire in range(n):
-                    qc.cx(_wire(n, wire), _wire(n, (wire + reach) % n))
+        _strongly_entangling(
+            qc, w, options.layers, "cx", options.entangle, lambda wire: _wire(n, wire)
+        )
         super().__init__(context, n, qc, w, options, bias=torch.tensor(0.01))
 
     def amplitudes(self, x: torch.Tensor) -> torch.Tensor:

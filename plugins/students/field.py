@@ -24,6 +24,7 @@ What differs from the benchmark, and why:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
@@ -59,9 +60,7 @@ def feature_qubits(context: StudentContext, who: str) -> int:
 class CircuitModel(nn.Module):
     """Features -> the model's circuit inputs (`angles`) -> its circuit on the cell's backend
     -> outcome probabilities -> class probabilities (`own`, the model's reading of the
-    circuit, for `own_classes` classes; else a linear map of the qubits' ⟨Z⟩)."""
-
-    own_classes: ClassVar[int | None] = 2  # None: the model's own reading takes any number
+    circuit, for its student's `own_classes`; else a linear map of the qubits' ⟨Z⟩)."""
 
     def __init__(
         self,
@@ -77,14 +76,13 @@ class CircuitModel(nn.Module):
         if initial is None:
             initial = torch.rand(len(weights)) * 2 * math.pi
         self.scaling = options.scaling
-        readout = options.readout
         self.circuit = circuit
         self.parameters_in_order = [*inputs, *weights]  # as `angles` and `weights` give them
         self.run_circuit = context.compile(circuit, list(inputs), list(weights))
         self.weights = nn.Parameter(initial)
         self.register_buffer("spins", outcome_spins(circuit.num_qubits), persistent=False)
-        fits = self.own_classes in (None, context.num_classes)
-        own = readout == "paper" or (readout == "auto" and fits)
+        fits = options.own_classes in (None, context.num_classes)
+        own = options.readout == "paper" or (options.readout == "auto" and fits)
         self.map = None if own else nn.Linear(circuit.num_qubits, context.num_classes)
 
     def angles(self, x: torch.Tensor) -> torch.Tensor:
@@ -113,12 +111,34 @@ def _two(one: torch.Tensor) -> torch.Tensor:
     return torch.stack((1 - one, one), dim=1)
 
 
-def _rot(qc: QuantumCircuit, angles, qubit: int) -> None:
-    """PennyLane's Rot(φ, θ, ω) = RZ(ω) RY(θ) RZ(φ): RZ(φ) acts first."""
-    phi, theta, omega = angles
+def _rot(qc: QuantumCircuit, angles: ParameterVector, k: int, qubit: int) -> None:
+    """The k-th Rot of `angles` (its entries 3k, 3k+1, 3k+2) on `qubit`: PennyLane's
+    Rot(φ, θ, ω) = RZ(ω) RY(θ) RZ(φ), RZ(φ) acting first."""
+    phi, theta, omega = angles[3 * k : 3 * k + 3]
     qc.rz(phi, qubit)
     qc.ry(theta, qubit)
     qc.rz(omega, qubit)
+
+
+def _strongly_entangling(
+    qc: QuantumCircuit,
+    weights: ParameterVector,
+    layers: int,
+    entangler: str,
+    entangle: bool,
+    wire: Callable[[int], int] | None = None,
+) -> None:
+    """PennyLane's StronglyEntanglingLayers: per layer Rot(w) on each wire, then `entangler`
+    ("cx" or "cz") from wire i to wire i + r mod n for every i, r = layer mod (n-1) + 1 (none
+    when separable). `wire` maps a wire to its qubit (default: the same number)."""
+    n, qubit = qc.num_qubits, wire or (lambda w: w)
+    for layer in range(layers):
+        for w in range(n):
+            _rot(qc, weights, layer * n + w, qubit(w))
+        if entangle and n > 1:
+            reach = layer % (n - 1) + 1
+            for w in range(n):
+                getattr(qc, entangler)(qubit(w), qubit((w + reach) % n))
 
 
 @dataclass(kw_only=True)
@@ -131,9 +151,11 @@ class FieldStudent(Student):
         True, help="false: no two-qubit gate (the benchmark's separable ablation)"
     )
     readout: FieldReadout = option("auto", help=READOUT_HELP)
+    own_classes: ClassVar[int | None] = 2
+    """The classes the model's own readout tells apart (None: any number)."""
 
     def max_classes(self) -> int | None:
-        return 2 if self.readout == "paper" else None
+        return self.own_classes if self.readout == "paper" else None
 
 
 # -- data re-uploading ------------------------------------------------------------------------
@@ -143,16 +165,15 @@ class Reuploading(CircuitModel):
     def __init__(self, options: ReuploadingStudent, context: StudentContext):
         features = math.prod(context.input_shape)
         n, layers = max(1, math.ceil(features / 3)), options.layers
-        self.features, self.qubits_read, self.layers = features, n, layers
-        self.entangle = options.entangle
+        self.features, self.qubits_read = features, n
         uploads = ParameterVector("x", 3 * n * (layers + 1))
         thetas = ParameterVector("θ", 3 * n * layers if options.entangle else 0)
         qc = QuantumCircuit(n)
         for layer in range(layers + 1):
             for q in range(n):
-                _rot(qc, uploads[3 * (layer * n + q) : 3 * (layer * n + q) + 3], q)
+                _rot(qc, uploads, layer * n + q, q)
                 if layer < layers and options.entangle:
-                    _rot(qc, thetas[3 * (layer * n + q) : 3 * (layer * n + q) + 3], q)
+                    _rot(qc, thetas, layer * n + q, q)
             if layer < layers and options.entangle:
                 for q in range(layer % 2, n - 1, 2):  # pairs (0,1), (2,3)... then (1,2), (3,4)...
                     qc.cz(q, q + 1)
@@ -167,8 +188,8 @@ class Reuploading(CircuitModel):
     def angles(self, x: torch.Tensor) -> torch.Tensor:
         padded = nn.functional.pad(self.scaling * x, (0, 3 * self.qubits_read - self.features))
         uploads = padded.unsqueeze(1) * self.omegas  # [B, L + 1, 3n]
-        offsets = torch.zeros_like(self.omegas)
-        offsets = torch.cat((offsets[: len(self.omegas) - len(self.added)], self.added))
+        # θ where it is added: the last layers' rows (0 for the layers before them)
+        offsets = nn.functional.pad(self.added, (0, 0, len(self.omegas) - len(self.added), 0))
         return (uploads + offsets).flatten(1)
 
     def own(self, z: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
@@ -204,8 +225,6 @@ class ReuploadingStudent(FieldStudent):
 
 
 class Dressed(CircuitModel):
-    own_classes = None  # its output layer has a row per class
-
     def __init__(self, options: DressedStudent, context: StudentContext):
         d = math.prod(context.input_shape)
         n, layers = options.qubits or feature_qubits(context, "dressed"), options.layers
@@ -248,11 +267,9 @@ class DressedStudent(FieldStudent):
     name: ClassVar[str] = "dressed"
     title: ClassVar[str | None] = "Dressed quantum circuit ({layers} layers)"
 
+    own_classes: ClassVar[int | None] = None  # its output layer has a row per class
+
     layers: int = option(3, help="layers of RY rotations and CNOT rings", minimum=1)
-
-    def max_classes(self) -> int | None:
-        return None  # its own output layer has a row per class
-
     qubits: int | None = option(
         None, help="qubits (default: one per feature)", minimum=1, maximum=MAX_FEATURE_QUBITS
     )
@@ -278,13 +295,7 @@ class Iqp(CircuitModel):
                 qc.rz(x[q], q)
             for k, (i, j) in enumerate(pairs):
                 qc.rzz(x[n + k], i, j)
-        for layer in range(options.layers):
-            for q in range(n):
-                _rot(qc, w[3 * (layer * n + q) : 3 * (layer * n + q) + 3], q)
-            if options.entangle and n > 1:
-                reach = layer % (n - 1) + 1
-                for q in range(n):
-                    qc.cz(q, (q + reach) % n)
+        _strongly_entangling(qc, w, options.layers, "cz", options.entangle)
         super().__init__(context, qc, x, w, options)
         self.register_buffer("parity", self.spins[:, 0] * self.spins[:, 1], persistent=False)
 
@@ -330,8 +341,7 @@ class Separable(CircuitModel):
         qc = QuantumCircuit(n)
         for q in range(n):
             for layer in range(layers + 1):
-                start = 3 * (q * (layers + 1) + layer)
-                _rot(qc, w[start : start + 3], q)
+                _rot(qc, w, q * (layers + 1) + layer, q)
                 if layer < layers:
                     qc.ry(x[q], q)
         super().__init__(context, qc, x, w, options)

@@ -48,7 +48,7 @@ def _pool(qc: QuantumCircuit, w, dropped: int, kept: int, entangle: bool) -> Non
 class Qcnn(CircuitModel):
     def __init__(self, options: QcnnStudent, context: StudentContext):
         n = feature_qubits(context, "qcnn")
-        layers = max(1, math.ceil(math.log2(n))) if n > 1 else 0
+        layers = math.ceil(math.log2(n))  # each halves the qubits: down to one
         x = ParameterVector("x", n)
         w = ParameterVector("w", (CONV_WEIGHTS + POOL_WEIGHTS) * layers)
         qc = QuantumCircuit(n)
