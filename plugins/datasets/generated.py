@@ -33,7 +33,7 @@ import torch
 
 from kdbench import Dataset, FetchReport, OptionError, option
 
-SPLITS = ("train", "test")
+from .pools import check_split, standardised
 
 
 @dataclass(kw_only=True)
@@ -71,22 +71,21 @@ class GeneratedDataset(Dataset):
 
     def load(self, root: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
         """(float32 inputs, int64 labels) of the 'train' or 'test' pool."""
-        if split not in SPLITS:
-            raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+        check_split(split)
         per_class = self.samples // 2
-        x, y = self.draw(np.random.default_rng(self.data_seed), per_class)
-        if self.standardised:
-            std = x.std(0)
-            x = (x - x.mean(0)) / np.where(std > 0, std, 1.0)
+        drawn, y = self.draw(np.random.default_rng(self.data_seed), per_class)
+        x = torch.as_tensor(drawn, dtype=torch.float64)
+        if self.standardised:  # over all points, as the paper's generators do
+            x = standardised(x, reference=x)
         # Points are drawn independently: the first of each class train, the rest test.
         tested = round(self.test_share * per_class)
         keep = [
             members[per_class - tested :] if split == "test" else members[: per_class - tested]
             for members in (np.flatnonzero(y == 0), np.flatnonzero(y == 1))
         ]
-        chosen = np.concatenate(keep)
-        inputs = torch.as_tensor(x[chosen], dtype=torch.float32)
-        return inputs.reshape(-1, *self.shape()), torch.as_tensor(y[chosen], dtype=torch.int64)
+        chosen = torch.as_tensor(np.concatenate(keep))
+        inputs = x[chosen].float().reshape(-1, *self.shape())
+        return inputs, torch.as_tensor(y[chosen], dtype=torch.int64)
 
 
 def _balanced(

@@ -26,7 +26,7 @@ from kdbench import (
     verify_files,
 )
 
-SPLITS = ("train", "test")
+from .pools import check_split
 
 
 def _quiet(message: str) -> None:
@@ -54,8 +54,7 @@ class IdxDataset(Dataset):
 
     def load(self, root: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
         """Return (uint8 images [N, 28, 28], int64 labels [N]) of 'train' or 'test'."""
-        if split not in SPLITS:
-            raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+        check_split(split)
         self.verify(root)
         ds = self._torchvision_class()(str(root), train=split == "train", download=False)
         return ds.data, ds.targets.to(torch.int64)

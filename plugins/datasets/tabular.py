@@ -17,7 +17,7 @@ import torch
 
 from kdbench import Dataset, FetchReport, option, preset
 
-SPLITS = ("train", "test")
+from .pools import check_split, standardised
 
 
 @dataclass(kw_only=True)
@@ -45,8 +45,7 @@ class SklearnDataset(Dataset):
 
     def load(self, root: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
         """(float32 inputs [N, *input_shape], int64 labels [N]) of the 'train' or 'test' pool."""
-        if split not in SPLITS:
-            raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+        check_split(split)
         import sklearn.datasets
 
         table = getattr(sklearn.datasets, self.loader)()
@@ -58,12 +57,7 @@ class SklearnDataset(Dataset):
             members = (y == label).nonzero().flatten()
             drawn = members[torch.randperm(len(members), generator=generator)]
             test[drawn[: round(self.test_fraction * len(members))]] = True
-        train_x = x[~test]
-        if self.standardise:
-            mean, std = train_x.mean(0), train_x.std(0, unbiased=False)  # StandardScaler's
-            x = (x - mean) / torch.where(std > 0, std, 1.0)
-        else:
-            x = x / self.scale
+        x = standardised(x, reference=x[~test]) if self.standardise else x / self.scale
         chosen = test if split == "test" else ~test
         return x[chosen].float().reshape(-1, *self.shape()), y[chosen]
 
