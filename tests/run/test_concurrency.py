@@ -211,6 +211,18 @@ def gone(processes: list[psutil.Process], timeout: float = 60) -> list[psutil.Pr
     return alive
 
 
+def rerun_finishes_each_cell_once(
+    config: Path, isolated: Path, experiment: str, cells: int, *args: str, timeout: float = 900
+) -> None:
+    """Run `config` again (with `args`): it succeeds, and each of its `cells` cells has
+    exactly one FINISHED run in the store."""
+    resumed = kdbench_run(config, isolated, *args)
+    _, stderr = resumed.communicate(timeout=timeout)
+    assert resumed.returncode == 0, stderr[-2000:]
+    uri = f"sqlite:///{isolated}/mlflow.db"
+    assert sorted(finished_per_cell(uri, experiment).values()) == [1] * cells
+
+
 def test_sigterm_of_a_jobs_2_run_stops_its_workers_and_marks_their_cells_killed(
     write_config, isolated
 ):
@@ -230,10 +242,7 @@ def test_sigterm_of_a_jobs_2_run_stops_its_workers_and_marks_their_cells_killed(
     assert len([r for r in after if r.info.status == "KILLED"]) >= 2
     assert ("invocation", "KILLED") in statuses(uri, "term")
 
-    resumed = kdbench_run(config, isolated, "--set", "train.epochs=40")
-    _, stderr = resumed.communicate(timeout=900)
-    assert resumed.returncode == 0, stderr[-2000:]
-    assert sorted(finished_per_cell(uri, "term").values()) == [1] * 4
+    rerun_finishes_each_cell_once(config, isolated, "term", 4, "--set", "train.epochs=40")
 
 
 def test_a_worker_killed_by_the_system_ends_the_run_in_one_line_and_a_rerun_resumes(
@@ -255,10 +264,7 @@ def test_a_worker_killed_by_the_system_ends_the_run_in_one_line_and_a_rerun_resu
     assert not gone(everything), "no process of the run survives it"
     assert not [r for r in cell_runs(uri, "oom") if r.info.status == "RUNNING"]
 
-    resumed = kdbench_run(config, isolated, "--set", "train.epochs=40")
-    _, stderr = resumed.communicate(timeout=900)
-    assert resumed.returncode == 0, stderr[-2000:]
-    assert sorted(finished_per_cell(uri, "oom").values()) == [1] * 4
+    rerun_finishes_each_cell_once(config, isolated, "oom", 4, "--set", "train.epochs=40")
 
 
 def test_sigterm_of_a_serial_run_marks_its_cell_killed(write_config, isolated):
@@ -292,10 +298,8 @@ def test_sigterm_during_a_stacked_group_marks_every_seed_killed_and_resume_runs_
     assert [r.info.status for r in runs] == ["KILLED"] * 3
     assert {r.data.tags["kdbench.stacked"] for r in runs} == {"3"}
 
-    resumed = kdbench_run(config, isolated)  # the same cells: the killed three run again
-    _, stderr = resumed.communicate(timeout=600)
-    assert resumed.returncode == 0, stderr[-2000:]
-    assert sorted(finished_per_cell(uri, "stacked-term").values()) == [1] * 6
+    # The same cells: the killed three run again.
+    rerun_finishes_each_cell_once(config, isolated, "stacked-term", 6, timeout=600)
     killed = {r.data.tags["kdbench.cell_id"] for r in runs}
     assert killed <= set(finished_per_cell(uri, "stacked-term"))
 
