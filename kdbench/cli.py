@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import sys
 
 import click
@@ -55,6 +56,9 @@ class Group(click.Group):
         except click.BadParameter as exc:  # e.g. CONFIG is a directory, --data-dir a file
             _error_line(exc.format_message())
             ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:  # outside what a command handles itself: said all the same
+            errors.print("interrupted")
+            ctx.exit(128 + signal.SIGINT)
 
 
 def _error_line(message: str) -> None:

@@ -4,6 +4,7 @@ its workers and marks what was running KILLED, and never in the middle of a stor
 from __future__ import annotations
 
 import signal
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -21,8 +22,12 @@ def atomic() -> Iterator[None]:
 
     For writes to a SQLite store: one interrupted inside a transaction can leave the
     process's own connection holding the database's lock, so that marking the cell KILLED
-    afterwards waits on itself."""
+    afterwards waits on itself. Signals reach the main thread only: in another thread
+    (the lease's heartbeat) the block is plain."""
     global _depth, _pending
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
     _depth += 1
     try:
         yield

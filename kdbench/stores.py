@@ -60,19 +60,29 @@ def redact_passwords(content: bytes, *uris: str | None) -> bytes:
 
 
 # A tracking server that does not answer fails the run in seconds, before anything is
-# written, not after MLflow's retries (minutes). Later requests wait at most 30 s each, with
-# 2 retries (MLflow's own defaults, 120 s and 7 retries with backoff, add up to a quarter of
-# an hour); the MLFLOW_HTTP_REQUEST_* variables, when set, win.
+# written, not after MLflow's retries (minutes). Later requests wait at most REQUEST_TIMEOUT_S
+# each, and MLflow does not retry them: kdbench does (GuardedClient), knowing why one failed.
+# The MLFLOW_HTTP_REQUEST_* variables, when set, win.
 FIRST_CONTACT_TIMEOUT_S = 5
 _FIRST_CONTACT_ENV = {
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
     "MLFLOW_HTTP_REQUEST_TIMEOUT": str(FIRST_CONTACT_TIMEOUT_S),
 }
+REQUEST_TIMEOUT_S = 20
 LATER_REQUESTS_ENV = {
-    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
-    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
-    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": str(REQUEST_TIMEOUT_S),
 }
+# A request that got no answer is followed by a look at the server's /health, which tells a
+# server that stalled (no answer there either: the run ends at once) from one that was slow
+# (tried again, SLOW_RETRIES times) and from one that is down or restarting (waited for, up
+# to RESTART_WAIT_S, then the call is made again).
+HEALTH_TIMEOUT_S = 5
+SLOW_RETRIES = 2
+RESTART_WAIT_S = 90
+# Calls that, made twice, would make two of a thing: tried again only when the first never
+# reached the server (refused).
+_NOT_IDEMPOTENT = frozenset({"create_run", "create_experiment", "log_artifacts", "log_artifact"})
 
 
 # SQLite lets one writer in at a time and makes the others wait 5 s; when many processes
@@ -83,8 +93,8 @@ LOCKED_RETRIES = 6
 
 class GuardedClient:
     """An MlflowClient whose failures are TrackingErrors (one line, no password), which
-    retries a SQLite store that is momentarily locked, and which, once its server stopped
-    answering, fails every later call at once instead of waiting out the timeout again."""
+    retries a SQLite store that is momentarily locked, rides out a server's restart, and,
+    once its server stalled, fails every later call at once instead of waiting again."""
 
     def __init__(self, client: Any, uri: str):
         self._client, self._uri, self._down = client, uri, ""
@@ -97,6 +107,8 @@ class GuardedClient:
         def call(*args: Any, **kwargs: Any) -> Any:
             if self._down:
                 raise TrackingError(self._down)
+            if self._uri.startswith(("http://", "https://")):
+                return self._server_call(name, found, args, kwargs)
             for attempt in range(LOCKED_RETRIES + 1):
                 try:
                     with atomic() if self._uri.startswith("sqlite:") else nullcontext():
@@ -108,12 +120,66 @@ class GuardedClient:
 
         return call
 
+    def _server_call(self, name: str, found: Any, args: tuple, kwargs: dict) -> Any:
+        shown, slow, down_since = redact_uri(self._uri), 0, None
+        while True:
+            try:
+                return found(*args, **kwargs)
+            except Exception as exc:
+                text = redacted(str(exc), self._uri)
+                if "API request" not in text:  # the server's own answer (no such run...)
+                    self._fail(exc)
+                refused = "Connection refused" in text
+                state = server_state(self._uri)
+                if state == "stalled":
+                    self._down = (
+                        f"tracking server {shown} stopped answering (stalled): no answer to a"
+                        f" request within {_request_timeout()} s, nor to a health check within"
+                        f" {HEALTH_TIMEOUT_S} s"
+                    )
+                    raise TrackingError(self._down) from None
+                if state == "down":
+                    down_since = down_since or time.monotonic()
+                    if time.monotonic() - down_since > RESTART_WAIT_S:
+                        self._down = (
+                            f"tracking server {shown} is down: no connection for"
+                            f" {RESTART_WAIT_S} s ({first_line(text)})"
+                        )
+                        raise TrackingError(self._down) from None
+                    time.sleep(2)
+                    if refused or name not in _NOT_IDEMPOTENT:
+                        continue
+                slow += 1
+                if slow > SLOW_RETRIES or (name in _NOT_IDEMPOTENT and not refused):
+                    raise TrackingError(
+                        f"tracking server {shown} answers its health check but failed this"
+                        f" request {slow} time(s): {first_line(text)}"
+                    ) from None
+
     def _fail(self, exc: Exception) -> NoReturn:
-        first = redacted(first_line(exc), self._uri)
-        if self._uri.startswith(("http://", "https://")) and "API request" in first:
-            self._down = f"tracking server {redact_uri(self._uri)} stopped answering: {first}"
-            raise TrackingError(self._down) from None
-        raise TrackingError(first) from None
+        raise TrackingError(redacted(first_line(exc), self._uri)) from None
+
+
+def _request_timeout() -> str:
+    return os.environ.get("MLFLOW_HTTP_REQUEST_TIMEOUT", str(REQUEST_TIMEOUT_S))
+
+
+def server_state(uri: str) -> str:
+    """What a tracking server's /health says within HEALTH_TIMEOUT_S: "answers" (any HTTP
+    answer below 500), "down" (refused, or a 5xx: restarting) or "stalled" (no answer)."""
+    import urllib.error
+    import urllib.request
+
+    parts = urlsplit(uri)
+    netloc = parts.hostname + (f":{parts.port}" if parts.port else "") if parts.hostname else ""
+    try:
+        urllib.request.urlopen(f"{parts.scheme}://{netloc}/health", timeout=HEALTH_TIMEOUT_S)
+        return "answers"
+    except urllib.error.HTTPError as exc:
+        return "answers" if exc.code < 500 else "down"
+    except (TimeoutError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return "stalled" if isinstance(reason, TimeoutError) else "down"
 
 
 def check_uri(uri: str) -> None:

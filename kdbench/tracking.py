@@ -16,6 +16,7 @@ from typing import Any
 
 from kdbench.errors import KdbenchError, TrackingError, first_line
 from kdbench.layering import dotted
+from kdbench.leases import LEASE_TAG, Heartbeat, Lease, heartbeat_tag
 from kdbench.results import CELL_ID_TAG, ERROR_TAG
 from kdbench.sqlite_runs import finished_runs
 from kdbench.stores import (
@@ -77,7 +78,9 @@ class Claim:
 class Tracker:
     """A thin layer over MlflowClient that speaks in kdbench's terms."""
 
-    def __init__(self, uri: str, experiment: str, *, create: bool = True):
+    def __init__(
+        self, uri: str, experiment: str, *, create: bool = True, lease: Lease | None = None
+    ):
         from mlflow.tracking import MlflowClient
 
         # MLflow sets its loggers to INFO on import; its schema chatter is not for our users.
@@ -121,6 +124,13 @@ class Tracker:
             ) from None
         for key, value in LATER_REQUESTS_ENV.items():
             os.environ.setdefault(key, value)
+        self.lease = lease or Lease()
+        beat = heartbeat_tag(socket.gethostname(), str(os.getpid()))
+        self._heartbeat = Heartbeat(
+            lambda parent, value: self.client.set_tag(parent, beat, value),
+            beat,
+            self.lease.heartbeat_s,
+        )
 
     def start_run(self, name: str, tags: Mapping[str, str], parent: str | None = None) -> str:
         """A RUNNING run tagged with this process, so that a later run can tell it is stale."""
@@ -157,8 +167,26 @@ class Tracker:
         )
 
     def _close(self, run_id: str, reason: str = "process ended mid-run") -> None:
+        self._heartbeat.release(run_id)
         self.client.set_tag(run_id, ERROR_TAG, reason)
         self.client.set_terminated(run_id, status="KILLED")
+
+    def heartbeat(self, claim: Claim, invocations: dict[str, dict[str, str]]) -> str:
+        """The heartbeat the holder of `claim` last wrote ('' if none); `invocations` keeps
+        the tags of the invocation runs read so far, so that a round reads each once."""
+        tags = claim.run.data.tags
+        parent = tags.get(PARENT_TAG)
+        if parent is None:
+            return ""
+        if parent not in invocations:
+            invocations[parent] = self.client.get_run(parent).data.tags
+        key = heartbeat_tag(tags.get(HOST_TAG, "?"), tags.get(PID_TAG, "?"))
+        return invocations[parent].get(key, "")
+
+    def take_over(self, claim: Claim, lease_s: float) -> None:
+        """Mark KILLED the run of `claim`, whose lease lapsed: its cell is free to run."""
+        why = f"lease lapsed: no heartbeat from {claim.owner} for {lease_s:g} s"
+        self._close(claim.run_id, why)
 
     def claim(
         self, cell_id: str, name: str, tags: Mapping[str, str], parent: str, since_ms: int = 0
@@ -174,10 +202,13 @@ class Tracker:
             found = self.holder(cell_id, since_ms)
             if found is not None:
                 return found
+            tags = {**tags, LEASE_TAG: f"{self.lease.timeout_s:g}"}
             run_id = self.start_run(name, tags, parent=parent)
+            self._heartbeat.hold(run_id, parent)
         mine = self.client.get_run(run_id)
         rival = self.holder(cell_id, since_ms, before=mine)
         if rival is not None:
+            self._heartbeat.release(run_id)
             self.client.set_tag(run_id, ERROR_TAG, f"withdrawn: run {rival.run_id} has the cell")
             self.client.set_terminated(run_id, status="KILLED")
             self.client.delete_run(run_id)
@@ -259,8 +290,14 @@ class Tracker:
     def set_tag(self, run_id: str, key: str, value: str) -> None:
         self.client.set_tag(run_id, key, value)
 
-    def finish(self, run_id: str, status: str = "FINISHED") -> None:
+    def finish(self, run_id: str, status: str = "FINISHED") -> bool:
+        """End the run with `status`; False, and the run left as it is, if it was not
+        RUNNING any more (its lease lapsed and another invocation took the cell over)."""
+        self._heartbeat.release(run_id)
+        if self.client.get_run(run_id).info.status != "RUNNING":
+            return False
         self.client.set_terminated(run_id, status=status)
+        return True
 
     def cell_runs(self) -> list[Any]:
         """Every finished child run of the experiment, oldest first (ties by run id)."""

@@ -64,6 +64,14 @@ def _parse_document(raw: dict[str, Any], file: str, registry: Registry) -> Spec:
             file=file,
             key="train.budgets",
         )
+    if spec.experiment.lease_s < 2 * spec.experiment.heartbeat_s:
+        raise ConfigError(
+            f"{spec.experiment.lease_s:g} s is shorter than two heartbeats"
+            f" (heartbeat_s = {spec.experiment.heartbeat_s:g}): a live holder would lose its"
+            " cells; make it at least twice heartbeat_s",
+            file=file,
+            key="experiment.lease_s",
+        )
     problem = experiment_name_problem(spec.experiment.name)
     if problem:
         raise ConfigError(problem, file=file, key="experiment.name")

@@ -39,6 +39,19 @@ class ExperimentConfig:
         None, help="MLflow tracking URI (default sqlite:///mlflow.db)"
     )
     data_dir: str | None = option(None, help="data directory (default $KDBENCH_DATA or the cache)")
+    heartbeat_s: float = option(
+        10.0,
+        help="how often a process renews the lease of the cells it runs (seconds)",
+        minimum=0,
+        exclusive_minimum=True,
+    )
+    lease_s: float = option(
+        60.0,
+        help="a cell whose holder on another host has not renewed its lease for this long"
+        " (seconds, at least twice heartbeat_s) is taken as abandoned and run again",
+        minimum=0,
+        exclusive_minimum=True,
+    )
 
 
 SEED_LIMITS = next(f for f in fields(ExperimentConfig) if f.name == "seeds").metadata

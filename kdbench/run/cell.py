@@ -214,5 +214,6 @@ def _finished(
     tracker: Tracker, cell: Cell, run_id: str, result: Result, seconds: float
 ) -> CellOutcome:
     tracker.log_metrics(run_id, {"wall_seconds": seconds})
-    tracker.finish(run_id)
+    if not tracker.finish(run_id):  # slow past its lease: another invocation has the cell
+        return CellOutcome(cell, run_id, "HELD", error="taken over after its lease lapsed")
     return CellOutcome(cell, run_id, "FINISHED", result, seconds=seconds)

@@ -34,6 +34,7 @@ def run_and_report(
     summary line on `console`; the exit code: 0, or 1 if a cell failed. Stopped (Ctrl-C,
     SIGTERM), it says how to resume and exits 128 + the signal."""
     from kdbench import paths
+    from kdbench.leases import Lease
     from kdbench.plugins import registry
     from kdbench.report import results_table, summarize
     from kdbench.run import connect_ray, run_matrix
@@ -45,9 +46,11 @@ def run_and_report(
     if executor == "ray":  # before the store is touched: nothing is logged if Ray is not there
         connect_ray(address)
     uri = resolve_tracking_uri(uri_option, spec.experiment.tracking_uri)
-    tracker = Tracker(uri, spec.experiment.name)
-    with progress_display(errors, len(cells)) as display, terminate_as_interrupt() as caught:
-        try:
+    lease = Lease(spec.experiment.heartbeat_s, spec.experiment.lease_s)
+    tracker = Tracker(uri, spec.experiment.name, lease=lease)
+    caught: list[int] = []
+    try:  # a stop anywhere until the run's results are out, its last cell's end included
+        with progress_display(errors, len(cells)) as display, terminate_as_interrupt() as caught:
             outcomes = run_matrix(
                 spec,
                 cells,
@@ -62,16 +65,18 @@ def run_and_report(
                 executor=executor,
                 address=address,
             )
-        except KeyboardInterrupt:
-            errors.print("interrupted: finished cells are in MLflow; run again to resume")
-            sys.exit(128 + (caught[0] if caught else signal.SIGINT))
+    except KeyboardInterrupt:
+        errors.print("interrupted: finished cells are in MLflow; run again to resume")
+        sys.exit(128 + (caught[0] if caught else signal.SIGINT))
     count = {s: sum(o.status == s for o in outcomes) for s in ("FINISHED", "SKIPPED", "FAILED")}
-    held = [o for o in outcomes if o.status == "HELD"]
+    owners = sorted({o.taken_from for o in outcomes if o.taken_from})
+    taken = sum(o.taken_from is not None for o in outcomes)
+    took = f" ({taken} taken over from {', '.join(owners)}: lease lapsed)" if taken else ""
     console.print(results_table(summarize(o.result for o in outcomes if o.result)))
     console.print(
         f"{count['FINISHED']} cells finished, {count['SKIPPED']} already done, "
         f"{count['FAILED']} failed"
-        f"{f', {len(held)} running on another host' if held else ''}"
+        f"{took}"
         f"{'' if len(outcomes) == len(cells) else ' (stopped at the first failure)'}; "
         f"experiment '{spec.experiment.name}' in {redact_uri(uri)}",
         highlight=False,

@@ -19,6 +19,7 @@ class CellOutcome:
     result: Result | None = None
     error: str | None = None
     seconds: float = 0.0
+    taken_from: str | None = None  # host:pid of an earlier holder whose lease lapsed
 
 
 class Events:

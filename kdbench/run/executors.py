@@ -18,17 +18,18 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from kdbench.errors import KdbenchError, first_line
+from kdbench.leases import Lease
 from kdbench.plugins import Registry
 from kdbench.run.cell import run_task
 from kdbench.run.events import CellOutcome, Events
 from kdbench.run.stacking import Task
-from kdbench.signals import stop_once_on
+from kdbench.signals import atomic, stop_once_on
 from kdbench.tracking import Tracker
 
 
@@ -42,6 +43,7 @@ class Job:
     data_root: Path
     cache: Path
     since_ms: int = 0  # runs that finished a cell before this (ms) do not count (--rerun)
+    lease: Lease = field(default_factory=Lease)
 
 
 Executor = Callable[[Sequence[Task], Job], Iterator[CellOutcome]]
@@ -79,11 +81,13 @@ def processes(jobs: int) -> Executor:
     def execute(tasks: Sequence[Task], job: Job) -> Iterator[CellOutcome]:
         threads = max(1, (os.cpu_count() or 1) // jobs)
         context = multiprocessing.get_context("spawn")
-        pool = ProcessPoolExecutor(
-            jobs, mp_context=context, initializer=_watch_parent, initargs=(os.getpid(),)
-        )
-        futures = {pool.submit(work, task, job, threads): task for task in tasks}
-        try:
+        pool, futures = None, {}
+        try:  # a stop that lands while the workers are spawned stops them too
+            pool = ProcessPoolExecutor(
+                jobs, mp_context=context, initializer=_watch_parent, initargs=(os.getpid(),)
+            )
+            for task in tasks:
+                futures[pool.submit(work, task, job, threads)] = task
             for future in as_completed(futures):
                 try:
                     outcomes = future.result()
@@ -91,9 +95,9 @@ def processes(jobs: int) -> Executor:
                     raise WorkerDied(futures[future]) from None
                 yield from outcomes
         finally:
-            if all(future.done() for future in futures):
+            if pool is not None and futures and all(f.done() for f in futures):
                 pool.shutdown()
-            else:
+            elif pool is not None:
                 _stop(pool)
 
     return execute
@@ -117,16 +121,21 @@ class WorkerDied(KdbenchError):
 def _stop(pool: ProcessPoolExecutor, grace_s: float = 30.0) -> None:
     """Cancel what has not started and stop the workers (SIGTERM, then SIGKILL after
     `grace_s`). Python 3.14 has `terminate_workers`; before it, the processes are private."""
-    workers = list((getattr(pool, "_processes", None) or {}).values())
-    pool.shutdown(wait=False, cancel_futures=True)
-    for process in workers:
-        process.terminate()
-    deadline = time.monotonic() + grace_s
-    for process in workers:
-        process.join(max(0.0, deadline - time.monotonic()))
-        if process.is_alive():
-            process.kill()
-            process.join()
+    # A second Ctrl-C or SIGTERM waits until the workers are gone: cut short, this would
+    # leave them running after the run's process exits.
+    with atomic():
+        workers = list((getattr(pool, "_processes", None) or {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        # With the pool's, any worker it was spawning when the stop came.
+        workers += [p for p in multiprocessing.active_children() if p not in workers]
+        for process in workers:
+            process.terminate()
+        deadline = time.monotonic() + grace_s
+        for process in workers:
+            process.join(max(0.0, deadline - time.monotonic()))
+            if process.is_alive():
+                process.kill()
+                process.join()
 
 
 def _watch_parent(parent: int) -> None:
@@ -178,7 +187,7 @@ def ray_tasks(address: str | None) -> Executor:
     return execute
 
 
-_WORKER_TRACKERS: dict[tuple[str, str], Tracker] = {}
+_WORKER_TRACKERS: dict[tuple[str, str, Lease], Tracker] = {}
 
 
 def work(task: Task, job: Job, threads: int) -> list[CellOutcome]:
@@ -187,9 +196,9 @@ def work(task: Task, job: Job, threads: int) -> list[CellOutcome]:
 
     try:
         torch.set_num_threads(threads)
-        key = (job.uri, job.experiment)
+        key = (job.uri, job.experiment, job.lease)
         if key not in _WORKER_TRACKERS:
-            _WORKER_TRACKERS[key] = Tracker(job.uri, job.experiment)
+            _WORKER_TRACKERS[key] = Tracker(job.uri, job.experiment, lease=job.lease)
         return list(
             run_task(
                 task,

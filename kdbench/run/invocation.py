@@ -9,6 +9,7 @@ from pathlib import Path
 
 from kdbench.config import Spec
 from kdbench.errors import TrackingError
+from kdbench.leases import LeaseWatch
 from kdbench.matrix import Cell
 from kdbench.plugins import Registry
 from kdbench.results import Result
@@ -55,8 +56,11 @@ def run_matrix(
     )
     tracker.log_files(parent, [(Path(spec.file).name, config)])
     since_ms = tracker.client.get_run(parent).info.start_time if rerun else 0
-    job = Job(tracker.uri, tracker.experiment_name, parent, data_root, cache, since_ms)
+    job = Job(
+        tracker.uri, tracker.experiment_name, parent, data_root, cache, since_ms, tracker.lease
+    )
     outcomes: list[CellOutcome] = []
+    taken: dict[str, str] = {}  # cell id -> host:pid of the holder whose lease lapsed
     todo = []
     for cell in cells:
         if cell.id in finished:
@@ -75,7 +79,7 @@ def run_matrix(
     try:
         while todo:
             held = _run_round(execute, tasks(todo, jobs), job, outcomes, events, fail_fast)
-            todo = _wait_for(held, tracker, since_ms, outcomes, events)
+            todo = _wait_for(held, tracker, since_ms, outcomes, events, taken)
     except BaseException:
         # Stopped: the workers are stopped by now; what they left RUNNING is marked KILLED
         # here (unless the store is what failed).
@@ -83,6 +87,8 @@ def run_matrix(
             tracker.close_children(parent)
             tracker.finish(parent, "KILLED")
         raise
+    for outcome in outcomes:
+        outcome.taken_from = taken.get(outcome.cell.id)
     failed = any(o.status == "FAILED" for o in outcomes)
     tracker.finish(parent, "FAILED" if failed else "FINISHED")
     order = {cell.id: i for i, cell in enumerate(cells)}
@@ -124,16 +130,18 @@ def _wait_for(
     since_ms: int,
     outcomes: list[CellOutcome],
     events: Events,
+    taken: dict[str, str],
 ) -> list[Cell]:
-    """Wait for the cells that other invocations on this host run; return those whose
-    process died meanwhile, to run here. A cell held on another host is left to it (HELD):
-    this host cannot tell whether that process lives."""
+    """Wait for the cells that other invocations run, here or on other hosts; return those
+    whose holder is gone, to run here: a process of this host that died, or one elsewhere
+    whose lease lapsed (its run marked KILLED, its host:pid kept in `taken`)."""
     waiting, free = [outcome.cell for outcome in held], []
+    watch = LeaseWatch(tracker.lease.timeout_s)
     first = True
     while waiting:
         if not first:
             time.sleep(POLL_S)
-        still = []
+        first, still, invocations = False, [], {}
         for cell in waiting:
             claim = tracker.holder(cell.id, since_ms)
             if claim is None:  # its process died: the cell is ours to run
@@ -143,11 +151,15 @@ def _wait_for(
                     CellOutcome(cell, claim.run_id, "SKIPPED", Result.from_run(claim.run))
                 )
                 events.done(outcomes[-1])
-            elif claim.local or not first:
-                still.append(cell)
+            elif not claim.local and (
+                lapsed := watch.lapsed(claim.run, tracker.heartbeat(claim, invocations))
+            ):
+                tracker.take_over(claim, lapsed)
+                taken[cell.id] = claim.owner
+                free.append(cell)
             else:
-                outcomes.append(CellOutcome(cell, claim.run_id, "HELD", error=claim.owner))
-        waiting, first = still, False
+                still.append(cell)
+        waiting = still
     return free
 
 

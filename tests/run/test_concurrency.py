@@ -223,26 +223,91 @@ def rerun_finishes_each_cell_once(
     assert sorted(finished_per_cell(uri, experiment).values()) == [1] * cells
 
 
+class Descendants:
+    """Every process `pid` has started, collected until it exits (a worker spawned after a
+    first look counts too)."""
+
+    def __init__(self, process: subprocess.Popen):
+        self.seen: dict[int, psutil.Process] = {}
+        self.process = process
+        threading.Thread(target=self._watch, daemon=True).start()
+
+    def _watch(self) -> None:
+        while self.process.poll() is None:
+            for child in descendants(self.process.pid):
+                self.seen.setdefault(child.pid, child)
+            time.sleep(0.05)
+
+    def alive_after(self, seconds: float) -> list[psutil.Process]:
+        return gone(list(self.seen.values()), timeout=seconds)
+
+
 def test_sigterm_of_a_jobs_2_run_stops_its_workers_and_marks_their_cells_killed(
     write_config, isolated
 ):
     config = slow_config(write_config, "term", seeds="[0, 1]", epochs=40)
     uri = f"sqlite:///{isolated}/mlflow.db"
     process = kdbench_run(config, isolated, "--jobs", "2")
+    watched = Descendants(process)
     wait_for_cells_running(process, uri, "term", 2)
-    workers = descendants(process.pid)
-    assert len(workers) >= 2
+    assert len(descendants(process.pid)) >= 2
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 128 + signal.SIGTERM, stderr[-2000:]
     assert "Traceback" not in stderr
-    assert not gone(workers), "no process of the run survives it"
+    assert not watched.alive_after(3), "no process of the run outlives it by 3 s"
     after = cell_runs(uri, "term")
     assert not [r for r in after if r.info.status == "RUNNING"]
     assert len([r for r in after if r.info.status == "KILLED"]) >= 2
     assert ("invocation", "KILLED") in statuses(uri, "term")
 
     rerun_finishes_each_cell_once(config, isolated, "term", 4, "--set", "train.epochs=40")
+
+
+def test_sigterm_while_the_workers_start_leaves_no_process_behind(write_config, isolated):
+    """The stop lands while the pool spawns its workers (they import torch for seconds):
+    the workers being started are stopped too, not left to finish their start alone."""
+    config = slow_config(write_config, "early-term", seeds="[0, 1]", epochs=40)
+    process = kdbench_run(config, isolated, "--jobs", "2", "--set", "train.stacked=off")
+    watched = Descendants(process)
+    deadline = time.monotonic() + 120
+    while not any("spawn_main" in " ".join(p.cmdline()) for p in descendants(process.pid)):
+        assert process.poll() is None and time.monotonic() < deadline, "no worker started"
+        time.sleep(0.02)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGTERM, stderr[-2000:]
+    assert "Traceback" not in stderr
+    assert not watched.alive_after(3), "no process of the run outlives it by 3 s"
+
+
+def finished(uri: str, experiment: str) -> int:
+    try:
+        return sum(finished_per_cell(uri, experiment).values())
+    except Exception:  # the store or the experiment is being created
+        return 0
+
+
+def test_sigint_as_the_last_cell_ends_says_so_or_lets_the_run_finish(write_config, isolated):
+    """Ctrl-C just as the last cell's run is FINISHED, while the invocation winds up: either
+    the run had finished (exit 0, its summary) or it says it was interrupted (exit 130)."""
+    config = slow_config(write_config, "late-int", seeds="[0]", epochs=2)
+    uri = f"sqlite:///{isolated}/mlflow.db"
+    for attempt, delay in enumerate((0.0, 0.05, 0.15)):
+        process = kdbench_run(config, isolated, "--rerun")
+        deadline = time.monotonic() + 300
+        while finished(uri, "late-int") < 2 * (attempt + 1):
+            assert process.poll() is None and time.monotonic() < deadline
+            time.sleep(0.01)
+        time.sleep(delay)
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=60)
+        assert "Traceback" not in stderr and "Aborted" not in stderr, stderr[-2000:]
+        if process.returncode == 0:
+            assert " cells finished, " in stdout
+        else:
+            assert process.returncode == 128 + signal.SIGINT, stderr[-2000:]
+            assert "interrupted" in stderr, stderr[-2000:]
 
 
 def test_a_worker_killed_by_the_system_ends_the_run_in_one_line_and_a_rerun_resumes(

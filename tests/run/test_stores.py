@@ -119,7 +119,7 @@ class HangingProxy:
 
 
 @pytest.mark.slow
-def test_a_server_that_stops_answering_ends_the_run_in_bounded_time(
+def test_a_server_that_stalls_ends_the_run_within_a_minute(
     write_config,
     isolated,
     server,
@@ -127,12 +127,9 @@ def test_a_server_that_stops_answering_ends_the_run_in_bounded_time(
     host, port = server.removeprefix("http://").split(":")
     proxy = HangingProxy((host, int(port)))
     config = write_config(VALID.replace("seeds = [0]", "seeds = [0, 1]"))
-    env = {
-        **os.environ,
-        "KDBENCH_CACHE": str(isolated / "cache"),
-        "MLFLOW_HTTP_REQUEST_TIMEOUT": "3",
-        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
-    }
+    env = {**os.environ, "KDBENCH_CACHE": str(isolated / "cache")}  # kdbench's own timeouts
+    for key in ("MLFLOW_HTTP_REQUEST_TIMEOUT", "MLFLOW_HTTP_REQUEST_MAX_RETRIES"):
+        env.pop(key, None)
     process = subprocess.Popen(
         [sys.executable, "-m", "kdbench", "run", str(config),
          "--tracking-uri", f"http://127.0.0.1:{proxy.port}"],
@@ -151,8 +148,9 @@ def test_a_server_that_stops_answering_ends_the_run_in_bounded_time(
     assert process.returncode == 2, rest
     assert "Traceback" not in rest
     errors = [line for line in rest.splitlines() if line.startswith("Error: ")]
-    assert len(errors) == 1 and "stopped answering" in errors[0], rest
-    assert took < 30, f"one timeout (3 s) ends it, not one per request: {took:.0f} s"
+    assert len(errors) == 1 and "stopped answering (stalled)" in errors[0], rest
+    # One request's timeout and one health check, not a timeout per try or per request.
+    assert took < 45, f"told within a minute: {took:.0f} s"
 
 
 # -- kdbench ui: refused in one line rather than by the server --

@@ -1,0 +1,142 @@
+"""Claims that expire: a cell held by a process on another host is run again once that
+process's lease lapses, and a holder that was only slow withdraws instead of finishing it twice.
+
+A second host is a real one as far as kdbench can tell: `unshare` gives its process its own
+hostname (a UTS namespace) and its own process ids (a PID namespace, so this host cannot see
+whether it lives), sharing only the files, as hosts share a store and a data directory.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from kdbench.tracking import HOST_TAG
+from tests.helpers import TINY
+from tests.run.test_concurrency import cell_runs, finished_per_cell, kdbench_run
+
+LEASE = ("--set", "experiment.lease_s=4", "--set", "experiment.heartbeat_s=1")
+
+
+def can_make_hosts() -> bool:
+    if shutil.which("unshare") is None:
+        return False
+    probe = subprocess.run(
+        ["unshare", "--uts", "--pid", "--fork", "--mount-proc", "true"], capture_output=True
+    )
+    return probe.returncode == 0
+
+
+pytestmark = pytest.mark.skipif(
+    not can_make_hosts(), reason="making a second host needs unshare with root's rights"
+)
+
+
+def on_host(host: str, config: Path, cwd: Path, *args: str) -> subprocess.Popen:
+    """`kdbench run config` as a process of another host named `host`."""
+    env = {**os.environ, "KDBENCH_CACHE": str(cwd / "cache")}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    command = [sys.executable, "-m", "kdbench", "run", str(config), *args]
+    return subprocess.Popen(
+        [
+            "unshare",
+            "--uts",
+            "--pid",
+            "--fork",
+            "--mount-proc",
+            "--kill-child",
+            "sh",
+            "-c",
+            f'hostname {host} && exec "$@"',
+            "sh",
+            *command,
+        ],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def config_of(write_config, name: str, epochs: int) -> Path:
+    """Six cells: three seeds, with and without a teacher, one at a time."""
+    text = TINY.format(name=name).replace("seeds = [0]", "seeds = [0, 1, 2]")
+    text = text.replace("epochs = 2", f"epochs = {epochs}")
+    return write_config(text.replace("batch_size = 16", 'batch_size = 16\nstacked = "off"'))
+
+
+def wait_running_on(uri: str, experiment: str, host: str, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.stderr.read()[-2000:]
+        try:
+            runs = cell_runs(uri, experiment)
+        except Exception:  # the store is being created
+            runs = []
+        if any(r.info.status == "RUNNING" and r.data.tags.get(HOST_TAG) == host for r in runs):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{host} never started a cell")
+
+
+def test_a_dead_host_s_cells_are_run_by_another_once_its_lease_lapses(write_config, isolated):
+    """Host A is SIGKILLed while it runs a cell; host B, on the same store, runs every cell
+    that is not finished, the dead host's among them once its lease lapses, and exits 0."""
+    config = config_of(write_config, "dead-host", epochs=60)
+    uri = f"sqlite:///{isolated}/mlflow.db"
+    host_a = on_host("host-a", config, isolated, *LEASE)
+    wait_running_on(uri, "dead-host", "host-a", host_a)
+    host_a.send_signal(signal.SIGKILL)  # --kill-child: everything in its namespace dies
+    host_a.wait(timeout=30)
+    held = [r for r in cell_runs(uri, "dead-host") if r.info.status == "RUNNING"]
+    assert held, "host A died holding a cell"
+
+    host_b = kdbench_run(config, isolated, *LEASE)
+    stdout, stderr = host_b.communicate(timeout=600)
+    assert host_b.returncode == 0, stderr[-2000:]
+    assert sorted(finished_per_cell(uri, "dead-host").values()) == [1] * 6
+    assert f"({len(held)} taken over from host-a:" in stdout and "lease lapsed" in stdout
+    for run in held:
+        after = next(r for r in cell_runs(uri, "dead-host") if r.info.run_id == run.info.run_id)
+        assert after.info.status == "KILLED"
+        assert after.data.tags["kdbench.error"].startswith("lease lapsed: no heartbeat from")
+
+
+def test_a_holder_that_was_only_slow_withdraws_and_the_cell_finishes_once(write_config, isolated):
+    """Host A stops (SIGSTOP) mid-cell for longer than its lease; host B takes the cell over
+    and finishes it. A, resumed, finds its claim taken: it logs no second FINISHED run, waits
+    for B's result and exits 0."""
+    config = config_of(write_config, "slow-host", epochs=30)
+    uri = f"sqlite:///{isolated}/mlflow.db"
+    host_a = on_host("host-a", config, isolated, *LEASE)
+    wait_running_on(uri, "slow-host", "host-a", host_a)
+    stopped = [host_a.pid, *children(host_a.pid)]
+    for pid in stopped:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        host_b = kdbench_run(config, isolated, *LEASE)
+        _, stderr = host_b.communicate(timeout=600)
+        assert host_b.returncode == 0, stderr[-2000:]
+    finally:
+        for pid in stopped:
+            os.kill(pid, signal.SIGCONT)
+    _, stderr_a = host_a.communicate(timeout=600)
+    assert host_a.returncode == 0, stderr_a[-2000:]
+    assert sorted(finished_per_cell(uri, "slow-host").values()) == [1] * 6
+    taken = [r for r in cell_runs(uri, "slow-host") if r.info.status == "KILLED"]
+    assert [r.data.tags[HOST_TAG] for r in taken] == ["host-a"]
+    assert taken[0].data.tags["kdbench.error"].startswith("lease lapsed")
+
+
+def children(pid: int) -> list[int]:
+    import psutil
+
+    return [p.pid for p in psutil.Process(pid).children(recursive=True)]
