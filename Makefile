@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 # Cells run side by side in this many processes (`make run JOBS=1` for one at a time).
 JOBS ?= $(shell nproc 2>/dev/null || echo 1)
 
-.PHONY: install data browser run test lint tox
+.PHONY: install data browser postgres run test lint tox
 
 # The venv takes ~7 GB (torch's CUDA build); say so plainly rather than let pip fail half-way.
 NEED_GB ?= 8
@@ -41,7 +41,13 @@ browser:
 	test -x /usr/bin/chromedriver || apt-get install -y -qq chromium chromium-driver \
 		|| { apt-get update -qq && apt-get install -y -qq chromium chromium-driver; }
 
-test: data browser
+# Debian's PostgreSQL, for the tests of a tracking server backed by it (the tests start
+# their own server, as the postgres user when run as root).
+postgres:
+	ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || apt-get install -y -qq postgresql \
+		|| { apt-get update -qq && apt-get install -y -qq postgresql; }
+
+test: data browser postgres
 	$(BIN)/python -m pytest
 
 lint: install

@@ -157,25 +157,40 @@ def _watch_parent(parent: int) -> None:
     threading.Thread(target=watch, name="kdbench-parent-watch", daemon=True).start()
 
 
+# A cell whose Ray worker is lost this many times ends the run: something kills it (memory?).
+RAY_LOSSES = 3
+
+
 def ray_tasks(address: str | None) -> Executor:
     """Each cell a Ray task declaring one CPU, and a GPU when its teacher asks for CUDA.
 
     Workers need the same data directory, teacher cache and tracking store: on one machine
-    they are shared; on a cluster, use shared storage and a tracking server.
+    they are shared; on a cluster, use shared storage and a tracking server. A task whose
+    worker or node is lost comes back HELD: the invocation waits for its cells' runs to be
+    released (at once on this host, at the lease's end on another) and runs them again.
     """
+    losses: dict[str, int] = {}
 
     def execute(tasks: Sequence[Task], job: Job) -> Iterator[CellOutcome]:
         ray = connect_ray(address)
         remote = ray.remote(work)
-        pending = []
+        pending, of = [], {}
         for task in tasks:
             cuda = any(c.teacher is not None and c.teacher.component.device == "cuda" for c in task)
             options = remote.options(num_cpus=1, num_gpus=1 if cuda else 0, max_retries=0)
             pending.append(options.remote(task, job, 1))
+            of[pending[-1]] = task
         try:
             while pending:
                 (done,), pending = ray.wait(pending, num_returns=1)
-                yield from ray.get(done)
+                try:
+                    outcomes = ray.get(done)
+                except ray.exceptions.RayTaskError:
+                    raise
+                except ray.exceptions.RayError as exc:  # its worker or node died
+                    yield from _lost(of[done], first_line(exc), losses)
+                else:
+                    yield from outcomes
         finally:
             # Forced: a running task's worker is killed, and once it is gone (waited for
             # here) the invocation marks its cell KILLED.
@@ -185,6 +200,18 @@ def ray_tasks(address: str | None) -> Executor:
                 ray.wait(pending, num_returns=len(pending), timeout=30)
 
     return execute
+
+
+def _lost(task: Task, why: str, losses: dict[str, int]) -> Iterator[CellOutcome]:
+    """The cells of a task whose Ray worker was lost, HELD until their runs are released."""
+    for cell in task:
+        losses[cell.id] = losses.get(cell.id, 0) + 1
+        if losses[cell.id] >= RAY_LOSSES:
+            raise KdbenchError(
+                f"Ray lost the worker running {cell.label} {RAY_LOSSES} times ({why}); its"
+                " run is marked KILLED: run again to resume"
+            )
+        yield CellOutcome(cell, "", "HELD", error=f"its Ray worker was lost: {why}")
 
 
 _WORKER_TRACKERS: dict[tuple[str, str, Lease], Tracker] = {}
