@@ -6,11 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 import textwrap
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -21,7 +17,8 @@ from kdbench.cli import cli
 from kdbench.fetch import clear_cache
 from kdbench.plugins import registry as process_registry
 from kdbench.teachers import forget_prepared
-from tests.helpers import free_port
+from tests.services import POSTGRES_BIN, MlflowServer
+from tests.services import postgres as start_postgres
 
 
 @pytest.fixture(autouse=True)
@@ -117,76 +114,13 @@ def data_copy(tmp_path: Path):
 # -- a real MLflow tracking server --
 
 
-# Debian's server binaries, newest version first.
-POSTGRES_BIN = max(Path("/usr/lib/postgresql").glob("*/bin"), default=Path("/nonexistent"),
-                   key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0)  # fmt: skip
-
-
 @pytest.fixture(scope="session")
 def postgres():
-    """A PostgreSQL server (Debian's, `make test` installs it) on a free port of 127.0.0.1,
-    for the session; yields a function that makes a new database and returns its URI. As
-    root, the server runs as the `postgres` user (it refuses to run as root)."""
+    """A PostgreSQL server for the session: a function that makes a database, its URI."""
     if not (POSTGRES_BIN / "pg_ctl").exists():
         pytest.skip("PostgreSQL is not installed (make test installs Debian's postgresql)")
-    import tempfile
-
-    root = Path(tempfile.mkdtemp(prefix="kdbench-pg-"))
-    as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    if as_user:
-        shutil.chown(root, "postgres")
-    data, port = root / "data", free_port()
-    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "check": True}
-
-    def postgres_tool(name: str, *args: object) -> None:
-        subprocess.run([*as_user, POSTGRES_BIN / name, *map(str, args)], **quiet)
-
-    postgres_tool("initdb", "-D", data, "-A", "trust", "-U", "kdbench")
-    options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1"
-    postgres_tool("pg_ctl", "-D", data, "-o", options, "-w", "-l", root / "log", "start")
-    made = iter(range(1_000_000))
-
-    def database() -> str:
-        name = f"mlflow_{next(made)}"
-        postgres_tool("createdb", "-h", "127.0.0.1", "-p", port, "-U", "kdbench", name)
-        return f"postgresql://kdbench@127.0.0.1:{port}/{name}"
-
-    yield database
-    postgres_tool("pg_ctl", "-D", data, "-m", "immediate", "stop")
-    shutil.rmtree(root, ignore_errors=True)
-
-
-class MlflowServer:
-    """`mlflow server` on 127.0.0.1 with a backend store and the artifacts it serves itself
-    (--serve-artifacts), as a team runs it; stopped and started again on the same port."""
-
-    def __init__(self, backend: str, artifacts: Path, cwd: Path):
-        self.backend, self.artifacts, self.cwd = backend, artifacts, cwd
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1",
-             "--port", str(self.port), "--backend-store-uri", self.backend, "--serve-artifacts",
-             "--artifacts-destination", str(self.artifacts), "--workers", "1"],
-            cwd=self.cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(f"{self.url}/health", timeout=2)
-                return
-            except OSError:
-                assert self.process.poll() is None, "mlflow server exited"
-                time.sleep(0.5)
-        raise AssertionError("mlflow server did not come up within 2 minutes")
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=30)
+    with start_postgres() as database:
+        yield database
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

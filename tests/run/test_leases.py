@@ -1,15 +1,13 @@
 """Claims that expire: a cell held by a process on another host is run again once that
 process's lease lapses, and a holder that was only slow withdraws instead of finishing it twice.
 
-A second host is a real one as far as kdbench can tell: `unshare` gives its process its own
-hostname (a UTS namespace) and its own process ids (a PID namespace, so this host cannot see
-whether it lives), sharing only the files, as hosts share a store and a data directory.
+A second host is a real one as far as kdbench can tell (tests/services.py: its own hostname
+and process ids, the files shared).
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -21,17 +19,9 @@ import pytest
 from kdbench.tracking import HOST_TAG
 from tests.helpers import TINY
 from tests.run.test_concurrency import cell_runs, finished_per_cell, kdbench_run
+from tests.services import as_host, can_make_hosts
 
 LEASE = ("--set", "experiment.lease_s=4", "--set", "experiment.heartbeat_s=1")
-
-
-def can_make_hosts() -> bool:
-    if shutil.which("unshare") is None:
-        return False
-    probe = subprocess.run(
-        ["unshare", "--uts", "--pid", "--fork", "--mount-proc", "true"], capture_output=True
-    )
-    return probe.returncode == 0
 
 
 pytestmark = pytest.mark.skipif(
@@ -45,19 +35,7 @@ def on_host(host: str, config: Path, cwd: Path, *args: str) -> subprocess.Popen:
     env.pop("MLFLOW_TRACKING_URI", None)
     command = [sys.executable, "-m", "kdbench", "run", str(config), *args]
     return subprocess.Popen(
-        [
-            "unshare",
-            "--uts",
-            "--pid",
-            "--fork",
-            "--mount-proc",
-            "--kill-child",
-            "sh",
-            "-c",
-            f'hostname {host} && exec "$@"',
-            "sh",
-            *command,
-        ],
+        as_host(host, command),
         cwd=cwd,
         env=env,
         stdout=subprocess.PIPE,

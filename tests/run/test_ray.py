@@ -3,29 +3,16 @@
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
 
 from tests.helpers import TINY
-
-RAY = shutil.which("ray", path=str(Path(sys.executable).parent))
-# A cluster of this test's own token, in the environment: ~/.ray stays untouched.
-TOKEN = secrets.token_hex(32)
-TOKEN_AUTH = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": TOKEN, "RAY_USAGE_STATS_ENABLED": "0"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.services import RAY, TOKEN, TOKEN_AUTH, free_port
 
 
 @pytest.fixture

@@ -9,14 +9,10 @@ namespace SIGKILLs its raylet and its workers at once, as a host that dies.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -24,75 +20,20 @@ import pytest
 from kdbench.tracking import HOST_TAG
 from tests.helpers import TINY
 from tests.run.test_concurrency import cell_runs, finished_per_cell
-from tests.run.test_leases import can_make_hosts, wait_running_on
-from tests.run.test_ray import RAY, TOKEN_AUTH, free_port
+from tests.run.test_leases import wait_running_on
+from tests.services import TOKEN_AUTH, Cluster, can_make_hosts, ray_cluster
 
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not can_make_hosts(), reason="hosts of their own need unshare (root)"),
 ]
 LEASE = ("--set", "experiment.lease_s=4", "--set", "experiment.heartbeat_s=1")
-# The head declares a node dead after 3 missed checks a second apart (defaults: 5 × 3 s).
-FAST_HEALTH = {"RAY_health_check_period_ms": "1000", "RAY_health_check_failure_threshold": "3"}
-
-
-@dataclass
-class Cluster:
-    address: str
-    temp: str
-    nodes: dict[str, subprocess.Popen] = field(default_factory=dict)
-
-    def add(self, host: str) -> None:
-        """A worker node of one CPU on a host named `host`, once it has joined (nodes
-        started at once on one machine race for the same ports)."""
-        start = f"hostname {host} && exec {RAY} start --address {self.address} --num-cpus 1 --block"
-        self.nodes[host] = subprocess.Popen(
-            ["unshare", "--uts", "--pid", "--fork", "--mount-proc", "--kill-child",
-             "sh", "-c", start],
-            env={**os.environ, **TOKEN_AUTH, **FAST_HEALTH},
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        self.wait_nodes(len(self.nodes))
-
-    def kill(self, host: str) -> None:
-        """The host dies: its namespace's first process is SIGKILLed, and all it holds."""
-        node = self.nodes.pop(host)
-        node.send_signal(signal.SIGKILL)
-        node.wait(timeout=30)
-
-    def wait_nodes(self, count: int) -> None:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            status = subprocess.run(
-                [RAY, "status", "--address", self.address],
-                env={**os.environ, **TOKEN_AUTH}, capture_output=True, text=True,
-            )  # fmt: skip
-            if status.stdout.count(" node_") >= count + 1:  # the head and the workers
-                return
-            time.sleep(1)
-        raise AssertionError(f"the cluster never had {count} worker nodes: {status.stdout}")
 
 
 @pytest.fixture
 def cluster() -> Iterator[Cluster]:
-    port = free_port()
-    temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # Ray's socket paths must stay short
-    env = {**os.environ, **TOKEN_AUTH, **FAST_HEALTH}
-    subprocess.run([RAY, "start", "--head", "--port", str(port), "--num-cpus", "0",
-                    "--include-dashboard", "false", "--temp-dir", temp],
-                   check=True, env=env, timeout=300,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    made = Cluster(f"127.0.0.1:{port}", temp)
-    try:
-        for host in ("node-a", "node-b"):
-            made.add(host)
+    with ray_cluster({"node-a": 1, "node-b": 1}) as made:
         yield made
-    finally:
-        for host in list(made.nodes):
-            made.kill(host)
-        subprocess.run([RAY, "stop", "--force"], env=env, timeout=300,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-        shutil.rmtree(temp, ignore_errors=True)
 
 
 def config_of(write_config, name: str) -> Path:
