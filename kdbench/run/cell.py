@@ -167,7 +167,9 @@ def _claim(
     if claim.state == "finished":
         return CellOutcome(cell, claim.run_id, "SKIPPED", Result.from_run(claim.run))
     if claim.state == "held":
-        return CellOutcome(cell, claim.run_id, "HELD", error=claim.owner)
+        return CellOutcome(
+            cell, claim.run_id, "HELD", error=f"another kdbench run has it ({claim.owner})"
+        )
     return claim.run_id
 
 
@@ -215,5 +217,5 @@ def _finished(
 ) -> CellOutcome:
     tracker.log_metrics(run_id, {"wall_seconds": seconds})
     if not tracker.finish(run_id):  # slow past its lease: another invocation has the cell
-        return CellOutcome(cell, run_id, "HELD", error="taken over after its lease lapsed")
+        return CellOutcome(cell, run_id, "HELD", error="its lease lapsed and another run took it")
     return CellOutcome(cell, run_id, "FINISHED", result, seconds=seconds)

@@ -29,7 +29,7 @@ class _Display(Events):
     def done(self, outcome: CellOutcome) -> None:
         label = escape(outcome.cell.label)
         if outcome.status == "HELD":  # not done: another invocation runs it
-            line = f"waiting for {label}: another kdbench run has it ({outcome.error})"
+            line = f"waiting for {label}: {escape(outcome.error or '')}"
             self.progress.console.print(line, highlight=False, soft_wrap=True)
             return
         if outcome.status == "FAILED":

@@ -23,13 +23,14 @@ from pathlib import Path
 
 import torch
 
-from kdbench.errors import KdbenchError, first_line
+from kdbench.errors import KdbenchError, TrackingError, first_line
 from kdbench.leases import Lease
 from kdbench.plugins import Registry
 from kdbench.run.cell import run_task
 from kdbench.run.events import CellOutcome, Events
 from kdbench.run.stacking import Task
 from kdbench.signals import atomic, stop_once_on
+from kdbench.stores import RESTART_WAIT_S
 from kdbench.tracking import Tracker
 
 
@@ -185,10 +186,14 @@ def ray_tasks(address: str | None) -> Executor:
                 (done,), pending = ray.wait(pending, num_returns=1)
                 try:
                     outcomes = ray.get(done)
-                except ray.exceptions.RayTaskError:
+                except ray.exceptions.RayTaskError as exc:  # raised by kdbench in the task
+                    cause = getattr(exc, "cause", None)
+                    if isinstance(cause, KdbenchError):
+                        raise cause from None  # its one line, not the remote traceback
                     raise
                 except ray.exceptions.RayError as exc:  # its worker or node died
-                    yield from _lost(of[done], first_line(exc), losses)
+                    why = first_line(exc).split(". ")[0]  # Ray's advice follows
+                    yield from _lost(of[done], why, losses)
                 else:
                     yield from outcomes
         finally:
@@ -211,10 +216,23 @@ def _lost(task: Task, why: str, losses: dict[str, int]) -> Iterator[CellOutcome]
                 f"Ray lost the worker running {cell.label} {RAY_LOSSES} times ({why}); its"
                 " run is marked KILLED: run again to resume"
             )
-        yield CellOutcome(cell, "", "HELD", error=f"its Ray worker was lost: {why}")
+        yield CellOutcome(cell, "", "HELD", error=f"its Ray worker was lost ({why})")
 
 
 _WORKER_TRACKERS: dict[tuple[str, str, Lease], Tracker] = {}
+
+
+def _patient_tracker(job: Job) -> Tracker:
+    """The job's tracker, waiting out a server that is restarting: the invocation reached it
+    already, so a worker that cannot is early, not wrong."""
+    deadline = time.monotonic() + RESTART_WAIT_S
+    while True:
+        try:
+            return Tracker(job.uri, job.experiment, lease=job.lease)
+        except TrackingError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(2)
 
 
 def work(task: Task, job: Job, threads: int) -> list[CellOutcome]:
@@ -225,7 +243,7 @@ def work(task: Task, job: Job, threads: int) -> list[CellOutcome]:
         torch.set_num_threads(threads)
         key = (job.uri, job.experiment, job.lease)
         if key not in _WORKER_TRACKERS:
-            _WORKER_TRACKERS[key] = Tracker(job.uri, job.experiment, lease=job.lease)
+            _WORKER_TRACKERS[key] = _patient_tracker(job)
         return list(
             run_task(
                 task,
