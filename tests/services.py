@@ -114,6 +114,16 @@ class MlflowServer:
                 time.sleep(0.5)
         raise RuntimeError("mlflow server did not come up within 2 minutes")
 
+    def dump(self, to: Path) -> Path:
+        """The backend store's contents in a file: the SQLite file, or pg_dump's output."""
+        if self.backend.startswith("sqlite:///"):
+            return Path(self.backend.removeprefix("sqlite:///"))
+        dumped = subprocess.run(
+            [POSTGRES_BIN / "pg_dump", self.backend], capture_output=True, check=True
+        )
+        to.write_bytes(dumped.stdout)
+        return to
+
     def stop(self) -> None:
         if self.process is not None:
             self.process.terminate()

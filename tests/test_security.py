@@ -87,7 +87,7 @@ def test_unreachable_tracking_server_shows_no_password(write_config, invoke, iso
 
 @pytest.mark.slow
 def test_tracking_server_password_and_token_stay_out(
-    server,
+    served,
     token,
     write_config,
     invoke,
@@ -97,7 +97,7 @@ def test_tracking_server_password_and_token_stay_out(
     """A run against a tracking server whose URI, in the config, holds a password: the
     password (and the token) reach neither the server's store and artifacts (the config file
     among them) nor the output."""
-    uri = server.replace("http://", f"http://kdbench:{PASSWORD}@")
+    uri = served.url.replace("http://", f"http://kdbench:{PASSWORD}@")
     text = TINY.format(name="served").replace("seeds = [0]", f'seeds = [0]\ntracking_uri = "{uri}"')
     result = invoke("run", str(write_config(text)))
     assert result.exit_code == 0, result.output[-2000:]
@@ -107,8 +107,9 @@ def test_tracking_server_password_and_token_stay_out(
     assert (
         len(logged) == 1 and 'tracking_uri = "http://kdbench:***@127.0.0.1' in logged[0].read_text()
     )
-    assert leaks("served", tmp_path / "server.db")  # the search reads the server's store
-    stored = (tmp_path / "server.db", tmp_path / "artifacts", isolated / "cache")
+    store = served.dump(tmp_path / "store.sql")
+    assert leaks("served", store)  # the search reads the server's store
+    stored = (store, tmp_path / "artifacts", isolated / "cache")
     for secret in (PASSWORD, token):
         assert leaks(secret, *stored, texts=(result.stdout, result.stderr)) == [], secret
 
