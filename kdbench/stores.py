@@ -81,8 +81,8 @@ HEALTH_TIMEOUT_S = 5
 SLOW_RETRIES = 2
 RESTART_WAIT_S = 90
 # Calls that, made twice, would make two of a thing: tried again only when the first never
-# reached the server (refused).
-_NOT_IDEMPOTENT = frozenset({"create_run", "create_experiment", "log_artifacts", "log_artifact"})
+# reached the server (refused). The others set a value, or write a file to its path, again.
+_NOT_IDEMPOTENT = frozenset({"create_run", "create_experiment"})
 
 
 # SQLite lets one writer in at a time and makes the others wait 5 s; when many processes

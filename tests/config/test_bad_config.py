@@ -174,6 +174,16 @@ CONFIGS = [
         "distill.temperature: must be > 0, got -1.0",
     ),
     (
+        "lease-shorter-than-two-heartbeats",
+        replace("seeds = [0]", "seeds = [0]\nheartbeat_s = 10\nlease_s = 15"),
+        "experiment.lease_s: 15 s is shorter than two heartbeats (heartbeat_s = 10)",
+    ),
+    (
+        "heartbeat-zero",
+        replace("seeds = [0]", "seeds = [0]\nheartbeat_s = 0"),
+        "experiment.heartbeat_s: must be > 0, got 0",
+    ),
+    (
         "seed-negative",
         replace("seeds = [0]", "seeds = [-1]"),
         "experiment.seeds: must be >= 0, got [-1]",
