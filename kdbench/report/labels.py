@@ -72,4 +72,9 @@ def teacher_label(
 
 
 def student_label(params: Mapping[str, str], instance: str, labels: Labels = NO_LABELS) -> str:
-    return labels.get(instance) or title(params, "student", instance) or instance
+    """The student's label; a model's separable ablation (`entangle = false`) is named apart
+    from the model, unless [report.labels] names it."""
+    if instance in labels:
+        return labels[instance]
+    label = title(params, "student", instance) or instance
+    return f"{label}, no entanglement" if params.get("student.entangle") == "False" else label

@@ -172,6 +172,12 @@ def test_labels_come_from_titles_and_fall_back_to_the_instance():
     assert teacher_label(params, "t") == "LeNet (outputs shuffled)"
     assert student_label(params, "s") == "Quantum, 3 qubit"
     assert student_label({"student.plugin": "pqc"}, "s") == "s (pqc, ? qubit)"
+    # The benchmark's separable ablation of a model is named apart from the model.
+    iqp = {"student.plugin": "iqp", "student.layers": "10", "student.entangle": "True"}
+    assert student_label(iqp, "iqp") == "IQP variational (10 layers)"
+    ablation = {**iqp, "student.entangle": "False"}
+    assert student_label(ablation, "iqp-x") == "IQP variational (10 layers), no entanglement"
+    assert student_label(ablation, "iqp-x", {"iqp-x": "IQP, CZ gone"}) == "IQP, CZ gone"
     # A plugin that is not installed (or has no title): its instance's name.
     third_party = {
         "dataset.plugin": "acme-images",
