@@ -11,6 +11,7 @@ the holder died waits one lease before taking over.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from collections.abc import Callable
@@ -22,8 +23,12 @@ LEASE_TAG = "kdbench.lease_s"
 
 
 def heartbeat_tag(host: str, pid: str) -> str:
-    """The tag of the invocation's run that a process on `host` with `pid` renews."""
-    return f"kdbench.heartbeat.{host}.{pid}"
+    """The tag of the invocation's run that a process on `host` with `pid` renews (a host
+    name too long for MLflow's 250-character keys is hashed)."""
+    tag = f"kdbench.heartbeat.{host}.{pid}"
+    if len(tag) > 250:
+        tag = f"kdbench.heartbeat.{hashlib.sha256(host.encode()).hexdigest()[:16]}.{pid}"
+    return tag
 
 
 @dataclass(frozen=True)
@@ -78,22 +83,26 @@ class Heartbeat:
 
 class LeaseWatch:
     """Tells, by this process's clock, whether a held run's heartbeat has stood still for its
-    lease's length."""
+    lease's length. Only runs that carry a lease (`kdbench.lease_s`) have one: a run an older
+    kdbench started is never taken over."""
 
-    def __init__(self, default_timeout_s: float):
-        self._default = default_timeout_s
-        self._seen: dict[str, tuple[str, float]] = {}  # run -> (heartbeat, first seen at)
+    def __init__(self, poll_s: float):
+        self._poll = poll_s  # how often the watcher looks, when nothing holds it up
+        # run -> (heartbeat, when it was first seen with that value, when last looked at)
+        self._seen: dict[str, tuple[str, float, float]] = {}
 
     def lapsed(self, run: Any, heartbeat: str) -> float | None:
         """The lease's length if `run`'s lease lapsed, else None; `heartbeat` is the value
-        its holder's heartbeat has now ('' if none was ever written)."""
-        tags, now = run.data.tags, time.monotonic()
+        its holder's heartbeat has now ('' if none was written yet)."""
         try:
-            timeout = float(tags.get(LEASE_TAG, self._default))
-        except ValueError:
-            timeout = self._default
-        seen = self._seen.get(run.info.run_id)
-        if seen is None or seen[0] != heartbeat:
-            self._seen[run.info.run_id] = (heartbeat, now)
+            timeout = float(run.data.tags[LEASE_TAG])
+        except (KeyError, ValueError):
             return None
-        return timeout if now - seen[1] >= timeout else None
+        now, key = time.monotonic(), run.info.run_id
+        beat, since, looked = self._seen.get(key, (None, now, now))
+        # The clock restarts when the value changes, and when this watcher itself could not
+        # look for a while (a store that was down held the holder's renewals back too).
+        if beat != heartbeat or now - looked > max(timeout / 2, 3 * self._poll):
+            since = now
+        self._seen[key] = (heartbeat, since, now)
+        return timeout if now - since >= timeout else None

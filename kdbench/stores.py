@@ -171,15 +171,18 @@ def server_state(uri: str) -> str:
     import urllib.request
 
     parts = urlsplit(uri)
-    netloc = parts.hostname + (f":{parts.port}" if parts.port else "") if parts.hostname else ""
+    netloc = parts.netloc.rpartition("@")[2]  # no user or password; [v6] brackets kept
+    health = f"{parts.scheme}://{netloc}{parts.path.rstrip('/')}/health"
     try:
-        urllib.request.urlopen(f"{parts.scheme}://{netloc}/health", timeout=HEALTH_TIMEOUT_S)
+        urllib.request.urlopen(health, timeout=HEALTH_TIMEOUT_S)
         return "answers"
     except urllib.error.HTTPError as exc:
         return "answers" if exc.code < 500 else "down"
     except (TimeoutError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         return "stalled" if isinstance(reason, TimeoutError) else "down"
+    except Exception:  # a garbled answer (http.client's): not a server that answers
+        return "down"
 
 
 def check_uri(uri: str) -> None:

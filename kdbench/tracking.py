@@ -183,10 +183,14 @@ class Tracker:
         key = heartbeat_tag(tags.get(HOST_TAG, "?"), tags.get(PID_TAG, "?"))
         return invocations[parent].get(key, "")
 
-    def take_over(self, claim: Claim, lease_s: float) -> None:
-        """Mark KILLED the run of `claim`, whose lease lapsed: its cell is free to run."""
+    def take_over(self, claim: Claim, lease_s: float) -> bool:
+        """Mark KILLED the run of `claim`, whose lease lapsed: its cell is free to run. False
+        if the run ended meanwhile (the next look at the cell sees how)."""
+        if not self.holds(claim.run_id):
+            return False
         why = f"lease lapsed: no heartbeat from {claim.owner} for {lease_s:g} s"
         self._close(claim.run_id, why)
+        return True
 
     def claim(
         self, cell_id: str, name: str, tags: Mapping[str, str], parent: str, since_ms: int = 0
@@ -290,11 +294,15 @@ class Tracker:
     def set_tag(self, run_id: str, key: str, value: str) -> None:
         self.client.set_tag(run_id, key, value)
 
+    def holds(self, run_id: str) -> bool:
+        """Whether the run is still RUNNING: not taken over after its lease lapsed."""
+        return self.client.get_run(run_id).info.status == "RUNNING"
+
     def finish(self, run_id: str, status: str = "FINISHED") -> bool:
         """End the run with `status`; False, and the run left as it is, if it was not
         RUNNING any more (its lease lapsed and another invocation took the cell over)."""
         self._heartbeat.release(run_id)
-        if self.client.get_run(run_id).info.status != "RUNNING":
+        if not self.holds(run_id):
             return False
         self.client.set_terminated(run_id, status=status)
         return True

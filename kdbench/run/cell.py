@@ -206,6 +206,9 @@ def _failed(
     can be recorded in it) or the run was stopped (its run marked KILLED)."""
     if isinstance(exc, TrackingError):
         raise exc
+    if not isinstance(exc, KeyboardInterrupt) and not tracker.holds(run_id):
+        # Its lease lapsed and another run has the cell: this failure is not the cell's end.
+        return CellOutcome(cell, run_id, "HELD", error="its lease lapsed and another run took it")
     reason = _record_failure(tracker, run_id, exc)
     if isinstance(exc, KeyboardInterrupt):
         raise exc

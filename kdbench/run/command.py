@@ -31,8 +31,8 @@ def run_and_report(
     address: str | None = None,
 ) -> int:
     """Run `cells` under a progress display on `errors`, then print the results table and a
-    summary line on `console`; the exit code: 0, or 1 if a cell failed. Stopped (Ctrl-C,
-    SIGTERM), it says how to resume and exits 128 + the signal."""
+    summary line on `console`; the exit code: 0, or 1 if a cell failed or was left undone.
+    Stopped (Ctrl-C, SIGTERM), it says how to resume and exits 128 + the signal."""
     from kdbench import paths
     from kdbench.leases import Lease
     from kdbench.plugins import registry
@@ -72,6 +72,9 @@ def run_and_report(
     owners = sorted({o.taken_from for o in outcomes if o.taken_from})
     taken = sum(o.taken_from is not None for o in outcomes)
     took = f" ({taken} taken over from {', '.join(owners)}: lease lapsed)" if taken else ""
+    # Held by an older kdbench elsewhere (no lease to watch): not run here, and not done.
+    held = sum(o.status == "HELD" for o in outcomes)
+    took += f", {held} held on another host without a lease (an older kdbench)" if held else ""
     console.print(results_table(summarize(o.result for o in outcomes if o.result)))
     console.print(
         f"{count['FINISHED']} cells finished, {count['SKIPPED']} already done, "
@@ -82,4 +85,4 @@ def run_and_report(
         highlight=False,
     )
     console.print(f"browse: kdbench ui --tracking-uri {redact_uri(uri)}", highlight=False)
-    return 1 if count["FAILED"] else 0
+    return 1 if count["FAILED"] or held else 0

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from kdbench.config import Spec
 from kdbench.errors import TrackingError
-from kdbench.leases import LeaseWatch
+from kdbench.leases import LEASE_TAG, LeaseWatch
 from kdbench.matrix import Cell
 from kdbench.plugins import Registry
 from kdbench.results import Result
@@ -61,6 +61,7 @@ def run_matrix(
     )
     outcomes: list[CellOutcome] = []
     taken: dict[str, str] = {}  # cell id -> host:pid of the holder whose lease lapsed
+    watch = LeaseWatch(POLL_S)  # one for the invocation: its clocks run across rounds
     todo = []
     for cell in cells:
         if cell.id in finished:
@@ -79,7 +80,7 @@ def run_matrix(
     try:
         while todo:
             held = _run_round(execute, tasks(todo, jobs), job, outcomes, events, fail_fast)
-            todo = _wait_for(held, tracker, since_ms, outcomes, events, taken)
+            todo = _wait_for(held, tracker, since_ms, outcomes, events, taken, watch)
     except BaseException:
         # Stopped: the workers are stopped by now; what they left RUNNING is marked KILLED
         # here (unless the store is what failed).
@@ -131,12 +132,12 @@ def _wait_for(
     outcomes: list[CellOutcome],
     events: Events,
     taken: dict[str, str],
+    watch: LeaseWatch,
 ) -> list[Cell]:
     """Wait for the cells that other invocations run, here or on other hosts; return those
     whose holder is gone, to run here: a process of this host that died, or one elsewhere
     whose lease lapsed (its run marked KILLED, its host:pid kept in `taken`)."""
     waiting, free = [outcome.cell for outcome in held], []
-    watch = LeaseWatch(tracker.lease.timeout_s)
     first = True
     while waiting:
         if not first:
@@ -154,11 +155,15 @@ def _wait_for(
             elif not claim.local and (
                 lapsed := watch.lapsed(claim.run, tracker.heartbeat(claim, invocations))
             ):
-                tracker.take_over(claim, lapsed)
-                taken[cell.id] = claim.owner
+                if tracker.take_over(claim, lapsed):
+                    taken[cell.id] = claim.owner
                 free.append(cell)
-            else:
+            elif claim.local or claim.run.data.tags.get(LEASE_TAG) is not None:
                 still.append(cell)
+            else:  # an older kdbench's run, with no lease: left to it, and said
+                outcomes.append(CellOutcome(cell, claim.run_id, "HELD", error=claim.owner))
+        if free:  # run these now; the others are waited for again after them
+            return free + still
         waiting = still
     return free
 

@@ -16,15 +16,19 @@ from pathlib import Path
 
 import pytest
 
-from kdbench.tracking import HOST_TAG
+from kdbench.config import load_spec
+from kdbench.matrix import expand
+from kdbench.paths import data_dir
+from kdbench.run import Events, run_matrix
+from kdbench.tracking import HOST_TAG, Tracker
 from tests.helpers import TINY
-from tests.run.test_concurrency import cell_runs, finished_per_cell, kdbench_run
+from tests.run.test_concurrency import cell_runs, claim_of, finished_per_cell, kdbench_run
 from tests.services import as_host, can_make_hosts
 
 LEASE = ("--set", "experiment.lease_s=4", "--set", "experiment.heartbeat_s=1")
 
 
-pytestmark = pytest.mark.skipif(
+needs_hosts = pytest.mark.skipif(
     not can_make_hosts(), reason="making a second host needs unshare with root's rights"
 )
 
@@ -65,6 +69,7 @@ def wait_running_on(uri: str, experiment: str, host: str, process: subprocess.Po
     raise AssertionError(f"{host} never started a cell")
 
 
+@needs_hosts
 def test_a_dead_host_s_cells_are_run_by_another_once_its_lease_lapses(write_config, isolated):
     """Host A is SIGKILLed while it runs a cell; host B, on the same store, runs every cell
     that is not finished, the dead host's among them once its lease lapses, and exits 0."""
@@ -88,6 +93,7 @@ def test_a_dead_host_s_cells_are_run_by_another_once_its_lease_lapses(write_conf
         assert after.data.tags["kdbench.error"].startswith("lease lapsed: no heartbeat from")
 
 
+@needs_hosts
 def test_a_holder_that_was_only_slow_withdraws_and_the_cell_finishes_once(write_config, isolated):
     """Host A stops (SIGSTOP) mid-cell for longer than its lease; host B takes the cell over
     and finishes it. A, resumed, finds its claim taken: it logs no second FINISHED run, waits
@@ -118,3 +124,26 @@ def children(pid: int) -> list[int]:
     import psutil
 
     return [p.pid for p in psutil.Process(pid).children(recursive=True)]
+
+
+def test_a_cell_held_elsewhere_without_a_lease_is_left_to_its_holder_and_said(
+    write_config, registry, isolated
+):
+    """A run an older kdbench left RUNNING on another host carries no lease: it is never
+    taken over (its holder could be alive); the cell is reported HELD, the others run."""
+    spec = load_spec(write_config(TINY.format(name="no-lease")), registry)
+    cells = expand(spec)
+    tracker = Tracker(f"sqlite:///{isolated}/mlflow.db", "no-lease")
+    old = claim_of(tracker, cells[1].id, 1, host="elsewhere")
+    outcomes = run_matrix(
+        spec,
+        cells,
+        registry=registry,
+        tracker=tracker,
+        data_root=data_dir(),
+        cache=isolated / "cache",
+        events=Events(),
+    )
+    assert [o.status for o in outcomes] == ["FINISHED", "HELD"]
+    assert outcomes[1].error == "elsewhere:1"
+    assert tracker.client.get_run(old).info.status == "RUNNING"
