@@ -273,3 +273,20 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def run_here(spec, registry, tracker, cache: Path) -> list:
+    """Every cell of `spec` run in this process into `tracker` (run_matrix, no display)."""
+    from kdbench.matrix import expand
+    from kdbench.paths import data_dir
+    from kdbench.run import Events, run_matrix
+
+    return run_matrix(
+        spec,
+        expand(spec),
+        registry=registry,
+        tracker=tracker,
+        data_root=data_dir(),
+        cache=cache,
+        events=Events(),
+    )

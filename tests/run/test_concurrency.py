@@ -19,10 +19,8 @@ from mlflow.tracking import MlflowClient
 
 from kdbench.config import load_spec
 from kdbench.matrix import expand
-from kdbench.paths import data_dir
-from kdbench.run import Events, run_matrix
 from kdbench.tracking import CELL_ID_TAG, HOST_TAG, PID_TAG, ROLE_TAG, Tracker
-from tests.helpers import TINY, statuses
+from tests.helpers import TINY, run_here, statuses
 
 
 def slow_config(write_config, name: str, seeds: str = "[0, 1]", epochs: int = 3) -> Path:
@@ -168,15 +166,7 @@ def test_a_run_waits_for_a_cell_another_run_holds_then_takes_it_over(
     threading.Thread(target=holder.wait).start()  # reaped when it ends: a zombie looks alive
     stolen = claim_of(tracker, cells[1].id, holder.pid)
     started = time.monotonic()
-    outcomes = run_matrix(
-        spec,
-        cells,
-        registry=registry,
-        tracker=tracker,
-        data_root=data_dir(),
-        cache=isolated / "cache",
-        events=Events(),
-    )
+    outcomes = run_here(spec, registry, tracker, isolated / "cache")
     holder.wait()
     assert time.monotonic() - started >= 3, "it waited for the live holder"
     assert [o.status for o in outcomes] == ["FINISHED", "FINISHED"]

@@ -18,10 +18,8 @@ import pytest
 
 from kdbench.config import load_spec
 from kdbench.matrix import expand
-from kdbench.paths import data_dir
-from kdbench.run import Events, run_matrix
 from kdbench.tracking import HOST_TAG, Tracker
-from tests.helpers import TINY
+from tests.helpers import TINY, run_here
 from tests.run.test_concurrency import cell_runs, claim_of, finished_per_cell, kdbench_run
 from tests.services import as_host, can_make_hosts
 
@@ -135,15 +133,7 @@ def test_a_cell_held_elsewhere_without_a_lease_is_left_to_its_holder_and_said(
     cells = expand(spec)
     tracker = Tracker(f"sqlite:///{isolated}/mlflow.db", "no-lease")
     old = claim_of(tracker, cells[1].id, 1, host="elsewhere")
-    outcomes = run_matrix(
-        spec,
-        cells,
-        registry=registry,
-        tracker=tracker,
-        data_root=data_dir(),
-        cache=isolated / "cache",
-        events=Events(),
-    )
+    outcomes = run_here(spec, registry, tracker, isolated / "cache")
     assert [o.status for o in outcomes] == ["FINISHED", "HELD"]
     assert outcomes[1].error == "elsewhere:1"
     assert tracker.client.get_run(old).info.status == "RUNNING"

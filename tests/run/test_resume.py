@@ -23,7 +23,7 @@ from kdbench.run import Events, run_matrix, teachers_first
 from kdbench.teachers import checkpoint_path, keys_to_train
 from kdbench.tracking import Tracker
 from kdbench_plugins.ibm_runtime import IbmRuntime
-from tests.helpers import TINY, statuses
+from tests.helpers import TINY, run_here, statuses
 
 
 def test_second_run_skips_finished_cells_and_reruns_changed_ones(write_config, invoke, isolated):
@@ -74,15 +74,7 @@ def test_a_failing_cell_is_marked_failed_and_the_others_go_on(write_config, isol
     assert [c.student.name for c in cells] == ["exploding", "q2", "exploding", "q2"]
     uri = f"sqlite:///{isolated}/mlflow.db"
     tracker = Tracker(uri, "fail")
-    outcomes = run_matrix(
-        spec,
-        cells,
-        registry=registry,
-        tracker=tracker,
-        data_root=data_dir(),
-        cache=isolated / "cache",
-        events=Events(),
-    )
+    outcomes = run_here(spec, registry, tracker, isolated / "cache")
     assert [o.status for o in outcomes] == ["FAILED", "FINISHED", "FAILED", "FINISHED"]
     assert "training loss became nan in epoch 1" in outcomes[0].error
     run = tracker.client.get_run(outcomes[0].run_id)
