@@ -43,8 +43,8 @@ class Heartbeat:
     """A daemon thread that renews this process's heartbeat on the invocation runs whose
     cells it holds, while it holds any."""
 
-    def __init__(self, write: Callable[[str, str], None], tag: str, period_s: float):
-        self._write, self._tag, self._period = write, tag, period_s
+    def __init__(self, write: Callable[[str, str], None], period_s: float):
+        self._write, self._period = write, period_s  # write(invocation run, heartbeat)
         self._held: dict[str, str] = {}  # cell run -> its invocation's run
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None

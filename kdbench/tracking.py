@@ -127,9 +127,7 @@ class Tracker:
         self.lease = lease or Lease()
         beat = heartbeat_tag(socket.gethostname(), str(os.getpid()))
         self._heartbeat = Heartbeat(
-            lambda parent, value: self.client.set_tag(parent, beat, value),
-            beat,
-            self.lease.heartbeat_s,
+            lambda parent, value: self.client.set_tag(parent, beat, value), self.lease.heartbeat_s
         )
 
     def start_run(self, name: str, tags: Mapping[str, str], parent: str | None = None) -> str:

@@ -71,15 +71,15 @@ def run_and_report(
     count = {s: sum(o.status == s for o in outcomes) for s in ("FINISHED", "SKIPPED", "FAILED")}
     owners = sorted({o.taken_from for o in outcomes if o.taken_from})
     taken = sum(o.taken_from is not None for o in outcomes)
-    took = f" ({taken} taken over from {', '.join(owners)}: lease lapsed)" if taken else ""
+    notes = f" ({taken} taken over from {', '.join(owners)}: lease lapsed)" if taken else ""
     # Held by an older kdbench elsewhere (no lease to watch): not run here, and not done.
     held = sum(o.status == "HELD" for o in outcomes)
-    took += f", {held} held on another host without a lease (an older kdbench)" if held else ""
+    notes += f", {held} held on another host without a lease (an older kdbench)" if held else ""
     console.print(results_table(summarize(o.result for o in outcomes if o.result)))
     console.print(
         f"{count['FINISHED']} cells finished, {count['SKIPPED']} already done, "
         f"{count['FAILED']} failed"
-        f"{took}"
+        f"{notes}"
         f"{'' if len(outcomes) == len(cells) else ' (stopped at the first failure)'}; "
         f"experiment '{spec.experiment.name}' in {redact_uri(uri)}",
         highlight=False,

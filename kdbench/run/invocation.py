@@ -43,8 +43,7 @@ def run_matrix(
     died are marked KILLED first. With `jobs` > 1, cells run in that many processes; with
     `executor="ray"`, each cell is a Ray task on the cluster at `address` (or a local one).
     Cells that differ only in seed and learning rate train stacked, as one task, where
-    `[train] stacked` says
-    so (`kdbench.run.stacking`).
+    `[train] stacked` says so (`kdbench.run.stacking`).
     """
     tracker.close_stale()
     finished = {} if rerun else tracker.finished_cells()
@@ -152,16 +151,16 @@ def _wait_for(
                     CellOutcome(cell, claim.run_id, "SKIPPED", Result.from_run(claim.run))
                 )
                 events.done(outcomes[-1])
-            elif not claim.local and (
-                lapsed := watch.lapsed(claim.run, tracker.heartbeat(claim, invocations))
-            ):
+            elif claim.local:  # its process lives: waited for
+                still.append(cell)
+            elif LEASE_TAG not in claim.run.data.tags:  # an older kdbench's: left to it, said
+                outcomes.append(CellOutcome(cell, claim.run_id, "HELD", error=claim.owner))
+            elif lapsed := watch.lapsed(claim.run, tracker.heartbeat(claim, invocations)):
                 if tracker.take_over(claim, lapsed):
                     taken[cell.id] = claim.owner
                 free.append(cell)
-            elif claim.local or claim.run.data.tags.get(LEASE_TAG) is not None:
+            else:
                 still.append(cell)
-            else:  # an older kdbench's run, with no lease: left to it, and said
-                outcomes.append(CellOutcome(cell, claim.run_id, "HELD", error=claim.owner))
         if free:  # run these now; the others are waited for again after them
             return free + still
         waiting = still
