@@ -15,6 +15,7 @@ from rich.table import Table
 
 import kdbench
 from kdbench.errors import KdbenchError
+from kdbench.signals import end_at_once_on_stop, exit_now
 
 # Tables are wide: when piped (CI, logs), do not squeeze them into 80 columns.
 console = Console() if sys.stdout.isatty() else Console(width=200)
@@ -26,6 +27,10 @@ class Group(click.Group):
     stderr and exit code 2; adds plugins' commands only when a name is not a built-in one or
     the commands are listed, so that `kdbench --version` and `kdbench run` skip that step.
     Only third-party plugins are imported for it: the built-in ones register no command."""
+
+    # Set by `main`, the process's own command line (not a test's CliRunner): once a command
+    # is done, a stop while the process winds down ends it at once.
+    ends_process = False
 
     _plugin_commands_added = False
 
@@ -59,6 +64,9 @@ class Group(click.Group):
         except KeyboardInterrupt:  # outside what a command handles itself: said all the same
             errors.print("interrupted")
             ctx.exit(128 + signal.SIGINT)
+        finally:
+            if self.ends_process:
+                end_at_once_on_stop(errors.print)
 
 
 def _error_line(message: str) -> None:
@@ -333,4 +341,9 @@ def report(
 
 
 def main() -> None:
-    cli()
+    """The `kdbench` console script."""
+    cli.ends_process = True
+    try:
+        cli()
+    except SystemExit as exc:  # click's standalone mode always ends in one
+        exit_now(exc.code)

@@ -3,10 +3,14 @@ its workers and marks what was running KILLED, and never in the middle of a stor
 
 from __future__ import annotations
 
+import atexit
+import os
 import signal
+import sys
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from typing import NoReturn
 
 _depth = 0  # how many `atomic` blocks the main thread is in
 _pending: BaseException | None = None
@@ -80,3 +84,42 @@ def terminate_as_interrupt() -> Iterator[list[int]]:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def end_at_once_on_stop(say: Callable[[str], None]) -> None:
+    """The command's work is done: from now on Ctrl-C or SIGTERM ends the process at once,
+    saying "interrupted" (exit 128 + the signal). Left to Python, a stop while the process
+    winds down dies of the signal without a word, or prints a traceback from inside a garbage
+    collector's callback."""
+
+    def handle(signum: int, frame: object) -> None:
+        say("interrupted")
+        _flush()
+        os._exit(128 + signum)
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, handle)
+
+
+def exit_now(code: object) -> NoReturn:
+    """Exit as `sys.exit(code)` would, its threads joined and exit hooks run, but without
+    Python's module teardown: that runs with signals back at their defaults (a Ctrl-C there
+    kills the process silently) and takes a while with torch loaded, to free memory the
+    system frees anyway."""
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()
+    if code is None or isinstance(code, int):
+        status = code or 0
+    else:  # sys.exit("message"): said on stderr, exit 1
+        print(code, file=sys.stderr)
+        status = 1
+    _flush()
+    os._exit(status)
+
+
+def _flush() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        with suppress(OSError, ValueError):  # a closed pipe or stream: nothing more to say
+            stream.flush()

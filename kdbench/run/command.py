@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 
     from kdbench.config import Spec
     from kdbench.matrix import Cell
+    from kdbench.run.events import CellOutcome
 
 
 def run_and_report(
@@ -36,11 +37,10 @@ def run_and_report(
     from kdbench import paths
     from kdbench.leases import Lease
     from kdbench.plugins import registry
-    from kdbench.report import results_table, summarize
     from kdbench.run import connect_ray, run_matrix
     from kdbench.run.display import progress_display
     from kdbench.signals import terminate_as_interrupt
-    from kdbench.stores import redact_uri, resolve_tracking_uri
+    from kdbench.stores import resolve_tracking_uri
     from kdbench.tracking import Tracker
 
     if executor == "ray":  # before the store is touched: nothing is logged if Ray is not there
@@ -49,25 +49,39 @@ def run_and_report(
     lease = Lease(spec.experiment.heartbeat_s, spec.experiment.lease_s)
     tracker = Tracker(uri, spec.experiment.name, lease=lease)
     caught: list[int] = []
-    try:  # a stop anywhere until the run's results are out, its last cell's end included
-        with progress_display(errors, len(cells)) as display, terminate_as_interrupt() as caught:
-            outcomes = run_matrix(
-                spec,
-                cells,
-                registry=registry(),
-                tracker=tracker,
-                data_root=root,
-                cache=paths.cache_dir(),
-                events=display,
-                rerun=rerun,
-                fail_fast=fail_fast,
-                jobs=jobs,
-                executor=executor,
-                address=address,
-            )
+    try:  # a stop anywhere until the run's results are out, the summary's printing included
+        with terminate_as_interrupt() as caught:
+            with progress_display(errors, len(cells)) as display:
+                outcomes = run_matrix(
+                    spec,
+                    cells,
+                    registry=registry(),
+                    tracker=tracker,
+                    data_root=root,
+                    cache=paths.cache_dir(),
+                    events=display,
+                    rerun=rerun,
+                    fail_fast=fail_fast,
+                    jobs=jobs,
+                    executor=executor,
+                    address=address,
+                )
+            status = _summarize(outcomes, len(cells), spec.experiment.name, uri, console)
     except KeyboardInterrupt:
+        caught = caught or [signal.SIGINT]
+    if caught:  # also a stop whose KeyboardInterrupt Python swallowed (raised in a GC callback)
         errors.print("interrupted: finished cells are in MLflow; run again to resume")
-        sys.exit(128 + (caught[0] if caught else signal.SIGINT))
+        sys.exit(128 + caught[0])
+    return status
+
+
+def _summarize(
+    outcomes: Sequence[CellOutcome], planned: int, experiment: str, uri: str, console: Console
+) -> int:
+    """Print the results table and the summary line; the exit code."""
+    from kdbench.report import results_table, summarize
+    from kdbench.stores import redact_uri
+
     count = {s: sum(o.status == s for o in outcomes) for s in ("FINISHED", "SKIPPED", "FAILED")}
     owners = sorted({o.taken_from for o in outcomes if o.taken_from})
     taken = sum(o.taken_from is not None for o in outcomes)
@@ -80,8 +94,8 @@ def run_and_report(
         f"{count['FINISHED']} cells finished, {count['SKIPPED']} already done, "
         f"{count['FAILED']} failed"
         f"{notes}"
-        f"{'' if len(outcomes) == len(cells) else ' (stopped at the first failure)'}; "
-        f"experiment '{spec.experiment.name}' in {redact_uri(uri)}",
+        f"{'' if len(outcomes) == planned else ' (stopped at the first failure)'}; "
+        f"experiment '{experiment}' in {redact_uri(uri)}",
         highlight=False,
     )
     console.print(f"browse: kdbench ui --tracking-uri {redact_uri(uri)}", highlight=False)

@@ -283,7 +283,7 @@ def test_sigint_as_the_last_cell_ends_says_so_or_lets_the_run_finish(write_confi
     the run had finished (exit 0, its summary) or it says it was interrupted (exit 130)."""
     config = slow_config(write_config, "late-int", seeds="[0]", epochs=2)
     uri = f"sqlite:///{isolated}/mlflow.db"
-    for attempt, delay in enumerate((0.0, 0.05, 0.15)):
+    for attempt, delay in enumerate((0.0, 0.05, 0.15, 0.3)):
         process = kdbench_run(config, isolated, "--rerun")
         deadline = time.monotonic() + 300
         while finished(uri, "late-int") < 2 * (attempt + 1):
