@@ -36,14 +36,18 @@ def finished_runs(path: str, experiment_id: str, key: str, value: str) -> list[S
             )
             for run_id, start, status in db.execute(_RUNS, args)
         }
+        # Each query reads the store as it is then: a run that finished since the first is
+        # left for the next read (its rows skipped), not half read.
         chosen = f"SELECT run_uuid FROM ({_RUNS})"
         for table, field in (("tags", "tags"), ("params", "params")):
             query = f"SELECT run_uuid, key, value FROM {table} WHERE run_uuid IN ({chosen})"
             for run_id, name, content in db.execute(query, args):
-                getattr(found[run_id].data, field)[name] = content
+                if run_id in found:
+                    getattr(found[run_id].data, field)[name] = content
         query = (
             f"SELECT run_uuid, key, value, is_nan FROM latest_metrics WHERE run_uuid IN ({chosen})"
         )
         for run_id, name, number, is_nan in db.execute(query, args):
-            found[run_id].data.metrics[name] = math.nan if is_nan else float(number)
+            if run_id in found:
+                found[run_id].data.metrics[name] = math.nan if is_nan else float(number)
     return sorted(found.values(), key=lambda run: (run.info.start_time, run.info.run_id))

@@ -3,8 +3,10 @@ page), and a SQLite store gets the index that keeps a cell's lookup from reading
 
 from __future__ import annotations
 
+import itertools
 import math
 import sqlite3
+import threading
 
 import pytest
 
@@ -87,3 +89,32 @@ def test_a_sqlite_store_has_the_tag_index_and_lookups_use_it(store, tmp_path):
             )
         )
     assert "kdbench_tags_key_value" in plan
+
+
+def test_a_sqlite_store_read_while_cells_finish_gives_whole_runs(store):
+    """`kdbench report` beside a running study: runs that finish while the store is read are
+    left for the next read, never half read (this read failed with a KeyError)."""
+    tracker, cells = store
+    writer = Tracker(tracker.uri, "pages")
+    parent = writer.start_run("writer", {ROLE_TAG: "invocation"})
+    stop = threading.Event()
+
+    def finish_runs() -> None:
+        for n in itertools.count():
+            if stop.is_set():
+                return
+            tags = {ROLE_TAG: "cell", CELL_ID_TAG: f"extra-{n}"}
+            run_id = writer.start_run(f"extra-{n}", tags, parent=parent)
+            writer.log_metrics(run_id, {"test_accuracy": 0.5})
+            writer.finish(run_id)
+
+    thread = threading.Thread(target=finish_runs)
+    thread.start()
+    try:
+        reads = [tracker.cell_runs() for _ in range(30)]
+    finally:
+        stop.set()
+        thread.join()
+    assert len(reads[-1]) > len(reads[0]) >= len(cells), "runs finished during the reads"
+    for runs in reads:
+        assert all(CELL_ID_TAG in run.data.tags for run in runs)
