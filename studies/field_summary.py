@@ -127,6 +127,24 @@ def compare_with_benchmark(rows: list[Row], row_of) -> None:
               f" ours − theirs on average {gap:+.1f} points)")  # fmt: skip
 
 
+def print_compact(rows: list[Row]) -> None:
+    """The per-student table in brief: Δ (points) and Holm's p, in bold below 0.05."""
+    comparisons = list(dict.fromkeys(r.teacher for r in rows))
+    print("\n| student | " + " | ".join(comparisons) + " |")
+    print("|---|" + "---:|" * len(comparisons))
+    for student in dict.fromkeys(r.student for r in rows):
+        cells = []
+        for comparison in comparisons:
+            row = next((r for r in rows if (r.student, r.teacher) == (student, comparison)), None)
+            if row is None or row.gain is None:
+                cells.append("–")
+                continue
+            delta, _, _, holm, _ = gain_text(row.gain)
+            text = f"{delta} ({holm})"
+            cells.append(f"**{text}**" if row.gain.significant else text)
+        print(f"| {student} | " + " | ".join(cells) + " |")
+
+
 def main(uri: str = "sqlite:///mlflow.db", experiment: str = "field") -> None:
     rows = [r for r in load_rows(Tracker(uri, experiment, create=False)) if r.selected]
     arms = {r.arm: r for r in rows}
@@ -176,6 +194,7 @@ def main(uri: str = "sqlite:///mlflow.db", experiment: str = "field") -> None:
                 pooled.append(gain_row(replace(alone[0], dataset=n), seed_means(second),
                                        seed_means(first), label))  # fmt: skip
     print_gains("Per student, over its data sets (seed by seed, means over the data sets):", pooled)
+    print_compact(adjusted(pooled))
 
     # 3. Entanglement: each model alone against its separable ablation.
     ablations: list[Row] = []
