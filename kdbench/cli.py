@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import re
@@ -15,7 +16,7 @@ from rich.table import Table
 
 import kdbench
 from kdbench.errors import KdbenchError
-from kdbench.signals import end_at_once_on_stop, exit_now
+from kdbench.signals import end_at_once_on_stop, ignore_stops
 
 # Tables are wide: when piped (CI, logs), do not squeeze them into 80 columns.
 console = Console() if sys.stdout.isatty() else Console(width=200)
@@ -341,9 +342,9 @@ def report(
 
 
 def main() -> None:
-    """The `kdbench` console script."""
+    """The `kdbench` console script. Once its command is done, a stop ends it at once (see
+    `Group`); registered first, the exit hook that ignores stops runs last, after those the
+    command registered (MLflow's, Ray's), just before Python's teardown."""
+    atexit.register(ignore_stops)
     cli.ends_process = True
-    try:
-        cli()
-    except SystemExit as exc:  # click's standalone mode always ends in one
-        exit_now(exc.code)
+    cli()

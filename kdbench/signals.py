@@ -3,14 +3,12 @@ its workers and marks what was running KILLED, and never in the middle of a stor
 
 from __future__ import annotations
 
-import atexit
 import os
 import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from typing import NoReturn
 
 _depth = 0  # how many `atomic` blocks the main thread is in
 _pending: BaseException | None = None
@@ -101,22 +99,13 @@ def end_at_once_on_stop(say: Callable[[str], None]) -> None:
         signal.signal(signum, handle)
 
 
-def exit_now(code: object) -> NoReturn:
-    """Exit as `sys.exit(code)` would, its threads joined and exit hooks run, but without
-    Python's module teardown: that runs with signals back at their defaults (a Ctrl-C there
-    kills the process silently) and takes a while with torch loaded, to free memory the
-    system frees anyway."""
-    for thread in threading.enumerate():
-        if thread is not threading.current_thread() and not thread.daemon:
-            thread.join()
-    atexit._run_exitfuncs()
-    if code is None or isinstance(code, int):
-        status = code or 0
-    else:  # sys.exit("message"): said on stderr, exit 1
-        print(code, file=sys.stderr)
-        status = 1
-    _flush()
-    os._exit(status)
+def ignore_stops() -> None:
+    """Ignore Ctrl-C and SIGTERM from now on. For the last moments of the process: Python's
+    teardown puts the handlers back to the system's defaults before it frees its modules, and
+    a stop then kills the process without a word (exit -2); ignored, the process ends as it
+    was ending, with its own exit code."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
 
 
 def _flush() -> None:
