@@ -129,3 +129,22 @@ def test_the_knowledge_test_teaches_with_disjoint_teachers_and_their_controls(re
         for n in ("lenet", "lenet-within", "lenet-prior")
     }
     assert len(keys) == 1
+
+
+def test_the_field_study_crosses_the_fields_models_with_teachers_and_controls(registry):
+    """studies/field.toml as RESULTS.md describes it: 9 data sets × 9 students × 8 arms × 2
+    learning rates × 10 seeds; the QCNN apart; the replication the same cells on new seeds."""
+    field = ROOT / "studies" / "field.toml"
+    cells = expand(load_spec(field, registry))
+    assert len(cells) == 12_960 and {c.seed for c in cells} == set(range(10))
+    assert len({c.dataset.name for c in cells}) == 9 and len({c.student.name for c in cells}) == 9
+    arms = Counter((c.teacher_name, c.distiller_name) for c in cells)
+    assert len(arms) == 8 and set(arms.values()) == {12_960 // 8}
+    assert {c.sweep["train.lr"] for c in cells} == {0.01, 0.05}
+    qcnn = expand(load_spec(field, registry, profile="qcnn"))
+    assert len(qcnn) == 160 and {c.student.name for c in qcnn} == {"qcnn"}
+    again = expand(load_spec(field, registry, profile="replication"))
+    assert len(again) == 1_440 and {c.seed for c in again} == set(range(10, 20))
+    # Each replicated cell is a cell of the first run but for its seed.
+    first = {(c.label.rsplit(" · seed", 1)[0]) for c in cells}
+    assert {c.label.rsplit(" · seed", 1)[0] for c in again} <= first
