@@ -82,16 +82,20 @@ def seed_means(rows: list[Row]) -> dict[int, float]:
     return {s: statistics.fmean(v) for s, v in by_seed.items() if len(v) == len(rows)}
 
 
-def gain_row(row: Row, baseline: dict[int, float], treated: dict[int, float], label: str) -> Row:
-    return replace(row, teacher=label, gain=paired_gain(baseline, treated))
+def gain_across(baseline: list[Row], treated: list[Row], label: str) -> Row:
+    """`treated` against `baseline` (each one row per data set), seed by seed, each seed's
+    accuracy the mean over the data sets; a row labelled `label` for its comparison."""
+    gain = paired_gain(seed_means(baseline), seed_means(treated))
+    return replace(treated[0], dataset=str(len(treated)), teacher=label, gain=gain)
 
 
 def print_gains(title: str, rows: list[Row]) -> None:
+    """Rows whose gains are adjusted already, with their intervals and tests."""
     print(f"\n{title}\n")
     print("| student | comparison | data sets | Δ (points) | 95 % CI | p | p Holm | q BH |"
           " TOST p Holm (±1) | MDE (80 %) |")  # fmt: skip
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for row in adjusted(rows):
+    for row in rows:
         cells = (row.student, row.teacher, row.dataset, *gain_text(row.gain),
                  *equivalence_text(row.gain))  # fmt: skip
         print("| " + " | ".join(cells) + " |")
@@ -156,6 +160,11 @@ def main(uri: str = "sqlite:///mlflow.db", experiment: str = "field") -> None:
     def row_of(dataset: str, student: str, teacher: str, distiller: str) -> Row | None:
         return arms.get((dataset, teacher, student, backend, distiller))
 
+    def across(student: str, teacher: str, distiller: str) -> list[Row] | None:
+        """The arm's row on every data set; None if it lacks one."""
+        found = [row_of(d, student, teacher, distiller) for d in datasets]
+        return None if None in found else found
+
     # 1. Accuracy alone and the teachers', per data set.
     print("| model | " + " | ".join(datasets) + " |")
     print("|---|" + "---:|" * len(datasets))
@@ -176,38 +185,29 @@ def main(uri: str = "sqlite:///mlflow.db", experiment: str = "field") -> None:
     # 2. Per student over the data sets.
     pooled: list[Row] = []
     for student in students:
-        alone = [row_of(d, student, *ALONE) for d in datasets]
-        if None in alone:
+        alone = across(student, *ALONE)
+        if alone is None:
             continue
-        baseline = seed_means(alone)
-        n = str(len(datasets))
         for teacher, distiller in ARMS:
-            treated = [row_of(d, student, teacher, distiller) for d in datasets]
-            if None not in treated:
+            if treated := across(student, teacher, distiller):
                 label = f"{arm_name(teacher, distiller)} − alone"
-                pooled.append(gain_row(replace(alone[0], dataset=n), baseline,
-                                       seed_means(treated), label))  # fmt: skip
+                pooled.append(gain_across(alone, treated, label))
         for real, control, distiller in KNOWLEDGE:
-            first = [row_of(d, student, real, distiller) for d in datasets]
-            second = [row_of(d, student, control, distiller) for d in datasets]
-            if None not in first and None not in second:
-                label = f"{real} − {control} · {distiller}"
-                pooled.append(gain_row(replace(alone[0], dataset=n), seed_means(second),
-                                       seed_means(first), label))  # fmt: skip
+            first, second = across(student, real, distiller), across(student, control, distiller)
+            if first and second:
+                pooled.append(gain_across(second, first, f"{real} − {control} · {distiller}"))
+    pooled = adjusted(pooled)
     print_gains("Per student, over its data sets (seed by seed, means over the data sets):", pooled)
-    print_compact(adjusted(pooled))
+    print_compact(pooled)
 
     # 3. Entanglement: each model alone against its separable ablation.
     ablations: list[Row] = []
     for model, separable in ABLATIONS.items():
-        first = [row_of(d, model, *ALONE) for d in datasets]
-        second = [row_of(d, separable, *ALONE) for d in datasets]
-        if None not in first and None not in second:
-            ablations.append(gain_row(replace(first[0], dataset=str(len(datasets))),
-                                      seed_means(second), seed_means(first),
-                                      f"{model} − {separable}, alone"))  # fmt: skip
+        first, second = across(model, *ALONE), across(separable, *ALONE)
+        if first and second:
+            ablations.append(gain_across(second, first, f"{model} − {separable}, alone"))
     if ablations:
-        print_gains("Entangled against separable, alone (over the data sets):", ablations)
+        print_gains("Entangled against separable, alone (over the data sets):", adjusted(ablations))
 
     # 4. Every arm on every data set against the student alone there.
     per_set = adjusted([r for r in rows if r.gain is not None])
