@@ -9,6 +9,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
+from multiprocessing import resource_tracker
 
 _depth = 0  # how many `atomic` blocks the main thread is in
 _pending: BaseException | None = None
@@ -49,17 +50,61 @@ def interrupt(stop: BaseException) -> None:
     raise stop
 
 
-def stop_once_on(*signums: int) -> None:
-    """From now on, the first of these signals raises KeyboardInterrupt (respecting `atomic`)
-    and later ones are ignored: a second stop must not cut short the cleanup of the first."""
+_working = False  # whether this worker process is running a task
+
+
+@contextmanager
+def working() -> Iterator[None]:
+    """In a worker process: the block is a task, which a stop interrupts (see `stop_worker_on`)."""
+    global _working
+    _working = True
+    try:
+        yield
+    finally:
+        _working = False
+
+
+def stop_worker_on(*signums: int) -> None:
+    """In a worker process, from now on: in a `working` block, the first of these signals
+    raises KeyboardInterrupt (respecting `atomic`) and later ones are ignored, since a second
+    stop must not cut short the cleanup of the first; between tasks, a stop ends the process
+    at once and without a word (raised there, it prints a traceback from the pool's loop).
+
+    Also hears Ctrl-C again, which `spawning` blocked for the process's start."""
 
     def handle(signum: int, frame: object) -> None:
+        if not _working:
+            os._exit(128 + signum)
         for each in signums:
             signal.signal(each, signal.SIG_IGN)
         interrupt(KeyboardInterrupt())
 
     for signum in signums:
         signal.signal(signum, handle)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+@contextmanager
+def spawning() -> Iterator[None]:
+    """A block that starts worker processes. A stop waits until it ends: cut short while a
+    child reads how to start, the child prints a traceback. And the children start with Ctrl-C
+    blocked (a blocked signal stays blocked across exec) until `stop_worker_on` hears it:
+    Ctrl-C reaches a terminal's whole process group, and a child still importing would print
+    a traceback; the parent stops them all instead."""
+    blocks = hasattr(signal, "pthread_sigmask")
+    if blocks:
+        # multiprocessing's resource tracker starts with the first child, and unblocks
+        # Ctrl-C in this thread when it has: started first, it leaves our block alone.
+        resource_tracker.ensure_running()
+    with atomic():
+        if blocks:  # only this thread's mask, the one the children inherit
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            yield
+        finally:
+            if blocks:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 @contextmanager

@@ -29,7 +29,7 @@ from kdbench.plugins import Registry
 from kdbench.run.cell import run_task
 from kdbench.run.events import CellOutcome, Events
 from kdbench.run.stacking import Task
-from kdbench.signals import atomic, stop_once_on
+from kdbench.signals import atomic, spawning, stop_worker_on, working
 from kdbench.stores import RESTART_WAIT_S
 from kdbench.tracking import Tracker
 
@@ -84,11 +84,12 @@ def processes(jobs: int) -> Executor:
         context = multiprocessing.get_context("spawn")
         pool, futures = None, {}
         try:  # a stop that lands while the workers are spawned stops them too
-            pool = ProcessPoolExecutor(
-                jobs, mp_context=context, initializer=_watch_parent, initargs=(os.getpid(),)
-            )
-            for task in tasks:
-                futures[pool.submit(work, task, job, threads)] = task
+            with spawning():  # the pool starts its workers as tasks are submitted
+                pool = ProcessPoolExecutor(
+                    jobs, mp_context=context, initializer=_watch_parent, initargs=(os.getpid(),)
+                )
+                for task in tasks:
+                    futures[pool.submit(work, task, job, threads)] = task
             for future in as_completed(futures):
                 try:
                     outcomes = future.result()
@@ -140,10 +141,10 @@ def _stop(pool: ProcessPoolExecutor, grace_s: float = 30.0) -> None:
 
 
 def _watch_parent(parent: int) -> None:
-    """In a worker: SIGTERM or SIGINT interrupts the cell (which is marked KILLED), and a
-    parent that dies without stopping the worker (SIGKILL) sends it SIGTERM: at once on
-    Linux, where the kernel does it, else within a second."""
-    stop_once_on(signal.SIGTERM, signal.SIGINT)
+    """In a worker: SIGTERM or SIGINT interrupts the cell (which is marked KILLED) or ends
+    an idle worker, and a parent that dies without stopping the worker (SIGKILL) sends it
+    SIGTERM: at once on Linux, where the kernel does it, else within a second."""
+    stop_worker_on(signal.SIGTERM, signal.SIGINT)
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
         if os.getppid() != parent:  # it died before that
@@ -239,27 +240,28 @@ def work(task: Task, job: Job, threads: int) -> list[CellOutcome]:
     """One task's cells in a worker process or Ray task (one tracker per worker)."""
     from kdbench.plugins import registry
 
-    try:
-        torch.set_num_threads(threads)
-        key = (job.uri, job.experiment, job.lease)
-        if key not in _WORKER_TRACKERS:
-            _WORKER_TRACKERS[key] = _patient_tracker(job)
-        return list(
-            run_task(
-                task,
-                registry=registry(),
-                tracker=_WORKER_TRACKERS[key],
-                parent_id=job.parent,
-                data_root=job.data_root,
-                cache=job.cache,
-                events=Events(),
-                since_ms=job.since_ms,
+    with working():
+        try:
+            torch.set_num_threads(threads)
+            key = (job.uri, job.experiment, job.lease)
+            if key not in _WORKER_TRACKERS:
+                _WORKER_TRACKERS[key] = _patient_tracker(job)
+            return list(
+                run_task(
+                    task,
+                    registry=registry(),
+                    tracker=_WORKER_TRACKERS[key],
+                    parent_id=job.parent,
+                    data_root=job.data_root,
+                    cache=job.cache,
+                    events=Events(),
+                    since_ms=job.since_ms,
+                )
             )
-        )
-    except KeyboardInterrupt:
-        # Stopped (the cell is marked KILLED): exit rather than take the next queued cell,
-        # which the pool would otherwise hand this worker.
-        os._exit(128 + signal.SIGTERM)
+        except KeyboardInterrupt:
+            # Stopped (the cell is marked KILLED): exit rather than take the next queued cell,
+            # which the pool would otherwise hand this worker.
+            os._exit(128 + signal.SIGTERM)
 
 
 @contextmanager

@@ -28,7 +28,9 @@ def slow_config(write_config, name: str, seeds: str = "[0, 1]", epochs: int = 3)
     return write_config(text.replace("epochs = 2", f"epochs = {epochs}"))
 
 
-def kdbench_run(config: Path, cwd: Path, *args: str) -> subprocess.Popen:
+def kdbench_run(config: Path, cwd: Path, *args: str, group: bool = False) -> subprocess.Popen:
+    """`kdbench run` in the background; with `group`, in a process group of its own, as a
+    terminal's foreground job is (Ctrl-C reaches the whole group)."""
     env = {**os.environ, "KDBENCH_CACHE": str(cwd / "cache")}
     env.pop("MLFLOW_TRACKING_URI", None)
     return subprocess.Popen(
@@ -38,6 +40,7 @@ def kdbench_run(config: Path, cwd: Path, *args: str) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=group,
     )
 
 
@@ -235,7 +238,8 @@ class Descendants:
 def test_sigterm_of_a_jobs_2_run_stops_its_workers_and_marks_their_cells_killed(
     write_config, isolated
 ):
-    config = slow_config(write_config, "term", seeds="[0, 1]", epochs=40)
+    # Cells of seconds (not one): both are seen RUNNING before the run can end.
+    config = slow_config(write_config, "term", seeds="[0, 1]", epochs=200)
     uri = f"sqlite:///{isolated}/mlflow.db"
     process = kdbench_run(config, isolated, "--jobs", "2")
     watched = Descendants(process)
@@ -251,22 +255,28 @@ def test_sigterm_of_a_jobs_2_run_stops_its_workers_and_marks_their_cells_killed(
     assert len([r for r in after if r.info.status == "KILLED"]) >= 2
     assert ("invocation", "KILLED") in statuses(uri, "term")
 
-    rerun_finishes_each_cell_once(config, isolated, "term", 4, "--set", "train.epochs=40")
+    rerun_finishes_each_cell_once(config, isolated, "term", 4, "--set", "train.epochs=200")
 
 
-def test_sigterm_while_the_workers_start_leaves_no_process_behind(write_config, isolated):
+@pytest.mark.parametrize("stop", ["SIGTERM to the run", "Ctrl-C to its group"])
+def test_a_stop_while_the_workers_start_leaves_no_process_behind(write_config, isolated, stop):
     """The stop lands while the pool spawns its workers (they import torch for seconds):
-    the workers being started are stopped too, not left to finish their start alone."""
-    config = slow_config(write_config, "early-term", seeds="[0, 1]", epochs=40)
-    process = kdbench_run(config, isolated, "--jobs", "2", "--set", "train.stacked=off")
+    the workers being started are stopped too, not left to finish their start alone, and
+    none prints a traceback (one cut off while it reads how to start would)."""
+    config = slow_config(write_config, "early-stop", seeds="[0, 1]", epochs=40)
+    process = kdbench_run(config, isolated, "--jobs", "2", "--set", "train.stacked=off", group=True)
     watched = Descendants(process)
     deadline = time.monotonic() + 120
     while not any("spawn_main" in " ".join(p.cmdline()) for p in descendants(process.pid)):
         assert process.poll() is None and time.monotonic() < deadline, "no worker started"
         time.sleep(0.02)
-    process.send_signal(signal.SIGTERM)
+    signum = signal.SIGTERM if stop.startswith("SIGTERM") else signal.SIGINT
+    if signum == signal.SIGTERM:
+        process.send_signal(signum)
+    else:
+        os.killpg(process.pid, signum)
     _, stderr = process.communicate(timeout=120)
-    assert process.returncode == 128 + signal.SIGTERM, stderr[-2000:]
+    assert process.returncode == 128 + signum, stderr[-2000:]
     assert "Traceback" not in stderr
     assert not watched.alive_after(3), "no process of the run outlives it by 3 s"
 
@@ -306,7 +316,7 @@ def test_a_worker_killed_by_the_system_ends_the_run_in_one_line_and_a_rerun_resu
     """A worker that dies without a word (the OOM killer's SIGKILL): the run says so in one
     line and exits 1, no cell stays RUNNING, no process is left; a rerun finishes each cell
     once."""
-    config = slow_config(write_config, "oom", seeds="[0, 1]", epochs=40)
+    config = slow_config(write_config, "oom", seeds="[0, 1]", epochs=200)
     uri = f"sqlite:///{isolated}/mlflow.db"
     process = kdbench_run(config, isolated, "--jobs", "2", "--set", "train.stacked=off")
     wait_for_cells_running(process, uri, "oom", 2)
@@ -319,7 +329,7 @@ def test_a_worker_killed_by_the_system_ends_the_run_in_one_line_and_a_rerun_resu
     assert not gone(everything), "no process of the run survives it"
     assert not [r for r in cell_runs(uri, "oom") if r.info.status == "RUNNING"]
 
-    rerun_finishes_each_cell_once(config, isolated, "oom", 4, "--set", "train.epochs=40")
+    rerun_finishes_each_cell_once(config, isolated, "oom", 4, "--set", "train.epochs=200")
 
 
 def test_sigterm_of_a_serial_run_marks_its_cell_killed(write_config, isolated):
