@@ -8,6 +8,7 @@ import os
 import sqlite3
 import tempfile
 import time
+import uuid
 from contextlib import closing, contextmanager, nullcontext, suppress
 from pathlib import Path
 from typing import Any, NoReturn
@@ -81,8 +82,11 @@ HEALTH_TIMEOUT_S = 5
 SLOW_RETRIES = 2
 RESTART_WAIT_S = 90
 # Calls that, made twice, would make two of a thing: tried again only when the first never
-# reached the server (refused). The others set a value, or write a file to its path, again.
-_NOT_IDEMPOTENT = frozenset({"create_run", "create_experiment"})
+# reached the server (refused). The others set a value, or write a file to its path, again;
+# and `create_run` tags its run with a token of its own, so that a retry first looks for the
+# run an unanswered attempt may have made (a server restarting drops requests it has done).
+_NOT_IDEMPOTENT = frozenset({"create_experiment"})
+CREATE_TOKEN_TAG = "kdbench.create_token"
 
 
 # SQLite lets one writer in at a time and makes the others wait 5 s; when many processes
@@ -122,14 +126,23 @@ class GuardedClient:
 
     def _server_call(self, name: str, found: Any, args: tuple, kwargs: dict) -> Any:
         shown, slow, down_since = redact_uri(self._uri), 0, None
+        token, unsure = None, False  # unsure: an attempt may have made the run
+        if name == "create_run":
+            token = uuid.uuid4().hex
+            kwargs = {**kwargs, "tags": {**(kwargs.get("tags") or {}), CREATE_TOKEN_TAG: token}}
         while True:
             try:
+                if unsure:
+                    made = self._made_run(args, kwargs, token)
+                    if made is not None:
+                        return made
                 return found(*args, **kwargs)
             except Exception as exc:
                 text = redacted(str(exc), self._uri)
                 if "API request" not in text:  # the server's own answer (no such run...)
                     self._fail(exc)
                 refused = "Connection refused" in text
+                unsure = unsure or (token is not None and not refused)
                 state = server_state(self._uri)
                 if state == "stalled":
                     self._down = (
@@ -155,6 +168,12 @@ class GuardedClient:
                         f"tracking server {shown} answers its health check but failed this"
                         f" request {slow} time(s): {first_line(text)}"
                     ) from None
+
+    def _made_run(self, args: tuple, kwargs: dict, token: str | None) -> Any:
+        """The run an earlier `create_run(*args, **kwargs)` made, found by its token; None."""
+        experiment = args[0] if args else kwargs["experiment_id"]
+        found = self._client.search_runs([experiment], f"tags.`{CREATE_TOKEN_TAG}` = '{token}'")
+        return found[0] if found else None
 
     def _fail(self, exc: Exception) -> NoReturn:
         raise TrackingError(redacted(first_line(exc), self._uri)) from None

@@ -90,10 +90,13 @@ def test_existing_store_gets_no_new_runs(write_config, invoke, isolated, data_co
 
 class HangingProxy:
     """A TCP proxy on 127.0.0.1 to `target` that, once `hang` is set, stops passing bytes
-    either way (connections stay open, requests get no answer): a server gone silent."""
+    either way (connections stay open, requests get no answer): a server gone silent. With
+    `drop_answer_to`, the first request whose bytes hold it reaches the server, and its answer
+    is dropped with the connection: a server that did the work, then restarted."""
 
-    def __init__(self, target: tuple[str, int]):
+    def __init__(self, target: tuple[str, int], drop_answer_to: bytes | None = None):
         self.target, self.hang = target, threading.Event()
+        self.drop_answer_to, self.dropped = drop_answer_to, threading.Event()
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         threading.Thread(target=self._accept, daemon=True).start()
@@ -106,6 +109,7 @@ class HangingProxy:
     def _pipe(self, client: socket.socket) -> None:
         upstream = socket.create_connection(self.target)
         ends = {client: upstream, upstream: client}
+        drop = False  # this connection's next answer is dropped
         while True:
             ready, _, _ = select.select(list(ends), [], [], 0.2)
             if self.hang.is_set():
@@ -115,7 +119,28 @@ class HangingProxy:
                 data = end.recv(65536)
                 if not data:
                     return
+                if end is upstream and drop:
+                    self.dropped.set()
+                    client.close()
+                    upstream.close()
+                    return
+                if self.drop_answer_to and not self.dropped.is_set():
+                    drop = drop or (end is client and self.drop_answer_to in data)
                 ends[end].sendall(data)
+
+
+def test_a_run_the_server_made_without_answering_is_not_made_twice(server):
+    """A server that restarts drops the requests it is doing, done or not: `create_run`
+    tried again finds the run the unanswered attempt made, rather than make a second."""
+    from mlflow.tracking import MlflowClient
+
+    host, port = server.removeprefix("http://").split(":")
+    proxy = HangingProxy((host, int(port)), drop_answer_to=b"/runs/create")
+    tracker = Tracker(f"http://127.0.0.1:{proxy.port}", "dropped-answer")
+    run_id = tracker.start_run("a cell", {ROLE_TAG: "cell"})
+    assert proxy.dropped.is_set(), "the first answer was dropped"
+    runs = MlflowClient(server).search_runs([tracker.experiment_id])
+    assert [run.info.run_id for run in runs] == [run_id]
 
 
 @pytest.mark.slow
