@@ -10,7 +10,7 @@ import numpy as np
 
 from kdbench import EXACT_GATES, linear_angle, parameter_columns
 
-from .apply_operation import _Fixed1q, _Monomial, _Rotation
+from .apply_operation import _Controlled, _Fixed1q, _Monomial, _Rotation
 
 if TYPE_CHECKING:
     from qiskit.circuit import QuantumCircuit
@@ -20,7 +20,9 @@ _SKIPPED = frozenset({"measure", "barrier"})
 # Gates that map each basis state to one basis state times a phase, with no angle.
 _FIXED_MONOMIAL = frozenset({"id", "x", "y", "z", "s", "sdg", "t", "cx", "cz", "swap", "ccx"})
 _ROTATIONS = frozenset({"rx", "ry", "rz", "p"})
-NATIVE_GATES = tuple(sorted(_FIXED_MONOMIAL | _ROTATIONS | {"h"}))
+# Controlled rotations, run as their rotation on the control's half ("crx" runs "rx").
+_CONTROLLED = frozenset({"crx", "cry", "crz", "cp"})
+NATIVE_GATES = tuple(sorted(_FIXED_MONOMIAL | _ROTATIONS | _CONTROLLED | {"h"}))
 """Names of the Qiskit gates the builder turns into operations."""
 SUPPORTED_GATES = tuple(sorted({*NATIVE_GATES, *EXACT_GATES}))
 """Names of the Qiskit gates the statevector backend simulates: the native ones and those
@@ -69,6 +71,8 @@ class _Builder:
                 self.slopes.append(scale * slope)
                 self.offsets.append(scale * offset)
                 self._emit(_Rotation(name, qubits[0], len(self.columns) - 1), qubits)
+        elif name in _CONTROLLED:
+            self._controlled(name[1:], qubits, params[0])
         else:
             raise ValueError(
                 f"statevector backend: unsupported gate '{name}' on qubits {qubits}; "
@@ -114,6 +118,29 @@ class _Builder:
             self._monomial(None, np.where(bit == 1, complex(c, s), complex(c, -s)), [qubit])
         else:  # p
             self._monomial(None, np.where(bit == 1, cmath.exp(1j * angle), 1.0), [qubit])
+
+    def _controlled(self, kind: str, qubits: list[int], value: Any) -> None:
+        control, target = qubits
+        column, slope, offset = self._angle(f"c{kind}", qubits, value)
+        scale = 1.0 if kind == "p" else 0.5  # as for the rotation itself
+        if column is not None:
+            self.columns.append(column)
+            self.slopes.append(scale * slope)
+            self.offsets.append(scale * offset)
+            self._emit(_Controlled(kind, control, target, len(self.columns) - 1), qubits)
+            return
+        half = scale * offset
+        if kind in ("rz", "p"):  # diagonal: a phase on the control's half, fused with others
+            on = ((self._index >> control) & 1) == 1
+            bit = (self._index >> target) & 1
+            turned = np.where(
+                bit == 1, cmath.exp(1j * half), 1.0 if kind == "p" else cmath.exp(-1j * half)
+            )
+            self._monomial(None, np.where(on, turned, 1.0), qubits)
+        else:
+            self._emit(
+                _Controlled(kind, control, target, None, (math.cos(half), math.sin(half))), qubits
+            )
 
     def _angle(self, gate: str, qubits: list[int], value: Any) -> tuple[int | None, float, float]:
         """(column, slope, offset) of a gate angle slope * values[column] + offset."""

@@ -33,17 +33,18 @@ class Statevector(Backend):
     The circuit is compiled once into a short list of tensor operations on a [B, 2**n] state:
     constant permutation and phase gates (x, y, z, s, sdg, t, cx, cz, swap, ccx, rz/p with a
     fixed angle) are fused into one gather-and-multiply; h, rx and ry combine the two halves
-    of a qubit's axis; rz and p with a parameter multiply by per-sample phases. A circuit of
-    real gates (h, x, y, z, ry, cx, cz, swap, ccx, ...) runs in a real dtype. The other gates
-    of `kdbench.EXACT_GATES` (crx, cry, crz, cp, rxx, ryy, rzz, rzx, u, sx, cy, ch, ...) run
-    as their exact definitions in these gates.
+    of a qubit's axis; rz and p with a parameter multiply by per-sample phases; crx, cry,
+    crz and cp apply their rotation to the control's half of the state. A circuit of real
+    gates (h, x, y, z, ry, cry, cx, cz, swap, ccx, ...) runs in a real dtype. The other gates
+    of `kdbench.EXACT_GATES` (rxx, ryy, rzz, rzx, u, sx, cy, ch, ...) run as their exact
+    definitions in these gates.
 
-    Up to FUSE_MAX_QUBITS qubits the compiler fuses further, for any circuit: the leading
-    single-qubit gates become a product state (each qubit's 2-vector, multiplied out), and
-    every run of gates whose angles involve no input becomes one 2^n x 2^n matrix, built
-    per call from the weights (layers of single-qubit gates as Kronecker products) and applied
-    to the whole batch in one matmul. The tensor operations per call then no longer grow with
-    the gates: they dominated the time of the small circuits students use.
+    The compiler fuses further, for any circuit: the leading single-qubit gates become a product
+    state (each qubit's 2-vector, multiplied out: a circuit without entangling gates is one), and up
+    to FUSE_MAX_QUBITS qubits every run of gates whose angles involve no input becomes one 2^n x 2^n
+    matrix, built per call from the weights (layers of single-qubit gates as Kronecker products) and
+    applied to the whole batch in one matmul. The tensor operations per call then no longer grow
+    with the gates: they dominated the time of the small circuits students use.
 
     With `shots` set, each row of probabilities is replaced by the frequencies of `shots`
     multinomial draws (a generator seeded with the compile seed, so runs repeat), smoothed
@@ -111,15 +112,15 @@ class Statevector(Backend):
         """(bytes, what they are for) at the peak of a cell running `circuit`; None for a
         circuit `compile` refuses (it says why).
 
-        An estimate, its factors a little below what was measured at 20 qubits: a state is
-        2**n amplitudes of 4 bytes (float32, the angles' dtype in a float32 student; 8 when
-        a gate makes it complex: rx, rz, p, s, sdg, t), twice that with parameter-shift
-        (float64 angles). Training with autograd keeps every parameterized rotation's input
-        state for the backward pass: R + 3 states per input for R rotations (measured R + 5);
-        parameter shift runs 2 circuits per input and shifted weight (their inputs too when
-        the front trains, not counted); without gradients 2 states per input (measured 2.6).
-        Compiling adds 8 bytes per amplitude (the basis index), 40 while constant
-        permutation and phase gates are fused (measured 50-65).
+        An estimate, its factors a little below what was measured at 20 qubits: a state is 2**n
+        amplitudes of 4 bytes (float32, the angles' dtype in a float32 student; 8 when a gate makes
+        it complex: rx, rz, p, s, sdg, t, crx, crz, cp), twice that with parameter-shift (float64
+        angles). Training with autograd keeps every parameterized rotation's input state for the
+        backward pass: R + 3 states per input for R rotations (measured R + 5); parameter shift runs
+        2 circuits per input and shifted weight (their inputs too when the front trains, not
+        counted); without gradients 2 states per input (measured 2.6). Compiling adds 8 bytes per
+        amplitude (the basis index), 40 while constant permutation and phase gates are fused
+        (measured 50-65).
         """
         from qiskit.circuit import ParameterExpression
 
@@ -133,13 +134,13 @@ class Statevector(Backend):
         constant = any(
             i.operation.name in _FIXED_MONOMIAL
             or (
-                i.operation.name in ("rz", "p")
+                i.operation.name in ("rz", "p", "crz", "cp")
                 and not isinstance(i.operation.params[0], ParameterExpression)
             )
             for i in flat.data
         )
         n, rotations = circuit.num_qubits, len(slots)
-        complex_state = bool(names & {"rx", "rz", "p", "s", "sdg", "t"})
+        complex_state = bool(names & {"rx", "rz", "p", "s", "sdg", "t", "crx", "crz", "cp"})
         shift = self.gradient == "parameter-shift"
         itemsize = (4 if not complex_state else 8) * (2 if shift else 1)
         dtype = {4: "float32", 8: "complex64" if complex_state else "float64", 16: "complex128"}

@@ -9,11 +9,12 @@ import torch
 
 from kdbench import constant_tensor, product_state
 
-from .apply_operation import _Fixed1q, _Monomial, _Rotation
+from .apply_operation import _Controlled, _Fixed1q, _Rotation
 
 FUSE_MAX_QUBITS = 6
-"""Circuits up to this width get product-state and weight-block fusion: a fused block is a
-dense 2^n x 2^n matrix, whose cost grows as 4^n against 2^n for gate by gate."""
+"""Circuits up to this width get weight-block fusion: a fused block is a dense 2^n x 2^n
+matrix, whose cost grows as 4^n against 2^n for gate by gate. Product-state fusion costs
+2^n, and every width gets it."""
 
 
 def _affine(op: _Fixed1q | _Rotation) -> tuple[np.ndarray, np.ndarray, np.ndarray, int | None]:
@@ -99,7 +100,7 @@ class _Unitary:
     permutations and phases on its rows; the batch is then multiplied by U once."""
 
     def __init__(self, stages: list):
-        self.stages = stages  # _QubitMatrices and _Monomial, in circuit order
+        self.stages = stages  # _QubitMatrices, _Monomial and _Controlled, in circuit order
         self.real = all(stage.real for stage in stages)
 
     def apply(self, state, cos, sin, num_qubits):
@@ -107,10 +108,10 @@ class _Unitary:
         cos, sin = (None, None) if cos is None else (cos[:1], sin[:1])  # rows are equal
         unitary = None
         for stage in self.stages:
-            if isinstance(stage, _Monomial):
+            if not isinstance(stage, _QubitMatrices):  # applied to U's columns as to states
                 if unitary is None:
                     unitary = torch.eye(2**num_qubits, dtype=dtype, device=device)
-                unitary = stage.apply(unitary.T, None, None, num_qubits).T
+                unitary = stage.apply(unitary.T, cos, sin, num_qubits).T
                 continue
             factors = stage.matrices(cos, sin, dtype, device)[0]  # [n, 2, 2]
             layer = factors[-1]
@@ -120,8 +121,11 @@ class _Unitary:
         return state @ unitary.T
 
 
-def _fuse(ops: list, num_qubits: int, weight_only: list[bool]) -> tuple[Any, list]:
-    """(product state or None, the remaining operations with weight-only runs as _Unitary).
+def _fuse(
+    ops: list, num_qubits: int, weight_only: list[bool], blocks: bool = True
+) -> tuple[Any, list]:
+    """(product state or None, the remaining operations, with weight-only runs as _Unitary
+    if `blocks`). A circuit of single-qubit gates only (a separable one) is all product state.
 
     `weight_only[g]` tells whether angle column g of cos and sin is a weight's (no input)."""
     single = (_Fixed1q, _Rotation)
@@ -129,8 +133,12 @@ def _fuse(ops: list, num_qubits: int, weight_only: list[bool]) -> tuple[Any, lis
     while lead < len(ops) and isinstance(ops[lead], single):
         lead += 1
     start = _ProductState(ops[:lead], num_qubits) if lead else None
+    if not blocks:
+        return start, ops[lead:]
 
     def constant_in_batch(op) -> bool:
+        if isinstance(op, _Controlled):
+            return op.index is None or weight_only[op.index]
         return not isinstance(op, _Rotation) or weight_only[op.index]
 
     fused, run = [], []

@@ -58,9 +58,10 @@ class CompiledStatevector(CircuitCounters):
         builder = _Builder(circuit, list(inputs), list(weights))
         self.is_real = all(op.real for op in builder.ops)
         self._start, self._ops = None, builder.ops
-        if fuse and circuit.num_qubits <= FUSE_MAX_QUBITS:
+        if fuse:
             weight_only = [column >= len(inputs) for column in builder.columns]
-            self._start, self._ops = _fuse(builder.ops, circuit.num_qubits, weight_only)
+            blocks = circuit.num_qubits <= FUSE_MAX_QUBITS
+            self._start, self._ops = _fuse(builder.ops, circuit.num_qubits, weight_only, blocks)
         # angle_g = slope_g * values[:, column_g] + offset_g; halved where the gate uses θ/2.
         self._columns = torch.tensor(builder.columns, dtype=torch.long)
         self._slopes = torch.tensor(builder.slopes, dtype=torch.float64)

@@ -192,3 +192,27 @@ def test_errors_list_the_gates_run_by_definition():
     qc.iswap(0, 1)
     with pytest.raises(ValueError, match=r"'iswap'.*supported: .*crx, .*rzz, .*sxdg, .*u3"):
         Statevector().compile(qc, [], [], seed=0)
+
+
+@pytest.mark.parametrize("name", ["crx", "cry", "crz", "cp"])
+@pytest.mark.parametrize("fuse", [True, False])
+def test_statevector_runs_controlled_rotations_natively_as_qiskit_does(name, fuse):
+    """crx, cry, crz and cp are one operation each, not their definitions: the control
+    above and below the target, the angle an input's, a weight's or constant, with and
+    without fusion (the weight's lands in a fused block)."""
+    x, w = Parameter("x"), Parameter("w")
+    qc = QuantumCircuit(4)
+    for q in range(4):
+        qc.h(q)
+        qc.ry(0.3 + q, q)
+    qc.cx(0, 2)
+    for control, target, angle in ((3, 1, 2 * x - 0.4), (0, 2, w), (2, 3, 0.7), (1, 0, -x)):
+        qc.append(gate(name, [angle]), [control, target])
+        qc.rx(0.2 * target + 0.1, target)
+    compiled = CompiledStatevector(qc, [x], [w], shots=None, seed=0, fuse=fuse)
+    assert compiled.num_operations < len(
+        decompose_to(qc, ["h", "x", "cx", "rx", "ry", "rz", "p", "s", "sdg"]).data
+    )
+    xs, ws = randn(3, 1, seed=6), randn(1, seed=7)
+    expected = qiskit_probabilities(qc, [x], [w], xs, ws)
+    np.testing.assert_allclose(compiled(xs, ws).numpy(), expected, 0, 1e-10)

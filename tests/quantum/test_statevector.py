@@ -19,9 +19,10 @@ ONE_QUBIT = ["h", "x", "y", "z", "s", "sdg", "t"]
 ROTATIONS = ["rx", "ry", "rz", "p"]
 
 
-def random_circuit(rng: np.random.Generator, num_qubits: int, depth: int):
-    """A circuit drawing every supported gate, with angles from inputs, weights, floats and
-    linear expressions; returns (circuit, inputs, weights)."""
+def random_circuit(rng: np.random.Generator, num_qubits: int, depth: int, controlled=False):
+    """A circuit drawing every supported gate (with `controlled`, crx, cry, crz and cp too),
+    with angles from inputs, weights, floats and linear expressions; returns (circuit,
+    inputs, weights)."""
     inputs = list(ParameterVector("x", 3))
     weights = list(ParameterVector("w", 4))
     names = list(ONE_QUBIT)
@@ -34,9 +35,13 @@ def random_circuit(rng: np.random.Generator, num_qubits: int, depth: int):
     circuit.h(range(num_qubits))
     for _ in range(depth):
         # Half rotations, so that parameters (and so gradients) are in most circuits.
-        name = str(rng.choice(ROTATIONS if rng.random() < 0.5 else names))
-        if name in ROTATIONS:
-            qubit = int(rng.integers(num_qubits))
+        rotations = ROTATIONS + (["crx", "cry", "crz", "cp"] if controlled else [])
+        name = str(rng.choice(rotations if rng.random() < 0.5 else names))
+        if name in rotations:
+            if name.startswith("c"):
+                qubits = [int(q) for q in rng.permutation(num_qubits)[:2]]
+            else:
+                qubits = [int(rng.integers(num_qubits))]
             kind = rng.choice(["float", "input", "weight"], p=[0.2, 0.4, 0.4])
             if kind == "float":
                 angle = float(rng.uniform(-4, 4))
@@ -44,7 +49,7 @@ def random_circuit(rng: np.random.Generator, num_qubits: int, depth: int):
                 param = (inputs if kind == "input" else weights)[rng.integers(3)]
                 # Also a linear expression a*p + b, which the backend evaluates itself.
                 angle = param if rng.random() < 0.5 else rng.uniform(-2, 2) * param + 0.3
-            getattr(circuit, name)(angle, qubit)
+            getattr(circuit, name)(angle, *qubits)
         else:
             arity = {"cx": 2, "cz": 2, "swap": 2, "ccx": 3}.get(name, 1)
             qubits = [int(q) for q in rng.permutation(num_qubits)[:arity]]
@@ -80,7 +85,7 @@ def qiskit_probabilities(circuit, inputs, weights, x, w) -> np.ndarray:
 def test_random_circuits_match_qiskit(seed):
     rng = np.random.default_rng(seed)
     num_qubits = 1 + seed % 5
-    circuit, inputs, weights = random_circuit(rng, num_qubits, depth=8 + 4 * num_qubits)
+    circuit, inputs, weights = random_circuit(rng, num_qubits, 8 + 4 * num_qubits, num_qubits > 1)
     fn = Statevector().compile(circuit, inputs, weights, seed=0)
     x = torch.tensor(rng.uniform(-3, 3, (4, len(inputs))))
     w = torch.tensor(rng.uniform(-3, 3, len(weights)))
@@ -98,7 +103,7 @@ def test_fusion_changes_neither_probabilities_nor_gradients(seed):
     circuits of every gate, some starting with an entangler, one wider than fusion covers."""
     rng = np.random.default_rng(300 + seed)
     num_qubits = 7 if seed == 11 else 1 + seed % 5
-    circuit, inputs, weights = random_circuit(rng, num_qubits, depth=10 + 4 * num_qubits)
+    circuit, inputs, weights = random_circuit(rng, num_qubits, 10 + 4 * num_qubits, num_qubits > 1)
     if seed % 3 == 0 and num_qubits > 1:  # no leading single-qubit gates to make a product of
         entangled = QuantumCircuit(num_qubits, num_qubits)
         entangled.cx(0, 1)
@@ -115,10 +120,10 @@ def test_fusion_changes_neither_probabilities_nor_gradients(seed):
     assert_close(gx0, gx1, 1e-10)
     assert_close(gw0, gw1, 1e-10)
     fused, plain = compiled
-    if num_qubits > statevector.FUSE_MAX_QUBITS:
-        assert fused.num_operations == plain.num_operations
-    else:
-        assert fused.num_operations < plain.num_operations
+    # Wider than block fusion covers, only the leading gates are fused (if there are some).
+    assert fused.num_operations < plain.num_operations or (
+        num_qubits > statevector.FUSE_MAX_QUBITS and seed % 3 == 0
+    )
     for row in range(2):  # and against Qiskit
         expected = qiskit_probabilities(circuit, inputs, weights, x[row], w)
         np.testing.assert_allclose(fused(x, w)[row].detach().numpy(), expected, 0, 1e-10)
