@@ -9,7 +9,7 @@ import torch
 
 from kdbench import constant_tensor, product_state
 
-from .apply_operation import _Controlled, _Fixed1q, _Rotation
+from .apply_operation import _Controlled, _Fixed1q, _Monomial, _Rotation
 
 FUSE_MAX_QUBITS = 6
 """Circuits up to this width get weight-block fusion: a fused block is a dense 2^n x 2^n
@@ -134,7 +134,7 @@ def _fuse(
         lead += 1
     start = _ProductState(ops[:lead], num_qubits) if lead else None
     if not blocks:
-        return start, ops[lead:]
+        return start, _local_blocks(ops[lead:], num_qubits, weight_only)
 
     def constant_in_batch(op) -> bool:
         if isinstance(op, _Controlled):
@@ -161,3 +161,116 @@ def _fuse(
         if op is not None:
             fused.append(op)
     return start, fused
+
+
+def _qubits(op: Any, num_qubits: int) -> set[int]:
+    """The qubits an operation acts on (for a fused monomial: those it changes or reads)."""
+    if isinstance(op, _Controlled):
+        return {op.control, op.target}
+    if not isinstance(op, _Monomial):
+        return {op.qubit}
+    index, found = np.arange(2**num_qubits), set()
+    flips = None if op.perm is None else op.perm ^ index  # the bits each amplitude moves by
+    for q in range(num_qubits):
+        other = index ^ (1 << q)  # the same amplitude, qubit q flipped
+        # Qubit q matters if it is flipped, or decides a flip (a control) or a phase.
+        moved = flips is not None and bool(
+            np.any(flips & (1 << q)) or np.any(flips != flips[other])
+        )
+        phased = op.phase is not None and not np.allclose(op.phase, op.phase[other])
+        if moved or phased:
+            found.add(q)
+    return found
+
+
+class _Local:
+    """Gates whose angles involve no input, all on the same one or two qubits, as one 2x2
+    or 4x4 matrix built per call from the weights and applied to those qubits' axes of the
+    state in one contraction: a circuit's two-qubit blocks (RY, RY, CNOT, RY, RY) are then
+    one operation, not five, past the width of whole-circuit blocks."""
+
+    def __init__(self, qubits: list[int], ops: list, num_qubits: int):
+        self.qubits = sorted(qubits)  # local qubit i is self.qubits[i]
+        local = {q: i for i, q in enumerate(self.qubits)}
+        self.ops = [self._localized(op, local, num_qubits) for op in ops]
+        self.real = all(op.real for op in self.ops)
+
+    @staticmethod
+    def _localized(op: Any, local: dict[int, int], num_qubits: int) -> Any:
+        if isinstance(op, _Controlled):
+            return _Controlled(op.kind, local[op.control], local[op.target], op.index, op.fixed)
+        if isinstance(op, _Rotation):
+            return _Rotation(op.kind, local[op.qubit], op.index)
+        if isinstance(op, _Fixed1q):
+            return _Fixed1q(local[op.qubit], op.matrix)
+        # A monomial: its tables read where the other qubits are 0.
+        qubits = sorted(local, key=local.get)
+        size = 2 ** len(qubits)
+        spread = np.array(
+            [sum(((j >> i) & 1) << q for i, q in enumerate(qubits)) for j in range(size)]
+        )
+
+        def gather(g: np.ndarray) -> np.ndarray:
+            return sum(((g >> q) & 1) << i for i, q in enumerate(qubits))
+
+        perm = None if op.perm is None else gather(op.perm[spread])
+        phase = None if op.phase is None else op.phase[spread]
+        return _Monomial(perm, phase)
+
+    def apply(self, state, cos, sin, num_qubits):
+        cos, sin = (None, None) if cos is None else (cos[:1], sin[:1])  # rows are equal
+        size = 2 ** len(self.qubits)
+        # Each basis state through the gates: row j is U|j>, so U is the transpose.
+        rows = torch.eye(size, dtype=state.dtype, device=state.device)
+        for op in self.ops:
+            rows = op.apply(rows, cos, sin, len(self.qubits))
+        batch = state.shape[0]
+        if len(self.qubits) == 1:
+            (q,) = self.qubits
+            view = state.reshape(batch, 2 ** (num_qubits - 1 - q), 2, 2**q)
+            return torch.einsum("ji,bljr->blir", rows, view).reshape(state.shape)
+        low, high = self.qubits
+        view = state.reshape(
+            batch, 2 ** (num_qubits - 1 - high), 2, 2 ** (high - low - 1), 2, 2**low
+        )
+        # rows[j, i], j and i local indices (bit 0: the low qubit), as [hi', lo', hi, lo].
+        unitary = rows.T.reshape(2, 2, 2, 2)
+        return torch.einsum("HOho,blhmor->blHmOr", unitary, view).reshape(state.shape)
+
+
+def _local_blocks(ops: list, num_qubits: int, weight_only: list[bool]) -> list:
+    """`ops` with each run of two or more consecutive batch-constant gates on at most two
+    qubits as one `_Local`."""
+
+    def constant_in_batch(op) -> bool:
+        if isinstance(op, _Controlled):
+            return op.index is None or weight_only[op.index]
+        return not isinstance(op, _Rotation) or weight_only[op.index]
+
+    fused: list = []
+    run: list = []
+    qubits: set[int] = set()
+
+    def flush() -> None:
+        if len(run) > 1:
+            fused.append(_Local(sorted(qubits), run, num_qubits))
+        else:
+            fused.extend(run)
+        run.clear()
+        qubits.clear()
+
+    for op in ops:
+        if not constant_in_batch(op):
+            flush()
+            fused.append(op)
+            continue
+        touched = _qubits(op, num_qubits)
+        if len(qubits | touched) > 2:
+            flush()
+        if len(touched) > 2:
+            fused.append(op)
+            continue
+        run.append(op)
+        qubits.update(touched)
+    flush()
+    return fused

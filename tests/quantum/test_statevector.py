@@ -312,3 +312,42 @@ def test_registered_under_its_name():
     assert Statevector.summary() == (
         "Exact batched statevector simulation in torch, autograd gradients."
     )
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_local_blocks_past_the_fusion_width_change_nothing(seed):
+    """Wider than whole-circuit blocks, runs of weight-only gates on one or two qubits
+    (convolution blocks: RY, RY, CNOT, RY, RY; controlled rotations; constant gates) become
+    one operation each: probabilities and gradients as gate by gate, and as Qiskit's."""
+    rng = np.random.default_rng(700 + seed)
+    n = statevector.FUSE_MAX_QUBITS + 1
+    inputs, weights = list(ParameterVector("x", n)), list(ParameterVector("w", 8))
+    circuit = QuantumCircuit(n)
+    for q in range(n):
+        circuit.ry(inputs[q], q)
+    for _ in range(3):
+        for a in rng.permutation(n)[: n - 1].tolist():
+            b = (a + 1 + int(rng.integers(n - 1))) % n
+            w = [weights[int(i)] for i in rng.integers(8, size=4)]
+            circuit.ry(w[0], a)
+            circuit.rx(w[1], b)
+            getattr(circuit, str(rng.choice(["cx", "cz", "swap"])))(a, b)
+            circuit.ry(w[2], a)
+            getattr(circuit, str(rng.choice(["crx", "cry", "crz", "cp"])))(w[3], b, a)
+            circuit.h(b)
+            circuit.t(a)
+        circuit.rz(inputs[int(rng.integers(n))], int(rng.integers(n)))  # a gate of the input
+    x = torch.tensor(rng.uniform(-3, 3, (3, n)))
+    w = torch.tensor(rng.uniform(-3, 3, len(weights)))
+    coeffs = torch.tensor(rng.normal(size=(3, 2**n)))
+    compiled = [
+        statevector.CompiledStatevector(circuit, inputs, weights, shots=None, seed=0, fuse=f)
+        for f in (True, False)
+    ]
+    assert compiled[0].num_operations < compiled[1].num_operations / 2
+    (l0, gx0, gw0), (l1, gx1, gw1) = (loss_and_grads(fn, x, w, coeffs) for fn in compiled)
+    assert_close(l0, l1, 1e-10)
+    assert_close(gx0, gx1, 1e-10)
+    assert_close(gw0, gw1, 1e-10)
+    expected = qiskit_probabilities(circuit, inputs, weights, x[0], w)
+    np.testing.assert_allclose(compiled[0](x, w)[0].detach().numpy(), expected, 0, 1e-10)
