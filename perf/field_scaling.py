@@ -40,6 +40,7 @@ PEERS = {
     "pl-lightning-adjoint": ("lightning.qubit", "adjoint"),
     "pl-default-backprop": ("default.qubit", "backprop"),
 }
+PEER_NAMES = {"lightning": "pl-lightning-adjoint", "default": "pl-default-backprop"}
 
 
 def features_for(student: str, qubits: int) -> int | None:
@@ -127,7 +128,9 @@ def train(forward, parameters, x: torch.Tensor, y: torch.Tensor, steps: int, bat
     return time.perf_counter() - started
 
 
-def measure(student: str, qubits: int, steps: int, batch: int, repeats: int) -> dict[str, Any]:
+def measure(
+    student: str, qubits: int, steps: int, batch: int, repeats: int, peers: list[str]
+) -> dict[str, Any]:
     features = features_for(student, qubits)
     model = build(student, features)
     generator = torch.Generator().manual_seed(1)
@@ -135,7 +138,7 @@ def measure(student: str, qubits: int, steps: int, batch: int, repeats: int) -> 
     y = torch.randint(0, 2, (4 * batch,), generator=generator)
     start = {k: v.clone() for k, v in model.state_dict().items()}
     forwards = {"kdbench-sv": model}
-    forwards |= {key: pennylane_forward(model, *peer) for key, peer in PEERS.items()}
+    forwards |= {key: pennylane_forward(model, *PEERS[key]) for key in peers}
     with torch.no_grad():
         reference = model(x[:4])
         agreement = max(float((f(x[:4]) - reference).abs().max()) for f in forwards.values())
@@ -152,7 +155,7 @@ def measure(student: str, qubits: int, steps: int, batch: int, repeats: int) -> 
         "features": features,
         "samples_per_s": rates,
         "median": medians,
-        "ratios": {peer: medians["kdbench-sv"] / medians[peer] for peer in PEERS},
+        "ratios": {peer: medians["kdbench-sv"] / medians[peer] for peer in peers},
         "max_abs_output_diff": agreement,
     }
 
@@ -165,12 +168,20 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--timeout", type=float, default=900, help="seconds a point may take")
+    parser.add_argument(
+        "--peers",
+        nargs="+",
+        default=list(PEER_NAMES),
+        choices=list(PEER_NAMES),
+        help="PennyLane devices to time against (one that runs out of memory can be left out)",
+    )
     parser.add_argument("--point", nargs=2, help=argparse.SUPPRESS)  # one point, in a child
     args = parser.parse_args()
     torch.set_num_threads(1)  # a cell's default
     if args.point:
         student, qubits = args.point[0], int(args.point[1])
-        print(json.dumps(measure(student, qubits, args.steps, args.batch, args.repeats)))
+        peers = [PEER_NAMES[name] for name in args.peers]
+        print(json.dumps(measure(student, qubits, args.steps, args.batch, args.repeats, peers)))
         return
     header = ["student", "qubits", "kdbench (samples/s)", "lightning adjoint", "default.qubit"]
     print("| " + " | ".join([*header, "×lightning", "×default", "max |Δ|"]) + " |")
@@ -186,11 +197,17 @@ def main() -> None:
                 print(f"| {student} | {qubits} | {point['error']} | | | | | |", flush=True)
                 continue
             m, r = point["median"], point["ratios"]
-            cells = [f"{m[k]:.1f}" for k in ("kdbench-sv", *PEERS)]
-            cells += [f"{r[k]:.2f}" for k in PEERS] + [f"{point['max_abs_output_diff']:.1e}"]
+            cells = [f"{m[k]:.1f}" if k in m else "–" for k in ("kdbench-sv", *PEERS)]
+            cells += [f"{r[k]:.2f}" if k in r else "–" for k in PEERS]
+            cells += [f"{point['max_abs_output_diff']:.1e}"]
             print(f"| {student} | {qubits} | " + " | ".join(cells) + " |", flush=True)
+    # Points measured before (other students, qubits or peers) are kept beside these.
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "field_scaling.json").write_text(json.dumps(points, indent=1))
+    saved = RESULTS / "field_scaling.json"
+    measured = {(p["student"], p["qubits"]) for p in points}
+    kept = json.loads(saved.read_text()) if saved.exists() else []
+    kept = [p for p in kept if (p["student"], p["qubits"]) not in measured]
+    saved.write_text(json.dumps(kept + points, indent=1))
 
 
 def _in_child(args: argparse.Namespace, student: str, qubits: int) -> dict[str, Any]:
@@ -208,6 +225,8 @@ def _in_child(args: argparse.Namespace, student: str, qubits: int) -> dict[str, 
         str(args.batch),
         "--repeats",
         str(args.repeats),
+        "--peers",
+        *args.peers,
     ]
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout)
