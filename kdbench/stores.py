@@ -118,8 +118,14 @@ class GuardedClient:
                     with atomic() if self._uri.startswith("sqlite:") else nullcontext():
                         return found(*args, **kwargs)
                 except Exception as exc:
-                    if "database is locked" not in str(exc) or attempt == LOCKED_RETRIES:
+                    if "database is locked" not in str(exc):
                         self._fail(exc)
+                    if attempt == LOCKED_RETRIES:  # SQLAlchemy's first line says nothing
+                        raise TrackingError(
+                            f"tracking store {redact_uri(self._uri)} stayed locked by another"
+                            f" process ({LOCKED_RETRIES + 1} tries; one stopped or stuck"
+                            " inside a write?): run again once it has ended"
+                        ) from None
                     time.sleep(0.2 * (attempt + 1))
 
         return call

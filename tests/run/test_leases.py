@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -101,8 +103,7 @@ def test_a_holder_that_was_only_slow_withdraws_and_the_cell_finishes_once(write_
     host_a = on_host("host-a", config, isolated, *LEASE)
     wait_running_on(uri, "slow-host", "host-a", host_a)
     stopped = [host_a.pid, *children(host_a.pid)]
-    for pid in stopped:
-        os.kill(pid, signal.SIGSTOP)
+    freeze_between_store_calls(isolated / "mlflow.db", stopped)
     try:
         host_b = kdbench_run(config, isolated, *LEASE)
         _, stderr = host_b.communicate(timeout=600)
@@ -116,6 +117,18 @@ def test_a_holder_that_was_only_slow_withdraws_and_the_cell_finishes_once(write_
     taken = [r for r in cell_runs(uri, "slow-host") if r.info.status == "KILLED"]
     assert [r.data.tags[HOST_TAG] for r in taken] == ["host-a"]
     assert taken[0].data.tags["kdbench.error"].startswith("lease lapsed")
+
+
+def freeze_between_store_calls(store: Path, pids: list[int]) -> None:
+    """SIGSTOP `pids` while none of them is inside a call to the SQLite store: one frozen
+    holding the database's lock (a heartbeat's write, a read) would lock every other host
+    out, which SQLite cannot help and a lease cannot either. Holding the lock ourselves while
+    they stop, they hold none of it."""
+    with closing(sqlite3.connect(store, timeout=60, isolation_level=None)) as db:
+        db.execute("BEGIN EXCLUSIVE")  # waits until no one else holds any lock
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        db.execute("COMMIT")
 
 
 def children(pid: int) -> list[int]:

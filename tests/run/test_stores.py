@@ -218,3 +218,20 @@ def test_a_run_name_longer_than_mlflow_s_column_is_shortened(isolated):
     tracker = Tracker(f"sqlite:///{isolated}/mlflow.db", "long-names")
     run = tracker.client.get_run(tracker.start_run("x" * 400, {ROLE_TAG: "cell"}))
     assert len(run.info.run_name) == 250 and run.info.run_name.endswith("…")
+
+
+def test_a_store_another_process_keeps_locked_is_named_in_one_line(tmp_path, monkeypatch):
+    """SQLite's lock held for good (a process stopped inside a write): the call fails with
+    a line that says so, not SQLAlchemy's first line ("raised as a result of autoflush")."""
+    import sqlite3
+    from contextlib import closing
+
+    from kdbench import stores
+    from kdbench.errors import TrackingError
+
+    tracker = Tracker(f"sqlite:///{tmp_path}/mlflow.db", "locked")
+    monkeypatch.setattr(stores, "LOCKED_RETRIES", 0)  # a try waits out SQLite's busy timeout
+    with closing(sqlite3.connect(tmp_path / "mlflow.db", isolation_level=None)) as db:
+        db.execute("BEGIN EXCLUSIVE")
+        with pytest.raises(TrackingError, match="stayed locked by another process"):
+            tracker.start_run("a cell", {ROLE_TAG: "cell"})
