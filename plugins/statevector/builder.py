@@ -61,16 +61,11 @@ class _Builder:
         elif name == "h":
             self._emit(_Fixed1q(qubits[0], np.array([[1, 1], [1, -1]]) / math.sqrt(2)), qubits)
         elif name in _ROTATIONS:
-            column, slope, offset = self._angle(name, qubits, params[0])
-            if column is None:
-                self._fixed_rotation(name, qubits[0], offset)
+            index, angle = self._angle_column(name, name, qubits, params[0])
+            if index is None:
+                self._fixed_rotation(name, qubits[0], angle)
             else:
-                # Store the angle each formula uses: θ/2 for rx, ry, rz and θ for p.
-                scale = 1.0 if name == "p" else 0.5
-                self.columns.append(column)
-                self.slopes.append(scale * slope)
-                self.offsets.append(scale * offset)
-                self._emit(_Rotation(name, qubits[0], len(self.columns) - 1), qubits)
+                self._emit(_Rotation(name, qubits[0], index), qubits)
         elif name in _CONTROLLED:
             self._controlled(name[1:], qubits, params[0])
         else:
@@ -121,15 +116,11 @@ class _Builder:
 
     def _controlled(self, kind: str, qubits: list[int], value: Any) -> None:
         control, target = qubits
-        column, slope, offset = self._angle(f"c{kind}", qubits, value)
-        scale = 1.0 if kind == "p" else 0.5  # as for the rotation itself
-        if column is not None:
-            self.columns.append(column)
-            self.slopes.append(scale * slope)
-            self.offsets.append(scale * offset)
-            self._emit(_Controlled(kind, control, target, len(self.columns) - 1), qubits)
+        index, angle = self._angle_column(f"c{kind}", kind, qubits, value)
+        if index is not None:
+            self._emit(_Controlled(kind, control, target, index), qubits)
             return
-        half = scale * offset
+        half = angle if kind == "p" else angle / 2  # the angle the rotation's formula uses
         if kind in ("rz", "p"):  # diagonal: a phase on the control's half, fused with others
             on = ((self._index >> control) & 1) == 1
             bit = (self._index >> target) & 1
@@ -141,6 +132,21 @@ class _Builder:
             self._emit(
                 _Controlled(kind, control, target, None, (math.cos(half), math.sin(half))), qubits
             )
+
+    def _angle_column(
+        self, gate: str, kind: str, qubits: list[int], value: Any
+    ) -> tuple[int | None, float]:
+        """(index, 0.0) of the angle table's new column for a gate of rotation `kind` whose
+        angle depends on a parameter, or (None, the angle) for a constant one. The table holds
+        the angle each formula uses: θ/2 for rx, ry, rz and θ for p."""
+        column, slope, offset = self._angle(gate, qubits, value)
+        if column is None:
+            return None, offset
+        scale = 1.0 if kind == "p" else 0.5
+        self.columns.append(column)
+        self.slopes.append(scale * slope)
+        self.offsets.append(scale * offset)
+        return len(self.columns) - 1, 0.0
 
     def _angle(self, gate: str, qubits: list[int], value: Any) -> tuple[int | None, float, float]:
         """(column, slope, offset) of a gate angle slope * values[column] + offset."""

@@ -121,6 +121,13 @@ class _Unitary:
         return state @ unitary.T
 
 
+def _constant_in_batch(op: Any, weight_only: list[bool]) -> bool:
+    """Whether `op` is the same for every row: no angle, a constant one or a weight's."""
+    if isinstance(op, _Controlled):
+        return op.index is None or weight_only[op.index]
+    return not isinstance(op, _Rotation) or weight_only[op.index]
+
+
 def _fuse(
     ops: list, num_qubits: int, weight_only: list[bool], blocks: bool = True
 ) -> tuple[Any, list]:
@@ -136,14 +143,9 @@ def _fuse(
     if not blocks:
         return start, _local_blocks(ops[lead:], num_qubits, weight_only)
 
-    def constant_in_batch(op) -> bool:
-        if isinstance(op, _Controlled):
-            return op.index is None or weight_only[op.index]
-        return not isinstance(op, _Rotation) or weight_only[op.index]
-
     fused, run = [], []
     for op in [*ops[lead:], None]:  # None: the end, flushes the last run
-        if op is not None and constant_in_batch(op):
+        if op is not None and _constant_in_batch(op, weight_only):
             run.append(op)
             continue
         if len(run) > 1:
@@ -242,11 +244,6 @@ def _local_blocks(ops: list, num_qubits: int, weight_only: list[bool]) -> list:
     """`ops` with each run of two or more consecutive batch-constant gates on at most two
     qubits as one `_Local`."""
 
-    def constant_in_batch(op) -> bool:
-        if isinstance(op, _Controlled):
-            return op.index is None or weight_only[op.index]
-        return not isinstance(op, _Rotation) or weight_only[op.index]
-
     fused: list = []
     run: list = []
     qubits: set[int] = set()
@@ -260,7 +257,7 @@ def _local_blocks(ops: list, num_qubits: int, weight_only: list[bool]) -> list:
         qubits.clear()
 
     for op in ops:
-        if not constant_in_batch(op):
+        if not _constant_in_batch(op, weight_only):
             flush()
             fused.append(op)
             continue
