@@ -51,6 +51,8 @@ _LAZY = {
     "CircuitCounters": "kdbench.quantum",
     "amplitude_angles": "kdbench.quantum",
     "amplitude_circuit": "kdbench.quantum",
+    "amplitudes_from_angles": "kdbench.quantum",
+    "AMPLITUDES": "kdbench.quantum",
     "EXACT_GATES": "kdbench.quantum",
     "ParameterShift": "kdbench.quantum",
     "PrimitiveSampler": "kdbench.quantum",
@@ -120,6 +122,7 @@ if TYPE_CHECKING:  # for type checkers and editors: the lazy names, as if import
         verify_files,
     )
     from kdbench.quantum import (  # noqa: F401
+        AMPLITUDES,
         EXACT_GATES,
         SHIFTABLE_GATES,
         CircuitCounters,
@@ -130,6 +133,7 @@ if TYPE_CHECKING:  # for type checkers and editors: the lazy names, as if import
         Slots,
         amplitude_angles,
         amplitude_circuit,
+        amplitudes_from_angles,
         bind_order,
         bit_array_probabilities,
         call_dtype,

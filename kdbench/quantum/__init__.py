@@ -1,7 +1,12 @@
 """The circuit toolkit for backend and student authors; import its names from `kdbench`."""
 # ruff: noqa: F401  (re-exports)
 
-from kdbench.quantum.amplitudes import amplitude_angles, amplitude_circuit
+from kdbench.quantum.amplitudes import (
+    AMPLITUDES,
+    amplitude_angles,
+    amplitude_circuit,
+    amplitudes_from_angles,
+)
 from kdbench.quantum.angles import linear_angle, linear_form, parameter_columns
 from kdbench.quantum.counters import CircuitCounters, check_circuit_call
 from kdbench.quantum.devices import fake_backend, fake_backends, is_fake_name

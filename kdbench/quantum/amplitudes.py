@@ -9,6 +9,11 @@ the tree's angles, so `amplitude_angles` computes them all in torch and the circ
 each as one input: every backend sees RY(input), and gradients (where a model needs them)
 flow through torch.
 
+The preparation is one gate, `AMPLITUDES` ("amplitudes"), whose definition is those RY and
+CNOT gates: a backend that knows it may load the state at once (2**n products of cosines
+and sines where the gates are 2**n rotations and as many CNOTs, each a pass over the state);
+the others, and Qiskit, expand it.
+
 Amplitude k sits on the basis state |k> in Qiskit's order (bit q of k is qubit q).
 """
 
@@ -32,13 +37,18 @@ def _changed_bit(i: int, controls: int) -> int:
     return (_gray(i) ^ _gray((i + 1) % 2**controls)).bit_length() - 1
 
 
+AMPLITUDES = "amplitudes"
+"""The name of `amplitude_circuit`'s one gate."""
+
+
 def amplitude_circuit(qubits: int) -> tuple[QuantumCircuit, ParameterVector]:
-    """The preparation circuit of a real vector of length 2**qubits, and its 2**qubits - 1
-    inputs in the order `amplitude_angles` gives them."""
+    """The preparation circuit of a real vector of length 2**qubits (one `AMPLITUDES` gate on
+    all its qubits, defined by RY and CNOT gates), and its 2**qubits - 1 inputs in the order
+    `amplitude_angles` gives them."""
     from qiskit.circuit import ParameterVector, QuantumCircuit
 
     inputs = ParameterVector("a", 2**qubits - 1)
-    qc = QuantumCircuit(qubits)
+    qc = QuantumCircuit(qubits, name=AMPLITUDES)
     used = 0
     for level in range(qubits):
         target = qubits - 1 - level
@@ -48,16 +58,48 @@ def amplitude_circuit(qubits: int) -> tuple[QuantumCircuit, ParameterVector]:
             if level:
                 qc.cx(controls[_changed_bit(i, level)], target)
         used += 2**level
-    return qc, inputs
+    circuit = QuantumCircuit(qubits)
+    circuit.append(qc.to_gate(), range(qubits))
+    return circuit, inputs
+
+
+def amplitudes_from_angles(half_angles: torch.Tensor) -> torch.Tensor:
+    """The state [B, 2**n] that `amplitude_circuit(n)` prepares from |0...0>, given half its
+    RY angles [B, 2**n - 1] (θ/2, any values): level by level, each node's amplitude times
+    the cosine and the sine of its uniformly controlled rotation's half angle."""
+    rows, size = half_angles.shape
+    qubits = (size + 1).bit_length() - 1
+    state = half_angles.new_ones(rows, 1)
+    used = 0
+    for level in range(qubits):
+        # The half angle per control pattern from the RY angles (`amplitude_angles` backwards:
+        # the transform is its own inverse but for a factor 2^l), then per node.
+        ry = half_angles[:, used : used + 2**level]
+        node = _hadamard(ry[:, _gray_ranks(level)])[:, _reversed_bits(level)]
+        state = torch.stack((state * node.cos(), state * node.sin()), dim=2).flatten(1)
+        used += 2**level
+    return state
+
+
+def _hadamard(x: torch.Tensor) -> torch.Tensor:
+    """The Walsh-Hadamard transform of each row of x [B, 2^l]: y[i] = Σ_j (-1)^(i·j) x[j]
+    (i·j: the bits they share), in l passes of sums and differences."""
+    rows, size = x.shape
+    for bit in range(size.bit_length() - 1):
+        pairs = x.reshape(rows, -1, 2, 2**bit)
+        x = torch.stack((pairs[:, :, 0] + pairs[:, :, 1], pairs[:, :, 0] - pairs[:, :, 1]), 2)
+    return x.reshape(rows, size)
 
 
 @functools.cache
-def _walsh(level: int) -> torch.Tensor:
-    """M [2^l, 2^l] with the RY angles of a uniformly controlled RY = M @ its angles per
-    control pattern: M[i, j] = (-1)^(bits of j · Gray code i) / 2^l."""
-    size = 2**level
-    rows = [[(-1) ** bin(j & _gray(i)).count("1") / size for j in range(size)] for i in range(size)]
-    return torch.tensor(rows, dtype=torch.float64)
+def _gray_codes(level: int) -> torch.Tensor:
+    return torch.tensor([_gray(i) for i in range(2**level)])
+
+
+@functools.cache
+def _gray_ranks(level: int) -> torch.Tensor:
+    """The inverse of `_gray_codes`: the i whose Gray code is each index."""
+    return torch.argsort(_gray_codes(level))
 
 
 def amplitude_angles(vectors: torch.Tensor) -> torch.Tensor:
@@ -81,7 +123,9 @@ def amplitude_angles(vectors: torch.Tensor) -> torch.Tensor:
         # Node j's l bits are bits n-1 ... n-l of the index, most significant first; control
         # m is qubit n-1-m, i.e. bit l-1-m of j: the control pattern is j's bits reversed.
         theta = theta[:, _reversed_bits(level)]
-        angles.append(theta @ _walsh(level).to(theta.dtype).T)
+        # The RY angles of the uniformly controlled RY whose angle per control pattern is
+        # theta: RY i gets Σ_p (-1)^(p·gray(i)) theta_p / 2^l (the CNOTs flip its sign).
+        angles.append(_hadamard(theta)[:, _gray_codes(level)] / 2**level)
     return torch.cat(angles, dim=1)
 
 

@@ -7,6 +7,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from kdbench import amplitudes_from_angles
+
 
 def _halves(state: torch.Tensor, qubit: int, num_qubits: int) -> tuple[torch.Tensor, ...]:
     """The amplitudes with qubit `qubit` at 0 and at 1, each [B, 2**(n-1-q), 2**q]."""
@@ -84,6 +86,41 @@ class _Rotation:
             view = state.reshape(state.shape[0], 2 ** (num_qubits - 1 - self.qubit), 2, -1)
             return (view * torch.stack((e0, e1), dim=2)).reshape(state.shape)
         return _join(*_turn(self.kind, *_halves(state, self.qubit, num_qubits), c, s))
+
+
+class _Amplitudes:
+    """`kdbench.amplitude_circuit`'s gate first in the circuit, on all its qubits: the state it
+    prepares from |0...0>, computed at once from its RY angles (columns of cos and sin)."""
+
+    def __init__(self, columns: list[int], num_qubits: int):
+        self.columns = torch.tensor(columns, dtype=torch.long)
+        self.qubits = tuple(range(num_qubits))
+        self.real = True
+
+    def apply(self, state, cos, sin, num_qubits):
+        columns = self.columns.to(state.device)
+        # The half angles back from their cos and sin (what every operation is handed).
+        half = torch.atan2(sin[:, columns], cos[:, columns])
+        return amplitudes_from_angles(half).to(state.dtype)
+
+
+class _Parity:
+    """rzz whose angle depends on a parameter: exp(-iθ/2) where qubits `a` and `b` agree,
+    exp(iθ/2) where they differ; column `index` of cos and sin (of θ/2)."""
+
+    def __init__(self, a: int, b: int, index: int):
+        self.qubits, self.index = (a, b), index
+        self.real = False
+
+    def apply(self, state, cos, sin, num_qubits):
+        high, low = max(self.qubits), min(self.qubits)
+        view = state.reshape(
+            state.shape[0], 2 ** (num_qubits - 1 - high), 2, 2 ** (high - low - 1), 2, 2**low
+        )
+        c, s = cos[:, self.index], sin[:, self.index]
+        same, differ = torch.complex(c, -s), torch.complex(c, s)
+        factor = torch.stack((same, differ, differ, same), dim=1)  # [high bit, low bit]
+        return (view * factor.reshape(-1, 1, 2, 1, 2, 1)).reshape(state.shape)
 
 
 class _Controlled:

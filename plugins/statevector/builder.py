@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from kdbench import EXACT_GATES, linear_angle, parameter_columns
+from kdbench import AMPLITUDES, EXACT_GATES, linear_angle, parameter_columns
 
-from .apply_operation import _Controlled, _Fixed1q, _Monomial, _Rotation
+from .apply_operation import _Amplitudes, _Controlled, _Fixed1q, _Monomial, _Parity, _Rotation
 
 if TYPE_CHECKING:
     from qiskit.circuit import QuantumCircuit
@@ -22,7 +22,7 @@ _FIXED_MONOMIAL = frozenset({"id", "x", "y", "z", "s", "sdg", "t", "cx", "cz", "
 _ROTATIONS = frozenset({"rx", "ry", "rz", "p"})
 # Controlled rotations, run as their rotation on the control's half ("crx" runs "rx").
 _CONTROLLED = frozenset({"crx", "cry", "crz", "cp"})
-NATIVE_GATES = tuple(sorted(_FIXED_MONOMIAL | _ROTATIONS | _CONTROLLED | {"h"}))
+NATIVE_GATES = tuple(sorted(_FIXED_MONOMIAL | _ROTATIONS | _CONTROLLED | {"h", "rzz"}))
 """Names of the Qiskit gates the builder turns into operations."""
 SUPPORTED_GATES = tuple(sorted({*NATIVE_GATES, *EXACT_GATES}))
 """Names of the Qiskit gates the statevector backend simulates: the native ones and those
@@ -30,6 +30,23 @@ that `decompose_to` expands into them exactly (crx, cp, rzz, u, sx, ...)."""
 
 # Below this, an imaginary part is rounding noise (phases are products of unit numbers).
 _IMAG_TOL = 1e-12
+
+
+def loads_amplitudes_first(circuit: QuantumCircuit) -> bool:
+    """Whether `circuit` starts with `kdbench.amplitude_circuit`'s gate on all its qubits in
+    order, every angle a parameter's, and has no other such gate: the state it prepares is
+    then loaded at once, not gate by gate."""
+    from qiskit.circuit import ParameterExpression
+
+    if not circuit.data:
+        return False
+    first = circuit.data[0]
+    return (
+        first.operation.name == AMPLITUDES
+        and [circuit.find_bit(q).index for q in first.qubits] == list(range(circuit.num_qubits))
+        and all(isinstance(p, ParameterExpression) for p in first.operation.params)
+        and sum(i.operation.name == AMPLITUDES for i in circuit.data) == 1
+    )
 
 
 class _Builder:
@@ -68,6 +85,11 @@ class _Builder:
                 self._emit(_Rotation(name, qubits[0], index), qubits)
         elif name in _CONTROLLED:
             self._controlled(name[1:], qubits, params[0])
+        elif name == "rzz":
+            self._parity(qubits, params[0])
+        elif name == AMPLITUDES:  # first in the circuit: see `loads_amplitudes_first`
+            columns = [self._angle_column(name, "ry", qubits, value)[0] for value in params]
+            self._emit(_Amplitudes(columns, self.num_qubits), qubits)
         else:
             raise ValueError(
                 f"statevector backend: unsupported gate '{name}' on qubits {qubits}; "
@@ -132,6 +154,16 @@ class _Builder:
             self._emit(
                 _Controlled(kind, control, target, None, (math.cos(half), math.sin(half))), qubits
             )
+
+    def _parity(self, qubits: list[int], value: Any) -> None:
+        """rzz: exp(-iθ/2) where the two qubits agree, exp(iθ/2) where they differ."""
+        index, angle = self._angle_column("rzz", "rz", qubits, value)
+        if index is not None:
+            self._emit(_Parity(*qubits, index), qubits)
+            return
+        differ = ((self._index >> qubits[0]) ^ (self._index >> qubits[1])) & 1
+        turned = cmath.exp(1j * angle / 2)
+        self._monomial(None, np.where(differ == 1, turned, turned.conjugate()), qubits)
 
     def _angle_column(
         self, gate: str, kind: str, qubits: list[int], value: Any

@@ -31,20 +31,24 @@ class Statevector(Backend):
     """Exact batched statevector simulation in torch, autograd gradients.
 
     The circuit is compiled once into a short list of tensor operations on a [B, 2**n] state:
-    constant permutation and phase gates (x, y, z, s, sdg, t, cx, cz, swap, ccx, rz/p with a
-    fixed angle) are fused into one gather-and-multiply; h, rx and ry combine the two halves
-    of a qubit's axis; rz and p with a parameter multiply by per-sample phases; crx, cry,
+    constant permutation and phase gates (x, y, z, s, sdg, t, cx, cz, swap, ccx, rz/p/rzz with
+    a fixed angle) are fused into one gather-and-multiply; h, rx and ry combine the two halves
+    of a qubit's axis; rz, p and rzz with a parameter multiply by per-sample phases; crx, cry,
     crz and cp apply their rotation to the control's half of the state. A circuit of real
     gates (h, x, y, z, ry, cry, cx, cz, swap, ccx, ...) runs in a real dtype. The other gates
-    of `kdbench.EXACT_GATES` (rxx, ryy, rzz, rzx, u, sx, cy, ch, ...) run as their exact
+    of `kdbench.EXACT_GATES` (rxx, ryy, rzx, u, sx, cy, ch, ...) run as their exact
     definitions in these gates.
 
-    The compiler fuses further, for any circuit: the leading single-qubit gates become a product
-    state (each qubit's 2-vector, multiplied out: a circuit without entangling gates is one), and up
-    to FUSE_MAX_QUBITS qubits every run of gates whose angles involve no input becomes one 2^n x 2^n
-    matrix, built per call from the weights (layers of single-qubit gates as Kronecker products) and
-    applied to the whole batch in one matmul. The tensor operations per call then no longer grow
-    with the gates: they dominated the time of the small circuits students use.
+    The compiler fuses further, for any circuit: the leading single-qubit gates become a
+    product state (each qubit's 2-vector, multiplied out: a circuit without entangling gates is
+    one); each qubit's single-qubit gates between two gates on more qubits that read an input
+    become one 2x2 matrix per sample, and each run of diagonal gates that reads an input one
+    phase per sample and basis state. Up to FUSE_MAX_QUBITS qubits every run of gates whose
+    angles involve no input becomes one 2^n x 2^n matrix, built per call from the weights
+    (layers of single-qubit gates as Kronecker products) and applied to the whole batch in one
+    matmul; past it, each such run on one or two qubits becomes one 2x2 or 4x4 matrix. The
+    tensor operations per call then no longer grow with the gates: they dominated the time of
+    the small circuits students use, and each keeps a state for autograd in large ones.
 
     With `shots` set, each row of probabilities is replaced by the frequencies of `shots`
     multinomial draws (a generator seeded with the compile seed, so runs repeat), smoothed
@@ -113,14 +117,15 @@ class Statevector(Backend):
         circuit `compile` refuses (it says why).
 
         An estimate, its factors a little below what was measured at 20 qubits: a state is 2**n
-        amplitudes of 4 bytes (float32, the angles' dtype in a float32 student; 8 when a gate makes
-        it complex: rx, rz, p, s, sdg, t, crx, crz, cp), twice that with parameter-shift (float64
-        angles). Training with autograd keeps every parameterized rotation's input state for the
-        backward pass: R + 3 states per input for R rotations (measured R + 5); parameter shift runs
-        2 circuits per input and shifted weight (their inputs too when the front trains, not
-        counted); without gradients 2 states per input (measured 2.6). Compiling adds 8 bytes per
-        amplitude (the basis index), 40 while constant permutation and phase gates are fused
-        (measured 50-65).
+        amplitudes of 4 bytes (float32, the angles' dtype in a float32 student; 8 when a gate
+        makes it complex: rx, rz, p, s, sdg, t, crx, crz, cp, rzz), twice that with
+        parameter-shift (float64 angles). Training with autograd keeps every parameterized
+        rotation's input state for the backward pass: R + 3 states per input for R rotations
+        (measured R + 5; an over-estimate since fusion, which keeps one state per fused run);
+        parameter shift runs 2 circuits per input and shifted weight (their inputs too when the
+        front trains, not counted); without gradients 2 states per input (measured 2.6).
+        Compiling adds 8 bytes per amplitude (the basis index), 40 while constant permutation
+        and phase gates are fused (measured 50-65).
         """
         from qiskit.circuit import ParameterExpression
 
@@ -140,7 +145,7 @@ class Statevector(Backend):
             for i in flat.data
         )
         n, rotations = circuit.num_qubits, len(slots)
-        complex_state = bool(names & {"rx", "rz", "p", "s", "sdg", "t", "crx", "crz", "cp"})
+        complex_state = bool(names & {"rx", "rz", "p", "s", "sdg", "t", "crx", "crz", "cp", "rzz"})
         shift = self.gradient == "parameter-shift"
         itemsize = (4 if not complex_state else 8) * (2 if shift else 1)
         dtype = {4: "float32", 8: "complex64" if complex_state else "float64", 16: "complex128"}

@@ -1,4 +1,5 @@
-"""Fusion: leading single-qubit gates as a product state, weight-only runs as one matrix."""
+"""Fusion: leading single-qubit gates as a product state, each qubit's single-qubit gates as
+one matrix per row, diagonal runs as one phase per row, weight-only runs as one matrix."""
 
 from __future__ import annotations
 
@@ -9,7 +10,19 @@ import torch
 
 from kdbench import constant_tensor, product_state
 
-from .apply_operation import _Controlled, _Fixed1q, _Monomial, _Rotation
+from .apply_operation import (
+    _Amplitudes,
+    _Controlled,
+    _Fixed1q,
+    _halves,
+    _join,
+    _Monomial,
+    _Parity,
+    _Rotation,
+)
+
+PHASE_TABLE_MAX = 2**26
+"""Entries of one diagonal run's table (gates x 2^n, 256 MB in float32): longer runs are cut."""
 
 FUSE_MAX_QUBITS = 6
 """Circuits up to this width get weight-block fusion: a fused block is a dense 2^n x 2^n
@@ -123,9 +136,10 @@ class _Unitary:
 
 def _constant_in_batch(op: Any, weight_only: list[bool]) -> bool:
     """Whether `op` is the same for every row: no angle, a constant one or a weight's."""
-    if isinstance(op, _Controlled):
-        return op.index is None or weight_only[op.index]
-    return not isinstance(op, _Rotation) or weight_only[op.index]
+    if isinstance(op, (_RowMatrix, _Phases, _Amplitudes)):
+        return False
+    index = getattr(op, "index", None)  # rotations: the column of their angle
+    return index is None or weight_only[index]
 
 
 def _fuse(
@@ -140,11 +154,13 @@ def _fuse(
     while lead < len(ops) and isinstance(ops[lead], single):
         lead += 1
     start = _ProductState(ops[:lead], num_qubits) if lead else None
+    rest = _single_qubit_runs(ops[lead:], num_qubits, weight_only)
+    rest = _diagonal_runs(rest, num_qubits, weight_only)
     if not blocks:
-        return start, _local_blocks(ops[lead:], num_qubits, weight_only)
+        return start, _local_blocks(rest, num_qubits, weight_only)
 
     fused, run = [], []
-    for op in [*ops[lead:], None]:  # None: the end, flushes the last run
+    for op in [*rest, None]:  # None: the end, flushes the last run
         if op is not None and _constant_in_batch(op, weight_only):
             run.append(op)
             continue
@@ -169,6 +185,8 @@ def _qubits(op: Any, num_qubits: int) -> set[int]:
     """The qubits an operation acts on (for a fused monomial: those it changes or reads)."""
     if isinstance(op, _Controlled):
         return {op.control, op.target}
+    if isinstance(op, (_Parity, _Amplitudes)):
+        return set(op.qubits)
     if not isinstance(op, _Monomial):
         return {op.qubit}
     index, found = np.arange(2**num_qubits), set()
@@ -185,6 +203,153 @@ def _qubits(op: Any, num_qubits: int) -> set[int]:
     return found
 
 
+def _localized(op: Any, local: dict[int, int]) -> Any:
+    """`op` on a circuit of the qubits of `local` only, qubit q renumbered local[q]."""
+    if isinstance(op, _Controlled):
+        return _Controlled(op.kind, local[op.control], local[op.target], op.index, op.fixed)
+    if isinstance(op, _Parity):
+        return _Parity(*(local[q] for q in op.qubits), op.index)
+    if isinstance(op, _Rotation):
+        return _Rotation(op.kind, local[op.qubit], op.index)
+    if isinstance(op, _Fixed1q):
+        return _Fixed1q(local[op.qubit], op.matrix)
+    # A monomial: its tables read where the other qubits are 0.
+    qubits = sorted(local, key=local.get)
+    size = 2 ** len(qubits)
+    spread = np.array([sum(((j >> i) & 1) << q for i, q in enumerate(qubits)) for j in range(size)])
+
+    def gather(g: np.ndarray) -> np.ndarray:
+        return sum(((g >> q) & 1) << i for i, q in enumerate(qubits))
+
+    perm = None if op.perm is None else gather(op.perm[spread])
+    phase = None if op.phase is None else op.phase[spread]
+    return _Monomial(perm, phase)
+
+
+class _RowMatrix:
+    """Single-qubit gates on one qubit, one of them at least reading an input, as one 2x2
+    matrix per row applied in one pass over the state: re-uploading's Rot(x·ω) then Rot(θ)
+    is one operation, not six."""
+
+    def __init__(self, qubit: int, ops: list):
+        self.qubit = qubit
+        self.block = _QubitMatrices([_localized(op, {qubit: 0}) for op in ops], 1)
+        self.real = self.block.real
+
+    def apply(self, state, cos, sin, num_qubits):
+        m = self.block.matrices(cos, sin, state.dtype, state.device)[:, 0, :, :, None, None]
+        a0, a1 = _halves(state, self.qubit, num_qubits)
+        return _join(m[:, 0, 0] * a0 + m[:, 0, 1] * a1, m[:, 1, 0] * a0 + m[:, 1, 1] * a1)
+
+
+def _single_qubit_runs(ops: list, num_qubits: int, weight_only: list[bool]) -> list:
+    """`ops` with each qubit's single-qubit gates moved on to the next gate that touches the
+    qubit (they commute with gates on other qubits), and each such run of two or more gates
+    that reads an input made one `_RowMatrix`."""
+    fused: list = []
+    pending: dict[int, list] = {q: [] for q in range(num_qubits)}
+
+    def flush(qubit: int) -> None:
+        run = pending[qubit]
+        if len(run) > 1 and not all(_constant_in_batch(op, weight_only) for op in run):
+            fused.append(_RowMatrix(qubit, run))
+        else:
+            fused.extend(run)
+        pending[qubit] = []
+
+    for op in ops:
+        if isinstance(op, (_Fixed1q, _Rotation)):
+            pending[op.qubit].append(op)
+            continue
+        for qubit in sorted(_qubits(op, num_qubits)):
+            flush(qubit)
+        fused.append(op)
+    for qubit in range(num_qubits):
+        flush(qubit)
+    return fused
+
+
+def _diagonal(op: Any) -> bool:
+    if isinstance(op, (_Rotation, _Controlled)):
+        return op.kind in ("rz", "p") and op.index is not None
+    return isinstance(op, _Parity) or (isinstance(op, _Monomial) and op.perm is None)
+
+
+class _Phases:
+    """Diagonal gates (rz, p, crz, cp, rzz and constant phases), one at least reading an
+    input, as one phase per row and basis state, exp(i·angles @ D): D[g, k] is the multiple
+    of gate g's angle that basis state k takes. The IQP embedding's RZZ on every pair of
+    qubits is one operation, whatever the number of pairs."""
+
+    def __init__(self, ops: list, num_qubits: int):
+        index = np.arange(2**num_qubits)
+
+        def bit(q: int) -> np.ndarray:
+            return ((index >> q) & 1).astype(np.float64)
+
+        def minus_z(q: int) -> np.ndarray:  # -1 where qubit q is 0, +1 where it is 1
+            return 2 * bit(q) - 1
+
+        self.constant: np.ndarray | None = None
+        rows, columns = [], []
+        for op in ops:
+            if isinstance(op, _Monomial):
+                self.constant = op.phase if self.constant is None else self.constant * op.phase
+                continue
+            # The angle table holds θ/2 for rz, crz and rzz, θ for p and cp.
+            if isinstance(op, _Parity):
+                rows.append(-minus_z(op.qubits[0]) * minus_z(op.qubits[1]))
+            elif isinstance(op, _Controlled):
+                target = bit(op.target) if op.kind == "p" else minus_z(op.target)
+                rows.append(bit(op.control) * target)
+            else:
+                rows.append(bit(op.qubit) if op.kind == "p" else minus_z(op.qubit))
+            columns.append(op.index)
+        self.columns = torch.tensor(columns, dtype=torch.long)
+        self.table = np.stack(rows)
+        self.real = False
+        self._cache: dict[tuple[torch.device, torch.dtype], tuple[Any, Any]] = {}
+
+    def apply(self, state, cos, sin, num_qubits):
+        real = cos.dtype
+        key = (state.device, real)
+        if key not in self._cache:
+            table = torch.from_numpy(self.table).to(state.device, real)
+            constant = None if self.constant is None else torch.from_numpy(self.constant)
+            self._cache[key] = (table, None if constant is None else constant.to(state))
+        table, constant = self._cache[key]
+        columns = self.columns.to(state.device)
+        # The angles back from their cos and sin (what every operation is handed).
+        phase = torch.atan2(sin[:, columns], cos[:, columns]) @ table
+        factor = torch.complex(torch.cos(phase), torch.sin(phase))
+        return state * (factor if constant is None else factor * constant)
+
+
+def _diagonal_runs(ops: list, num_qubits: int, weight_only: list[bool]) -> list:
+    """`ops` with each run of two or more consecutive diagonal gates that reads an input made
+    one `_Phases` (cut where its table would pass PHASE_TABLE_MAX entries)."""
+    fused: list = []
+    run: list = []
+    longest = max(2, PHASE_TABLE_MAX // 2**num_qubits)
+
+    def flush() -> None:
+        if len(run) > 1 and not all(_constant_in_batch(op, weight_only) for op in run):
+            fused.append(_Phases(run, num_qubits))
+        else:
+            fused.extend(run)
+        run.clear()
+
+    for op in ops:
+        if not _diagonal(op) or len(run) == longest:
+            flush()
+        if _diagonal(op):
+            run.append(op)
+        else:
+            fused.append(op)
+    flush()
+    return fused
+
+
 class _Local:
     """Gates whose angles involve no input, all on the same one or two qubits, as one 2x2
     or 4x4 matrix built per call from the weights and applied to those qubits' axes of the
@@ -194,30 +359,8 @@ class _Local:
     def __init__(self, qubits: list[int], ops: list, num_qubits: int):
         self.qubits = sorted(qubits)  # local qubit i is self.qubits[i]
         local = {q: i for i, q in enumerate(self.qubits)}
-        self.ops = [self._localized(op, local, num_qubits) for op in ops]
+        self.ops = [_localized(op, local) for op in ops]
         self.real = all(op.real for op in self.ops)
-
-    @staticmethod
-    def _localized(op: Any, local: dict[int, int], num_qubits: int) -> Any:
-        if isinstance(op, _Controlled):
-            return _Controlled(op.kind, local[op.control], local[op.target], op.index, op.fixed)
-        if isinstance(op, _Rotation):
-            return _Rotation(op.kind, local[op.qubit], op.index)
-        if isinstance(op, _Fixed1q):
-            return _Fixed1q(local[op.qubit], op.matrix)
-        # A monomial: its tables read where the other qubits are 0.
-        qubits = sorted(local, key=local.get)
-        size = 2 ** len(qubits)
-        spread = np.array(
-            [sum(((j >> i) & 1) << q for i, q in enumerate(qubits)) for j in range(size)]
-        )
-
-        def gather(g: np.ndarray) -> np.ndarray:
-            return sum(((g >> q) & 1) << i for i, q in enumerate(qubits))
-
-        perm = None if op.perm is None else gather(op.perm[spread])
-        phase = None if op.phase is None else op.phase[spread]
-        return _Monomial(perm, phase)
 
     def apply(self, state, cos, sin, num_qubits):
         cos, sin = (None, None) if cos is None else (cos[:1], sin[:1])  # rows are equal

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from kdbench import (
+    AMPLITUDES,
     CircuitCounters,
     ShotSampler,
     call_dtype,
@@ -16,7 +17,7 @@ from kdbench import (
     decompose_to,
 )
 
-from .builder import NATIVE_GATES, _Builder
+from .builder import NATIVE_GATES, _Builder, loads_amplitudes_first
 from .fusion import FUSE_MAX_QUBITS, _fuse
 
 if TYPE_CHECKING:  # qiskit is slow to import; it is imported when a circuit is compiled
@@ -30,8 +31,9 @@ class CompiledStatevector(CircuitCounters):
     index is qubit q), as `qiskit.quantum_info.Statevector(...).probabilities()` gives them.
     `executions` counts circuits evaluated (B per call) and `shots` the shots spent (0 when
     exact). `is_real` tells whether the state is simulated in a real dtype. Composite gates,
-    and standard gates without an operation of their own (crx, rzz, u, ...), are expanded
-    into native ones first (`decompose_to`).
+    and standard gates without an operation of their own (rxx, u, sx, ...), are expanded
+    into native ones first (`decompose_to`); `kdbench.amplitude_circuit`'s gate is loaded at
+    once where it comes first, else expanded too.
     """
 
     def __init__(
@@ -45,10 +47,12 @@ class CompiledStatevector(CircuitCounters):
         fuse: bool = True,
         smoothing: float = 0.0,
     ):
-        circuit = decompose_to(circuit, NATIVE_GATES)
-        super().__init__(
-            depth=circuit.depth(), width=circuit.num_qubits, shots_per_circuit=shots or 0
-        )
+        flat = decompose_to(circuit, NATIVE_GATES)
+        if loads_amplitudes_first(circuit):  # kept whole: its state is loaded at once
+            circuit = decompose_to(circuit, (*NATIVE_GATES, AMPLITUDES))
+        else:
+            circuit = flat
+        super().__init__(depth=flat.depth(), width=circuit.num_qubits, shots_per_circuit=shots or 0)
         self.num_qubits = circuit.num_qubits
         self.num_inputs = len(inputs)
         self.num_weights = len(weights)

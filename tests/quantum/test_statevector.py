@@ -12,6 +12,7 @@ from qiskit.circuit import Parameter, ParameterVector
 from qiskit.circuit.library import XXPlusYYGate
 from qiskit.quantum_info import Statevector as QiskitStatevector
 
+from kdbench import AMPLITUDES, amplitude_angles, amplitude_circuit
 from kdbench_plugins import statevector
 from kdbench_plugins.statevector import Statevector
 
@@ -20,8 +21,8 @@ ROTATIONS = ["rx", "ry", "rz", "p"]
 
 
 def random_circuit(rng: np.random.Generator, num_qubits: int, depth: int, controlled=False):
-    """A circuit drawing every supported gate (with `controlled`, crx, cry, crz and cp too),
-    with angles from inputs, weights, floats and linear expressions; returns (circuit,
+    """A circuit drawing every supported gate (with `controlled`, crx, cry, crz, cp and rzz
+    too), with angles from inputs, weights, floats and linear expressions; returns (circuit,
     inputs, weights)."""
     inputs = list(ParameterVector("x", 3))
     weights = list(ParameterVector("w", 4))
@@ -35,10 +36,10 @@ def random_circuit(rng: np.random.Generator, num_qubits: int, depth: int, contro
     circuit.h(range(num_qubits))
     for _ in range(depth):
         # Half rotations, so that parameters (and so gradients) are in most circuits.
-        rotations = ROTATIONS + (["crx", "cry", "crz", "cp"] if controlled else [])
+        rotations = ROTATIONS + (["crx", "cry", "crz", "cp", "rzz"] if controlled else [])
         name = str(rng.choice(rotations if rng.random() < 0.5 else names))
         if name in rotations:
-            if name.startswith("c"):
+            if name.startswith("c") or name == "rzz":
                 qubits = [int(q) for q in rng.permutation(num_qubits)[:2]]
             else:
                 qubits = [int(rng.integers(num_qubits))]
@@ -312,6 +313,105 @@ def test_registered_under_its_name():
     assert Statevector.summary() == (
         "Exact batched statevector simulation in torch, autograd gradients."
     )
+
+
+@pytest.mark.parametrize("num_qubits", [4, statevector.FUSE_MAX_QUBITS + 1])
+def test_runs_that_read_inputs_fuse_and_change_nothing(num_qubits):
+    """Gates that read an input fuse too: each qubit's single-qubit gates between two
+    entanglers (re-uploading's Rot(x·ω) then Rot(θ)) into one matrix per row, and a run of
+    diagonal gates (an IQP embedding's RZZ on every pair, among rz, p, crz, cp and constant
+    phases) into one phase per row: probabilities and gradients as gate by gate, and as
+    Qiskit's, within and past the width of whole-circuit blocks."""
+    rng = np.random.default_rng(num_qubits)
+    n = num_qubits
+    inputs, weights = list(ParameterVector("x", 2 * n)), list(ParameterVector("w", 6 * n))
+    circuit = QuantumCircuit(n)
+    circuit.h(range(n))
+    for a in range(n):  # the embedding: diagonal gates of inputs, weights and constants
+        for b in range(a + 1, n):
+            circuit.rzz(inputs[(a + b) % (2 * n)] * 0.7 - 0.2, a, b)
+        circuit.rz(inputs[a], a)
+        circuit.s(a)
+        circuit.cp(inputs[n + a], a, (a + 1) % n)
+        circuit.crz(weights[a], (a + 2) % n, a)
+        circuit.p(weights[n + a], a)
+    for layer in range(2):  # uploads and trainable rotations, then entanglers
+        for q in range(n):
+            circuit.rz(inputs[q], q)
+            circuit.ry(inputs[(q + layer) % (2 * n)], q)
+            circuit.rx(weights[2 * n + q], q)
+            circuit.h(q)
+            circuit.rz(weights[3 * n + q], q)
+        for q in range(layer % 2, n - 1, 2):
+            circuit.cz(q, q + 1)
+        circuit.rzz(weights[4 * n + layer], 0, n - 1)  # a weight's rzz: a block's gate
+    x = torch.tensor(rng.uniform(-3, 3, (3, 2 * n)))
+    w = torch.tensor(rng.uniform(-3, 3, len(weights)))
+    coeffs = torch.tensor(rng.normal(size=(3, 2**n)))
+    fused, plain = (
+        statevector.CompiledStatevector(circuit, inputs, weights, shots=None, seed=0, fuse=f)
+        for f in (True, False)
+    )
+    kinds = {type(op).__name__ for op in fused._ops}
+    assert {"_Phases", "_RowMatrix"} <= kinds
+    assert fused.num_operations < plain.num_operations / 4
+    (l0, gx0, gw0), (l1, gx1, gw1) = (loss_and_grads(fn, x, w, coeffs) for fn in (fused, plain))
+    assert_close(l0, l1, 1e-10)
+    assert_close(gx0, gx1, 1e-10)
+    assert_close(gw0, gw1, 1e-10)
+    for row in range(2):
+        expected = qiskit_probabilities(circuit, inputs, weights, x[row], w)
+        np.testing.assert_allclose(fused(x, w)[row].detach().numpy(), expected, 0, 1e-10)
+
+
+@pytest.mark.parametrize("num_qubits", [3, statevector.FUSE_MAX_QUBITS + 1])
+def test_an_amplitude_encoding_first_is_loaded_at_once_and_changes_nothing(num_qubits):
+    """`kdbench.amplitude_circuit`'s gate first in a circuit: its state computed at once from
+    the angles (one operation where the gates are 2^n rotations and as many CNOTs), the
+    same probabilities and gradients as its gates run one by one, and as Qiskit's."""
+    n = num_qubits
+    rng = np.random.default_rng(n)
+    encoding, inputs = amplitude_circuit(n)
+    weights = list(ParameterVector("w", 2 * n))
+    ansatz = QuantumCircuit(n)
+    for q in range(n):
+        ansatz.ry(weights[q], q)
+        ansatz.cx(q, (q + 1) % n)
+        ansatz.rz(weights[n + q], q)
+    loaded = encoding.compose(ansatz)
+    flat = loaded.decompose(AMPLITUDES)  # the same gates, no longer one
+    assert dict(flat.count_ops()).keys() >= {"ry", "cx"} and AMPLITUDES not in flat.count_ops()
+    x = amplitude_angles(torch.tensor(rng.normal(size=(3, 2**n))))
+    x[2] = torch.tensor(rng.uniform(-9, 9, len(inputs)))  # angles no vector gave
+    w = torch.tensor(rng.uniform(-3, 3, len(weights)))
+    coeffs = torch.tensor(rng.normal(size=(3, 2**n)))
+    at_once, one_by_one = (
+        statevector.CompiledStatevector(c, inputs, weights, shots=None, seed=0)
+        for c in (loaded, flat)
+    )
+    assert 4 * at_once.num_operations < one_by_one.num_operations
+    assert at_once.depth == one_by_one.depth  # counted on the gates either way
+    (l0, gx0, gw0), (l1, gx1, gw1) = (
+        loss_and_grads(fn, x, w, coeffs) for fn in (at_once, one_by_one)
+    )
+    assert_close(l0, l1, 1e-10)
+    assert_close(gx0, gx1, 1e-10)
+    assert_close(gw0, gw1, 1e-10)
+    for row in range(3):
+        expected = qiskit_probabilities(loaded, inputs, weights, x[row], w)
+        np.testing.assert_allclose(at_once(x, w)[row].detach().numpy(), expected, 0, 1e-10)
+
+
+def test_an_amplitude_encoding_not_first_runs_gate_by_gate():
+    encoding, inputs = amplitude_circuit(2)
+    circuit = QuantumCircuit(2)
+    circuit.h(0)
+    circuit = circuit.compose(encoding)
+    compiled = Statevector().compile(circuit, list(inputs), [], seed=0)
+    assert compiled.num_operations > 2
+    x = torch.tensor([[0.3, -1.2, 2.0]], dtype=torch.float64)
+    expected = qiskit_probabilities(circuit, inputs, [], x[0], torch.zeros(0))
+    np.testing.assert_allclose(compiled(x, torch.zeros(0))[0].numpy(), expected, 0, 1e-10)
 
 
 @pytest.mark.parametrize("seed", range(4))
