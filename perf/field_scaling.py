@@ -6,8 +6,10 @@ the point. PennyLane runs the very same Qiskit circuit, translated gate by gate,
 very same torch module (its classical parts and readout untouched): on `lightning.qubit`
 with adjoint gradients and on `default.qubit` with backprop, measuring the ⟨Z⟩ values (and
 ⟨Z0 Z1⟩ for IQP) the readout reads, as PennyLane users would; kdbench computes the 2^n
-probabilities its backends return. Outputs agree before timing. Each repeat trains `--steps`
-Adam steps at batch `--batch` (cross-entropy), implementations interleaved; medians.
+probabilities its backends return. An amplitude encoding is handed to PennyLane as its state
+(`qml.StatePrep`, the benchmark's AmplitudeEmbedding), as kdbench loads it. Outputs agree
+before timing. Each repeat trains `--steps` Adam steps at batch `--batch` (cross-entropy),
+implementations interleaved; medians.
 
     .venv/bin/pip install -e '.[perf]'                    # PennyLane, once
     .venv/bin/python perf/field_scaling.py                # every student, 8 12 16 20 qubits
@@ -29,7 +31,7 @@ from typing import Any
 
 import torch
 
-from kdbench import linear_angle, parameter_columns
+from kdbench import AMPLITUDES, linear_angle, parameter_columns
 from kdbench.api import StudentContext
 from kdbench.testing import make, plugin_registry
 from kdbench_plugins.students.field import Iqp, _two
@@ -82,13 +84,18 @@ def pennylane_forward(model: torch.nn.Module, device_name: str, diff_method: str
         "crx": qml.CRX,
     }
     ops = []
-    for instruction in circuit.data:
+    # The amplitude encoding as PennyLane users write it (the benchmark's AmplitudeEmbedding):
+    # the state itself, loaded by the device; wire n-1 first, as Qiskit's most significant bit.
+    loads = circuit.data[0].operation.name == AMPLITUDES
+    for instruction in circuit.data[1:] if loads else circuit.data:
         wires = [circuit.find_bit(q).index for q in instruction.qubits]
         angles = [linear_angle(p, columns, "perf") for p in instruction.operation.params]
         ops.append((gates[instruction.operation.name], wires, angles))
     read_zz = isinstance(model, Iqp)
 
-    def run(values):
+    def run(values, state=None):
+        if state is not None:
+            qml.StatePrep(state, wires=list(range(n - 1, -1, -1)))
         for gate, wires, angles in ops:
             params = [
                 slope * values[:, c] + offset if c is not None else offset
@@ -105,7 +112,8 @@ def pennylane_forward(model: torch.nn.Module, device_name: str, diff_method: str
     def forward(x: torch.Tensor) -> torch.Tensor:
         angles = model.angles(x.flatten(1)).double()
         values = torch.cat((angles, model.weights.double().expand(len(x), -1)), dim=1)
-        out = [torch.as_tensor(o) for o in qnode(values)]
+        state = model.amplitudes(x.flatten(1)).double() if loads else None
+        out = [torch.as_tensor(o) for o in qnode(values, state)]
         z = torch.stack(out[:n], dim=1).to(x.dtype)
         if model.map is not None:
             return torch.softmax(model.map(z), dim=1)
