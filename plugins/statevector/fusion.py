@@ -14,11 +14,10 @@ from .apply_operation import (
     _Amplitudes,
     _Controlled,
     _Fixed1q,
-    _halves,
-    _join,
     _Monomial,
     _Parity,
     _Rotation,
+    on_qubits,
 )
 
 PHASE_TABLE_MAX = 2**26
@@ -116,9 +115,9 @@ class _Unitary:
         self.stages = stages  # _QubitMatrices, _Monomial and _Controlled, in circuit order
         self.real = all(stage.real for stage in stages)
 
-    def apply(self, state, cos, sin, num_qubits):
-        dtype, device = state.dtype, state.device
-        cos, sin = (None, None) if cos is None else (cos[:1], sin[:1])  # rows are equal
+    def matrix(self, cos, sin, num_qubits: int, dtype: torch.dtype, device: torch.device):
+        """U [2^n, 2^n] for the weights of the first row of cos and sin (rows are equal)."""
+        cos, sin = (None, None) if cos is None else (cos[:1], sin[:1])
         unitary = None
         for stage in self.stages:
             if not isinstance(stage, _QubitMatrices):  # applied to U's columns as to states
@@ -131,7 +130,23 @@ class _Unitary:
             for q in range(num_qubits - 2, -1, -1):  # qubit 0 is the least significant
                 layer = torch.kron(layer, factors[q])
             unitary = layer if unitary is None else layer @ unitary
-        return state @ unitary.T
+        return unitary
+
+    def apply(self, state, cos, sin, num_qubits):
+        return state @ self.matrix(cos, sin, num_qubits, state.dtype, state.device).T
+
+
+def _stages(run: list, num_qubits: int) -> list:
+    """A run's gates as `_Unitary` stages: each stretch of single-qubit gates one
+    `_QubitMatrices`, the other gates as they are."""
+    single = (_Fixed1q, _Rotation)
+    stages: list = []
+    for gate in run:
+        if isinstance(gate, single) and stages and isinstance(stages[-1], list):
+            stages[-1].append(gate)
+        else:
+            stages.append([gate] if isinstance(gate, single) else gate)
+    return [_QubitMatrices(s, num_qubits) if isinstance(s, list) else s for s in stages]
 
 
 def _constant_in_batch(op: Any, weight_only: list[bool]) -> bool:
@@ -165,14 +180,7 @@ def _fuse(
             run.append(op)
             continue
         if len(run) > 1:
-            stages: list = []
-            for gate in run:
-                if isinstance(gate, single) and stages and isinstance(stages[-1], list):
-                    stages[-1].append(gate)
-                else:
-                    stages.append([gate] if isinstance(gate, single) else gate)
-            stages = [_QubitMatrices(s, num_qubits) if isinstance(s, list) else s for s in stages]
-            fused.append(_Unitary(stages))
+            fused.append(_Unitary(_stages(run, num_qubits)))
         else:
             fused += run
         run = []
@@ -237,9 +245,8 @@ class _RowMatrix:
         self.real = self.block.real
 
     def apply(self, state, cos, sin, num_qubits):
-        m = self.block.matrices(cos, sin, state.dtype, state.device)[:, 0, :, :, None, None]
-        a0, a1 = _halves(state, self.qubit, num_qubits)
-        return _join(m[:, 0, 0] * a0 + m[:, 0, 1] * a1, m[:, 1, 0] * a0 + m[:, 1, 1] * a1)
+        matrix = self.block.matrices(cos, sin, state.dtype, state.device)[:, 0]
+        return on_qubits(state, matrix, self.qubit, num_qubits)
 
 
 def _single_qubit_runs(ops: list, num_qubits: int, weight_only: list[bool]) -> list:
@@ -352,34 +359,26 @@ def _diagonal_runs(ops: list, num_qubits: int, weight_only: list[bool]) -> list:
 
 class _Local:
     """Gates whose angles involve no input, all on the same one or two qubits, as one 2x2
-    or 4x4 matrix built per call from the weights and applied to those qubits' axes of the
-    state in one contraction: a circuit's two-qubit blocks (RY, RY, CNOT, RY, RY) are then
-    one operation, not five, past the width of whole-circuit blocks."""
+    or 4x4 matrix built per call from the weights (a `_Unitary` of those qubits) and applied
+    to those qubits' axes of the state: a circuit's two-qubit blocks (RY, RY, CNOT, RY, RY)
+    are then one operation, not five, past the width of whole-circuit blocks."""
 
-    def __init__(self, qubits: list[int], ops: list, num_qubits: int):
+    def __init__(self, qubits: list[int], ops: list):
         self.qubits = sorted(qubits)  # local qubit i is self.qubits[i]
         local = {q: i for i, q in enumerate(self.qubits)}
-        self.ops = [_localized(op, local) for op in ops]
-        self.real = all(op.real for op in self.ops)
+        self.unitary = _Unitary(_stages([_localized(op, local) for op in ops], len(local)))
+        self.real = self.unitary.real
 
     def apply(self, state, cos, sin, num_qubits):
-        cos, sin = (None, None) if cos is None else (cos[:1], sin[:1])  # rows are equal
-        size = 2 ** len(self.qubits)
-        # Each basis state through the gates: row j is U|j>, so U is the transpose.
-        rows = torch.eye(size, dtype=state.dtype, device=state.device)
-        for op in self.ops:
-            rows = op.apply(rows, cos, sin, len(self.qubits))
-        batch = state.shape[0]
-        if len(self.qubits) == 1:
-            (q,) = self.qubits
-            view = state.reshape(batch, 2 ** (num_qubits - 1 - q), 2, 2**q)
-            return torch.einsum("ji,bljr->blir", rows, view).reshape(state.shape)
-        low, high = self.qubits
+        unitary = self.unitary.matrix(cos, sin, len(self.qubits), state.dtype, state.device)
+        low, high = self.qubits[0], self.qubits[-1]
+        if high - low + 1 == len(self.qubits):  # one qubit, or two neighbours
+            return on_qubits(state, unitary, low, num_qubits)
         view = state.reshape(
-            batch, 2 ** (num_qubits - 1 - high), 2, 2 ** (high - low - 1), 2, 2**low
+            state.shape[0], 2 ** (num_qubits - 1 - high), 2, 2 ** (high - low - 1), 2, 2**low
         )
-        # rows[j, i], j and i local indices (bit 0: the low qubit), as [hi', lo', hi, lo].
-        unitary = rows.T.reshape(2, 2, 2, 2)
+        # U[i, j], i and j local indices (bit 0: the low qubit), as [hi', lo', hi, lo].
+        unitary = unitary.reshape(2, 2, 2, 2)
         return torch.einsum("HOho,blhmor->blHmOr", unitary, view).reshape(state.shape)
 
 
@@ -393,7 +392,7 @@ def _local_blocks(ops: list, num_qubits: int, weight_only: list[bool]) -> list:
 
     def flush() -> None:
         if len(run) > 1:
-            fused.append(_Local(sorted(qubits), run, num_qubits))
+            fused.append(_Local(sorted(qubits), run))
         else:
             fused.extend(run)
         run.clear()

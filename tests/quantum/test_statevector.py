@@ -14,7 +14,7 @@ from qiskit.quantum_info import Statevector as QiskitStatevector
 
 from kdbench import AMPLITUDES, amplitude_angles, amplitude_circuit
 from kdbench_plugins import statevector
-from kdbench_plugins.statevector import Statevector
+from kdbench_plugins.statevector import Statevector, apply_operation
 
 ONE_QUBIT = ["h", "x", "y", "z", "s", "sdg", "t"]
 ROTATIONS = ["rx", "ry", "rz", "p"]
@@ -315,7 +315,7 @@ def test_registered_under_its_name():
     )
 
 
-@pytest.mark.parametrize("num_qubits", [4, statevector.FUSE_MAX_QUBITS + 1])
+@pytest.mark.parametrize("num_qubits", [4, 9])
 def test_runs_that_read_inputs_fuse_and_change_nothing(num_qubits):
     """Gates that read an input fuse too: each qubit's single-qubit gates between two
     entanglers (re-uploading's Rot(x·ω) then Rot(θ)) into one matrix per row, and a run of
@@ -364,7 +364,7 @@ def test_runs_that_read_inputs_fuse_and_change_nothing(num_qubits):
         np.testing.assert_allclose(fused(x, w)[row].detach().numpy(), expected, 0, 1e-10)
 
 
-@pytest.mark.parametrize("num_qubits", [3, statevector.FUSE_MAX_QUBITS + 1])
+@pytest.mark.parametrize("num_qubits", [3, 9])
 def test_an_amplitude_encoding_first_is_loaded_at_once_and_changes_nothing(num_qubits):
     """`kdbench.amplitude_circuit`'s gate first in a circuit: its state computed at once from
     the angles (one operation where the gates are 2^n rotations and as many CNOTs), the
@@ -412,6 +412,23 @@ def test_an_amplitude_encoding_not_first_runs_gate_by_gate():
     x = torch.tensor([[0.3, -1.2, 2.0]], dtype=torch.float64)
     expected = qiskit_probabilities(circuit, inputs, [], x[0], torch.zeros(0))
     np.testing.assert_allclose(compiled(x, torch.zeros(0))[0].numpy(), expected, 0, 1e-10)
+
+
+@pytest.mark.parametrize("per_row", [False, True])
+@pytest.mark.parametrize("width", [1, 2])
+def test_a_matrix_on_neighbouring_qubits_is_applied_alike_in_every_form(width, per_row):
+    """`on_qubits` picks its form by position (a widened matrix near qubit 0, a product per
+    block from qubit 7 up, einsum between): each position against the plain definition."""
+    n, batch = 9, 3
+    generator = torch.Generator().manual_seed(width + 2 * per_row)
+    state = torch.randn(batch, 2**n, dtype=torch.complex128, generator=generator)
+    shape = (batch, 2**width, 2**width) if per_row else (2**width, 2**width)
+    matrix = torch.randn(shape, dtype=torch.complex128, generator=generator)
+    for low in range(n - width + 1):
+        got = apply_operation.on_qubits(state, matrix, low, n)
+        view = state.reshape(batch, -1, 2**width, 2**low)
+        expected = torch.einsum("bij,bljr->blir" if per_row else "ij,bljr->blir", matrix, view)
+        assert_close(got, expected.reshape(batch, -1), 1e-12)
 
 
 @pytest.mark.parametrize("seed", range(4))
