@@ -20,6 +20,7 @@ Amplitude k sits on the basis state |k> in Qiskit's order (bit q of k is qubit q
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import torch
@@ -72,10 +73,7 @@ def amplitudes_from_angles(half_angles: torch.Tensor) -> torch.Tensor:
     state = half_angles.new_ones(rows, 1)
     used = 0
     for level in range(qubits):
-        # The half angle per control pattern from the RY angles (`amplitude_angles` backwards:
-        # the transform is its own inverse but for a factor 2^l), then per node.
-        ry = half_angles[:, used : used + 2**level]
-        node = _hadamard(ry[:, _gray_ranks(level)])[:, _reversed_bits(level)]
+        node = _linear(_ry_to_nodes, half_angles[:, used : used + 2**level], level)
         state = torch.stack((state * node.cos(), state * node.sin()), dim=2).flatten(1)
         used += 2**level
     return state
@@ -120,13 +118,40 @@ def amplitude_angles(vectors: torch.Tensor) -> torch.Tensor:
         else:
             norms = nodes.square().sum(-1).sqrt()
             theta = 2 * torch.atan2(norms[:, :, 1], norms[:, :, 0])
-        # Node j's l bits are bits n-1 ... n-l of the index, most significant first; control
-        # m is qubit n-1-m, i.e. bit l-1-m of j: the control pattern is j's bits reversed.
-        theta = theta[:, _reversed_bits(level)]
-        # The RY angles of the uniformly controlled RY whose angle per control pattern is
-        # theta: RY i gets Σ_p (-1)^(p·gray(i)) theta_p / 2^l (the CNOTs flip its sign).
-        angles.append(_hadamard(theta)[:, _gray_codes(level)] / 2**level)
+        angles.append(_linear(_nodes_to_ry, theta, level))
     return torch.cat(angles, dim=1)
+
+
+def _nodes_to_ry(theta: torch.Tensor, level: int) -> torch.Tensor:
+    """The RY angles of level `level` from its nodes' angles theta [B, 2^l]."""
+    # Node j's l bits are bits n-1 ... n-l of the index, most significant first; control m
+    # is qubit n-1-m, i.e. bit l-1-m of j: the control pattern is j's bits reversed.
+    theta = theta[:, _reversed_bits(level)]
+    # The RY angles of the uniformly controlled RY whose angle per control pattern is theta:
+    # RY i gets Σ_p (-1)^(p·gray(i)) theta_p / 2^l (the CNOTs flip its sign).
+    return _hadamard(theta)[:, _gray_codes(level)] / 2**level
+
+
+def _ry_to_nodes(ry: torch.Tensor, level: int) -> torch.Tensor:
+    """`_nodes_to_ry` backwards (the transform is its own inverse but for a factor 2^l)."""
+    return _hadamard(ry[:, _gray_ranks(level)])[:, _reversed_bits(level)]
+
+
+DENSE_LEVELS = 8
+"""Up to 2^8 angles a level, a level's transform is one product with its matrix (a few
+hundred small tensor operations fewer for 8 qubits); past it, l passes over the angles."""
+
+
+def _linear(transform: Callable, values: torch.Tensor, level: int) -> torch.Tensor:
+    if level > DENSE_LEVELS:
+        return transform(values, level)
+    return values @ _matrix_of(transform, level).to(values)
+
+
+@functools.cache
+def _matrix_of(transform: Callable, level: int) -> torch.Tensor:
+    """The matrix M of a linear transform of rows, transform(x) = x @ M."""
+    return transform(torch.eye(2**level, dtype=torch.float64), level)
 
 
 @functools.cache

@@ -9,6 +9,7 @@ import torch
 from qiskit.quantum_info import Statevector
 
 from kdbench import AMPLITUDES, amplitude_angles, amplitude_circuit, amplitudes_from_angles
+from kdbench.quantum import amplitudes
 
 
 @pytest.mark.parametrize("qubits", [1, 2, 3, 5])
@@ -36,6 +37,18 @@ def test_the_state_from_any_angles_is_the_circuit_s(qubits):
     for row, state in zip(angles, loaded, strict=True):
         expected = Statevector(circuit.assign_parameters(row.tolist())).data
         assert torch.allclose(state, torch.as_tensor(expected.real), atol=1e-10)
+
+
+def test_small_levels_as_one_matrix_equal_the_fast_transform(monkeypatch):
+    """Levels up to DENSE_LEVELS run their transform as one product with its matrix, larger
+    ones as passes of sums and differences: the two agree (every level of 7 qubits)."""
+    vectors = torch.randn(3, 2**7, dtype=torch.float64)
+    angles = amplitude_angles(vectors)
+    loaded = amplitudes_from_angles(angles / 2)
+    monkeypatch.setattr(amplitudes, "DENSE_LEVELS", -1)
+    assert torch.allclose(amplitude_angles(vectors), angles, atol=1e-12)
+    assert torch.allclose(amplitudes_from_angles(angles / 2), loaded, atol=1e-12)
+    assert torch.allclose(loaded, vectors / vectors.norm(dim=1, keepdim=True), atol=1e-12)
 
 
 def test_a_vector_of_another_length_is_refused():
