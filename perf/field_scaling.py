@@ -8,8 +8,10 @@ with adjoint gradients and on `default.qubit` with backprop, measuring the ⟨Z�
 ⟨Z0 Z1⟩ for IQP) the readout reads, as PennyLane users would; kdbench computes the 2^n
 probabilities its backends return. An amplitude encoding is handed to PennyLane as its state
 (`qml.StatePrep`, the benchmark's AmplitudeEmbedding), as kdbench loads it. Outputs agree
-before timing. Each repeat trains `--steps` Adam steps at batch `--batch` (cross-entropy),
-implementations interleaved; medians.
+before timing. Each implementation trains two steps untimed (the first steps' memory comes
+from the system a page at a time: kdbench's first two at 16 qubits took twice as long as
+the next ones), then each repeat trains `--steps` Adam steps at batch `--batch`
+(cross-entropy), implementations interleaved; medians.
 
     .venv/bin/pip install -e '.[perf]'                    # PennyLane, once
     .venv/bin/python perf/field_scaling.py                # every student, 8 12 16 20 qubits
@@ -150,6 +152,9 @@ def measure(
     with torch.no_grad():
         reference = model(x[:4])
         agreement = max(float((f(x[:4]) - reference).abs().max()) for f in forwards.values())
+    for forward in forwards.values():  # untimed: memory and caches warm
+        model.load_state_dict(start)
+        train(forward, model.parameters(), x, y, 2, batch)
     rates: dict[str, list[float]] = {key: [] for key in forwards}
     for _ in range(repeats):
         for key, forward in forwards.items():  # interleaved

@@ -109,15 +109,16 @@ def amplitude_angles(vectors: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"a vector to encode needs 2**n entries (n >= 1), got {size}")
     # Level l splits each node (amplitudes sharing their top l bits) by bit n-1-l: node j of
     # level l holds indices whose top l bits, read with the qubit just above first, are j.
+    # Its two halves' squared norms are the sums of the next level's, from the leaves up.
+    halves = [vectors.reshape(len(vectors), -1, 2)]  # the last level: signed amplitudes
+    squares = vectors.square()
+    for _ in range(qubits - 1):
+        squares = squares.reshape(len(vectors), -1, 2).sum(-1)
+        halves.append(squares.sqrt().reshape(len(vectors), -1, 2))
     angles = []
-    x = vectors.reshape(len(vectors), *[2] * qubits)  # dims: bit n-1, ..., bit 0
     for level in range(qubits):
-        nodes = x.reshape(len(vectors), 2**level, 2, -1)  # [B, node, bit, rest]
-        if level == qubits - 1:  # signed: the last bit's pair gives the signs
-            theta = 2 * torch.atan2(nodes[:, :, 1, 0], nodes[:, :, 0, 0])
-        else:
-            norms = nodes.square().sum(-1).sqrt()
-            theta = 2 * torch.atan2(norms[:, :, 1], norms[:, :, 0])
+        pairs = halves[qubits - 1 - level]  # [B, node, bit]
+        theta = 2 * torch.atan2(pairs[:, :, 1], pairs[:, :, 0])
         angles.append(_linear(_nodes_to_ry, theta, level))
     return torch.cat(angles, dim=1)
 

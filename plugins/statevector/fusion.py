@@ -67,6 +67,7 @@ class _QubitMatrices:
                     if column is not None:
                         columns[q], parameterized = column, True
             self.positions.append((a0, ac, a_s, columns, parameterized))
+        self.columns = {op.index for op in ops if isinstance(op, _Rotation)}
         self.real = all(not np.any(m.imag) for p in self.positions for m in p[:3])
         self._cache: dict[tuple[torch.device, torch.dtype], list[tuple]] = {}
 
@@ -147,6 +148,21 @@ def _stages(run: list, num_qubits: int) -> list:
         else:
             stages.append([gate] if isinstance(gate, single) else gate)
     return [_QubitMatrices(s, num_qubits) if isinstance(s, list) else s for s in stages]
+
+
+def angle_columns(op: Any) -> set[int]:
+    """The columns of cos and sin an operation (or a product state) reads."""
+    if isinstance(op, (_Phases, _Amplitudes)):
+        return set(op.columns.tolist())
+    if isinstance(op, (_RowMatrix, _ProductState)):
+        return op.block.columns
+    if isinstance(op, (_Local, _Unitary)):
+        blocks = op.unitary.stages if isinstance(op, _Local) else op.stages
+        return set().union(*(angle_columns(stage) for stage in blocks))
+    if isinstance(op, _QubitMatrices):
+        return op.columns
+    index = getattr(op, "index", None)
+    return set() if index is None else {index}
 
 
 def _constant_in_batch(op: Any, weight_only: list[bool]) -> bool:

@@ -18,7 +18,7 @@ from kdbench import (
 )
 
 from .builder import NATIVE_GATES, _Builder, loads_amplitudes_first
-from .fusion import FUSE_MAX_QUBITS, _fuse
+from .fusion import FUSE_MAX_QUBITS, _fuse, angle_columns
 
 if TYPE_CHECKING:  # qiskit is slow to import; it is imported when a circuit is compiled
     from qiskit.circuit import Parameter, QuantumCircuit
@@ -66,6 +66,13 @@ class CompiledStatevector(CircuitCounters):
             weight_only = [column >= len(inputs) for column in builder.columns]
             blocks = circuit.num_qubits <= FUSE_MAX_QUBITS
             self._start, self._ops = _fuse(builder.ops, circuit.num_qubits, weight_only, blocks)
+        # Which operations read inputs' angles only: with inputs that need no gradient, they
+        # run on a table without one (an amplitude encoding's 2^n - 1 angles, an IQP
+        # embedding's, are then not differentiated for nothing).
+        input_columns = [column < len(inputs) for column in builder.columns]
+        self._inputs_only = [
+            all(input_columns[g] for g in angle_columns(op)) for op in [self._start, *self._ops]
+        ]
         # angle_g = slope_g * values[:, column_g] + offset_g; halved where the gate uses θ/2.
         self._columns = torch.tensor(builder.columns, dtype=torch.long)
         self._slopes = torch.tensor(builder.slopes, dtype=torch.float64)
@@ -93,15 +100,19 @@ class CompiledStatevector(CircuitCounters):
             angles = torch.addcmul(offsets, values[:, columns], slopes)
             # One cos and one sin for every parameterized gate of the circuit.
             cos, sin = torch.cos(angles), torch.sin(angles)
+        tables = [(cos, sin)] * (1 + len(self._ops))
+        if cos is not None and cos.requires_grad and not inputs.requires_grad:
+            frozen = (cos.detach(), sin.detach())
+            tables = [frozen if only else (cos, sin) for only in self._inputs_only]
 
         state_dtype = dtype if self.is_real else complex_dtype(dtype)
         if self._start is not None:
-            state = self._start.state(cos, sin, batch, state_dtype, device)
+            state = self._start.state(*tables[0], batch, state_dtype, device)
         else:
             state = torch.zeros(batch, 2**self.num_qubits, dtype=state_dtype, device=device)
             state[:, 0] = 1
-        for op in self._ops:
-            state = op.apply(state, cos, sin, self.num_qubits)
+        for op, (op_cos, op_sin) in zip(self._ops, tables[1:], strict=True):
+            state = op.apply(state, op_cos, op_sin, self.num_qubits)
         probs = state.square() if self.is_real else state.real.square() + state.imag.square()
 
         self.count(batch)

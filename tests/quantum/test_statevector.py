@@ -12,7 +12,7 @@ from qiskit.circuit import Parameter, ParameterVector
 from qiskit.circuit.library import XXPlusYYGate
 from qiskit.quantum_info import Statevector as QiskitStatevector
 
-from kdbench import AMPLITUDES, amplitude_angles, amplitude_circuit
+from kdbench import AMPLITUDES, CircuitPlan, amplitude_angles, amplitude_circuit
 from kdbench_plugins import statevector
 from kdbench_plugins.statevector import Statevector, apply_operation
 
@@ -144,6 +144,14 @@ def loss_and_grads(fn, x, w, coeffs):
     loss = (fn(x, w) * coeffs).sum()
     loss.backward()
     return loss.detach(), x.grad, w.grad
+
+
+def weight_grads(fn, x, w, coeffs):
+    """The weights' gradient when the inputs need none (operations that read only inputs
+    then run on a table without gradient)."""
+    w = w.clone().requires_grad_(True)
+    (fn(x, w) * coeffs).sum().backward()
+    return w.grad
 
 
 @pytest.mark.parametrize("seed", [4, 5, 6, 7, 8])
@@ -359,6 +367,7 @@ def test_runs_that_read_inputs_fuse_and_change_nothing(num_qubits):
     assert_close(l0, l1, 1e-10)
     assert_close(gx0, gx1, 1e-10)
     assert_close(gw0, gw1, 1e-10)
+    assert_close(weight_grads(fused, x, w, coeffs), gw0, 1e-10)
     for row in range(2):
         expected = qiskit_probabilities(circuit, inputs, weights, x[row], w)
         np.testing.assert_allclose(fused(x, w)[row].detach().numpy(), expected, 0, 1e-10)
@@ -397,9 +406,19 @@ def test_an_amplitude_encoding_first_is_loaded_at_once_and_changes_nothing(num_q
     assert_close(l0, l1, 1e-10)
     assert_close(gx0, gx1, 1e-10)
     assert_close(gw0, gw1, 1e-10)
+    assert_close(weight_grads(at_once, x, w, coeffs), gw0, 1e-10)
     for row in range(3):
         expected = qiskit_probabilities(loaded, inputs, weights, x[row], w)
         np.testing.assert_allclose(at_once(x, w)[row].detach().numpy(), expected, 0, 1e-10)
+
+
+def test_an_amplitude_encoding_loaded_at_once_is_one_rotation_in_the_memory_estimate():
+    encoding, inputs = amplitude_circuit(10)
+    plan = CircuitPlan(encoding, list(inputs), [], 32, 8)
+    assert "(32 × 4 states of 2^10 float32" in Statevector().memory_needed(plan)[1]
+    second = encoding.compose(encoding)  # not loaded at once: 2 × 1,023 rotations
+    plan = CircuitPlan(second, list(inputs), [], 32, 8)
+    assert "(32 × 2049 states of 2^10 float32" in Statevector().memory_needed(plan)[1]
 
 
 def test_an_amplitude_encoding_not_first_runs_gate_by_gate():
