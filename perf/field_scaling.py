@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import statistics
 import subprocess
 import sys
@@ -170,6 +171,7 @@ def measure(
         "median": medians,
         "ratios": {peer: medians["kdbench-sv"] / medians[peer] for peer in peers},
         "max_abs_output_diff": agreement,
+        "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
     }
 
 
@@ -183,10 +185,11 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=900, help="seconds a point may take")
     parser.add_argument(
         "--peers",
-        nargs="+",
+        nargs="*",
         default=list(PEER_NAMES),
         choices=list(PEER_NAMES),
-        help="PennyLane devices to time against (one that runs out of memory can be left out)",
+        help="PennyLane devices to time against (one that runs out of memory can be left out;"
+        " none: kdbench alone, its peak memory then its own)",
     )
     parser.add_argument("--point", nargs=2, help=argparse.SUPPRESS)  # one point, in a child
     args = parser.parse_args()
@@ -197,8 +200,8 @@ def main() -> None:
         print(json.dumps(measure(student, qubits, args.steps, args.batch, args.repeats, peers)))
         return
     header = ["student", "qubits", "kdbench (samples/s)", "lightning adjoint", "default.qubit"]
-    print("| " + " | ".join([*header, "×lightning", "×default", "max |Δ|"]) + " |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| " + " | ".join([*header, "×lightning", "×default", "max |Δ|", "peak GiB"]) + " |")
+    print("|---|---|---|---|---|---|---|---|---|")
     points = []
     for student in args.students:
         for qubits in args.qubits:
@@ -207,12 +210,12 @@ def main() -> None:
             point = _in_child(args, student, qubits)
             points.append(point)
             if "error" in point:
-                print(f"| {student} | {qubits} | {point['error']} | | | | | |", flush=True)
+                print(f"| {student} | {qubits} | {point['error']} | | | | | | |", flush=True)
                 continue
             m, r = point["median"], point["ratios"]
             cells = [f"{m[k]:.1f}" if k in m else "–" for k in ("kdbench-sv", *PEERS)]
             cells += [f"{r[k]:.2f}" if k in r else "–" for k in PEERS]
-            cells += [f"{point['max_abs_output_diff']:.1e}"]
+            cells += [f"{point['max_abs_output_diff']:.1e}", f"{point['peak_rss_gb']:.1f}"]
             print(f"| {student} | {qubits} | " + " | ".join(cells) + " |", flush=True)
     # Points measured before (other students, qubits or peers) are kept beside these.
     RESULTS.mkdir(exist_ok=True)
