@@ -154,6 +154,16 @@ def weight_grads(fn, x, w, coeffs):
     return w.grad
 
 
+def assert_trains_alike(fast, slow, x, w, coeffs) -> None:
+    """`fast` (fused, or loaded at once) and `slow` (gate by gate) give the same loss and
+    gradients, and the weights' gradient stays the same when the inputs need none."""
+    (l0, gx0, gw0), (l1, gx1, gw1) = (loss_and_grads(fn, x, w, coeffs) for fn in (fast, slow))
+    assert_close(l0, l1, 1e-10)
+    assert_close(gx0, gx1, 1e-10)
+    assert_close(gw0, gw1, 1e-10)
+    assert_close(weight_grads(fast, x, w, coeffs), gw0, 1e-10)
+
+
 @pytest.mark.parametrize("seed", [4, 5, 6, 7, 8])
 def test_gradients_match_central_differences(seed):
     rng = np.random.default_rng(100 + seed)
@@ -363,11 +373,7 @@ def test_runs_that_read_inputs_fuse_and_change_nothing(num_qubits):
     kinds = {type(op).__name__ for op in fused._ops}
     assert {"_Phases", "_RowMatrix"} <= kinds
     assert fused.num_operations < plain.num_operations / 4
-    (l0, gx0, gw0), (l1, gx1, gw1) = (loss_and_grads(fn, x, w, coeffs) for fn in (fused, plain))
-    assert_close(l0, l1, 1e-10)
-    assert_close(gx0, gx1, 1e-10)
-    assert_close(gw0, gw1, 1e-10)
-    assert_close(weight_grads(fused, x, w, coeffs), gw0, 1e-10)
+    assert_trains_alike(fused, plain, x, w, coeffs)
     for row in range(2):
         expected = qiskit_probabilities(circuit, inputs, weights, x[row], w)
         np.testing.assert_allclose(fused(x, w)[row].detach().numpy(), expected, 0, 1e-10)
@@ -400,13 +406,7 @@ def test_an_amplitude_encoding_first_is_loaded_at_once_and_changes_nothing(num_q
     )
     assert 4 * at_once.num_operations < one_by_one.num_operations
     assert at_once.depth == one_by_one.depth  # counted on the gates either way
-    (l0, gx0, gw0), (l1, gx1, gw1) = (
-        loss_and_grads(fn, x, w, coeffs) for fn in (at_once, one_by_one)
-    )
-    assert_close(l0, l1, 1e-10)
-    assert_close(gx0, gx1, 1e-10)
-    assert_close(gw0, gw1, 1e-10)
-    assert_close(weight_grads(at_once, x, w, coeffs), gw0, 1e-10)
+    assert_trains_alike(at_once, one_by_one, x, w, coeffs)
     for row in range(3):
         expected = qiskit_probabilities(loaded, inputs, weights, x[row], w)
         np.testing.assert_allclose(at_once(x, w)[row].detach().numpy(), expected, 0, 1e-10)
@@ -481,9 +481,6 @@ def test_local_blocks_past_the_fusion_width_change_nothing(seed):
         for f in (True, False)
     ]
     assert compiled[0].num_operations < compiled[1].num_operations / 2
-    (l0, gx0, gw0), (l1, gx1, gw1) = (loss_and_grads(fn, x, w, coeffs) for fn in compiled)
-    assert_close(l0, l1, 1e-10)
-    assert_close(gx0, gx1, 1e-10)
-    assert_close(gw0, gw1, 1e-10)
+    assert_trains_alike(*compiled, x, w, coeffs)
     expected = qiskit_probabilities(circuit, inputs, weights, x[0], w)
     np.testing.assert_allclose(compiled[0](x, w)[0].detach().numpy(), expected, 0, 1e-10)
