@@ -20,6 +20,22 @@ def _join(new0: torch.Tensor, new1: torch.Tensor) -> torch.Tensor:
     return torch.stack((new0, new1), dim=2).reshape(new0.shape[0], -1)
 
 
+def pair_view(state: torch.Tensor, a: int, b: int, num_qubits: int) -> torch.Tensor:
+    """The amplitudes as [B, ., 2, ., 2, .]: axis 2 is the higher of qubits a and b, axis 4
+    the lower."""
+    high, low = max(a, b), min(a, b)
+    return state.reshape(
+        state.shape[0], 2 ** (num_qubits - 1 - high), 2, 2 ** (high - low - 1), 2, 2**low
+    )
+
+
+def angles_of(cos: torch.Tensor, sin: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
+    """The angles of some columns of the table back from their cos and sin (what every
+    operation is handed), for operations that combine angles before their cos and sin."""
+    columns = columns.to(cos.device)
+    return torch.atan2(sin[:, columns], cos[:, columns])
+
+
 def _kron(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """The Kronecker product of the last two axes of a and b (other axes broadcast)."""
     (ra, ca), (rb, cb) = a.shape[-2:], b.shape[-2:]
@@ -127,9 +143,7 @@ class _Amplitudes:
         self.real = True
 
     def apply(self, state, cos, sin, num_qubits):
-        columns = self.columns.to(state.device)
-        # The half angles back from their cos and sin (what every operation is handed).
-        half = torch.atan2(sin[:, columns], cos[:, columns])
+        half = angles_of(cos, sin, self.columns)  # the table holds RY's half angles
         return amplitudes_from_angles(half).to(state.dtype)
 
 
@@ -142,10 +156,7 @@ class _Parity:
         self.real = False
 
     def apply(self, state, cos, sin, num_qubits):
-        high, low = max(self.qubits), min(self.qubits)
-        view = state.reshape(
-            state.shape[0], 2 ** (num_qubits - 1 - high), 2, 2 ** (high - low - 1), 2, 2**low
-        )
+        view = pair_view(state, *self.qubits, num_qubits)
         c, s = cos[:, self.index], sin[:, self.index]
         same, differ = torch.complex(c, -s), torch.complex(c, s)
         factor = torch.stack((same, differ, differ, same), dim=1)  # [high bit, low bit]
@@ -171,13 +182,10 @@ class _Controlled:
         self.real = kind == "ry"
 
     def apply(self, state, cos, sin, num_qubits):
-        high, low = max(self.control, self.target), min(self.control, self.target)
-        view = state.reshape(
-            state.shape[0], 2 ** (num_qubits - 1 - high), 2, 2 ** (high - low - 1), 2, 2**low
-        )
+        view = pair_view(state, self.control, self.target, num_qubits)
         # Axes of the view: the control's is 2 if it is the higher qubit, else 4; the
         # target's, once the control's is taken away, 3 or 2.
-        control_axis, target_axis = (2, 3) if self.control == high else (4, 2)
+        control_axis, target_axis = (2, 3) if self.control > self.target else (4, 2)
         off, on = view.unbind(control_axis)
         if self.fixed is not None:
             c, s = self.fixed

@@ -123,11 +123,11 @@ class Statevector(Backend):
         rotation's input state for the backward pass: R + 3 states per input for R rotations
         (measured R + 5 gate by gate; fused, fewer: a training step at 16 qubits, batch 32,
         peaked at 0.6 of this estimate for re-uploading, 0.75-0.95 for IQP), an amplitude
-        encoding loaded at once counting as one rotation;
-        parameter shift runs 2 circuits per input and shifted weight (their inputs too when the
-        front trains, not counted); without gradients 2 states per input (measured 2.6).
-        Compiling adds 8 bytes per amplitude (the basis index), 40 while constant permutation
-        and phase gates are fused (measured 50-65).
+        encoding loaded at once counting as one rotation; parameter shift runs 2 circuits per
+        input and shifted weight (their inputs too when the front trains, not counted);
+        without gradients 2 states per input (measured 2.6). Compiling adds 8 bytes per
+        amplitude (the basis index), 40 while constant permutation and phase gates are fused
+        (measured 50-65).
         """
         from qiskit.circuit import ParameterExpression
 

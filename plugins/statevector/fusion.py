@@ -17,7 +17,9 @@ from .apply_operation import (
     _Monomial,
     _Parity,
     _Rotation,
+    angles_of,
     on_qubits,
+    pair_view,
 )
 
 PHASE_TABLE_MAX = 2**26
@@ -341,9 +343,7 @@ class _Phases:
             constant = None if self.constant is None else torch.from_numpy(self.constant)
             self._cache[key] = (table, None if constant is None else constant.to(state))
         table, constant = self._cache[key]
-        columns = self.columns.to(state.device)
-        # The angles back from their cos and sin (what every operation is handed).
-        phase = torch.atan2(sin[:, columns], cos[:, columns]) @ table
+        phase = angles_of(cos, sin, self.columns) @ table
         factor = torch.complex(torch.cos(phase), torch.sin(phase))
         return state * (factor if constant is None else factor * constant)
 
@@ -390,9 +390,7 @@ class _Local:
         low, high = self.qubits[0], self.qubits[-1]
         if high - low + 1 == len(self.qubits):  # one qubit, or two neighbours
             return on_qubits(state, unitary, low, num_qubits)
-        view = state.reshape(
-            state.shape[0], 2 ** (num_qubits - 1 - high), 2, 2 ** (high - low - 1), 2, 2**low
-        )
+        view = pair_view(state, low, high, num_qubits)
         # U[i, j], i and j local indices (bit 0: the low qubit), as [hi', lo', hi, lo].
         unitary = unitary.reshape(2, 2, 2, 2)
         return torch.einsum("HOho,blhmor->blHmOr", unitary, view).reshape(state.shape)
