@@ -273,14 +273,17 @@ def store_lock(uri: str):
     directory named after the URI. Held for a store's first use (MLflow creates a SQLite
     store's tables then, and two processes doing it at once leave the schema migration half
     done) and while a cell is claimed."""
+    with exclusive(store_lock_path(uri)):
+        yield
+
+
+def store_lock_path(uri: str) -> Path:
+    """The file `store_lock` locks for the store at `uri`."""
     store = sqlite_path(uri)
     if store is not None:
-        path = Path(f"{store}.lock")
-    else:
-        key = hashlib.sha256(uri.encode()).hexdigest()[:16]
-        path = Path(tempfile.gettempdir()) / f"kdbench-store-{key}.lock"
-    with exclusive(path):
-        yield
+        return Path(f"{store}.lock")
+    key = hashlib.sha256(uri.encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"kdbench-store-{key}.lock"
 
 
 def resolve_tracking_uri(option: str | None, configured: str | None = None) -> str:

@@ -8,12 +8,16 @@ hour). Then, on that store and on an `mlflow server` serving it:
 
 - resume: `kdbench run` on the config, every cell already done (wall time, a subprocess);
 - claim: `Tracker.claim` of a cell not in the store (median of 20; the runs are deleted);
-- report: `kdbench report` on the config (wall time).
+- report: `kdbench report` on the config (wall time);
+- on the server, the finished cells read in-process by `Tracker.cell_runs` as it does (16
+  shards, SERVER_SEARCH_THREADS at a time) and one shard at a time, alternately, medians.
+
+The server runs `--workers` processes (4, `mlflow server`'s default).
 
     .venv/bin/python perf/store_scale.py                      # 1,000 10,000 100,000; ~15 min
     .venv/bin/python perf/store_scale.py --sizes 1000 10000 --no-server
 
-Prints a table and writes perf/results/store_scale.json.
+Prints a table and writes its sizes' rows into perf/results/store_scale.json.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import time
 import uuid
 from pathlib import Path
 
+import kdbench.tracking
 from kdbench.config import load_spec
 from kdbench.matrix import expand
 from kdbench.plugins import registry
@@ -163,7 +168,23 @@ def claim_ms(uri: str, cells, repeats: int = 20) -> float:
     return 1000 * statistics.median(spent)
 
 
-def server(uri: str, folder: Path):
+def server_reads(uri: str, repeats: int = 3) -> tuple[float, float]:
+    """Seconds to read the finished cells through the server: one shard at a time, and as
+    kdbench does (medians, alternately)."""
+    tracker = Tracker(uri, "scale")
+    threads = kdbench.tracking.SERVER_SEARCH_THREADS
+    spent: dict[int, list[float]] = {1: [], threads: []}
+    for _ in range(repeats):
+        for count in spent:
+            kdbench.tracking.SERVER_SEARCH_THREADS = count
+            started = time.perf_counter()
+            tracker.cell_runs()
+            spent[count].append(time.perf_counter() - started)
+    kdbench.tracking.SERVER_SEARCH_THREADS = threads
+    return statistics.median(spent[1]), statistics.median(spent[threads])
+
+
+def server(uri: str, folder: Path, workers: int):
     """`mlflow server` on the store, on a free port; (process, its http URI)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -171,7 +192,7 @@ def server(uri: str, folder: Path):
     process = subprocess.Popen(
         [str(Path(sys.executable).with_name("mlflow")), "server", "--backend-store-uri", uri,
          "--default-artifact-root", str(folder / "artifacts"), "--host", "127.0.0.1",
-         "--port", str(port), "--workers", "1"],
+         "--port", str(port), "--workers", str(workers)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     for _ in range(120):
@@ -184,7 +205,7 @@ def server(uri: str, folder: Path):
     raise SystemExit("mlflow server did not start")
 
 
-def measure(size: int, with_server: bool) -> dict:
+def measure(size: int, with_server: bool, workers: int) -> dict:
     with tempfile.TemporaryDirectory() as name:
         folder = Path(name)
         started = time.perf_counter()
@@ -194,7 +215,7 @@ def measure(size: int, with_server: bool) -> dict:
         stores = {"sqlite": uri}
         process = None
         if with_server:
-            process, stores["server"] = server(uri, folder)
+            process, stores["server"] = server(uri, folder, workers)
         row = {"size": size, "build_s": round(built, 1)}
         try:
             for kind, store in stores.items():
@@ -218,6 +239,10 @@ def measure(size: int, with_server: bool) -> dict:
                     ),
                     2,
                 )
+                if kind == "server":
+                    serial, sharded = server_reads(store)
+                    row["server_read_one_shard_at_a_time_s"] = round(serial, 2)
+                    row["server_read_s"] = round(sharded, 2)
                 print(json.dumps(row), flush=True)
         finally:
             if process is not None:
@@ -234,14 +259,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 100000])
     parser.add_argument("--no-server", action="store_true", help="the SQLite store only")
+    parser.add_argument("--workers", type=int, default=4, help="the server's worker processes")
     args = parser.parse_args()
     # Stopped, still stop the server it started (`measure`'s finally) rather than orphan it.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     os.environ.setdefault("KDBENCH_LOAD_PLUGINS", "")
-    rows = [measure(size, not args.no_server) for size in args.sizes]
+    rows = [measure(size, not args.no_server, args.workers) for size in args.sizes]
     out = ROOT / "perf" / "results" / "store_scale.json"
     out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(rows, indent=1))
+    # A run of some sizes replaces those sizes' rows and keeps the others'.
+    kept = json.loads(out.read_text()) if out.exists() else []
+    done = {row["size"] for row in rows}
+    out.write_text(json.dumps([r for r in kept if r["size"] not in done] + rows, indent=1))
     keys = [k for k in rows[0] if k != "size"]
     print("| cells | " + " | ".join(keys) + " |")
     print("|" + " --- |" * (len(keys) + 1))

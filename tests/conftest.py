@@ -16,6 +16,7 @@ from kdbench import paths
 from kdbench.cli import cli
 from kdbench.fetch import clear_cache
 from kdbench.plugins import registry as process_registry
+from kdbench.stores import store_lock_path
 from kdbench.teachers import forget_prepared
 from tests.services import POSTGRES_BIN, MlflowServer
 from tests.services import postgres as start_postgres
@@ -134,6 +135,7 @@ def served(request, tmp_path):
     server.start()
     yield server
     server.stop()
+    store_lock_path(server.url).unlink(missing_ok=True)  # its port will not come again soon
 
 
 @pytest.fixture

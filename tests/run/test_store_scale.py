@@ -18,12 +18,12 @@ from kdbench.tracking import CELL_ID_TAG, ROLE_TAG, Tracker
 from tests.helpers import TINY
 
 
-@pytest.fixture
-def store(tmp_path, write_config, registry):
-    """A real store with 7 FINISHED cell runs (of a 7-seed config), made as run_cell does."""
-    text = TINY.format(name="pages").replace("seeds = [0]", "seeds = [0, 1, 2, 3, 4, 5, 6]")
+def finished_store(uri, write_config, registry, seeds=7):
+    """A real store at `uri` with `seeds` FINISHED cell runs (of a config with as many
+    seeds), made as run_cell does."""
+    seeds_line = f"seeds = {list(range(seeds))}"
+    text = TINY.format(name="pages").replace("seeds = [0]", seeds_line)
     cells = [c for c in expand(load_spec(write_config(text), registry)) if c.teacher is None]
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     tracker = Tracker(uri, "pages")
     parent = tracker.start_run("pages", {ROLE_TAG: "invocation"})
     for cell in cells:
@@ -31,6 +31,22 @@ def store(tmp_path, write_config, registry):
         claim = tracker.claim(cell.id, cell.label, tags, parent)
         tracker.finish(claim.run_id)
     return tracker, cells
+
+
+@pytest.fixture
+def store(tmp_path, write_config, registry):
+    """A SQLite store with 7 FINISHED cell runs."""
+    return finished_store(f"sqlite:///{tmp_path / 'mlflow.db'}", write_config, registry)
+
+
+def serial_cell_runs(tracker):
+    """The finished cell runs as one MLflow search reads them, page after page."""
+    return list(
+        tracker.search(
+            f"tags.`{ROLE_TAG}` = 'cell' and attributes.status = 'FINISHED'",
+            order_by=["attributes.start_time ASC", "attributes.run_id ASC"],
+        )
+    )
 
 
 def test_searches_page_through_every_run(store, monkeypatch):
@@ -58,12 +74,7 @@ def test_a_sqlite_store_is_read_as_mlflow_reads_it(store):
             ],
         )
     fast = tracker.cell_runs()
-    slow = list(
-        tracker.search(
-            f"tags.`{ROLE_TAG}` = 'cell' and attributes.status = 'FINISHED'",
-            order_by=["attributes.start_time ASC", "attributes.run_id ASC"],
-        )
-    )
+    slow = serial_cell_runs(tracker)
     assert [r.info.run_id for r in fast] == [r.info.run_id for r in slow]
     assert len(fast) == 7
     for mine, theirs in zip(fast, slow, strict=True):
@@ -73,6 +84,20 @@ def test_a_sqlite_store_is_read_as_mlflow_reads_it(store):
         assert mine.data.metrics["val_accuracy"] == theirs.data.metrics["val_accuracy"] == 0.5
         assert mine.data.metrics["test_accuracy"] == theirs.data.metrics["test_accuracy"]
         assert math.isnan(mine.data.metrics["odd"]) and math.isnan(theirs.data.metrics["odd"])
+    assert set(tracker.finished_cells()) == {cell.id for cell in cells}
+
+
+def test_a_server_is_read_in_shards_that_together_are_every_run(
+    server, write_config, registry, monkeypatch
+):
+    """On a tracking server the finished cells are read as 16 shards side by side (by their
+    ids' first hex digit): together, the very runs, in the order, one search gives."""
+    tracker, cells = finished_store(server, write_config, registry, seeds=40)
+    monkeypatch.setattr(kdbench.tracking, "SERVER_SEARCH_PAGE", 2)  # shards of 1-6: pages
+    sharded, serial = tracker.cell_runs(), serial_cell_runs(tracker)
+    assert len({cell.id[0] for cell in cells}) > 8, "the cells fall in many shards"
+    assert [r.info.run_id for r in sharded] == [r.info.run_id for r in serial]
+    assert len(sharded) == len(cells) == 40
     assert set(tracker.finished_cells()) == {cell.id for cell in cells}
 
 
