@@ -26,6 +26,11 @@ def sqlite_path(uri: str) -> str | None:
     return uri.removeprefix("sqlite:///") if uri.startswith("sqlite:///") else None
 
 
+def is_server(uri: str) -> bool:
+    """Whether `uri` names a tracking server (http or https)."""
+    return uri.startswith(("http://", "https://"))
+
+
 def absolute_uri(uri: str) -> str:
     """A relative SQLite store made absolute, so that it names one file wherever it is used."""
     path = sqlite_path(uri)
@@ -111,7 +116,7 @@ class GuardedClient:
         def call(*args: Any, **kwargs: Any) -> Any:
             if self._down:
                 raise TrackingError(self._down)
-            if self._uri.startswith(("http://", "https://")):
+            if is_server(self._uri):
                 return self._server_call(name, found, args, kwargs)
             for attempt in range(LOCKED_RETRIES + 1):
                 try:
@@ -229,7 +234,7 @@ def server_reachable(uri: str) -> bool:
 @contextmanager
 def first_contact(uri: str):
     """MLflow's HTTP requests without retries and with a short timeout, for the first contact."""
-    if not uri.startswith(("http://", "https://")):
+    if not is_server(uri):
         yield
         return
     saved = {key: os.environ.get(key) for key in _FIRST_CONTACT_ENV}

@@ -27,6 +27,7 @@ from kdbench.stores import (
     check_uri,
     first_contact,
     index_tags,
+    is_server,
     missing_sqlite,
     redact_uri,
     redacted,
@@ -103,7 +104,7 @@ class Tracker:
         check_uri(uri)
         if not create and missing_sqlite(uri):  # reading must not create an empty store
             raise KdbenchError(f"no experiment '{experiment}' in {shown}: no such store")
-        if uri.startswith(("http://", "https://")) and not server_reachable(uri):
+        if is_server(uri) and not server_reachable(uri):
             raise TrackingError(
                 f"tracking server {shown} is unreachable (no connection within "
                 f"{FIRST_CONTACT_TIMEOUT_S} s)"
@@ -320,7 +321,7 @@ class Tracker:
                 return finished_runs(path, self.experiment_id, ROLE_TAG, "cell")
         finished = f"tags.`{ROLE_TAG}` = 'cell' and attributes.status = 'FINISHED'"
         order = ["attributes.start_time ASC", "attributes.run_id ASC"]
-        if not self.uri.startswith(("http://", "https://")):
+        if not is_server(self.uri):
             return list(self.search(finished, order_by=order))
         shards = [f"{finished} and tags.`{CELL_ID_TAG}` LIKE '{digit}%'" for digit in HEX_DIGITS]
         with ThreadPoolExecutor(SERVER_SEARCH_THREADS) as pool:
@@ -337,7 +338,7 @@ class Tracker:
             page = self.client.search_runs(
                 [self.experiment_id],
                 filter_string=filter_string,
-                max_results=SERVER_SEARCH_PAGE if self.uri.startswith("http") else SEARCH_PAGE,
+                max_results=SERVER_SEARCH_PAGE if is_server(self.uri) else SEARCH_PAGE,
                 order_by=order_by,
                 page_token=token,
             )
