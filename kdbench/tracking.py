@@ -163,6 +163,17 @@ class Tracker:
         for run in list(self.search(running)):  # read, then closed
             self._close(run.info.run_id, "stopped with its invocation")
 
+    def close_own(self) -> None:
+        """Mark KILLED the runs this process started that are still RUNNING. For a worker
+        stopped with no invocation left to do it (its parent was killed): a stop that comes
+        while a cell is being claimed leaves a run the cell's own cleanup does not know."""
+        own = (
+            f"tags.`{HOST_TAG}` = '{socket.gethostname()}' and tags.`{PID_TAG}` = '{os.getpid()}'"
+            " and attributes.status = 'RUNNING'"
+        )
+        for run in list(self.search(own)):  # read, then closed
+            self._close(run.info.run_id, "stopped with its worker")
+
     @staticmethod
     def _stale(run: Any) -> bool:
         """Started by a process of this host that is gone."""

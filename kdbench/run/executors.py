@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -240,10 +240,10 @@ def work(task: Task, job: Job, threads: int) -> list[CellOutcome]:
     """One task's cells in a worker process or Ray task (one tracker per worker)."""
     from kdbench.plugins import registry
 
+    key = (job.uri, job.experiment, job.lease)
     with working():
         try:
             torch.set_num_threads(threads)
-            key = (job.uri, job.experiment, job.lease)
             if key not in _WORKER_TRACKERS:
                 _WORKER_TRACKERS[key] = _patient_tracker(job)
             return list(
@@ -259,8 +259,12 @@ def work(task: Task, job: Job, threads: int) -> list[CellOutcome]:
                 )
             )
         except KeyboardInterrupt:
-            # Stopped (the cell is marked KILLED): exit rather than take the next queued cell,
-            # which the pool would otherwise hand this worker.
+            # Stopped (the cell is marked KILLED, and so is a run the stop caught mid-claim):
+            # exit rather than take the next queued cell, which the pool would otherwise hand
+            # this worker.
+            if key in _WORKER_TRACKERS:
+                with suppress(TrackingError):
+                    _WORKER_TRACKERS[key].close_own()
             os._exit(128 + signal.SIGTERM)
 
 

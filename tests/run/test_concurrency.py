@@ -383,6 +383,23 @@ def test_workers_whose_parent_is_killed_stop_and_mark_their_cells_killed(write_c
     assert not [r for r in after if r.info.status == "FINISHED"], "and wrote no result after"
 
 
+def test_a_worker_stopped_mid_claim_marks_the_run_it_was_claiming_killed(isolated):
+    """A stop that lands between a cell's run being made and its claim returning: the cell's
+    own cleanup never learns that run, so the stopped worker closes every RUNNING run it
+    started (and only its own)."""
+    tracker = Tracker(f"sqlite:///{isolated}/mlflow.db", "mid-claim")
+    parent = tracker.start_run("mid-claim", {ROLE_TAG: "invocation"})
+    claimed = tracker.claim("c0ffee", "a cell", {ROLE_TAG: "cell", CELL_ID_TAG: "c0ffee"}, parent)
+    elsewhere = tracker.client.create_run(
+        tracker.experiment_id, tags={HOST_TAG: "another-host", PID_TAG: str(os.getpid())}
+    ).info.run_id
+    tracker.finish(parent)
+    tracker.close_own()
+    status = {r.info.run_id: r.info.status for r in tracker.search("")}
+    assert status[claimed.run_id] == "KILLED"
+    assert status[elsewhere] == "RUNNING" and status[parent] == "FINISHED"
+
+
 @pytest.mark.slow
 def test_sigterm_of_a_ray_run_stops_its_tasks_and_its_local_ray(write_config, isolated):
     config = slow_config(write_config, "ray-term", seeds="[0, 1]", epochs=40)

@@ -99,19 +99,21 @@ def test_stacked_seeds_train_as_each_would_alone(student, options, backend):
     ):
         assert not isinstance(together, Exception)
         # Batched products round differently, and Adam turns a gradient that is ~0 into a
-        # step of ~lr whose sign the rounding decides: losses agree to 1e-3 over 3 epochs.
+        # step of ~lr whose sign the rounding decides: losses agree to 1e-3 over 3 epochs,
+        # and an image the model scores as a near tie may land on either side (CI once saw
+        # 10 of 30 training images right alone, 9 stacked): accuracies agree to one image.
+        one_image = 1 / len(data[0][0].y) + 1e-9
         for a, b in zip(one.history, together.history, strict=True):
             assert a.train["loss"] == pytest.approx(b.train["loss"], rel=1e-3)
             assert a.val["loss"] == pytest.approx(b.val["loss"], rel=1e-3)
-            assert a.train["accuracy"] == b.train["accuracy"]
-            assert a.val_accuracy == b.val_accuracy
+            assert abs(a.train["accuracy"] - b.train["accuracy"]) <= one_image
+            assert abs(a.val_accuracy - b.val_accuracy) <= 1 / len(val.y) + 1e-9
         assert one.best_epoch == together.best_epoch
         assert [c.executions for c in _counters(model)] == executions
         # The kept weights are loaded: they classify validation as the solo model's do (the
         # weights themselves differ as much as a solo run on 1 or 2 threads: up to ~0.02).
-        assert evaluate(model, _log_probs, val, 3).accuracy == pytest.approx(
-            evaluate(solo, _log_probs, val, 3).accuracy
-        )
+        kept = evaluate(model, _log_probs, val, 3).accuracy
+        assert abs(kept - evaluate(solo, _log_probs, val, 3).accuracy) <= 1 / len(val.y) + 1e-9
 
 
 @pytest.mark.parametrize("schedule", ["constant", "one-cycle"])
