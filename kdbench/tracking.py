@@ -217,7 +217,9 @@ class Tracker:
 
         Check and start happen under one lock, so two invocations on one machine never both
         start a cell. Across machines (a shared server) the lock does not reach: of two runs
-        started at once, the one started first keeps the cell and the other is withdrawn.
+        started at once, the one started first keeps the cell and the other is withdrawn. A
+        SQLite store's lock is a file beside it, shared by whoever opens the store: there the
+        lock is enough, and the second look (two store calls a cell) is skipped.
         """
         with store_lock(self.uri):
             found = self.holder(cell_id, since_ms)
@@ -226,6 +228,8 @@ class Tracker:
             tags = {**tags, LEASE_TAG: f"{self.lease.timeout_s:g}"}
             run_id = self.start_run(name, tags, parent=parent)
             self._heartbeat.hold(run_id, parent)
+        if sqlite_path(self.uri) is not None:
+            return Claim(run_id, "ours")
         mine = self.client.get_run(run_id)
         rival = self.holder(cell_id, since_ms, before=mine)
         if rival is not None:
