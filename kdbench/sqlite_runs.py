@@ -1,11 +1,13 @@
-"""A SQLite store's finished cell runs, read with one query per table instead of MLflow's ORM.
+"""A SQLite store's finished cell runs (and a run's status), read with one query per table
+instead of MLflow's ORM.
 
 MLflow's `search_runs` builds an ORM object for every tag, param and metric: for a store of
 10,000 cells (~54 each) that took 19 s of a 32 s resume (perf/README.md). The same rows,
 read from MLflow's tables (runs, tags, params, latest_metrics, unchanged since MLflow 1.x),
-take a fraction of that. The runs come back as light objects with the attributes kdbench
-reads: `info.run_id`, `info.start_time`, `info.status`, `data.tags`, `data.params`,
-`data.metrics` (each metric's latest value, as MLflow gives it).
+take a fraction of that; a run's status is one row, where `get_run` reads the whole run. The
+runs come back as light objects with the attributes kdbench reads: `info.run_id`,
+`info.start_time`, `info.status`, `data.tags`, `data.params`, `data.metrics` (each metric's
+latest value, as MLflow gives it).
 """
 
 from __future__ import annotations
@@ -51,3 +53,11 @@ def finished_runs(path: str, experiment_id: str, key: str, value: str) -> list[S
             if run_id in found:
                 found[run_id].data.metrics[name] = math.nan if is_nan else float(number)
     return sorted(found.values(), key=lambda run: (run.info.start_time, run.info.run_id))
+
+
+def run_status(path: str, run_id: str) -> str | None:
+    """The status of run `run_id` (None if there is none) in the SQLite file at `path`;
+    sqlite3.Error if its tables are not MLflow's as kdbench knows them."""
+    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)) as db:
+        row = db.execute("SELECT status FROM runs WHERE run_uuid = ?", (run_id,)).fetchone()
+    return None if row is None else row[0]

@@ -19,7 +19,7 @@ from kdbench.errors import KdbenchError, TrackingError, first_line
 from kdbench.layering import dotted
 from kdbench.leases import LEASE_TAG, Heartbeat, Lease, heartbeat_tag
 from kdbench.results import CELL_ID_TAG, ERROR_TAG
-from kdbench.sqlite_runs import finished_runs
+from kdbench.sqlite_runs import finished_runs, run_status
 from kdbench.stores import (
     FIRST_CONTACT_TIMEOUT_S,
     LATER_REQUESTS_ENV,
@@ -317,6 +317,10 @@ class Tracker:
 
     def holds(self, run_id: str) -> bool:
         """Whether the run is still RUNNING: not taken over after its lease lapsed."""
+        path = sqlite_path(self.uri)
+        if path is not None:
+            with suppress(sqlite3.Error):  # tables not as kdbench knows them: MLflow's way
+                return run_status(path, run_id) == "RUNNING"
         return self.client.get_run(run_id).info.status == "RUNNING"
 
     def finish(self, run_id: str, status: str = "FINISHED") -> bool:

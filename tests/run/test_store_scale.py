@@ -14,6 +14,8 @@ import kdbench.tracking
 from kdbench.config import load_spec
 from kdbench.matrix import expand
 from kdbench.results import cell_tags
+from kdbench.sqlite_runs import run_status
+from kdbench.stores import sqlite_path
 from kdbench.tracking import CELL_ID_TAG, ROLE_TAG, Tracker
 from tests.helpers import TINY
 
@@ -85,6 +87,22 @@ def test_a_sqlite_store_is_read_as_mlflow_reads_it(store):
         assert mine.data.metrics["test_accuracy"] == theirs.data.metrics["test_accuracy"]
         assert math.isnan(mine.data.metrics["odd"]) and math.isnan(theirs.data.metrics["odd"])
     assert set(tracker.finished_cells()) == {cell.id for cell in cells}
+
+
+def test_a_sqlite_store_s_run_status_is_read_as_mlflow_reads_it(store):
+    """`holds` reads a SQLite run's status from its row: as get_run gives it, whatever it is."""
+    tracker, cells = store
+    parent = tracker.start_run("statuses", {ROLE_TAG: "invocation"})
+    runs = [tracker.start_run(f"run {i}", {ROLE_TAG: "cell"}, parent=parent) for i in range(3)]
+    tracker.client.set_terminated(runs[1], status="KILLED")
+    tracker.client.set_terminated(runs[2], status="FAILED")
+    finished = tracker.holder(cells[0].id).run_id
+    for run_id in (*runs, finished):
+        status = tracker.client.get_run(run_id).info.status
+        assert status == run_status(sqlite_path(tracker.uri), run_id)
+        assert tracker.holds(run_id) == (status == "RUNNING")
+    assert [tracker.holds(run_id) for run_id in (*runs, finished)] == [True] + [False] * 3
+    assert run_status(sqlite_path(tracker.uri), "no-such-run") is None
 
 
 def test_a_server_is_read_in_shards_that_together_are_every_run(
