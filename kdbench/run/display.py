@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from rich.console import Console
@@ -40,6 +40,12 @@ class _Display(Events):
             line = f"done {label}: test accuracy {100 * outcome.result.test_accuracy:.1f}% ({how})"
         self.progress.console.print(line, highlight=False, soft_wrap=True)
         self.progress.advance(self.overall)
+
+    def already_done(self, outcomes: Sequence[CellOutcome]) -> None:
+        if outcomes:  # a line for them all: a resumed sweep's thousands drown what runs
+            cells = "1 cell" if len(outcomes) == 1 else f"{len(outcomes)} cells"
+            self.progress.console.print(f"{cells} already in MLflow", highlight=False)
+            self.progress.advance(self.overall, len(outcomes))
 
 
 @contextmanager

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from kdbench.distill import EpochMetrics
@@ -33,3 +34,9 @@ class Events:
 
     def done(self, outcome: CellOutcome) -> None:
         """A cell finished, failed, or was found finished already."""
+
+    def already_done(self, outcomes: Sequence[CellOutcome]) -> None:
+        """The cells an earlier run finished, found at the start (SKIPPED): one event, not
+        one per cell, since a resumed sweep may find thousands."""
+        for outcome in outcomes:
+            self.done(outcome)

@@ -66,9 +66,9 @@ def run_matrix(
         if cell.id in finished:
             run = finished[cell.id]
             outcomes.append(CellOutcome(cell, run.info.run_id, "SKIPPED", Result.from_run(run)))
-            events.done(outcomes[-1])
         else:
             todo.append(cell)
+    events.already_done(outcomes)
     execute: Executor
     if executor == "ray":
         execute, todo = ray_tasks(address), teachers_first(todo, spec, cache)
