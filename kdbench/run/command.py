@@ -34,6 +34,11 @@ def run_and_report(
     """Run `cells` under a progress display on `errors`, then print the results table and a
     summary line on `console`; the exit code: 0, or 1 if a cell failed or was left undone.
     Stopped (Ctrl-C, SIGTERM), it says how to resume and exits 128 + the signal."""
+    # What the summary imports, imported before the cells run: a stop that lands inside a
+    # C extension's import (scipy.stats's, as the run ends) fails it with ImportError and a
+    # traceback instead of stopping the run.
+    import scipy.stats  # noqa: F401
+
     from kdbench import paths
     from kdbench.leases import Lease
     from kdbench.plugins import registry
