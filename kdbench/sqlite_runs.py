@@ -25,12 +25,17 @@ WHERE r.experiment_id = :experiment AND r.status = 'FINISHED' AND r.lifecycle_st
 """
 
 
+def _read_only(path: str) -> closing[sqlite3.Connection]:
+    """The SQLite file at `path`, opened read-only (closed with the block)."""
+    return closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30))
+
+
 def finished_runs(path: str, experiment_id: str, key: str, value: str) -> list[SimpleNamespace]:
     """The FINISHED runs of `experiment_id` tagged `key` = `value`, oldest first (ties by
     run id), from the SQLite file at `path` (opened read-only); sqlite3.Error if its tables
     are not MLflow's as kdbench knows them."""
     args = {"key": key, "value": value, "experiment": int(experiment_id)}
-    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)) as db:
+    with _read_only(path) as db:
         found = {
             run_id: SimpleNamespace(
                 info=SimpleNamespace(run_id=run_id, start_time=start, status=status),
@@ -58,6 +63,6 @@ def finished_runs(path: str, experiment_id: str, key: str, value: str) -> list[S
 def run_status(path: str, run_id: str) -> str | None:
     """The status of run `run_id` (None if there is none) in the SQLite file at `path`;
     sqlite3.Error if its tables are not MLflow's as kdbench knows them."""
-    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)) as db:
+    with _read_only(path) as db:
         row = db.execute("SELECT status FROM runs WHERE run_uuid = ?", (run_id,)).fetchone()
     return None if row is None else row[0]

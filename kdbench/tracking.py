@@ -160,8 +160,7 @@ class Tracker:
         """Mark KILLED the runs of `parent` still RUNNING: its invocation stopped them (a
         worker force-stopped, a Ray task's process, may not have had the time to)."""
         running = f"tags.`{PARENT_TAG}` = '{parent}' and attributes.status = 'RUNNING'"
-        for run in list(self.search(running)):  # read, then closed
-            self._close(run.info.run_id, "stopped with its invocation")
+        self._close_all(running, "stopped with its invocation")
 
     def close_own(self) -> None:
         """Mark KILLED the runs this process started that are still RUNNING. For a worker
@@ -171,8 +170,12 @@ class Tracker:
             f"tags.`{HOST_TAG}` = '{socket.gethostname()}' and tags.`{PID_TAG}` = '{os.getpid()}'"
             " and attributes.status = 'RUNNING'"
         )
-        for run in list(self.search(own)):  # read, then closed
-            self._close(run.info.run_id, "stopped with its worker")
+        self._close_all(own, "stopped with its worker")
+
+    def _close_all(self, selected: str, reason: str) -> None:
+        """Mark KILLED, for `reason`, every run the filter `selected` finds."""
+        for run in list(self.search(selected)):  # read, then closed
+            self._close(run.info.run_id, reason)
 
     @staticmethod
     def _stale(run: Any) -> bool:
