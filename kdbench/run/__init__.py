@@ -5,6 +5,14 @@ anything is logged (`preflight`)."""
 from kdbench.run.events import CellOutcome, Events
 from kdbench.run.executors import connect_ray
 from kdbench.run.invocation import run_matrix, teachers_first
-from kdbench.run.preflight import preflight
+from kdbench.run.preflight import preflight, slow_teachers
 
-__all__ = ["CellOutcome", "Events", "connect_ray", "preflight", "run_matrix", "teachers_first"]
+__all__ = [
+    "CellOutcome",
+    "Events",
+    "connect_ray",
+    "preflight",
+    "run_matrix",
+    "slow_teachers",
+    "teachers_first",
+]
