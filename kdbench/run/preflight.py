@@ -63,7 +63,7 @@ def preflight(cells: Sequence[Cell], data_root: Path) -> None:
 def slow_teachers(cells: Sequence[Cell], cache: Path) -> list[str]:
     """One line for each teacher the run will train in bfloat16 on a CPU that has no bfloat16
     arithmetic (AVX512-BF16, AMX or at least AVX-512): torch then multiplies in a reference
-    loop, 5-10x slower than float32 (an AlexNet step: hours, not minutes, an epoch)."""
+    loop, 5-10x slower than float32 (a large teacher: hours an epoch, not minutes)."""
     if _cpu_has_bfloat16():
         return []
     lines, seen = [], set()

@@ -1,0 +1,83 @@
+"""The confusion matrix a cell logs, painted over a cached frame, against matplotlib drawing
+the same figure whole."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.transforms import Bbox
+from PIL import Image
+
+from kdbench.report.cell_figures import confusion_matrix
+
+
+def drawn_whole(counts: np.ndarray, names: list[str], title: str) -> tuple[np.ndarray, ...]:
+    """The figure as matplotlib draws it in one go (the reference); each square's centre in
+    its pixels (x, y; rows top first); and where its texts and the axes' edges are."""
+    figure = Figure(figsize=(5, 4.5), dpi=120)
+    FigureCanvasAgg(figure)
+    axis = figure.subplots()
+    shares = counts / np.maximum(counts.sum(1, keepdims=True), 1)
+    image = axis.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    ticks = range(len(names))
+    axis.set(xticks=ticks, yticks=ticks, xlabel="predicted", ylabel="true")
+    axis.set_xticklabels(names, rotation=45, ha="right")
+    axis.set_yticklabels(names)
+    texts = [
+        axis.text(j, i, str(counts[i, j]), ha="center", va="center", fontsize=7)
+        for i in ticks
+        for j in ticks
+    ]
+    figure.colorbar(image, label="share of the true class")
+    axis.set_title("title")
+    figure.tight_layout()
+    axis.set_title(title)
+    figure.canvas.draw()
+    pixels = np.asarray(figure.canvas.buffer_rgba())[:, :, :3]
+    height, width = pixels.shape[:2]
+    rows, columns = np.mgrid[0:height, 0:width]
+
+    def near(box: Bbox, margin: int) -> np.ndarray:
+        top, bottom = height - box.y1 - margin, height - box.y0 + margin
+        return (
+            (rows >= top)
+            & (rows <= bottom)
+            & (columns >= box.x0 - margin)
+            & (columns <= box.x1 + margin)
+        )
+
+    edges = near(axis.get_window_extent(), 2) & ~near(axis.get_window_extent(), -2)
+    for text in (*texts, axis.title):
+        edges |= near(text.get_window_extent(), 2)
+    centres = axis.transData.transform([(j, i) for i in ticks for j in ticks])
+    centres[:, 1] = height - centres[:, 1]
+    return pixels, centres.reshape(len(names), len(names), 2), edges
+
+
+@pytest.mark.parametrize("classes", [3, 6, 10])
+def test_the_painted_figure_is_matplotlib_s_own(classes):
+    counts = torch.randint(0, 500, (classes, classes), generator=torch.Generator().manual_seed(0))
+    counts[0] = 0  # a class never seen: its row is white, not a division by zero
+    names = [f"{k} - class {k}" for k in range(classes)]
+    title = "mnist · lenet · vqc-q3 · seed 3"
+    png = confusion_matrix(counts, names, title)
+    painted = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
+    reference, centres, text_or_edge = drawn_whole(counts.numpy(), names, title)
+    reference = reference.astype(int)
+    assert painted.shape == reference.shape
+    # Every pixel agrees but for the text, which PIL rasterises instead of matplotlib's Agg
+    # (anti-aliased edges, positions within a pixel), and the axes' anti-aliased inner edge,
+    # blended with white instead of the squares' colour.
+    apart = (painted != reference).any(axis=2)
+    assert not (apart & ~text_or_edge).any(), np.argwhere(apart & ~text_or_edge)[:5]
+    # The text is there: where the reference has a count, the painted figure has one too.
+    quarter = int((centres[0, 1, 0] - centres[0, 0, 0]) / 4)
+    for i, j in np.ndindex(classes, classes):
+        x, y = (int(v) for v in centres[i, j])
+        window = painted[y - 4 : y + 5, x - quarter : x + quarter].min(axis=2)
+        assert window.min() < 100, (i, j)  # dark glyph pixels on any square
