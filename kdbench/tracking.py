@@ -286,15 +286,23 @@ class Tracker:
     def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:
         self.log_steps(run_id, [(step, metrics)])
 
-    def log_steps(self, run_id: str, steps: Iterable[tuple[int, Mapping[str, float]]]) -> None:
-        """Log (step, metrics) pairs in as few store calls as MLflow allows (1000 metrics a
-        batch): a cell's whole history costs one call, not one per epoch."""
-        from mlflow.entities import Metric
+    def log_steps(
+        self,
+        run_id: str,
+        steps: Iterable[tuple[int, Mapping[str, float]]],
+        tags: Mapping[str, str] | None = None,
+    ) -> None:
+        """Log (step, metrics) pairs, and `tags`, in as few store calls as MLflow allows (1000
+        metrics a batch): a cell's whole history costs one call, not one per epoch."""
+        from mlflow.entities import Metric, RunTag
 
         now = _now_ms()
         items = [Metric(k, float(v), now, n) for n, metrics in steps for k, v in metrics.items()]
-        for start in range(0, len(items), 1000):
-            self.client.log_batch(run_id, metrics=items[start : start + 1000])
+        labels = [RunTag(k, v) for k, v in (tags or {}).items()]
+        for start in range(0, max(len(items), 1), 1000):
+            self.client.log_batch(
+                run_id, metrics=items[start : start + 1000], tags=labels if start == 0 else []
+            )
 
     def log_files(
         self, run_id: str, files: Iterable[tuple[str, bytes]], folder: str | None = None

@@ -70,7 +70,7 @@ def run_cell(
     try:
         with ExitStack() as opened:  # the cell's circuits close even when it fails
             training = _start(cell, run_id, registry, tracker, data_root, cache, events, opened)
-            result = training.finish(training.fit())
+            result = training.finish(training.fit(), started)
     except (Exception, KeyboardInterrupt) as exc:
         return _failed(tracker, cell, run_id, exc, time.perf_counter() - started)
     return _finished(tracker, cell, run_id, result, time.perf_counter() - started)
@@ -141,7 +141,7 @@ def run_task(
                 try:
                     if isinstance(fit_result, Exception):
                         raise fit_result
-                    result = training.finish(fit_result)
+                    result = training.finish(fit_result, finishing - share)
                 except Exception as exc:
                     ended.append(_failed(tracker, training.cell, run_id, exc, share))
                 else:
@@ -218,7 +218,6 @@ def _failed(
 def _finished(
     tracker: Tracker, cell: Cell, run_id: str, result: Result, seconds: float
 ) -> CellOutcome:
-    tracker.log_metrics(run_id, {"wall_seconds": seconds})
     if not tracker.finish(run_id):  # slow past its lease: another invocation has the cell
         return CellOutcome(cell, run_id, "HELD", error="its lease lapsed and another run took it")
     return CellOutcome(cell, run_id, "FINISHED", result, seconds=seconds)

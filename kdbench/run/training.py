@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import time
 from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
@@ -67,6 +68,7 @@ class CellTraining:
         self.val = Split(splits.val_x, splits.val_y)
         self.test = Split(splits.test_x, splits.test_y)
         self.metrics: dict[str, float] = {}
+        self.tags: dict[str, str] = {}  # logged with the metrics, in the same store call
         if cell.teacher is not None:
             self._teach(data_root, cache)
         # The student's arithmetic is the same however many cores its worker got: teachers
@@ -127,7 +129,7 @@ class CellTraining:
             "teacher_val_accuracy": teacher.val_accuracy,
             "teacher_test_accuracy": teacher.test_accuracy,
         }
-        self.tracker.set_tag(self.run_id, TEACHER_SOURCE_TAG, teacher.source)
+        self.tags[TEACHER_SOURCE_TAG] = teacher.source
 
     def build_student(self, backend: Instance) -> tuple[torch.nn.Module, list[CircuitFunction]]:
         """The cell's student on `backend`, initialised from the cell's seed; what its
@@ -194,8 +196,10 @@ class CellTraining:
             **self.fit_options(),
         )
 
-    def finish(self, fitted: FitResult) -> Result:
-        """Test the trained student (and on the cell's other backends), log it all."""
+    def finish(self, fitted: FitResult, started: float) -> Result:
+        """Test the trained student (and on the cell's other backends), log it all.
+        `started`: the `time.perf_counter()` the cell's `wall_seconds` count from (for a
+        stacked cell, moved back by its share of the group's time)."""
         cell, metrics = self.cell, self.metrics
         model, circuits, test = self.model, self.circuits, self.test
         num_classes = self.num_classes
@@ -231,13 +235,15 @@ class CellTraining:
                 also_metric("loss", backend.name): result.loss,
             }
         if also:
-            self.tracker.set_tag(self.run_id, ALSO_TESTED_TAG, json.dumps(list(also)))
-        # The epochs' metrics are logged with the cell's, in one store call: a call costs ~10 ms.
+            self.tags[ALSO_TESTED_TAG] = json.dumps(list(also))
+        artifacts = cell_artifacts(cell, tested, self.splits.class_names, model)
+        metrics["wall_seconds"] = time.perf_counter() - started  # all but the last writes
+        # The epochs' metrics are logged with the cell's and its tags, in one store call: a
+        # call costs ~10-40 ms, as much as training a small student's epoch.
         epochs = [(m.epoch, m.logged()) for m in fitted.history]
-        self.tracker.log_steps(self.run_id, [*epochs, *self.budget_steps, (0, metrics)])
-        self.tracker.log_files(
-            self.run_id, cell_artifacts(cell, tested, self.splits.class_names, model)
-        )
+        steps = [*epochs, *self.budget_steps, (0, metrics)]
+        self.tracker.log_steps(self.run_id, steps, self.tags)
+        self.tracker.log_files(self.run_id, artifacts)
         return Result(
             *cell.group,
             cell.seed,
