@@ -69,20 +69,24 @@ def checkpoint_path(cache: Path, key: str) -> Path:
     return cache / "teachers" / f"{key}.pt"
 
 
-def keys_to_train(
+def networks_to_train(
     teacher: Instance, dataset: Instance, seed: int, members: Callable[[str], Instance]
-) -> list[str]:
-    """Cache keys of the networks that preparing `teacher` for a cell of `seed` may train.
-
-    Its own key, or its members' (resolved by `members`); none for a teacher loaded from a
-    checkpoint. `prepare_teacher` derives the same keys.
+) -> list[tuple[Instance, str]]:
+    """The networks that preparing `teacher` for a cell of `seed` may train, with their
+    cache keys: `teacher` itself, or its members (resolved by `members`, under the
+    composite's seed where it fixes one); none for a teacher loaded from a checkpoint.
+    `prepare_teacher` derives the same keys.
     """
     options = teacher.component
     seed = seed if options.seed is None else options.seed
     names = options.member_names()
     if names:
-        return [key for n in names for key in keys_to_train(members(n), dataset, seed, members)]
-    return [] if options.checkpoint else [cache_key(teacher, dataset, seed)]
+        return [
+            network
+            for name in names
+            for network in networks_to_train(members(name), dataset, seed, members)
+        ]
+    return [] if options.checkpoint else [(teacher, cache_key(teacher, dataset, seed))]
 
 
 def check_pools(

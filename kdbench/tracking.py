@@ -279,9 +279,8 @@ class Tracker:
     def log_params(self, run_id: str, params: Mapping[str, str]) -> None:
         from mlflow.entities import Param
 
-        items = [Param(k, v[:6000]) for k, v in params.items()]
-        for start in range(0, len(items), 100):  # MLflow caps a batch at 100 params
-            self.client.log_batch(run_id, params=items[start : start + 100])
+        # MLflow's client splits a batch into the store's limits (100 params a call).
+        self.client.log_batch(run_id, params=[Param(k, v[:6000]) for k, v in params.items()])
 
     def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:
         self.log_steps(run_id, [(step, metrics)])
@@ -292,17 +291,15 @@ class Tracker:
         steps: Iterable[tuple[int, Mapping[str, float]]],
         tags: Mapping[str, str] | None = None,
     ) -> None:
-        """Log (step, metrics) pairs, and `tags`, in as few store calls as MLflow allows (1000
-        metrics a batch): a cell's whole history costs one call, not one per epoch."""
+        """Log (step, metrics) pairs, and `tags`, in as few store calls as MLflow allows
+        (1000 metrics a call; its client splits larger batches): a cell's whole history
+        costs one call, not one per epoch."""
         from mlflow.entities import Metric, RunTag
 
         now = _now_ms()
         items = [Metric(k, float(v), now, n) for n, metrics in steps for k, v in metrics.items()]
         labels = [RunTag(k, v) for k, v in (tags or {}).items()]
-        for start in range(0, max(len(items), 1), 1000):
-            self.client.log_batch(
-                run_id, metrics=items[start : start + 1000], tags=labels if start == 0 else []
-            )
+        self.client.log_batch(run_id, metrics=items, tags=labels)
 
     def log_files(
         self, run_id: str, files: Iterable[tuple[str, bytes]], folder: str | None = None

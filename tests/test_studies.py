@@ -10,7 +10,7 @@ import pytest
 
 from kdbench.config import load_spec
 from kdbench.matrix import expand
-from kdbench.teachers import cache_key, keys_to_train
+from kdbench.teachers import cache_key, networks_to_train
 from tests.helpers import ROOT
 
 
@@ -26,7 +26,9 @@ def test_the_verdict_crosses_every_student_with_every_teacher(registry):
     assert students["classical-q3"] == 4 * 10 and students["classical-q4"] == 2 * 10
 
     def keys(cell):
-        return tuple(keys_to_train(cell.teacher, cell.dataset, cell.seed, members))
+        return tuple(
+            k for _, k in networks_to_train(cell.teacher, cell.dataset, cell.seed, members)
+        )
 
     def members(name):
         return spec.instance("teachers", name)

@@ -16,8 +16,9 @@ from functools import cache
 from typing import TYPE_CHECKING
 
 import numpy as np
+from matplotlib import rcParams
 from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.colors import Colormap
+from matplotlib.colors import Colormap, to_hex, to_rgb
 from matplotlib.figure import Figure
 from matplotlib.font_manager import FontProperties, findfont
 from PIL import Image, ImageDraw, ImageFont
@@ -42,8 +43,8 @@ def confusion_matrix(confusion: torch.Tensor, class_names: Sequence[str], title:
     image = Image.fromarray(pixels)
     draw = ImageDraw.Draw(image)
     for (x, y), count in zip(frame.centres, counts.flatten().tolist(), strict=True):
-        draw.text((x, y), str(count), fill="black", font=frame.count_font, anchor="mm")
-    draw.text(frame.title_at, title, fill="black", font=frame.title_font, anchor="ms")
+        draw.text((x, y), str(count), fill=frame.text_colour, font=frame.count_font, anchor="mm")
+    draw.text(frame.title_at, title, fill=frame.title_colour, font=frame.title_font, anchor="ms")
     buffer = io.BytesIO()
     # zlib level 1: a third of the time of the default level 6, for files ~1.3x larger.
     image.save(buffer, "png", compress_level=1)
@@ -60,6 +61,8 @@ class _Frame:
     title_at: tuple[float, float]  # the title's centre and baseline
     count_font: ImageFont.FreeTypeFont
     title_font: ImageFont.FreeTypeFont
+    text_colour: str
+    title_colour: str
 
 
 @cache
@@ -97,7 +100,8 @@ def _confusion_frame(class_names: tuple[str, ...]) -> _Frame:
     row = np.floor((ys - top) / (bottom - top) * size).astype(int)
     col = np.floor((xs - left) / (right - left) * size).astype(int)
     inside = (row >= 0) & (row < size) & (col >= 0) & (col < size)
-    blank = inside & (pixels == 255).all(axis=2)
+    face = np.round(np.array(to_rgb(axis.get_facecolor())) * 255)  # white, but for a style's
+    blank = inside & (pixels == face).all(axis=2)
     font = findfont(FontProperties())
     return _Frame(
         pixels=pixels,
@@ -108,4 +112,6 @@ def _confusion_frame(class_names: tuple[str, ...]) -> _Frame:
         title_at=flip(title),
         count_font=ImageFont.truetype(font, _COUNT_POINTS * _DPI / 72),
         title_font=ImageFont.truetype(font, axis.title.get_fontsize() * _DPI / 72),
+        text_colour=to_hex(rcParams["text.color"]),
+        title_colour=to_hex(axis.title.get_color()),
     )

@@ -90,8 +90,9 @@ def run_task(
     """Run a task's cells, yielding each one's outcome: one cell alone (`run_cell`), or the
     seeds of one arm trained stacked, each claimed, logged and failing in its own run.
 
-    A stacked cell's `wall_seconds` is its share of the group's time. Stopped, every claimed
-    cell not finished yet is marked KILLED.
+    A stacked cell's `wall_seconds` is its share of the group's time and its own testing and
+    logging (a cell's last store writes are not in it). Stopped, every claimed cell not
+    finished yet is marked KILLED.
     """
     if len(task) == 1 and not stacks(task[0]):
         yield run_cell(

@@ -17,7 +17,7 @@ from kdbench.run.events import CellOutcome, Events
 from kdbench.run.executors import Executor, Job, processes, ray_tasks, serial
 from kdbench.run.stacking import Task, tasks
 from kdbench.stores import redact_passwords
-from kdbench.teachers import checkpoint_path, keys_to_train
+from kdbench.teachers import checkpoint_path, networks_to_train
 from kdbench.tracking import ROLE_TAG, Tracker
 
 
@@ -178,7 +178,7 @@ def teachers_first(cells: Sequence[Cell], spec: Spec, cache: Path) -> list[Cell]
         keys = []
         if cell.teacher is not None:
             members = cell.spec.instances["teachers"].__getitem__  # the cell's own config
-            keys = keys_to_train(cell.teacher, cell.dataset, cell.seed, members)
+            keys = [k for _, k in networks_to_train(cell.teacher, cell.dataset, cell.seed, members)]
         untrained = [k for k in keys if k not in seen and not checkpoint_path(cache, k).exists()]
         seen.update(keys)
         (leading if untrained else rest).append(cell)

@@ -22,8 +22,8 @@ from kdbench.teachers import (
     check_pools,
     checkpoint_path,
     device_for,
-    keys_to_train,
     load_checkpoint,
+    networks_to_train,
 )
 
 
@@ -68,17 +68,15 @@ def slow_teachers(cells: Sequence[Cell], cache: Path) -> list[str]:
         return []
     lines, seen = [], set()
     for cell in cells:
-        pending = [cell.teacher] if cell.teacher else []
-        while pending:
-            teacher = pending.pop()
+        if cell.teacher is None:
+            continue
+        members = cell.spec.instances["teachers"].__getitem__
+        for teacher, key in networks_to_train(cell.teacher, cell.dataset, cell.seed, members):
             options = teacher.component
-            pending += [cell.spec.instance("teachers", n) for n in options.member_names()]
             slow = options.precision == "bfloat16" and device_for(options.device).type == "cpu"
-            if not slow or teacher.name in seen:
-                continue
-            members = cell.spec.instances["teachers"].__getitem__
-            keys = keys_to_train(teacher, cell.dataset, cell.seed, members)
-            if any(not checkpoint_path(cache, key).exists() for key in keys):
+            if not slow or options.fits_itself() or teacher.name in seen:
+                continue  # a teacher that fits itself trains no network of torch's
+            if not checkpoint_path(cache, key).exists():
                 seen.add(teacher.name)
                 lines.append(
                     f"note: teacher '{teacher.name}' trains in bfloat16 and this CPU has no "

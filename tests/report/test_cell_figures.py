@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 
+import matplotlib
 import numpy as np
 import pytest
 import torch
@@ -59,8 +60,19 @@ def drawn_whole(counts: np.ndarray, names: list[str], title: str) -> tuple[np.nd
     return pixels, centres.reshape(len(names), len(names), 2), edges
 
 
-@pytest.mark.parametrize("classes", [3, 6, 10])
-def test_the_painted_figure_is_matplotlib_s_own(classes):
+# A style of the user's (matplotlibrc) is the frame's and the painted parts' too.
+GREY = {"axes.facecolor": "#e5e5e5", "text.color": "#333333", "axes.titlecolor": "#550000"}
+
+
+@pytest.mark.parametrize(
+    ("classes", "style"), [(3, {}), (6, {}), (10, {}), (4, GREY)], ids=["3", "6", "10", "styled"]
+)
+def test_the_painted_figure_is_matplotlib_s_own(classes, style):
+    with matplotlib.rc_context(style):
+        compare(classes)
+
+
+def compare(classes: int) -> None:
     counts = torch.randint(0, 500, (classes, classes), generator=torch.Generator().manual_seed(0))
     counts[0] = 0  # a class never seen: its row is white, not a division by zero
     names = [f"{k} - class {k}" for k in range(classes)]

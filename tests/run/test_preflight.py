@@ -22,7 +22,7 @@ import kdbench.plugins
 from kdbench.matrix import expand
 from kdbench.memory import memory_limit
 from kdbench.plugins import load_registry
-from kdbench.teachers import checkpoint_path, keys_to_train
+from kdbench.teachers import checkpoint_path, networks_to_train
 from kdbench_plugins.datasets import Mnist
 from tests.helpers import after, assert_clean_failure, replace, with_matrix
 
@@ -293,7 +293,9 @@ def test_ibm_hardware_as_eval_backend_without_credentials(
 BF16 = (
     '[teachers.fast]\nplugin = "lenet"\nprecision = "bfloat16"\n'
     '[teachers.slow]\nplugin = "alexnet"\nprecision = "bfloat16"\n'
-    '[teachers.ens]\nplugin = "ensemble"\nmembers = ["slow", "lenet"]\n'
+    '[teachers.ens]\nplugin = "ensemble"\nmembers = ["slow", "lenet"]\nseed = 5\n'
+    '[teachers.other]\nplugin = "lenet"\nseed = 1\n'
+    '[teachers.plain]\nplugin = "ensemble"\nmembers = ["lenet", "other"]\nprecision = "bfloat16"\n'
 )
 SLOW = "note: teacher 'slow' trains in bfloat16 and this CPU has no bfloat16 arithmetic"
 
@@ -308,11 +310,23 @@ def bf16_notes(write_config, invoke, teachers: str, has_bf16: bool, monkeypatch)
     return [line for line in result.stderr.splitlines() if line.startswith("note:")]
 
 
+def cache_networks_of(isolated, teacher: str) -> None:
+    """Put in the cache the networks that the config's cells taught by `teacher` train."""
+    spec = kdbench.config.load_spec(str(isolated / "config.toml"), load_registry())
+    members = spec.instances["teachers"].__getitem__
+    (isolated / "cache" / "teachers").mkdir(parents=True, exist_ok=True)
+    for cell in expand(spec):
+        if cell.teacher is not None and cell.teacher.name == teacher:
+            for _, key in networks_to_train(cell.teacher, cell.dataset, cell.seed, members):
+                checkpoint_path(isolated / "cache", key).touch()
+
+
 def test_bfloat16_teachers_to_train_on_a_cpu_without_it_get_one_note_each(
     write_config, invoke, isolated, monkeypatch
 ):
-    # The ensemble's member is named once; a teacher already cached trains nothing.
-    teachers = '["slow", "ens", "lenet"]'
+    # An ensemble's member is named once, as itself; an ensemble whose members train in
+    # float32 trains nothing in bfloat16, whatever its own option says.
+    teachers = '["slow", "ens", "lenet", "plain"]'
     notes = bf16_notes(write_config, invoke, teachers, False, monkeypatch)
     assert len(notes) == 1 and notes[0].startswith(SLOW), notes
     assert 'precision = "float32" is faster' in notes[0]
@@ -320,11 +334,11 @@ def test_bfloat16_teachers_to_train_on_a_cpu_without_it_get_one_note_each(
         "note: teacher 'fast'"
     )
     assert bf16_notes(write_config, invoke, teachers, True, monkeypatch) == []
-    spec = kdbench.config.load_spec(str(isolated / "config.toml"), load_registry())
-    members = spec.instances["teachers"].__getitem__
-    (isolated / "cache" / "teachers").mkdir(parents=True)
-    for cell in expand(spec):
-        if cell.teacher is not None and cell.teacher.name == "slow":
-            for key in keys_to_train(cell.teacher, cell.dataset, cell.seed, members):
-                checkpoint_path(isolated / "cache", key).touch()
+    # Cached under the cell's seed, 'slow' trains nothing more alone; the ensemble still
+    # trains it, under its own seed; once that is cached too, nothing is said.
+    cache_networks_of(isolated, "slow")
+    assert bf16_notes(write_config, invoke, '["slow"]', False, monkeypatch) == []
+    notes = bf16_notes(write_config, invoke, '["ens"]', False, monkeypatch)
+    assert len(notes) == 1 and notes[0].startswith(SLOW), notes
+    cache_networks_of(isolated, "ens")
     assert bf16_notes(write_config, invoke, teachers, False, monkeypatch) == []

@@ -20,7 +20,7 @@ from kdbench.matrix import expand
 from kdbench.paths import data_dir
 from kdbench.plugins import load_registry
 from kdbench.run import Events, run_matrix, teachers_first
-from kdbench.teachers import checkpoint_path, keys_to_train
+from kdbench.teachers import checkpoint_path, networks_to_train
 from kdbench.tracking import Tracker
 from kdbench_plugins.ibm_runtime import IbmRuntime
 from tests.helpers import TINY, run_here, statuses
@@ -225,7 +225,7 @@ backends = ["statevector"]
     first = [cells[i] for i in (2, 3, 4)]
     assert reordered == first + [c for c in cells if c not in first]
     for cell in first:
-        for key in keys_to_train(
+        for _, key in networks_to_train(
             cell.teacher, cell.dataset, cell.seed, lambda n: spec.instance("teachers", n)
         ):
             checkpoint_path(cache, key).parent.mkdir(parents=True, exist_ok=True)
