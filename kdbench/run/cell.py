@@ -5,7 +5,7 @@ from __future__ import annotations
 import platform
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -67,12 +67,14 @@ def run_cell(
     if isinstance(run_id, CellOutcome):
         return run_id
     started = time.perf_counter()
+    training = None
     try:
         with ExitStack() as opened:  # the cell's circuits close even when it fails
             training = _start(cell, run_id, registry, tracker, data_root, cache, events, opened)
             result = training.finish(training.fit(), started)
     except (Exception, KeyboardInterrupt) as exc:
-        return _failed(tracker, cell, run_id, exc, time.perf_counter() - started)
+        tags = training.tags if training else {}
+        return _failed(tracker, cell, run_id, exc, time.perf_counter() - started, tags)
     return _finished(tracker, cell, run_id, result, time.perf_counter() - started)
 
 
@@ -144,7 +146,8 @@ def run_task(
                         raise fit_result
                     result = training.finish(fit_result, finishing - share)
                 except Exception as exc:
-                    ended.append(_failed(tracker, training.cell, run_id, exc, share))
+                    failed = _failed(tracker, training.cell, run_id, exc, share, training.tags)
+                    ended.append(failed)
                 else:
                     seconds = share + time.perf_counter() - finishing
                     ended.append(_finished(tracker, training.cell, run_id, result, seconds))
@@ -189,10 +192,13 @@ def _start(
     return CellTraining(cell, tracker, run_id, data_root, cache, events, opened)
 
 
-def _record_failure(tracker: Tracker, run_id: str, exc: BaseException) -> str:
-    """Record why a cell's run ended early (KILLED when stopped, else FAILED); its reason."""
+def _record_failure(
+    tracker: Tracker, run_id: str, exc: BaseException, tags: Mapping[str, str] | None = None
+) -> str:
+    """Record why a cell's run ended early (KILLED when stopped, else FAILED), with the
+    `tags` its training had gathered; its reason."""
     reason = str(exc) if isinstance(exc, KdbenchError) else f"{type(exc).__name__}: {exc}"
-    tracker.set_tag(run_id, ERROR_TAG, reason[:5000])
+    tracker.log_steps(run_id, [], {**(tags or {}), ERROR_TAG: reason[:5000]})
     if not isinstance(exc, (KdbenchError, KeyboardInterrupt)):
         trace = "".join(traceback.format_exception(exc)).encode()
         tracker.log_files(run_id, [("traceback.txt", trace)])
@@ -201,16 +207,21 @@ def _record_failure(tracker: Tracker, run_id: str, exc: BaseException) -> str:
 
 
 def _failed(
-    tracker: Tracker, cell: Cell, run_id: str, exc: BaseException, seconds: float
+    tracker: Tracker,
+    cell: Cell,
+    run_id: str,
+    exc: BaseException,
+    seconds: float,
+    tags: Mapping[str, str] | None = None,
 ) -> CellOutcome:
-    """A cell's failure recorded: its outcome; raised again if the store failed (nothing
-    can be recorded in it) or the run was stopped (its run marked KILLED)."""
+    """A cell's failure recorded (with `tags`): its outcome; raised again if the store
+    failed (nothing can be recorded in it) or the run was stopped (its run marked KILLED)."""
     if isinstance(exc, TrackingError):
         raise exc
     if not isinstance(exc, KeyboardInterrupt) and not tracker.holds(run_id):
         # Its lease lapsed and another run has the cell: this failure is not the cell's end.
         return CellOutcome(cell, run_id, "HELD", error="its lease lapsed and another run took it")
-    reason = _record_failure(tracker, run_id, exc)
+    reason = _record_failure(tracker, run_id, exc, tags)
     if isinstance(exc, KeyboardInterrupt):
         raise exc
     return CellOutcome(cell, run_id, "FAILED", error=reason, seconds=seconds)

@@ -81,6 +81,12 @@ def test_a_failing_cell_is_marked_failed_and_the_others_go_on(write_config, isol
     run = tracker.client.get_run(outcomes[0].run_id)
     assert run.info.status == "FAILED" and "nan" in run.data.tags["kdbench.error"]
     assert "traceback.txt" in {a.path for a in tracker.client.list_artifacts(outcomes[0].run_id)}
+    # What the failed cell's training had learnt is kept: where its teacher came from.
+    taught = tracker.client.get_run(outcomes[2].run_id).data.tags
+    assert (
+        taught["kdbench.teacher_source"] in ("trained", "cache")
+        and "nan" in taught["kdbench.error"]
+    )
     assert ("invocation", "FAILED") in statuses(uri, "fail")
 
     stopped = run_matrix(
