@@ -39,6 +39,7 @@ def run_and_report(
     # traceback instead of stopping the run.
     import scipy.stats  # noqa: F401
 
+    import kdbench.report  # noqa: F401
     from kdbench import paths
     from kdbench.leases import Lease
     from kdbench.plugins import registry
