@@ -19,6 +19,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
+from multiprocessing import resource_tracker
 from pathlib import Path
 
 import torch
@@ -99,6 +100,8 @@ def processes(jobs: int) -> Executor:
         finally:
             if pool is not None and futures and all(f.done() for f in futures):
                 pool.shutdown()
+                pool = None  # its queues' semaphores are released with it
+                _end_resource_tracker()
             elif pool is not None:
                 _stop(pool)
 
@@ -138,6 +141,15 @@ def _stop(pool: ProcessPoolExecutor, grace_s: float = 30.0) -> None:
             if process.is_alive():
                 process.kill()
                 process.join()
+
+
+def _end_resource_tracker() -> None:
+    """Stop multiprocessing's resource tracker, and wait for it, once the pool and what it
+    registered are gone: left to itself it outlives the run's process by up to a second.
+    Its `_stop` is private (Python 3.8-3.13); without it, the tracker ends on its own."""
+    stop = getattr(resource_tracker._resource_tracker, "_stop", None)
+    if stop is not None:
+        stop()
 
 
 def _watch_parent(parent: int) -> None:
