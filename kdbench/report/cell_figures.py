@@ -28,6 +28,8 @@ if TYPE_CHECKING:  # torch is slow to import; annotations only
 
 _DPI = 120
 _COUNT_POINTS = 7
+_DARK = 0.5  # a square darker than this share has its count in white
+_MARGIN = 4  # pixels between the title and the figure's edges
 
 
 def confusion_matrix(confusion: torch.Tensor, class_names: Sequence[str], title: str) -> bytes:
@@ -42,9 +44,17 @@ def confusion_matrix(confusion: torch.Tensor, class_names: Sequence[str], title:
     pixels[frame.blank] = colours[frame.squares]
     image = Image.fromarray(pixels)
     draw = ImageDraw.Draw(image)
-    for (x, y), count in zip(frame.centres, counts.flatten().tolist(), strict=True):
-        draw.text((x, y), str(count), fill=frame.text_colour, font=frame.count_font, anchor="mm")
-    draw.text(frame.title_at, title, fill=frame.title_colour, font=frame.title_font, anchor="ms")
+    cells = zip(frame.centres, counts.flatten().tolist(), shares.flatten().tolist(), strict=True)
+    for (x, y), count, share in cells:
+        colour = "white" if share > _DARK else frame.text_colour  # legible on dark squares
+        draw.text((x, y), str(count), fill=colour, font=frame.count_font, anchor="mm")
+    # A title wider than the figure is made smaller, and kept inside it, not cut at its edge.
+    font, width = frame.title_font, image.width - 2 * _MARGIN
+    if font.getlength(title) > width:
+        font = font.font_variant(size=font.size * width / font.getlength(title))
+    half = font.getlength(title) / 2
+    x = min(max(frame.title_at[0], _MARGIN + half), image.width - _MARGIN - half)
+    draw.text((x, frame.title_at[1]), title, fill=frame.title_colour, font=font, anchor="ms")
     buffer = io.BytesIO()
     # zlib level 1: a third of the time of the default level 6, for files ~1.3x larger.
     image.save(buffer, "png", compress_level=1)

@@ -17,6 +17,10 @@ from PIL import Image
 from kdbench.report.cell_figures import confusion_matrix
 
 
+def light(share: float) -> dict:
+    return {"color": "white"} if share > 0.5 else {}
+
+
 def drawn_whole(counts: np.ndarray, names: list[str], title: str) -> tuple[np.ndarray, ...]:
     """The figure as matplotlib draws it in one go (the reference); each square's centre in
     its pixels (x, y; rows top first); and where its texts and the axes' edges are."""
@@ -30,7 +34,9 @@ def drawn_whole(counts: np.ndarray, names: list[str], title: str) -> tuple[np.nd
     axis.set_xticklabels(names, rotation=45, ha="right")
     axis.set_yticklabels(names)
     texts = [
-        axis.text(j, i, str(counts[i, j]), ha="center", va="center", fontsize=7)
+        axis.text(
+            j, i, str(counts[i, j]), ha="center", va="center", fontsize=7, **light(shares[i, j])
+        )
         for i in ticks
         for j in ticks
     ]
@@ -93,3 +99,12 @@ def compare(classes: int) -> None:
         x, y = (int(v) for v in centres[i, j])
         window = painted[y - 4 : y + 5, x - quarter : x + quarter].min(axis=2)
         assert window.min() < 100, (i, j)  # dark glyph pixels on any square
+
+
+def test_a_long_title_is_made_to_fit_the_figure():
+    counts = torch.eye(3, dtype=torch.long) * 40
+    title = "fashion-mnist-0-7 · lenet-shuffled-within-class · twin-q4 · exact · paper · seed 19"
+    painted = np.asarray(Image.open(io.BytesIO(confusion_matrix(counts, "abc", title))))
+    band = painted[:45].min(axis=2)  # the title's rows, above the axes
+    assert (band < 100).any(), "the title is drawn"
+    assert (band[:, :3] == 255).all() and (band[:, -3:] == 255).all(), "not cut at an edge"
