@@ -1,50 +1,37 @@
 """The confusion matrix a cell logs, painted over a cached frame, against matplotlib drawing
-the same figure whole."""
+the same figure whole (perf/cell_figure.py's reference, which also times the two)."""
 
 from __future__ import annotations
 
+import importlib.util
 import io
 
 import matplotlib
 import numpy as np
 import pytest
 import torch
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from matplotlib.transforms import Bbox
 from PIL import Image
 
 from kdbench.report.cell_figures import confusion_matrix
+from tests.helpers import ROOT
+
+SCRIPT = ROOT / "perf" / "cell_figure.py"
 
 
-def light(share: float) -> dict:
-    return {"color": "white"} if share > 0.5 else {}
+def loaded_reference():
+    # perf/ is a folder of scripts, not a package: load the script as a module.
+    spec = importlib.util.spec_from_file_location("kdbench_perf_cell_figure", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.drawn_whole
 
 
 def drawn_whole(counts: np.ndarray, names: list[str], title: str) -> tuple[np.ndarray, ...]:
-    """The figure as matplotlib draws it in one go (the reference); each square's centre in
-    its pixels (x, y; rows top first); and where its texts and the axes' edges are."""
-    figure = Figure(figsize=(5, 4.5), dpi=120)
-    FigureCanvasAgg(figure)
-    axis = figure.subplots()
-    shares = counts / np.maximum(counts.sum(1, keepdims=True), 1)
-    image = axis.imshow(shares, cmap="Blues", vmin=0, vmax=1)
-    ticks = range(len(names))
-    axis.set(xticks=ticks, yticks=ticks, xlabel="predicted", ylabel="true")
-    axis.set_xticklabels(names, rotation=45, ha="right")
-    axis.set_yticklabels(names)
-    texts = [
-        axis.text(
-            j, i, str(counts[i, j]), ha="center", va="center", fontsize=7, **light(shares[i, j])
-        )
-        for i in ticks
-        for j in ticks
-    ]
-    figure.colorbar(image, label="share of the true class")
-    axis.set_title("title")
-    figure.tight_layout()
-    axis.set_title(title)
-    figure.canvas.draw()
+    """The reference figure's pixels; each square's centre in them (x, y; rows top first);
+    and where its texts and the axes' edges are."""
+    figure = loaded_reference()(counts, names, title)
+    axis = figure.axes[0]
     pixels = np.asarray(figure.canvas.buffer_rgba())[:, :, :3]
     height, width = pixels.shape[:2]
     rows, columns = np.mgrid[0:height, 0:width]
@@ -59,8 +46,9 @@ def drawn_whole(counts: np.ndarray, names: list[str], title: str) -> tuple[np.nd
         )
 
     edges = near(axis.get_window_extent(), 2) & ~near(axis.get_window_extent(), -2)
-    for text in (*texts, axis.title):
+    for text in (*axis.texts, axis.title):
         edges |= near(text.get_window_extent(), 2)
+    ticks = range(len(names))
     centres = axis.transData.transform([(j, i) for i in ticks for j in ticks])
     centres[:, 1] = height - centres[:, 1]
     return pixels, centres.reshape(len(names), len(names), 2), edges
