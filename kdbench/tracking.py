@@ -320,8 +320,9 @@ class Tracker:
         )
         return runs[0].info.run_id if runs else None
 
-    def set_tag(self, run_id: str, key: str, value: str) -> None:
-        self.client.set_tag(run_id, key, value)
+    def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
+        """Set the run's `tags`, in one store call."""
+        self.log_steps(run_id, [], tags)
 
     def holds(self, run_id: str) -> bool:
         """Whether the run is still RUNNING: not taken over after its lease lapsed."""

@@ -198,7 +198,7 @@ def _record_failure(
     """Record why a cell's run ended early (KILLED when stopped, else FAILED), with the
     `tags` its training had gathered; its reason."""
     reason = str(exc) if isinstance(exc, KdbenchError) else f"{type(exc).__name__}: {exc}"
-    tracker.log_steps(run_id, [], {**(tags or {}), ERROR_TAG: reason[:5000]})
+    tracker.set_tags(run_id, {**(tags or {}), ERROR_TAG: reason[:5000]})
     if not isinstance(exc, (KdbenchError, KeyboardInterrupt)):
         trace = "".join(traceback.format_exception(exc)).encode()
         tracker.log_files(run_id, [("traceback.txt", trace)])

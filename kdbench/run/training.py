@@ -291,7 +291,8 @@ def train_stacked(trainings: Sequence[CellTraining]) -> list[FitResult | Floatin
         # One at a time after all, each from the RNG state it was built with.
         fitted: list[FitResult | FloatingPointError] = []
         for training in trainings:
-            training.tracker.set_tag(training.run_id, STACKED_TAG, f"1 (not stackable: {exc})")
+            stacked = {STACKED_TAG: f"1 (not stackable: {exc})"}
+            training.tracker.set_tags(training.run_id, stacked)
             torch.set_rng_state(training.rng_state)
             try:
                 fitted.append(training.fit())
