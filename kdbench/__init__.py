@@ -89,6 +89,10 @@ _LAZY = {
     "smoothing_option": "kdbench.quantum",
     "split_slots": "kdbench.quantum",
     "varying_angles": "kdbench.quantum",
+    # Stacked training, for student authors: S models' forward at once (kdbench.stacked).
+    "NotStackable": "kdbench.stacked",
+    "params_of": "kdbench.stacked",
+    "stacked_call": "kdbench.stacked",
     # The data-file toolkit, for data set authors (kdbench.fetch).
     "FetchReport": "kdbench.fetch",
     "apt_download": "kdbench.fetch",
@@ -164,6 +168,7 @@ if TYPE_CHECKING:  # for type checkers and editors: the lazy names, as if import
         split_slots,
         varying_angles,
     )
+    from kdbench.stacked import NotStackable, params_of, stacked_call  # noqa: F401
 
 __all__ = [
     # components, options, plugins

@@ -1,5 +1,6 @@
 """Training the seeds of an arm together: one stacked model, one forward and backward pass
-and one optimizer step for all of them (torch.func: `stack_module_state` and `vmap`).
+and one optimizer step for all of them (torch.func: `stack_module_state`, then the models'
+own stacked forward where they have one, `stacked_call`, else `vmap`).
 
 Each model keeps its own data split, batch order, initialisation, selection on its own
 validation and its own result, as `fit` would give it alone; only the arithmetic is shared.
@@ -14,7 +15,7 @@ from __future__ import annotations
 import copy
 import time
 import warnings
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
 import torch
@@ -30,10 +31,54 @@ from kdbench.quantum.counters import CircuitCounters
 
 class NotStackable(Exception):
     """The models cannot be batched (an operation vmap does not support, in the student or
-    the distiller); found on the first step, before any weight or counter moved."""
+    the distiller); found on the first step, before any weight or counter moved. A
+    student's `forward_stacked` raises it where it has no stacked form (then vmap runs it)."""
 
 
 LogProbs = Callable[[nn.Module, torch.Tensor], torch.Tensor]
+Params = Mapping[str, torch.Tensor]
+
+
+def stacked_call(module: nn.Module, params: Params, x: torch.Tensor) -> torch.Tensor:
+    """`module` as S models at once: `params` are its parameters by name (as
+    `named_parameters` gives them, relative to it), each with a leading dimension S, one per
+    model; `x` [S, B, ...] holds model s's inputs at `x[s]`. Returns [S, B, ...], what each
+    model's forward gives. Its own buffers serve every model.
+
+    A module that defines `forward_stacked(params, x)` is called so; nn.Sequential,
+    nn.Linear and modules without parameters need none (the last run on all S·B rows at
+    once: they must treat rows apart, as nn.Flatten, activations and pooling do). Raises
+    NotStackable for any other: its seeds are then vmapped. One batched
+    product per layer replaces vmap's per-operation batching: where a step is mostly
+    dispatch (linear fronts, small circuits), it is what S models cost beyond one.
+    """
+    own = getattr(module, "forward_stacked", None)
+    if own is not None:
+        return own(params, x)
+    if type(module) is nn.Sequential:  # a subclass may have a forward of its own
+        for name, layer in module.named_children():
+            x = stacked_call(layer, params_of(params, name), x)
+        return x
+    if type(module) is nn.Linear:
+        # W [S, out, in] times the rows as columns, [S, in, B·...]: its gradient is then a
+        # product of contiguous operands (2-3x faster on the CPU than x times W transposed).
+        weight, bias, rows = params["weight"], params.get("bias"), x.flatten(1, -2).transpose(1, 2)
+        if bias is None:
+            out = torch.bmm(weight, rows)
+        else:
+            out = torch.baddbmm(bias[:, :, None], weight, rows)
+        return out.transpose(1, 2).unflatten(1, x.shape[1:-1])
+    if next(module.parameters(), None) is None:
+        return module(x.flatten(0, 1)).unflatten(0, x.shape[:2])
+    raise NotStackable(f"{type(module).__name__} has no stacked form (forward_stacked)")
+
+
+def params_of(params: Params, name: str) -> dict[str, torch.Tensor]:
+    """The parameters of the submodule `name`, named relative to it."""
+    prefix = f"{name}."
+    return {
+        key.removeprefix(prefix): value for key, value in params.items() if key.startswith(prefix)
+    }
 
 
 def fit_stacked(
@@ -70,21 +115,29 @@ def fit_stacked(
     dropouts = _drawn_dropouts(base)
     _probe_shapes(base, dropouts, trains[0].x)
     circuits = [_counters(model) for model in models]
-    trained_on = _counters(base)  # counts one model's training calls (vmap hides S)
+    trained_on = _counters(base)  # counts the training calls of one model, or of S natively
     counted = [c.executions for c in trained_on]
     generators = [torch.Generator().set_state(state) for state in rng_states]
+    native = not dropouts and _stacks_natively(base, params, buffers, trains)
 
-    def model_loss(p, b, x, y, t):
-        out = log_probs(_with(base, p, b), x)
+    def scored(out, y, t):
         total, parts = training_loss(out, y, t, distiller)
         return total, parts, (out.argmax(1) == y).sum()
 
-    teacher = trains[0].teacher_logits is not None
-    vmapped = vmap(model_loss, in_dims=(0, 0, 0, 0, 0 if teacher else None), randomness="different")
+    def model_loss(p, b, x, y, t):
+        return scored(log_probs(_with(base, p, b), x), y, t)
 
-    def batched(*args):
+    teacher = trains[0].teacher_logits is not None
+    per_model = (0, 0, 0 if teacher else None)
+    # Natively, only the loss is vmapped: a distiller's terms are per model (batch means).
+    losses = vmap(scored, in_dims=per_model, randomness="different")
+    vmapped = vmap(model_loss, in_dims=(0, 0, *per_model), randomness="different")
+
+    def batched(p, b, x, y, t):
         with _quiet():
-            return vmapped(*args)
+            if native:
+                return losses(log_probs(_stacked(base, p), x), y, t)
+            return vmapped(p, b, x, y, t)
 
     lrs = [float(lr)] * count if isinstance(lr, (int, float)) else [float(r) for r in lr]
     # Adam's step and one-cycle's schedule are linear in the learning rate: models with
@@ -150,8 +203,10 @@ def fit_stacked(
             batch = len(picks[0])
             row = torch.cat([batch * terms, correct.double().unsqueeze(1)], 1)
             sums = row if sums is None else sums + row
-        on_val = _outputs(base, params, buffers, log_probs, vals)
-        on_test = None if tests is None else _outputs(base, params, buffers, log_probs, tests)
+        on_val = _outputs(base, params, buffers, log_probs, vals, native)
+        on_test = (
+            None if tests is None else _outputs(base, params, buffers, log_probs, tests, native)
+        )
         seconds = (time.perf_counter() - started) / count
         for i, model in enumerate(models):
             result = results[i]
@@ -173,7 +228,7 @@ def fit_stacked(
     del optimizer, scheduler
     for model, result, own in zip(models, results, circuits, strict=True):
         for mine, shared, before in zip(own, trained_on, counted, strict=True):
-            mine.count(shared.executions - before)
+            mine.count((shared.executions - before) // (count if native else 1))
         if isinstance(result, FitResult):
             model.load_state_dict(result.best_state)
     return results
@@ -198,6 +253,35 @@ def _with(base: nn.Module, params: dict, buffers: dict) -> nn.Module:
     return lambda inputs: functional_call(base, (params, buffers), (inputs,))  # type: ignore[return-value]
 
 
+def _stacked(base: nn.Module, params: Params) -> nn.Module:
+    """`base` as the S models whose weights are `params` (`stacked_call`)."""
+    return lambda inputs: stacked_call(base, params, inputs)  # type: ignore[return-value]
+
+
+def _stacks_natively(
+    base: nn.Module, params: Params, buffers: Params, trains: Sequence[Split]
+) -> bool:
+    """Whether `base` runs as S models in `stacked_call` (tried on one input of each model,
+    its circuits' counters left as they were). Only a student module that defines
+    `forward_stacked` does; its buffers, which serve every model there, must be the same in
+    all of them."""
+    if not hasattr(base, "forward_stacked"):
+        return False
+    if any(not bool((b == b[:1]).all()) for b in buffers.values()):
+        return False
+    circuits = _counters(base)
+    before = [(c.executions, c.shots) for c in circuits]
+    try:
+        with torch.no_grad(), _quiet():
+            stacked_call(base, params, torch.stack([split.x[:1] for split in trains]))
+    except NotStackable:
+        return False
+    finally:
+        for circuit, (executions, shots) in zip(circuits, before, strict=True):
+            circuit.executions, circuit.shots = executions, shots
+    return True
+
+
 @contextmanager
 def _quiet() -> Iterator[None]:
     """Without torch's warning that an operation has no batching rule (kl_div, say): it then
@@ -213,6 +297,7 @@ def _outputs(
     buffers: dict[str, torch.Tensor],
     log_probs: LogProbs,
     splits: Sequence[Split],
+    native: bool,
     batch_size: int = 512,
 ) -> list[list[torch.Tensor]]:
     """Each model's log-probabilities on its split, in batches of `batch_size` (as
@@ -221,7 +306,11 @@ def _outputs(
     def forward(p, b, x):
         return log_probs(_with(base, p, b), x)
 
-    batched = vmap(forward)
+    vmapped = vmap(forward)
+
+    def batched(p, b, x):
+        return log_probs(_stacked(base, p), x) if native else vmapped(p, b, x)
+
     base.eval()
     chunks = []
     with torch.no_grad(), _quiet():

@@ -21,6 +21,11 @@ class CircuitFunction(Protocol):
     `depth` and `width` describe the circuit as it runs (after transpilation, if any). One
     that holds something open (a hardware session) may define `close()`: the harness calls it
     once when the cell is done with the circuit, whether the cell finished or failed.
+
+    One that defines `stacks_weights = True` also takes the weights of S models, [S,
+    n_weights], with inputs [S·B, n_inputs] in S blocks of B rows (block s run with
+    weights[s]): stacked training then runs S models' circuits in one call (`executions`
+    counts all S·B).
     """
 
     executions: int

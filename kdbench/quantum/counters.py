@@ -13,8 +13,11 @@ class CircuitCounters:
     """The counters of a `CircuitFunction`, for a backend's compiled circuit to inherit.
 
     `executions` counts circuits run and `shots` the shots spent, `shots_per_circuit` each
-    (0 when exact); `depth` and `width` describe the circuit as it runs.
+    (0 when exact); `depth` and `width` describe the circuit as it runs. `stacks_weights`
+    tells whether it also takes the weights of S models at once (see `CircuitFunction`).
     """
+
+    stacks_weights: bool = False
 
     def __init__(self, *, depth: int, width: int, shots_per_circuit: int = 0):
         self.depth = depth
@@ -36,10 +39,22 @@ class CircuitCounters:
 
 
 def check_circuit_call(
-    inputs: torch.Tensor, weights: torch.Tensor, num_inputs: int, num_weights: int
+    inputs: torch.Tensor,
+    weights: torch.Tensor,
+    num_inputs: int,
+    num_weights: int,
+    *,
+    stacked: bool = False,
 ) -> None:
-    """Raise ValueError unless inputs are [B, num_inputs] and weights [num_weights]."""
+    """Raise ValueError unless inputs are [B, num_inputs] and weights [num_weights] (or, where
+    `stacked`, [S, num_weights] with B a multiple of S)."""
     if inputs.dim() != 2 or inputs.shape[1] != num_inputs:
         raise ValueError(f"inputs must have shape [B, {num_inputs}], got {list(inputs.shape)}")
+    if stacked and weights.dim() == 2 and weights.shape[1] == num_weights:
+        if len(weights) and inputs.shape[0] % len(weights) == 0:
+            return
+        raise ValueError(
+            f"{len(weights)} sets of weights for {inputs.shape[0]} inputs: not a multiple"
+        )
     if weights.shape != (num_weights,):
         raise ValueError(f"weights must have shape [{num_weights}], got {list(weights.shape)}")

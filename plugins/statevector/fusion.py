@@ -14,6 +14,7 @@ from .apply_operation import (
     _Amplitudes,
     _Controlled,
     _Fixed1q,
+    _kron,
     _Monomial,
     _Parity,
     _Rotation,
@@ -111,32 +112,53 @@ class _ProductState:
 
 class _Unitary:
     """Gates whose angles involve no input, as one matrix U built per call from the weights
-    (the same for every row): layers of single-qubit gates as Kronecker products, constant
-    permutations and phases on its rows; the batch is then multiplied by U once."""
+    (the same for every row of a block that shares weights): layers of single-qubit gates as
+    Kronecker products, constant permutations and phases on its rows; each block of the
+    batch is then multiplied by its U once."""
+
+    per_block = True  # handed one row of cos and sin per block of rows sharing weights
 
     def __init__(self, stages: list):
         self.stages = stages  # _QubitMatrices, _Monomial and _Controlled, in circuit order
         self.real = all(stage.real for stage in stages)
 
     def matrix(self, cos, sin, num_qubits: int, dtype: torch.dtype, device: torch.device):
-        """U [2^n, 2^n] for the weights of the first row of cos and sin (rows are equal)."""
-        cos, sin = (None, None) if cos is None else (cos[:1], sin[:1])
+        """U [2^n, 2^n] for the weights in the one row of cos and sin, or [R, 2^n, 2^n] for
+        R rows (one per block)."""
+        blocks = 1 if cos is None else len(cos)
+        size = 2**num_qubits
         unitary = None
         for stage in self.stages:
             if not isinstance(stage, _QubitMatrices):  # applied to U's columns as to states
                 if unitary is None:
-                    unitary = torch.eye(2**num_qubits, dtype=dtype, device=device)
-                unitary = stage.apply(unitary.T, cos, sin, num_qubits).T
+                    unitary = torch.eye(size, dtype=dtype, device=device)
+                    unitary = unitary if blocks == 1 else unitary.expand(blocks, -1, -1)
+                if unitary.dim() == 2:
+                    unitary = stage.apply(unitary.T, cos, sin, num_qubits).T
+                else:  # each block's columns, with its row of cos and sin
+                    columns = unitary.transpose(1, 2).reshape(-1, size)
+                    c, s = (
+                        (None, None)
+                        if cos is None
+                        else (cos.repeat_interleave(size, 0), sin.repeat_interleave(size, 0))
+                    )
+                    columns = stage.apply(columns, c, s, num_qubits)
+                    unitary = columns.reshape(blocks, size, size).transpose(1, 2)
                 continue
-            factors = stage.matrices(cos, sin, dtype, device)[0]  # [n, 2, 2]
-            layer = factors[-1]
+            factors = stage.matrices(cos, sin, dtype, device)  # [R or 1, n, 2, 2]
+            factors = factors[0] if blocks == 1 else factors.expand(blocks, -1, -1, -1)
+            layer = factors[..., -1, :, :]
             for q in range(num_qubits - 2, -1, -1):  # qubit 0 is the least significant
-                layer = torch.kron(layer, factors[q])
+                layer = _kron(layer, factors[..., q, :, :])
             unitary = layer if unitary is None else layer @ unitary
         return unitary
 
     def apply(self, state, cos, sin, num_qubits):
-        return state @ self.matrix(cos, sin, num_qubits, state.dtype, state.device).T
+        unitary = self.matrix(cos, sin, num_qubits, state.dtype, state.device)
+        if unitary.dim() == 2:
+            return state @ unitary.T
+        blocks = state.reshape(len(unitary), -1, state.shape[1])
+        return (blocks @ unitary.transpose(1, 2)).reshape(state.shape)
 
 
 def _stages(run: list, num_qubits: int) -> list:
@@ -385,13 +407,20 @@ class _Local:
         self.unitary = _Unitary(_stages([_localized(op, local) for op in ops], len(local)))
         self.real = self.unitary.real
 
+    per_block = True  # as _Unitary
+
     def apply(self, state, cos, sin, num_qubits):
         unitary = self.unitary.matrix(cos, sin, len(self.qubits), state.dtype, state.device)
+        if unitary.dim() == 3:  # one per block of rows: one per row
+            unitary = unitary.repeat_interleave(len(state) // len(unitary), 0)
         low, high = self.qubits[0], self.qubits[-1]
         if high - low + 1 == len(self.qubits):  # one qubit, or two neighbours
             return on_qubits(state, unitary, low, num_qubits)
         view = pair_view(state, low, high, num_qubits)
         # U[i, j], i and j local indices (bit 0: the low qubit), as [hi', lo', hi, lo].
+        if unitary.dim() == 3:
+            unitary = unitary.reshape(-1, 2, 2, 2, 2)
+            return torch.einsum("bHOho,blhmor->blHmOr", unitary, view).reshape(state.shape)
         unitary = unitary.reshape(2, 2, 2, 2)
         return torch.einsum("HOho,blhmor->blHmOr", unitary, view).reshape(state.shape)
 

@@ -78,6 +78,9 @@ class CompiledStatevector(CircuitCounters):
         self._slopes = torch.tensor(builder.slopes, dtype=torch.float64)
         self._offsets = torch.tensor(builder.offsets, dtype=torch.float64)
         self._tables: dict[tuple[torch.device, torch.dtype], tuple[torch.Tensor, ...]] = {}
+        # Exact, it takes S models' weights at once (stacked training); drawn shots would
+        # come from one generator in another order than each model's alone.
+        self.stacks_weights = self._shots is None
 
     @property
     def num_operations(self) -> int:
@@ -85,17 +88,26 @@ class CompiledStatevector(CircuitCounters):
         return len(self._ops) + (self._start is not None)
 
     def __call__(self, inputs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        """inputs [B, n_inputs], weights [n_weights] -> probabilities [B, 2**num_qubits]."""
-        check_circuit_call(inputs, weights, self.num_inputs, self.num_weights)
+        """inputs [B, n_inputs], weights [n_weights] -> probabilities [B, 2**num_qubits]; or
+        weights [S, n_weights], one set for each block of B/S rows (`stacks_weights`)."""
+        check_circuit_call(
+            inputs, weights, self.num_inputs, self.num_weights, stacked=self.stacks_weights
+        )
         dtype = call_dtype(inputs, weights)
         device = inputs.device
         batch = inputs.shape[0]
+        weights = weights.to(device=device, dtype=dtype)
+        # Rows sharing weights: operations whose angles are weights' alone build one matrix
+        # for each such block (`per_block`), from its first row.
+        block = batch if weights.dim() == 1 else batch // len(weights)
 
         cos = sin = None
         if len(self._columns):
-            values = torch.cat(
-                [inputs.to(dtype), weights.to(device=device, dtype=dtype).expand(batch, -1)], 1
-            )
+            if weights.dim() == 1:
+                rows = weights.expand(batch, -1)
+            else:
+                rows = weights.repeat_interleave(block, 0)
+            values = torch.cat([inputs.to(dtype), rows], 1)
             columns, slopes, offsets = self._angle_table(device, dtype)
             angles = torch.addcmul(offsets, values[:, columns], slopes)
             # One cos and one sin for every parameterized gate of the circuit.
@@ -112,6 +124,8 @@ class CompiledStatevector(CircuitCounters):
             state = torch.zeros(batch, 2**self.num_qubits, dtype=state_dtype, device=device)
             state[:, 0] = 1
         for op, (op_cos, op_sin) in zip(self._ops, tables[1:], strict=True):
+            if op_cos is not None and getattr(op, "per_block", False):
+                op_cos, op_sin = op_cos[::block], op_sin[::block]
             state = op.apply(state, op_cos, op_sin, self.num_qubits)
         probs = state.square() if self.is_real else state.real.square() + state.imag.square()
 

@@ -9,7 +9,7 @@ from typing import ClassVar, Literal
 import torch
 from torch import nn
 
-from kdbench import Student, StudentContext, option
+from kdbench import Student, StudentContext, option, params_of, stacked_call
 
 from .fronts import Front, make_front, stacking_pays
 from .pqc import MAX_QUBITS
@@ -44,6 +44,12 @@ class IsingRing(nn.Module):
         energies = fields @ self.spins.T + self.products @ self.coupling
         return torch.softmax(energies, dim=1)
 
+    def forward_stacked(self, params: dict[str, torch.Tensor], features: torch.Tensor):
+        """`forward` for S models at once: features [S, B, n], parameters [S, ...]."""
+        fields = features * params["gain"][:, None] + params["bias"][:, None]
+        couplings = params["coupling"] @ self.products.T  # [S, 2^n]
+        return torch.softmax(fields @ self.spins.T + couplings[:, None], dim=-1)
+
 
 class ClassicalStudent(nn.Module):
     """A quantum student with its circuit replaced by a classical layer of the same outline."""
@@ -67,6 +73,16 @@ class ClassicalStudent(nn.Module):
         if isinstance(self.layer, nn.Linear):
             outcomes = torch.softmax(outcomes, dim=1)
         return self.readout(outcomes)
+
+    def forward_stacked(self, params: dict[str, torch.Tensor], images: torch.Tensor):
+        """`forward` for S models at once (`kdbench.stacked_call`)."""
+        front = stacked_call(self.front, params_of(params, "front"), images)
+        outcomes = stacked_call(
+            self.layer, params_of(params, "layer"), self.scale * torch.tanh(front)
+        )
+        if isinstance(self.layer, nn.Linear):
+            outcomes = torch.softmax(outcomes, dim=-1)
+        return stacked_call(self.readout, params_of(params, "readout"), outcomes)
 
 
 @dataclass(kw_only=True)

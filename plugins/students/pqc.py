@@ -11,7 +11,15 @@ import torch
 from qiskit.circuit import Parameter, ParameterVector, QuantumCircuit
 from torch import nn
 
-from kdbench import OptionError, Student, StudentContext, option
+from kdbench import (
+    NotStackable,
+    OptionError,
+    Student,
+    StudentContext,
+    option,
+    params_of,
+    stacked_call,
+)
 
 from .fronts import Front, make_front, stacking_pays
 from .readout import READOUT_HELP, ReadOut, Readout, readout_limit, unused_qubits
@@ -65,6 +73,17 @@ class QuantumStudent(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         angles = self.encoder.parameter_values(self.front(images))
         return self.readout(self.run_circuit(angles, self.weights.to(angles.dtype)))
+
+    def forward_stacked(self, params: dict[str, torch.Tensor], images: torch.Tensor):
+        """`forward` for S models at once (`kdbench.stacked_call`): one circuit call for all."""
+        if not getattr(self.run_circuit, "stacks_weights", False):
+            raise NotStackable("its backend runs one model's circuit weights at a time")
+        features = stacked_call(self.front, params_of(params, "front"), images)
+        angles = self.encoder.parameter_values(features.flatten(0, 1))
+        probs = self.run_circuit(angles, params["weights"].to(angles.dtype))
+        return stacked_call(
+            self.readout, params_of(params, "readout"), probs.unflatten(0, images.shape[:2])
+        )
 
 
 @dataclass(kw_only=True)

@@ -7,6 +7,8 @@ from typing import Literal
 import torch
 from torch import nn
 
+from kdbench import params_of, stacked_call
+
 Readout = Literal["first-c", "sigmoid-pair", "softmax", "mod-c", "parity", "linear", "z-linear"]
 READOUT_HELP = (
     "how outcome probabilities become class probabilities: first-c (the first C outcomes,"
@@ -62,6 +64,14 @@ class ReadOut(nn.Module):
             return torch.softmax(torch.softmax(probs, dim=1), dim=1)[:, : self.num_classes]
         kept = probs[:, : self.num_classes]  # "first-c": the first C outcomes, renormalized
         return kept / kept.sum(dim=1, keepdim=True).clamp_min(1e-12)
+
+    def forward_stacked(self, params: dict[str, torch.Tensor], probs: torch.Tensor):
+        """`forward` for S models at once: probabilities [S, B, 2**n] (`kdbench.stacked_call`)."""
+        if self.map is None:
+            return self(probs.flatten(0, 1)).unflatten(0, probs.shape[:2])
+        if self.kind == "z-linear":
+            probs = probs @ self.signs.to(probs.dtype)
+        return torch.softmax(stacked_call(self.map, params_of(params, "map"), probs), dim=-1)
 
 
 def outcome_spins(qubits: int) -> torch.Tensor:

@@ -484,3 +484,39 @@ def test_local_blocks_past_the_fusion_width_change_nothing(seed):
     assert_trains_alike(*compiled, x, w, coeffs)
     expected = qiskit_probabilities(circuit, inputs, weights, x[0], w)
     np.testing.assert_allclose(compiled[0](x, w)[0].detach().numpy(), expected, 0, 1e-10)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_stacked_weights_run_each_block_as_its_own_call(seed):
+    """Weights [S, n_w] (stacked training: S models in one call) give each block of rows the
+    probabilities and gradients of a call with its own weights: random circuits of every
+    gate, fused and gate by gate, and one wider than whole-circuit blocks (local blocks)."""
+    rng = np.random.default_rng(900 + seed)
+    num_qubits = statevector.FUSE_MAX_QUBITS + 1 if seed == 7 else 1 + seed % 5
+    circuit, inputs, weights = random_circuit(rng, num_qubits, 10 + 4 * num_qubits, num_qubits > 1)
+    models, rows = 3, 2
+    x = torch.tensor(rng.uniform(-3, 3, (models * rows, len(inputs))))
+    w = torch.tensor(rng.uniform(-3, 3, (models, len(weights))))
+    coeffs = torch.tensor(rng.normal(size=(models * rows, 2**num_qubits)))
+    for fuse in (True, False):
+        fn = statevector.CompiledStatevector(
+            circuit, inputs, weights, shots=None, seed=0, fuse=fuse
+        )
+        assert fn.stacks_weights
+        loss, gx, gw = loss_and_grads(fn, x, w, coeffs)
+        assert fn.executions == models * rows
+        block = [
+            loss_and_grads(
+                fn, x[s * rows : (s + 1) * rows], w[s], coeffs[s * rows : (s + 1) * rows]
+            )
+            for s in range(models)
+        ]
+        assert_close(loss, sum(b[0] for b in block), 1e-10)
+        assert_close(gx, torch.cat([b[1] for b in block]), 1e-10)
+        assert_close(gw, torch.stack([b[2] for b in block]), 1e-10)
+    with pytest.raises(ValueError, match="not a multiple"):
+        fn(x[:5], w)
+    shots = statevector.CompiledStatevector(circuit, inputs, weights, shots=100, seed=0)
+    assert not shots.stacks_weights  # drawn shots would not be each model's own
+    with pytest.raises(ValueError, match="weights must have shape"):
+        shots(x, w)

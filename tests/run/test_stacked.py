@@ -9,6 +9,8 @@ import math
 
 import pytest
 import torch
+from torch import nn
+from torch.func import stack_module_state
 
 from kdbench import paths
 from kdbench.api import StudentContext
@@ -19,7 +21,7 @@ from kdbench.errors import ConfigError
 from kdbench.matrix import expand
 from kdbench.run.stacking import stacks, tasks
 from kdbench.run.training import _log_probs
-from kdbench.stacked import _counters, fit_stacked
+from kdbench.stacked import NotStackable, _counters, _stacks_natively, fit_stacked, stacked_call
 from kdbench.testing import make, plugin_registry, run_config
 from tests.helpers import TINY
 
@@ -85,6 +87,12 @@ def test_stacked_seeds_train_as_each_would_alone(student, options, backend):
         fitted = fit(model, _log_probs, train, val, seed=seed, **common)
         alone.append((fitted, [c.executions for c in _counters(model)], model))
     models, states = built(student, backend, **options)
+    # Linear and pooling fronts run as S models natively (one circuit call for all, on the
+    # statevector backend); a CNN front, or a circuit on the density-matrix backend, vmapped.
+    cnn = student == "released-q3" or options.get("front") == "cnn"
+    native = not cnn and (student == "twin-q3" or backend == "statevector")
+    params, buffers = stack_module_state(models)
+    assert _stacks_natively(models[0], params, buffers, [t for t, _ in data]) == native
     stacked = fit_stacked(
         models,
         _log_probs,
@@ -270,3 +278,43 @@ def test_a_distiller_vmap_cannot_batch_trains_its_seeds_one_at_a_time(isolated):
         assert run.data.tags["kdbench.stacked"].startswith("1 (not stackable: vmap")
         alone = results["off"][run.data.tags["kdbench.cell_id"]]
         assert run.data.metrics["test_loss"] == alone.data.metrics["test_loss"]  # the same path
+
+
+@pytest.mark.parametrize(
+    ("student", "options"),
+    [
+        ("pqc", {"front": "linear", "readout": "z-linear"}),
+        ("pqc", {"front": "pool", "readout": "parity"}),
+        ("classical", {"front": "linear"}),
+        ("classical", {"front": "pool", "head": "ising-ring", "readout": "mod-c"}),
+    ],
+    ids=["pqc-z-linear", "pqc-pool-parity", "classical-linear", "classical-ising"],
+)
+def test_a_stacked_forward_gives_each_model_its_own_outputs_and_gradients(student, options):
+    models, _ = built(student, "statevector", **options)
+    params, _ = stack_module_state(models)
+    x = torch.stack([splits(seed)[0].x[:5] for seed in SEEDS])
+    coeffs = torch.randn(len(SEEDS), 5, 3, generator=torch.Generator().manual_seed(0))
+    (stacked_call(models[0], params, x) * coeffs).sum().backward()
+    for i, model in enumerate(models):
+        out = model(x[i])
+        (out * coeffs[i]).sum().backward()
+        with torch.no_grad():
+            assert torch.allclose(stacked_call(models[0], params, x)[i], out, atol=1e-6)
+        for name, weight in model.named_parameters():
+            assert torch.allclose(params[name].grad[i], weight.grad, atol=1e-5), name
+
+
+def test_stacked_call_runs_layers_it_knows_and_refuses_the_others():
+    torch.manual_seed(0)
+    layers = [
+        torch.nn.Sequential(torch.nn.Linear(4, 3, bias=False), torch.nn.Tanh()) for _ in SEEDS
+    ]
+    params, _ = stack_module_state(layers)
+    x = torch.randn(len(SEEDS), 2, 5, 4)  # extra axes before the features, as nn.Linear takes
+    out = stacked_call(layers[0], params, x)
+    for i, layer in enumerate(layers):
+        assert torch.allclose(out[i], layer(x[i]), atol=1e-6)
+    convs = [nn.Conv2d(1, 2, 3) for _ in SEEDS]
+    with pytest.raises(NotStackable, match="Conv2d has no stacked form"):
+        stacked_call(convs[0], stack_module_state(convs)[0], torch.zeros(len(SEEDS), 1, 1, 5, 5))
