@@ -42,7 +42,7 @@ def run_matrix(
     the resolved config, so a changed option reruns it. Runs left RUNNING by a process that
     died are marked KILLED first. With `jobs` > 1, cells run in that many processes; with
     `executor="ray"`, each cell is a Ray task on the cluster at `address` (or a local one).
-    Cells that differ only in seed and learning rate train stacked, as one task, where
+    Cells that differ only in seed, learning rate and teacher train stacked, as one task, where
     `[train] stacked` says so (`kdbench.run.stacking`).
     """
     tracker.close_stale()

@@ -1,5 +1,5 @@
 """Which cells train stacked (`[train] stacked`), and the tasks a run hands its workers: a
-group of cells that differ only in seed and learning rate, or one cell."""
+group of cells that differ only in seed, learning rate and teacher, or one cell."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from collections.abc import Sequence
 from kdbench.matrix import Cell, digest
 
 Task = tuple[Cell, ...]
-"""Cells a worker runs together: several seeds (and learning rates) of one arm trained
-stacked, or one cell."""
+"""Cells a worker runs together: several seeds (and learning rates, and teachers) of one
+student trained stacked, or one cell."""
 
 
 def stacks(cell: Cell) -> bool:
@@ -30,9 +30,9 @@ def stacks(cell: Cell) -> bool:
 
 
 def tasks(cells: Sequence[Cell], workers: int = 1) -> list[Task]:
-    """`cells` as tasks, in their order: the stacking cells of each arm that differ only in
-    seed and learning rate as one task, split so that there are at least `workers` tasks
-    where cells allow."""
+    """`cells` as tasks, in their order: the stacking cells that differ only in seed,
+    learning rate and teacher (all taught, or none) as one task, split so that there are at
+    least `workers` tasks where cells allow."""
     groups: dict[str, list[Cell]] = {}  # in the order of each group's first cell
     for cell in cells:
         groups.setdefault(_stacking_key(cell) if stacks(cell) else cell.id, []).append(cell)
@@ -45,9 +45,11 @@ def tasks(cells: Sequence[Cell], workers: int = 1) -> list[Task]:
 
 
 def _stacking_key(cell: Cell) -> str:
-    """The cell's config without what stacked models may differ in: the seed and the
-    learning rate (a per-model scale of one optimizer's step)."""
+    """The cell's config without what stacked models may differ in: the seed, the learning
+    rate (a per-model scale of one optimizer's step) and the teacher (its outputs are each
+    model's data; whether there is one decides the loss, and so stays)."""
     config = cell.config()
     config.pop("seed")
     config["train"].pop("lr")
+    config["teacher"] = config["teacher"] is not None
     return digest(config)

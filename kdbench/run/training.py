@@ -260,7 +260,7 @@ class CellTraining:
 
 
 def train_stacked(trainings: Sequence[CellTraining]) -> list[FitResult | FloatingPointError]:
-    """Train the students of cells that differ only in seed and learning rate as one
+    """Train the students of cells that differ only in seed, learning rate and teacher as one
     stacked model."""
     first = trainings[0]
     first.events.phase(

@@ -202,8 +202,17 @@ def test_which_cells_stack_and_how_they_are_grouped(write_config, registry):
     cells = cells_of(text, write_config, registry)  # linear front: stacking pays
     assert all(stacks(cell) for cell in cells)
     grouped = tasks(cells)
-    assert [len(task) for task in grouped] == [4, 4]  # one task per arm (teacher none, lenet)
+    assert [len(task) for task in grouped] == [4, 4]  # untaught, taught
     assert all(len({c.seed for c in task}) == len(task) for task in grouped)
+    # Taught cells stack whatever their teacher (its outputs are each model's data), apart
+    # from the untaught ones (another loss).
+    two = text.replace('teachers = ["none", "lenet"]', 'teachers = ["none", "lenet", "other"]')
+    two += (
+        '\n[teachers.other]\nplugin = "lenet"\nepochs = 1\ntrain_per_class = 60\nshuffled = true\n'
+    )
+    both = tasks(cells_of(two, write_config, registry))
+    assert [len(task) for task in both] == [4, 8]
+    assert {c.teacher.name for c in both[1]} == {"lenet", "other"}
     assert len({len(task) for task in tasks(cells, workers=4)}) == 1  # split for 4 workers
     assert len(tasks(cells, workers=4)) == 4
     shots = text.replace('backends = ["statevector"]', 'backends = ["sampled"]') + (
