@@ -99,6 +99,7 @@ def fit_stacked(
     tests: Sequence[Split] | None = None,
     checkpoints: Collection[int] = (),
     on_checkpoint: Callable[[int, int, FitResult], None] | None = None,
+    native: bool = True,
 ) -> list[FitResult | FloatingPointError]:
     """`fit` for models of one architecture (model i on `trains[i]`, `vals[i]`, its batches
     drawn with `seeds[i]`, its dropout from the global RNG state `rng_states[i]`, as `fit`
@@ -107,7 +108,8 @@ def fit_stacked(
     kept weights loaded and its circuits' counters as `fit` leaves them. Callbacks get the
     model's index first. `lr` is every model's, or one per model (the points of a swept
     learning rate). Results agree with `fit`'s to float tolerance (batched products may round
-    differently).
+    differently). `native=False` vmaps even a student that has a stacked forward
+    (`stacked_call`), as perf/stacked.py does to compare the two.
     """
     count = len(models)
     params, buffers = stack_module_state(list(models))  # copies: [S, ...] leaves
@@ -118,7 +120,7 @@ def fit_stacked(
     trained_on = _counters(base)  # counts the training calls of one model, or of S natively
     counted = [c.executions for c in trained_on]
     generators = [torch.Generator().set_state(state) for state in rng_states]
-    native = not dropouts and _stacks_natively(base, params, buffers, trains)
+    native = native and not dropouts and _stacks_natively(base, params, buffers, trains)
 
     def scored(out, y, t):
         total, parts = training_loss(out, y, t, distiller)

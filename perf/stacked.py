@@ -101,7 +101,7 @@ def one_at_a_time(row: Row) -> float:
     return time.perf_counter() - started
 
 
-def stacked(row: Row) -> float:
+def stacked(row: Row, native: bool = True) -> float:
     models, states, trains, vals = arm(row)
     started = time.perf_counter()
     fit_stacked(
@@ -115,19 +115,25 @@ def stacked(row: Row) -> float:
         lr=1e-3,
         seeds=list(range(row.seeds)),
         rng_states=states,
+        native=native,
     )
     return time.perf_counter() - started
 
 
-def measure(rows: list[Row], repeats: int) -> list[dict]:
+def measure(rows: list[Row], repeats: int, vmapped: bool = False) -> list[dict]:
     torch.set_num_threads(1)
     found = []
     for row in rows:
         times: dict[str, list[float]] = {"alone": [], "stacked": []}
+        if vmapped:
+            times["vmapped"] = []
         for _ in range(repeats):
             times["alone"].append(one_at_a_time(row))
             times["stacked"].append(stacked(row))
-        alone, together = (statistics.median(times[k]) for k in ("alone", "stacked"))
+            if vmapped:
+                times["vmapped"].append(stacked(row, native=False))
+        medians = {k: statistics.median(v) for k, v in times.items()}
+        alone, together = medians["alone"], medians["stacked"]
         samples = {k: [round(t, 2) for t in v] for k, v in times.items()}
         found.append(
             {
@@ -138,6 +144,9 @@ def measure(rows: list[Row], repeats: int) -> list[dict]:
                 "samples": samples,
             }
         )
+        if vmapped:
+            found[-1]["vmapped_s"] = round(medians["vmapped"], 2)
+            found[-1]["native_over_vmapped"] = round(medians["vmapped"] / together, 2)
         print(json.dumps(found[-1]), flush=True)
     return found
 
@@ -150,6 +159,9 @@ def print_table(found: list[dict]) -> None:
             f"| {r['key']} | {r['student']} | {r['backend']} | {r['batch']} | {r['seeds']} "
             f"| {r['alone_s']} | {r['stacked_s']} | **{r['ratio']}×** |"
         )
+    for r in found:
+        if "vmapped_s" in r:
+            print(f"{r['key']}: under vmap {r['vmapped_s']} s, native {r['native_over_vmapped']}×")
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -157,9 +169,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--only", nargs="+", choices=[r.key for r in ROWS])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", type=Path, default=RESULTS / "stacked.json")
+    parser.add_argument(
+        "--vmapped",
+        action="store_true",
+        help="also stacked under vmap where the student has a stacked forward of its own",
+    )
     args = parser.parse_args(argv)
     rows = [r for r in ROWS if not args.only or r.key in args.only]
-    found = measure(rows, args.repeats)
+    found = measure(rows, args.repeats, args.vmapped)
     args.out.parent.mkdir(exist_ok=True)
     args.out.write_text(json.dumps(found, indent=1))
     print_table(found)
