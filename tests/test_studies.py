@@ -52,7 +52,7 @@ def test_the_stability_rerun_repeats_the_main_rows_cell_for_cell(registry):
 
 def test_the_timed_profiles_are_the_verdicts_own_cells(registry):
     """perf/README times the verdict on MNIST 0-5, its LeNet-taught rows and its vqc/twin
-    subset: the very cells (ids) the verdict runs on that data set."""
+    subsets: the very cells (ids) the verdict runs."""
     verdict = expand(load_spec(ROOT / "studies" / "verdict.toml", registry))
     on_mnist = {c.id for c in verdict if c.dataset.name == "mnist-0-5"}
     timed = {
@@ -60,11 +60,20 @@ def test_the_timed_profiles_are_the_verdicts_own_cells(registry):
             c.id
             for c in expand(load_spec(ROOT / "studies" / "verdict.toml", registry, profile=name))
         }
-        for name in ("mnist-0-5", "mnist-0-5-lenets", "vqc-twin")
+        for name in ("mnist-0-5", "mnist-0-5-lenets", "vqc-twin", "vqc-twin-mnist")
     }
     assert timed["mnist-0-5"] == on_mnist and len(on_mnist) == 220
     assert timed["mnist-0-5-lenets"] < on_mnist and len(timed["mnist-0-5-lenets"]) == 160
     assert timed["vqc-twin"] < timed["mnist-0-5-lenets"] and len(timed["vqc-twin"]) == 60
+    # Both MNIST sets' vqc and twin rows, every teacher but AlexNet and the ensemble.
+    rows = {
+        c.id
+        for c in verdict
+        if c.dataset.name.startswith("mnist")
+        and c.student.name.startswith(("vqc", "twin"))
+        and (c.teacher is None or c.teacher.name not in ("alexnet", "ensemble"))
+    }
+    assert timed["vqc-twin-mnist"] == rows and len(rows) == 300
 
 
 def test_the_verdict_shares_the_paper_profiles_teachers(registry):
