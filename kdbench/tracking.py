@@ -269,13 +269,6 @@ class Tracker:
                     running = Claim(info.run_id, "held", run)
         return running
 
-    def finished_cells(self) -> dict[str, Any]:
-        """The latest FINISHED child run of each cell id."""
-        latest: dict[str, Any] = {}
-        for run in self.cell_runs():  # oldest first, so the newest wins
-            latest[run.data.tags[CELL_ID_TAG]] = run
-        return latest
-
     def log_params(self, run_id: str, params: Mapping[str, str]) -> None:
         from mlflow.entities import Param
 
@@ -358,14 +351,20 @@ class Tracker:
             runs = {run.info.run_id: run for shard in found for run in shard}
         return sorted(runs.values(), key=lambda run: (run.info.start_time, run.info.run_id))
 
-    def search(self, filter_string: str, order_by: list[str] | None = None) -> Iterator[Any]:
-        """Every run of the experiment that `filter_string` selects, page by page: MLflow
-        returns at most SEARCH_PAGE runs a call, and kdbench never stops at a page."""
+    def search(
+        self, filter_string: str, order_by: list[str] | None = None, deleted: bool = False
+    ) -> Iterator[Any]:
+        """Every run of the experiment that `filter_string` selects (of the deleted runs
+        instead, if `deleted`), page by page: MLflow returns at most SEARCH_PAGE runs a
+        call, and kdbench never stops at a page."""
+        from mlflow.entities import ViewType
+
         token = None
         while True:
             page = self.client.search_runs(
                 [self.experiment_id],
                 filter_string=filter_string,
+                run_view_type=ViewType.DELETED_ONLY if deleted else ViewType.ACTIVE_ONLY,
                 max_results=SERVER_SEARCH_PAGE if is_server(self.uri) else SEARCH_PAGE,
                 order_by=order_by,
                 page_token=token,

@@ -4,9 +4,11 @@ For each size N, a SQLite store holds N FINISHED cell runs of one config (a tiny
 student, N seeds): the first 1,000 (or N) made through MLflow's API exactly as a cell logs
 them (its tags, params and metrics), the rest copied from them in SQL with new run ids and
 each cell's own id and seed (MLflow's API takes ~15 ms a run: 100,000 would take half an
-hour). Then, on that store and on an `mlflow server` serving it:
+hour), and their invocation's ledger, as kdbench writes it (kdbench/ledger.py). Then, on
+that store and on an `mlflow server` serving it:
 
 - resume: `kdbench run` on the config, every cell already done (wall time, a subprocess);
+  on the server, also with no ledger (an older kdbench's store: every cell run is read);
 - claim: `Tracker.claim` of a cell not in the store (median of 20; the runs are deleted);
 - report: `kdbench report` on the config (wall time);
 - on the server, the finished cells read in-process by `Tracker.cell_runs` as it does (16
@@ -39,9 +41,10 @@ from pathlib import Path
 
 import kdbench.tracking
 from kdbench.config import load_spec
+from kdbench.ledger import LEDGER_TAG, write_ledger
 from kdbench.matrix import expand
 from kdbench.plugins import registry
-from kdbench.results import cell_tags
+from kdbench.results import Result, cell_tags
 from kdbench.run.cell import versions
 from kdbench.tracking import CELL_ID_TAG, ROLE_TAG, Tracker, flatten
 
@@ -85,20 +88,33 @@ def build_store(folder: Path, size: int) -> tuple[Path, str]:
     tracker = Tracker(uri, "scale")
     parent = tracker.start_run("scale.toml", {ROLE_TAG: "invocation"})
     metrics = {"test_accuracy": 0.5, "test_loss": 1.0, "best_val_accuracy": 0.5, "best_epoch": 1}
+    run_ids = {}
     for cell in cells[:API_RUNS]:  # as run_cell logs them
         tags = {ROLE_TAG: "cell", CELL_ID_TAG: cell.id, **cell_tags(cell)}
-        run_id = tracker.start_run(cell.label, tags, parent=parent)
-        tracker.log_params(run_id, {**flatten(cell.config()), **versions(cell, registry())})
-        tracker.log_steps(run_id, [(1, {"val_accuracy": 0.5}), (0, metrics)])
-        tracker.finish(run_id)
-    tracker.finish(parent)
+        run_ids[cell.id] = tracker.start_run(cell.label, tags, parent=parent)
+        tracker.log_params(run_ids[cell.id], params(cell))
+        tracker.log_steps(run_ids[cell.id], [(1, {"val_accuracy": 0.5}), (0, metrics)])
+        tracker.finish(run_ids[cell.id])
     if size > API_RUNS:
-        _copy_in_sql(folder / "mlflow.db", cells, tracker)
+        run_ids |= _copy_in_sql(folder / "mlflow.db", cells, tracker)
+    # The invocation's ledger, as kdbench writes it as it ends: each cell's result.
+    results = [
+        Result(*c.group, c.seed, 0.5, None, 0.5, dict(c.sweep), params(c), run_ids[c.id], c.id)
+        for c in cells
+    ]
+    write_ledger(tracker, parent, results)
+    tracker.finish(parent)
     return config, uri
 
 
-def _copy_in_sql(db: Path, cells, tracker: Tracker) -> None:
-    """The cells after the first API_RUNS, as copies of the first API-made run."""
+def params(cell) -> dict[str, str]:
+    """The params a cell logs."""
+    return {**flatten(cell.config()), **versions(cell, registry())}
+
+
+def _copy_in_sql(db: Path, cells, tracker: Tracker) -> dict[str, str]:
+    """The cells after the first API_RUNS, as copies of the first API-made run; their run
+    ids, by cell id."""
     template = tracker.client.search_runs(
         [tracker.experiment_id], f"tags.`{CELL_ID_TAG}` = '{cells[0].id}'"
     )[0]
@@ -112,8 +128,9 @@ def _copy_in_sql(db: Path, cells, tracker: Tracker) -> None:
             rows = sql.execute(f"SELECT * FROM {table} WHERE run_uuid = ?", (source,)).fetchall()
             tables[table] = (names, rows)
         first = str(cells[0].seed)
+        run_ids = {}
         for cell in cells[API_RUNS:]:
-            run_uuid = uuid.uuid4().hex
+            run_uuid = run_ids[cell.id] = uuid.uuid4().hex
             row = dict(zip(columns, run_row, strict=True))
             row["run_uuid"] = run_uuid
             row["name"] = cell.label
@@ -142,6 +159,14 @@ def _copy_in_sql(db: Path, cells, tracker: Tracker) -> None:
                 sql.executemany(
                     f"INSERT INTO {table} VALUES ({','.join('?' * len(names))})", copied
                 )
+    return run_ids
+
+
+def forget_ledgers(uri: str) -> None:
+    """Untag every invocation's ledger: the store as an older kdbench left it."""
+    tracker = Tracker(uri, "scale")
+    for run in tracker.search(f"tags.`{ROLE_TAG}` = 'invocation'"):
+        tracker.client.delete_tag(run.info.run_id, LEDGER_TAG)
 
 
 def timed(command: list[str], cwd: Path, expect: str = "") -> float:
@@ -254,6 +279,11 @@ def measure(size: int, with_server: bool, workers: int) -> dict:
                 row[f"{kind}_resume_s"] = round(
                     timed([KDBENCH, "run", str(config), *common], folder, done), 2
                 )
+                if kind == "server":
+                    forget_ledgers(store)
+                    row["server_resume_no_ledger_s"] = round(
+                        timed([KDBENCH, "run", str(config), *common], folder, done), 2
+                    )
                 row[f"{kind}_claim_ms"] = round(claim_ms(store, cells), 1)
                 row[f"{kind}_report_s"] = round(
                     timed(

@@ -10,6 +10,7 @@ from pathlib import Path
 from kdbench.config import Spec
 from kdbench.errors import TrackingError
 from kdbench.leases import LEASE_TAG, LeaseWatch
+from kdbench.ledger import finished_results, write_ledger
 from kdbench.matrix import Cell
 from kdbench.plugins import Registry
 from kdbench.results import Result
@@ -46,7 +47,7 @@ def run_matrix(
     `[train] stacked` says so (`kdbench.run.stacking`).
     """
     tracker.close_stale()
-    finished = {} if rerun else tracker.finished_cells()
+    finished = {} if rerun else finished_results(tracker)
     parent = tracker.start_run(
         Path(spec.file).name, {ROLE_TAG: "invocation", "kdbench.config_file": spec.file}
     )
@@ -64,8 +65,8 @@ def run_matrix(
     todo = []
     for cell in cells:
         if cell.id in finished:
-            run = finished[cell.id]
-            outcomes.append(CellOutcome(cell, run.info.run_id, "SKIPPED", Result.from_run(run)))
+            result = finished[cell.id]
+            outcomes.append(CellOutcome(cell, result.run_id or "", "SKIPPED", result))
         else:
             todo.append(cell)
     events.already_done(outcomes)
@@ -84,15 +85,22 @@ def run_matrix(
         # Stopped: the workers are stopped by now; what they left RUNNING is marked KILLED
         # here (unless the store is what failed).
         with suppress(TrackingError):
+            write_ledger(tracker, parent, _finished_here(outcomes))
             tracker.close_children(parent)
             tracker.finish(parent, "KILLED")
         raise
     for outcome in outcomes:
         outcome.taken_from = taken.get(outcome.cell.id)
     failed = any(o.status == "FAILED" for o in outcomes)
+    write_ledger(tracker, parent, _finished_here(outcomes))
     tracker.finish(parent, "FAILED" if failed else "FINISHED")
     order = {cell.id: i for i, cell in enumerate(cells)}
     return sorted(outcomes, key=lambda o: order[o.cell.id])
+
+
+def _finished_here(outcomes: Sequence[CellOutcome]) -> list[Result]:
+    """The results of the cells this invocation finished (not those found done)."""
+    return [o.result for o in outcomes if o.status == "FINISHED" and o.result is not None]
 
 
 def _run_round(

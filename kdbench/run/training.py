@@ -253,6 +253,7 @@ class CellTraining:
             dict(cell.sweep),
             flatten(cell.config()),
             self.run_id,
+            cell.id,
             collapsed=bool(metrics["collapsed"]),
             also=also,
             also_loss=also_loss,

@@ -27,7 +27,9 @@ def test_run_logs_parent_and_children_with_everything(write_config, invoke, isol
     assert len(parents) == 1 and len(children) == 2
     parent = parents[0]
     assert parent.info.status == "FINISHED"
-    assert [a.path for a in client.list_artifacts(parent.info.run_id)] == ["config.toml"]
+    artifacts = [a.path for a in client.list_artifacts(parent.info.run_id)]
+    assert artifacts == ["config.toml", "kdbench-ledger.json"]  # its config, and its ledger
+    assert parent.data.tags["kdbench.ledger"] == "2"
 
     expected_ids = {c.id for c in expand(load_spec(config, registry))}
     assert {r.data.tags["kdbench.cell_id"] for r in children} == expected_ids
