@@ -28,13 +28,11 @@ from typing import Any
 from kdbench.errors import TrackingError
 from kdbench.results import CELL_ID_TAG, Result
 from kdbench.stores import is_server
-from kdbench.tracking import PARENT_TAG, ROLE_TAG, SERVER_SEARCH_THREADS, Tracker
+from kdbench.tracking import OLDEST_FIRST, ROLE_TAG, SERVER_SEARCH_THREADS, Tracker
 
 LEDGER_TAG = "kdbench.ledger"  # on an invocation run: how many cells its ledger lists
 LEDGER_FILE = "kdbench-ledger.json"
 LEDGER_VERSION = 1  # a ledger of another version is not read: its children are
-OLDEST_FIRST = ["attributes.start_time ASC", "attributes.run_id ASC"]
-FINISHED_CELLS = f"tags.`{ROLE_TAG}` = 'cell' and attributes.status = 'FINISHED'"
 
 
 def write_ledger(tracker: Tracker, invocation: str, finished: Iterable[Result]) -> None:
@@ -55,7 +53,8 @@ def finished_results(tracker: Tracker) -> dict[str, Result]:
     invocations = tracker.search(f"tags.`{ROLE_TAG}` = 'invocation'", order_by=OLDEST_FIRST)
     with ThreadPoolExecutor(SERVER_SEARCH_THREADS) as pool:
         listed = list(pool.map(lambda run: _finished_by(tracker, run), invocations))
-    deleted = {run.info.run_id for run in tracker.search(FINISHED_CELLS, deleted=True)}
+    finished = f"tags.`{ROLE_TAG}` = 'cell' and attributes.status = 'FINISHED'"
+    deleted = {run.info.run_id for run in tracker.search(finished, deleted=True)}
     latest: dict[str, Result] = {}
     for results in listed:  # oldest invocation first: the newest run wins
         for result in results:
@@ -72,8 +71,7 @@ def _finished_by(tracker: Tracker, invocation: Any) -> list[Result]:
             return _read_ledger(tracker, run_id)
         except (TrackingError, OSError, ValueError, TypeError, KeyError):
             pass  # unreadable (its artifact gone, another version): its runs are read
-    children = f"{FINISHED_CELLS} and tags.`{PARENT_TAG}` = '{run_id}'"
-    return [Result.from_run(run) for run in tracker.search(children, order_by=OLDEST_FIRST)]
+    return [Result.from_run(run) for run in tracker.cell_runs(parent=run_id)]
 
 
 def _read_ledger(tracker: Tracker, run_id: str) -> list[Result]:

@@ -52,6 +52,7 @@ SERVER_SEARCH_PAGE = 2_000
 # this many at a time.
 SERVER_SEARCH_THREADS = 4
 HEX_DIGITS = "0123456789abcdef"
+OLDEST_FIRST = ["attributes.start_time ASC", "attributes.run_id ASC"]  # a search's order
 
 
 def flatten(value: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -250,7 +251,7 @@ class Tracker:
         runs = self.search(
             f"tags.`{CELL_ID_TAG}` = '{cell_id}' and tags.`{ROLE_TAG}` = 'cell'"
             " and attributes.status != 'FAILED' and attributes.status != 'KILLED'",
-            order_by=["attributes.start_time ASC", "attributes.run_id ASC"],
+            order_by=OLDEST_FIRST,
         )
         running = None
         for run in runs:
@@ -334,19 +335,21 @@ class Tracker:
         self.client.set_terminated(run_id, status=status)
         return True
 
-    def cell_runs(self) -> list[Any]:
-        """Every finished child run of the experiment, oldest first (ties by run id)."""
+    def cell_runs(self, parent: str | None = None) -> list[Any]:
+        """Every finished child run of the experiment (of invocation `parent` only, if
+        given), oldest first (ties by run id)."""
         path = sqlite_path(self.uri)
-        if path is not None:
+        if path is not None and parent is None:
             with suppress(sqlite3.Error):  # tables not as kdbench knows them: MLflow's way
                 return finished_runs(path, self.experiment_id, ROLE_TAG, "cell")
         finished = f"tags.`{ROLE_TAG}` = 'cell' and attributes.status = 'FINISHED'"
-        order = ["attributes.start_time ASC", "attributes.run_id ASC"]
+        if parent is not None:
+            finished += f" and tags.`{PARENT_TAG}` = '{parent}'"
         if not is_server(self.uri):
-            return list(self.search(finished, order_by=order))
+            return list(self.search(finished, order_by=OLDEST_FIRST))
         shards = [f"{finished} and tags.`{CELL_ID_TAG}` LIKE '{digit}%'" for digit in HEX_DIGITS]
         with ThreadPoolExecutor(SERVER_SEARCH_THREADS) as pool:
-            found = pool.map(lambda shard: list(self.search(shard, order_by=order)), shards)
+            found = pool.map(lambda shard: list(self.search(shard, order_by=OLDEST_FIRST)), shards)
             # by run id: a store whose LIKE ignores case would give a run to two shards
             runs = {run.info.run_id: run for shard in found for run in shard}
         return sorted(runs.values(), key=lambda run: (run.info.start_time, run.info.run_id))
