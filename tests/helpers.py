@@ -275,8 +275,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def run_here(spec, registry, tracker, cache: Path) -> list:
-    """Every cell of `spec` run in this process into `tracker` (run_matrix, no display)."""
+def run_here(spec, registry, tracker, cache: Path, events=None, **options) -> list:
+    """Every cell of `spec` run in this process into `tracker` (run_matrix, `options` its
+    own; no display unless `events`)."""
     from kdbench.matrix import expand
     from kdbench.paths import data_dir
     from kdbench.run import Events, run_matrix
@@ -288,5 +289,6 @@ def run_here(spec, registry, tracker, cache: Path) -> list:
         tracker=tracker,
         data_root=data_dir(),
         cache=cache,
-        events=Events(),
+        events=events or Events(),
+        **options,
     )

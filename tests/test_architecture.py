@@ -18,11 +18,9 @@ from qiskit.circuit import ParameterVector, QuantumCircuit
 import kdbench
 from kdbench.config import load_spec
 from kdbench.matrix import expand
-from kdbench.paths import data_dir
 from kdbench.plugins import load_registry
-from kdbench.run import Events, run_matrix
 from kdbench.tracking import Tracker
-from tests.helpers import ROOT, TINY
+from tests.helpers import ROOT, TINY, run_here
 
 # `kdbench run tests/configs/arch-check.toml --dry-run` before the code was reorganised into
 # the SDK, kdbench/run/, kdbench/report/ and kdbench/quantum/: a store made then
@@ -188,15 +186,7 @@ def run_twins(write_config, isolated, student: str):
     text = text.replace('backends = ["statevector"]', 'backends = ["closing-statevector"]')
     spec = load_spec(write_config(text), registry)
     uri = f"sqlite:///{isolated}/mlflow.db"
-    (outcome,) = run_matrix(
-        spec,
-        expand(spec),
-        registry=registry,
-        tracker=Tracker(uri, "twins"),
-        data_root=data_dir(),
-        cache=isolated / "cache",
-        events=Events(),
-    )
+    (outcome,) = run_here(spec, registry, Tracker(uri, "twins"), isolated / "cache")
     assert outcome.status == "FINISHED", outcome.error
     return MlflowClient(tracking_uri=uri).get_run(outcome.run_id).data.metrics
 

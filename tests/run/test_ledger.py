@@ -11,12 +11,10 @@ from mlflow.tracking import MlflowClient
 
 from kdbench.config import load_spec
 from kdbench.ledger import LEDGER_FILE, LEDGER_TAG, finished_results
-from kdbench.matrix import expand
-from kdbench.paths import data_dir
 from kdbench.results import Result
-from kdbench.run import Events, run_matrix
+from kdbench.run import Events
 from kdbench.tracking import ROLE_TAG, Tracker
-from tests.helpers import TINY
+from tests.helpers import TINY, run_here
 
 CONFIG = TINY.format(name="ledger").replace("seeds = [0]", "seeds = [0, 1, 2]")
 CONFIG = CONFIG.replace('teachers = ["none", "lenet"]', 'teachers = ["none"]')
@@ -25,16 +23,7 @@ CONFIG = CONFIG.replace('teachers = ["none", "lenet"]', 'teachers = ["none"]')
 def run(config, registry, uri: str, tmp_path, rerun: bool = False) -> dict[str, int]:
     """`kdbench run` in this process against `uri`: how many cells ended how."""
     spec = load_spec(config, registry)
-    outcomes = run_matrix(
-        spec,
-        expand(spec),
-        registry=registry,
-        tracker=Tracker(uri, spec.experiment.name),
-        data_root=data_dir(),
-        cache=tmp_path / "cache",
-        events=Events(),
-        rerun=rerun,
-    )
+    outcomes = run_here(spec, registry, Tracker(uri, "ledger"), tmp_path / "cache", rerun=rerun)
     statuses = [o.status for o in outcomes]
     return {status: statuses.count(status) for status in set(statuses)}
 
@@ -128,15 +117,7 @@ def test_a_stopped_invocation_leaves_a_ledger_of_what_it_finished(write_config, 
                 raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        run_matrix(
-            spec,
-            expand(spec),
-            registry=registry,
-            tracker=Tracker(uri, "ledger"),
-            data_root=data_dir(),
-            cache=tmp_path / "cache",
-            events=StopAtTheSecond(),
-        )
+        run_here(spec, registry, Tracker(uri, "ledger"), tmp_path / "cache", StopAtTheSecond())
     client = MlflowClient(tracking_uri=uri)
     experiment = client.get_experiment_by_name("ledger").experiment_id
     (invocation,) = invocations(client, experiment)
