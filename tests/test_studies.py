@@ -60,20 +60,28 @@ def test_the_timed_profiles_are_the_verdicts_own_cells(registry):
             c.id
             for c in expand(load_spec(ROOT / "studies" / "verdict.toml", registry, profile=name))
         }
-        for name in ("mnist-0-5", "mnist-0-5-lenets", "vqc-twin", "vqc-twin-mnist")
+        for name in (
+            "mnist-0-5",
+            "mnist-0-5-lenets",
+            "vqc-twin",
+            "vqc-twin-mnist",
+            "vqc-twin-lenet-taught",
+        )
     }
     assert timed["mnist-0-5"] == on_mnist and len(on_mnist) == 220
     assert timed["mnist-0-5-lenets"] < on_mnist and len(timed["mnist-0-5-lenets"]) == 160
     assert timed["vqc-twin"] < timed["mnist-0-5-lenets"] and len(timed["vqc-twin"]) == 60
-    # Both MNIST sets' vqc and twin rows, every teacher but AlexNet and the ensemble.
-    rows = {
-        c.id
+    # The vqc and twin rows with every teacher but AlexNet and the ensemble: on every data
+    # set, and on both MNIST sets.
+    rows = [
+        c
         for c in verdict
-        if c.dataset.name.startswith("mnist")
-        and c.student.name.startswith(("vqc", "twin"))
+        if c.student.name.startswith(("vqc", "twin"))
         and (c.teacher is None or c.teacher.name not in ("alexnet", "ensemble"))
-    }
-    assert timed["vqc-twin-mnist"] == rows and len(rows) == 300
+    ]
+    assert timed["vqc-twin-lenet-taught"] == {c.id for c in rows} and len(rows) == 600
+    on_mnist_rows = {c.id for c in rows if c.dataset.name.startswith("mnist")}
+    assert timed["vqc-twin-mnist"] == on_mnist_rows and len(on_mnist_rows) == 300
 
 
 def test_the_verdict_shares_the_paper_profiles_teachers(registry):
