@@ -18,21 +18,28 @@ stays done until `--rerun`.
 from __future__ import annotations
 
 import json
-import tempfile
-from collections.abc import Iterable
+import logging
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
 from kdbench.errors import TrackingError
-from kdbench.results import CELL_ID_TAG, Result
+from kdbench.results import Result
 from kdbench.stores import is_server
-from kdbench.tracking import OLDEST_FIRST, ROLE_TAG, SERVER_SEARCH_THREADS, Tracker
+from kdbench.tracking import (
+    FINISHED_CELLS,
+    OLDEST_FIRST,
+    ROLE_TAG,
+    SERVER_SEARCH_THREADS,
+    Tracker,
+)
 
 LEDGER_TAG = "kdbench.ledger"  # on an invocation run: how many cells its ledger lists
 LEDGER_FILE = "kdbench-ledger.json"
-LEDGER_VERSION = 1  # a ledger of another version is not read: its children are
+# Raised whenever Result's fields change: a ledger of another version is not read (its
+# invocation's cell runs are).
+LEDGER_VERSION = 1
 
 
 def write_ledger(tracker: Tracker, invocation: str, finished: Iterable[Result]) -> None:
@@ -44,40 +51,56 @@ def write_ledger(tracker: Tracker, invocation: str, finished: Iterable[Result]) 
 
 
 def finished_results(tracker: Tracker) -> dict[str, Result]:
-    """The result of each finished cell of the experiment, by cell id: its latest run's.
+    """The result of each finished cell of the experiment, by cell id: its newest
+    invocation's (its newest run's, on a store read run by run).
 
     Through a tracking server, from the invocations' ledgers; from a SQLite store (read
     table by table, fast) or another store, from the cell runs themselves."""
     if not is_server(tracker.uri):
-        return {run.data.tags[CELL_ID_TAG]: Result.from_run(run) for run in tracker.cell_runs()}
-    invocations = tracker.search(f"tags.`{ROLE_TAG}` = 'invocation'", order_by=OLDEST_FIRST)
+        return {result.cell_id: result for result in _results(tracker.cell_runs())}
+    invocations = list(tracker.search(f"tags.`{ROLE_TAG}` = 'invocation'", order_by=OLDEST_FIRST))
     with ThreadPoolExecutor(SERVER_SEARCH_THREADS) as pool:
-        listed = list(pool.map(lambda run: _finished_by(tracker, run), invocations))
-    finished = f"tags.`{ROLE_TAG}` = 'cell' and attributes.status = 'FINISHED'"
-    deleted = {run.info.run_id for run in tracker.search(finished, deleted=True)}
-    latest: dict[str, Result] = {}
-    for results in listed:  # oldest invocation first: the newest run wins
-        for result in results:
-            if result.run_id not in deleted and result.cell_id is not None:
+        ledgers = list(pool.map(lambda run: _ledger(tracker, run), invocations))
+    deleted = {run.info.run_id for run in tracker.search(FINISHED_CELLS, deleted=True)}
+    latest = {}
+    for invocation, ledger in zip(invocations, ledgers, strict=True):  # oldest first
+        if ledger is None:  # none, or unreadable: its cell runs (in shards, side by side)
+            ledger = list(_results(tracker.cell_runs(parent=invocation.info.run_id)))
+        for result in ledger:
+            if result.run_id not in deleted:
                 latest[result.cell_id] = result
     return latest
 
 
-def _finished_by(tracker: Tracker, invocation: Any) -> list[Result]:
-    """The results of the cells `invocation` finished: its ledger's, else its cell runs'."""
-    run_id = invocation.info.run_id
-    if LEDGER_TAG in invocation.data.tags:
+def _ledger(tracker: Tracker, invocation: Any) -> list[Result] | None:
+    """The results the ledger of `invocation` lists; None if it has none it can read."""
+    count = invocation.data.tags.get(LEDGER_TAG)
+    if count is None:
+        return None
+    try:
+        content = json.loads(tracker.read_file(invocation.info.run_id, LEDGER_FILE))
+        if content["version"] != LEDGER_VERSION:
+            raise ValueError(f"version {content['version']}, not {LEDGER_VERSION}")
+        results = [Result(**cell) for cell in content["cells"]]
+        if str(len(results)) != count:
+            raise ValueError(f"{len(results)} cells, its tag says {count}")
+    except (TrackingError, ValueError, TypeError, KeyError) as exc:
+        logging.getLogger(__name__).warning(
+            "the ledger of invocation %s is not read (%s): its cell runs are",
+            invocation.info.run_id,
+            exc,
+        )
+        return None
+    return results
+
+
+def _results(runs: Iterable[Any]) -> Iterator[Result]:
+    """The result each finished cell run records; a run that does not decode as one (not
+    kdbench's, or damaged) is left out: its cell's claim still finds it."""
+    for run in runs:
         try:
-            return _read_ledger(tracker, run_id)
-        except (TrackingError, OSError, ValueError, TypeError, KeyError):
-            pass  # unreadable (its artifact gone, another version): its runs are read
-    return [Result.from_run(run) for run in tracker.cell_runs(parent=run_id)]
-
-
-def _read_ledger(tracker: Tracker, run_id: str) -> list[Result]:
-    with tempfile.TemporaryDirectory() as folder:
-        path = tracker.client.download_artifacts(run_id, LEDGER_FILE, folder)
-        content = json.loads(Path(path).read_text())
-    if content["version"] != LEDGER_VERSION:
-        raise ValueError(f"ledger version {content['version']}")
-    return [Result(**cell) for cell in content["cells"]]
+            result = Result.from_run(run)
+        except (KeyError, ValueError, TypeError):
+            continue
+        if result.cell_id is not None:
+            yield result

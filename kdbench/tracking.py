@@ -53,6 +53,7 @@ SERVER_SEARCH_PAGE = 2_000
 SERVER_SEARCH_THREADS = 4
 HEX_DIGITS = "0123456789abcdef"
 OLDEST_FIRST = ["attributes.start_time ASC", "attributes.run_id ASC"]  # a search's order
+FINISHED_CELLS = f"tags.`{ROLE_TAG}` = 'cell' and attributes.status = 'FINISHED'"
 
 
 def flatten(value: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -304,6 +305,11 @@ class Tracker:
                 (Path(local) / name).write_bytes(content)
             self.client.log_artifacts(run_id, local, artifact_path=folder)
 
+    def read_file(self, run_id: str, name: str) -> bytes:
+        """The content of the run's artifact `name`."""
+        with tempfile.TemporaryDirectory() as local:
+            return Path(self.client.download_artifacts(run_id, name, local)).read_bytes()
+
     def latest_invocation(self) -> str | None:
         """The run id of the experiment's newest invocation (parent) run."""
         runs = self.client.search_runs(
@@ -342,7 +348,7 @@ class Tracker:
         if path is not None and parent is None:
             with suppress(sqlite3.Error):  # tables not as kdbench knows them: MLflow's way
                 return finished_runs(path, self.experiment_id, ROLE_TAG, "cell")
-        finished = f"tags.`{ROLE_TAG}` = 'cell' and attributes.status = 'FINISHED'"
+        finished = FINISHED_CELLS
         if parent is not None:
             finished += f" and tags.`{PARENT_TAG}` = '{parent}'"
         if not is_server(self.uri):

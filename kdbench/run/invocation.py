@@ -85,14 +85,17 @@ def run_matrix(
         # Stopped: the workers are stopped by now; what they left RUNNING is marked KILLED
         # here (unless the store is what failed).
         with suppress(TrackingError):
-            write_ledger(tracker, parent, _finished_here(outcomes))
             tracker.close_children(parent)
+        with suppress(TrackingError):  # a ledger is a speed-up: without one, runs are read
+            write_ledger(tracker, parent, _finished_here(outcomes))
+        with suppress(TrackingError):
             tracker.finish(parent, "KILLED")
         raise
     for outcome in outcomes:
         outcome.taken_from = taken.get(outcome.cell.id)
     failed = any(o.status == "FAILED" for o in outcomes)
-    write_ledger(tracker, parent, _finished_here(outcomes))
+    with suppress(TrackingError):  # a ledger is a speed-up: without one, runs are read
+        write_ledger(tracker, parent, _finished_here(outcomes))
     tracker.finish(parent, "FAILED" if failed else "FINISHED")
     order = {cell.id: i for i, cell in enumerate(cells)}
     return sorted(outcomes, key=lambda o: order[o.cell.id])
