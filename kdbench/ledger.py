@@ -3,16 +3,18 @@ server need not read every cell's run.
 
 A server answers each run it finds whole (its tags, params and metrics: ~3.5 ms a run here),
 so a resume of 10,000 finished cells spent 35 s of its 50 s reading them (perf/README.md).
-An invocation therefore logs, as it ends, the results of the cells it finished as one
-artifact (`LEDGER_FILE`), then tags itself with their count (`LEDGER_TAG`: the ledger is
-whole); a resume reads the invocation runs (a few) and their ledgers.
+An invocation therefore logs, as it ends or is stopped, the results of the cells it
+finished as one artifact (`LEDGER_FILE`), then tags itself with their count (`LEDGER_TAG`:
+the ledger is whole); a resume reads the invocation runs (a few) and their ledgers.
 
 A ledger need only be sound, not complete: a finished cell no ledger lists is claimed like
 any other, and its claim finds the FINISHED run (one search; the cell is not run again).
 For an invocation without a ledger (killed outright, still running, an older kdbench's) its
-finished cell runs are read instead. Runs deleted since (MLflow's UI) are read too, being
-few, and their cells are not done. Not seen: a run purged since (`mlflow gc`), whose cell
-stays done until `--rerun`.
+finished cell runs are read instead, as for one whose ledger cannot be read or disagrees
+with its tag. The cell runs deleted since (MLflow's UI) are read too (usually few: each is
+read whole) and are not done. Not seen: a run purged since (`mlflow gc`), whose cell stays
+done until `--rerun`, or until its invocation's `LEDGER_TAG` is deleted (its cell runs are
+then read).
 """
 
 from __future__ import annotations
@@ -29,8 +31,8 @@ from kdbench.results import Result
 from kdbench.stores import is_server
 from kdbench.tracking import (
     FINISHED_CELLS,
+    INVOCATIONS,
     OLDEST_FIRST,
-    ROLE_TAG,
     SERVER_SEARCH_THREADS,
     Tracker,
 )
@@ -58,7 +60,7 @@ def finished_results(tracker: Tracker) -> dict[str, Result]:
     table by table, fast) or another store, from the cell runs themselves."""
     if not is_server(tracker.uri):
         return {result.cell_id: result for result in _results(tracker.cell_runs())}
-    invocations = list(tracker.search(f"tags.`{ROLE_TAG}` = 'invocation'", order_by=OLDEST_FIRST))
+    invocations = list(tracker.search(INVOCATIONS, order_by=OLDEST_FIRST))
     with ThreadPoolExecutor(SERVER_SEARCH_THREADS) as pool:
         ledgers = list(pool.map(lambda run: _ledger(tracker, run), invocations))
     deleted = {run.info.run_id for run in tracker.search(FINISHED_CELLS, deleted=True)}

@@ -54,6 +54,7 @@ SERVER_SEARCH_THREADS = 4
 HEX_DIGITS = "0123456789abcdef"
 OLDEST_FIRST = ["attributes.start_time ASC", "attributes.run_id ASC"]  # a search's order
 FINISHED_CELLS = f"tags.`{ROLE_TAG}` = 'cell' and attributes.status = 'FINISHED'"
+INVOCATIONS = f"tags.`{ROLE_TAG}` = 'invocation'"
 
 
 def flatten(value: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -314,7 +315,7 @@ class Tracker:
         """The run id of the experiment's newest invocation (parent) run."""
         runs = self.client.search_runs(
             [self.experiment_id],
-            filter_string=f"tags.`{ROLE_TAG}` = 'invocation'",
+            filter_string=INVOCATIONS,
             max_results=1,
             order_by=["attributes.start_time DESC"],
         )

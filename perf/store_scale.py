@@ -46,7 +46,7 @@ from kdbench.matrix import expand
 from kdbench.plugins import registry
 from kdbench.results import Result, cell_tags
 from kdbench.run.cell import versions
-from kdbench.tracking import CELL_ID_TAG, ROLE_TAG, Tracker, flatten
+from kdbench.tracking import CELL_ID_TAG, INVOCATIONS, ROLE_TAG, Tracker, flatten
 
 ROOT = Path(__file__).resolve().parents[1]
 KDBENCH = str(Path(sys.executable).with_name("kdbench"))
@@ -165,7 +165,7 @@ def _copy_in_sql(db: Path, cells, tracker: Tracker) -> dict[str, str]:
 def forget_ledgers(uri: str) -> None:
     """Untag every invocation's ledger: the store as an older kdbench left it."""
     tracker = Tracker(uri, "scale")
-    for run in tracker.search(f"tags.`{ROLE_TAG}` = 'invocation'"):
+    for run in tracker.search(INVOCATIONS):
         tracker.client.delete_tag(run.info.run_id, LEDGER_TAG)
 
 
