@@ -145,7 +145,7 @@ def run(
     from kdbench.config import load_spec
     from kdbench.matrix import expand
     from kdbench.plugins import registry
-    from kdbench.run import preflight, slow_teachers
+    from kdbench.run import preflight
 
     spec = load_spec(config, registry(), profile=profile, overrides=overrides)
     cells = expand(spec)
@@ -153,8 +153,6 @@ def run(
     # means the run can start.
     root = paths.data_dir(data_dir or spec.experiment.data_dir)
     preflight(cells, root)
-    for line in slow_teachers(cells, paths.cache_dir()):
-        errors.print(line, highlight=False)
     if dry_run:
         from kdbench.matrix import point_text
 

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 from torch.torch_version import TorchVersion
 
+from kdbench import bfloat16
 from kdbench.api import Distiller
 from kdbench.losses import Hint, training_loss
 
@@ -261,8 +262,9 @@ def fit(
     selection on test, optimistic by construction, for reproducing them only; `val_epoch`
     still says which epoch validation would have kept.
     `precision="bfloat16"` autocasts the forward pass (weights, loss and validation stay
-    float32); `schedule="one-cycle"` warms the learning rate up to `lr` over the first
-    quarter of the steps, then anneals it (cosine), stepping once per batch.
+    float32; kdbench.bfloat16 says how on a CPU without bfloat16 arithmetic);
+    `schedule="one-cycle"` warms the learning rate up to `lr` over the first quarter of the
+    steps, then anneals it (cosine), stepping once per batch.
     At the end of each epoch in `checkpoints`, `on_checkpoint(epoch, result)` sees what
     training had kept so far (`result.best_state`, `result.val_epoch`): with the constant
     schedule, exactly what a run of that many epochs would have ended with.
@@ -278,9 +280,6 @@ def fit(
         scheduler = torch.optim.lr_scheduler.OneCycleLR(
             optimizer, lr, total_steps=epochs * steps, pct_start=0.25
         )
-    autocast = torch.autocast(
-        torch.device(device).type, dtype=torch.bfloat16, enabled=precision == "bfloat16"
-    )
     result = FitResult()
     for epoch in range(1, epochs + 1):
         started = time.perf_counter()
@@ -291,9 +290,9 @@ def fit(
         batches = torch.randperm(len(train.y), generator=order).split(batch_size)[:steps]
         for batch in batches:
             y = train.y[batch].to(device)
-            with autocast:
+            with bfloat16.autocast(device, enabled=precision == "bfloat16"):
                 out = log_probs(model, train.x[batch].to(device))
-            if autocast.fast_dtype == out.dtype:  # autocast: the loss is taken in float32
+            if out.dtype == torch.bfloat16:  # autocast: the loss is taken in float32
                 out = out.float()
             t = None if train.teacher_logits is None else train.teacher_logits[batch].to(device)
             f = None if train.teacher_features is None else train.teacher_features[batch]

@@ -5,7 +5,7 @@ anything is logged (`preflight`)."""
 from kdbench.run.events import CellOutcome, Events
 from kdbench.run.executors import connect_ray
 from kdbench.run.invocation import run_matrix, teachers_first
-from kdbench.run.preflight import preflight, slow_teachers
+from kdbench.run.preflight import preflight
 
 __all__ = [
     "CellOutcome",
@@ -13,6 +13,5 @@ __all__ = [
     "connect_ray",
     "preflight",
     "run_matrix",
-    "slow_teachers",
     "teachers_first",
 ]

@@ -20,10 +20,7 @@ from kdbench.memory import check_memory
 from kdbench.run.training import budget_epochs, student_context
 from kdbench.teachers import (
     check_pools,
-    checkpoint_path,
-    device_for,
     load_checkpoint,
-    networks_to_train,
 )
 
 
@@ -58,40 +55,6 @@ def preflight(cells: Sequence[Cell], data_root: Path) -> None:
     for backend in backends.values():
         backend.component.preflight()
     _check_circuits(cells, data_root)
-
-
-def slow_teachers(cells: Sequence[Cell], cache: Path) -> list[str]:
-    """One line for each teacher the run will train in bfloat16 on a CPU that has no bfloat16
-    arithmetic (AVX512-BF16, AMX or at least AVX-512): torch then multiplies in a reference
-    loop, 5-10x slower than float32 (a large teacher: hours an epoch, not minutes)."""
-    if _cpu_has_bfloat16():
-        return []
-    lines, seen = [], set()
-    for cell in cells:
-        if cell.teacher is None:
-            continue
-        members = cell.spec.instances["teachers"].__getitem__
-        for teacher, key in networks_to_train(cell.teacher, cell.dataset, cell.seed, members):
-            options = teacher.component
-            slow = options.precision == "bfloat16" and device_for(options.device).type == "cpu"
-            if not slow or options.fits_itself() or teacher.name in seen:
-                continue  # a teacher that fits itself trains no network of torch's
-            if not checkpoint_path(cache, key).exists():
-                seen.add(teacher.name)
-                lines.append(
-                    f"note: teacher '{teacher.name}' trains in bfloat16 and this CPU has no "
-                    "bfloat16 arithmetic: its matmuls run 5-10x slower than in float32 "
-                    '(precision = "float32" is faster, a different teacher with its own cache)'
-                )
-    return lines
-
-
-def _cpu_has_bfloat16() -> bool:
-    """Whether oneDNN runs bfloat16 natively here (torch's own test; True where unknown)."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return True
 
 
 # Instance id -> (the instance, kept so that its id is not reused, and its digest).

@@ -9,7 +9,6 @@ cached; and a config that fits still passes.
 
 from __future__ import annotations
 
-import importlib
 import types
 
 import pytest
@@ -19,10 +18,8 @@ import torch.nn.functional as F
 import kdbench
 import kdbench.config
 import kdbench.plugins
-from kdbench.matrix import expand
 from kdbench.memory import memory_limit
 from kdbench.plugins import load_registry
-from kdbench.teachers import checkpoint_path, networks_to_train
 from kdbench_plugins.datasets import Mnist
 from tests.helpers import after, assert_clean_failure, replace, with_matrix
 
@@ -286,59 +283,3 @@ def test_ibm_hardware_as_eval_backend_without_credentials(
     )
     result = invoke("run", str(write_config(text)))
     assert_clean_failure(result, "no IBM Quantum credentials", isolated)
-
-
-# -- a teacher that would train in bfloat16 on a CPU without bfloat16 arithmetic --
-
-BF16 = (
-    '[teachers.fast]\nplugin = "lenet"\nprecision = "bfloat16"\n'
-    '[teachers.slow]\nplugin = "alexnet"\nprecision = "bfloat16"\n'
-    '[teachers.ens]\nplugin = "ensemble"\nmembers = ["slow", "lenet"]\nseed = 5\n'
-    '[teachers.other]\nplugin = "lenet"\nseed = 1\n'
-    '[teachers.plain]\nplugin = "ensemble"\nmembers = ["lenet", "other"]\nprecision = "bfloat16"\n'
-)
-SLOW = "note: teacher 'slow' trains in bfloat16 and this CPU has no bfloat16 arithmetic"
-
-
-def bf16_notes(write_config, invoke, teachers: str, has_bf16: bool, monkeypatch) -> list[str]:
-    # The machine's one fact a test cannot choose: both answers are tried.
-    module = importlib.import_module("kdbench.run.preflight")  # not the function of that name
-    monkeypatch.setattr(module, "_cpu_has_bfloat16", lambda: has_bf16)
-    matrix = f'[[matrix]]\ndatasets = ["mnist-0-2"]\nteachers = {teachers}\nstudents = ["q2"]\n'
-    result = invoke("run", str(write_config(with_matrix(matrix, BF16))), "--dry-run")
-    assert result.exit_code == 0, result.stdout + result.stderr
-    return [line for line in result.stderr.splitlines() if line.startswith("note:")]
-
-
-def cache_networks_of(isolated, teacher: str) -> None:
-    """Put in the cache the networks that the config's cells taught by `teacher` train."""
-    spec = kdbench.config.load_spec(str(isolated / "config.toml"), load_registry())
-    members = spec.instances["teachers"].__getitem__
-    (isolated / "cache" / "teachers").mkdir(parents=True, exist_ok=True)
-    for cell in expand(spec):
-        if cell.teacher is not None and cell.teacher.name == teacher:
-            for _, key in networks_to_train(cell.teacher, cell.dataset, cell.seed, members):
-                checkpoint_path(isolated / "cache", key).touch()
-
-
-def test_bfloat16_teachers_to_train_on_a_cpu_without_it_get_one_note_each(
-    write_config, invoke, isolated, monkeypatch
-):
-    # An ensemble's member is named once, as itself; an ensemble whose members train in
-    # float32 trains nothing in bfloat16, whatever its own option says.
-    teachers = '["slow", "ens", "lenet", "plain"]'
-    notes = bf16_notes(write_config, invoke, teachers, False, monkeypatch)
-    assert len(notes) == 1 and notes[0].startswith(SLOW), notes
-    assert 'precision = "float32" is faster' in notes[0]
-    assert bf16_notes(write_config, invoke, '["fast"]', False, monkeypatch)[0].startswith(
-        "note: teacher 'fast'"
-    )
-    assert bf16_notes(write_config, invoke, teachers, True, monkeypatch) == []
-    # Cached under the cell's seed, 'slow' trains nothing more alone; the ensemble still
-    # trains it, under its own seed; once that is cached too, nothing is said.
-    cache_networks_of(isolated, "slow")
-    assert bf16_notes(write_config, invoke, '["slow"]', False, monkeypatch) == []
-    notes = bf16_notes(write_config, invoke, '["ens"]', False, monkeypatch)
-    assert len(notes) == 1 and notes[0].startswith(SLOW), notes
-    cache_networks_of(isolated, "ens")
-    assert bf16_notes(write_config, invoke, teachers, False, monkeypatch) == []
