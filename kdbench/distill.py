@@ -4,10 +4,13 @@ selection on validation."""
 from __future__ import annotations
 
 import math
+import os
+import pickle
 import tempfile
 import time
 from collections.abc import Callable, Collection, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -128,8 +131,80 @@ class FitResult:
             self._best_test = test.accuracy
             self.keep(metrics.epoch, model)
 
+    def state(self) -> dict:
+        """Everything the result holds, as `torch.load(weights_only=True)` reads it back
+        (`restored`)."""
+        return {
+            "history": [asdict(m) for m in self.history],
+            "best_epoch": self.best_epoch,
+            "val_epoch": self.val_epoch,
+            "best_val": list(self._best_val),
+            "best_test": self._best_test,
+            "best_state": self.best_state if self.best_epoch else None,
+        }
+
+    @classmethod
+    def restored(cls, state: dict) -> FitResult:
+        """The result whose `state()` this is."""
+        result = cls([EpochMetrics(**m) for m in state["history"]])
+        result.best_epoch, result.val_epoch = state["best_epoch"], state["val_epoch"]
+        result._best_val, result._best_test = tuple(state["best_val"]), state["best_test"]
+        if state["best_state"] is not None:
+            torch.save(state["best_state"], result._best)
+        return result
+
 
 SPILL_BYTES = 64 * 2**20
+
+
+# Raised when a snapshot's contents change, so that an older one is not misread.
+SNAPSHOT_VERSION = 1
+
+
+def _write_snapshot(path: Path, epoch: int, result: FitResult, state: dict) -> None:
+    """Training's state after `epoch`."""
+    saved = {
+        "version": SNAPSHOT_VERSION,
+        "epoch": epoch,
+        "result": result.state(),
+        "rng": torch.get_rng_state(),
+        # Dropout on a GPU draws from its own generators.
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None,
+        "order": state["order"].get_state(),
+    }
+    for name in ("model", "optimizer", "scheduler", "hint"):
+        saved[name] = None if state[name] is None else state[name].state_dict()
+    save_atomically(saved, path)
+
+
+def save_atomically(state: dict, target: Path) -> None:
+    """torch.save to `target` so that no reader ever sees half a file."""
+    with tempfile.NamedTemporaryFile(dir=target.parent, suffix=".tmp", delete=False) as tmp:
+        torch.save(state, tmp.name)
+    os.replace(tmp.name, target)
+
+
+def _read_snapshot(path: Path) -> dict | None:
+    """The snapshot at `path`; None where there is none, or none this version reads."""
+    try:
+        saved = torch.load(path, weights_only=True)
+    except FileNotFoundError:
+        return None
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError):
+        return None  # unreadable: training from the start is always right
+    return saved if isinstance(saved, dict) and saved.get("version") == SNAPSHOT_VERSION else None
+
+
+def _resume(saved: dict, state: dict) -> tuple[FitResult, int]:
+    """Put training's state back as `saved` has it; the result so far and its last epoch."""
+    for name in ("model", "optimizer", "scheduler", "hint"):
+        if state[name] is not None:
+            state[name].load_state_dict(saved[name])
+    state["order"].set_state(saved["order"])
+    torch.set_rng_state(saved["rng"])
+    if saved["cuda_rng"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(saved["cuda_rng"])
+    return FitResult.restored(saved["result"]), saved["epoch"]
 
 
 def evaluate(
@@ -252,6 +327,7 @@ def fit(
     test: Split | None = None,
     checkpoints: Collection[int] = (),
     on_checkpoint: Callable[[int, FitResult], None] | None = None,
+    snapshot: Path | None = None,
 ) -> FitResult:
     """Adam on the distiller's loss (the cross-entropy without one); keep the weights of the
     epoch with the best validation accuracy.
@@ -268,7 +344,14 @@ def fit(
     At the end of each epoch in `checkpoints`, `on_checkpoint(epoch, result)` sees what
     training had kept so far (`result.best_state`, `result.val_epoch`): with the constant
     schedule, exactly what a run of that many epochs would have ended with.
+    With `snapshot`, the state of training (weights, optimizer, schedule, batch order, the
+    global RNG that dropout draws from, the result so far) is saved there at the end of each
+    epoch, and a training that finds a readable one goes on after its epoch, to the very
+    weights a training never stopped ends with; the epochs it replays reach `on_epoch` again.
+    The caller removes the file once it has kept what training returned.
     """
+    if snapshot is not None and checkpoints:
+        raise ValueError("a training that checkpoints is not resumed from a snapshot")
     # Convolutions and max-pools of small images train ~1.5x faster on the CPU with
     # channels-last weights (the 4-D ones; nothing else changes).
     model.to(memory_format=torch.channels_last)
@@ -280,8 +363,16 @@ def fit(
         scheduler = torch.optim.lr_scheduler.OneCycleLR(
             optimizer, lr, total_steps=epochs * steps, pct_start=0.25
         )
-    result = FitResult()
-    for epoch in range(1, epochs + 1):
+    result, done = FitResult(), 0
+    state = {
+        "model": model, "optimizer": optimizer, "scheduler": scheduler, "hint": hint, "order": order
+    }  # fmt: skip
+    if snapshot is not None and (saved := _read_snapshot(snapshot)) is not None:
+        result, done = _resume(saved, state)
+        if on_epoch is not None:
+            for metrics in result.history:
+                on_epoch(metrics)
+    for epoch in range(done + 1, epochs + 1):
         started = time.perf_counter()
         model.train()
         if hint is not None:
@@ -319,6 +410,8 @@ def fit(
             {} if tested is None else tested.metrics(),
         )
         result.close_epoch(metrics, v, tested, model)
+        if snapshot is not None:
+            _write_snapshot(snapshot, epoch, result, state)
         if on_epoch is not None:
             on_epoch(metrics)
         if on_checkpoint is not None and epoch in checkpoints:

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import pickle
-import tempfile
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,7 +18,7 @@ from torch import nn
 from kdbench.api import Teacher
 from kdbench.config import Instance
 from kdbench.data import Splits, check_sizes, make_splits
-from kdbench.distill import EpochMetrics, Split, evaluate, fit
+from kdbench.distill import EpochMetrics, Split, evaluate, fit, save_atomically
 from kdbench.errors import KdbenchError
 from kdbench.locks import exclusive
 from kdbench.losses import logits_to_log
@@ -158,13 +156,6 @@ def _why(exc: Exception) -> str:
     for advice in _ADVICE:
         telling = [line.split(advice)[0] for line in telling]
     return " ".join(telling or lines[:1])[:300] or type(exc).__name__
-
-
-def _save_atomically(state: dict, target: Path) -> None:
-    """torch.save to `target` so that no reader ever sees half a file."""
-    with tempfile.NamedTemporaryFile(dir=target.parent, suffix=".tmp", delete=False) as tmp:
-        torch.save(state, tmp.name)
-    os.replace(tmp.name, target)
 
 
 def prepare_teacher(
@@ -314,7 +305,7 @@ def _add_outputs(path: Path, new: dict[bytes, torch.Tensor]) -> None:
     with exclusive(path.with_suffix(".lock")):
         merged = _read_outputs(path) | new
         keys = torch.tensor([list(k) for k in merged], dtype=torch.uint8)
-        _save_atomically({"keys": keys, "outputs": torch.stack(list(merged.values()))}, path)
+        save_atomically({"keys": keys, "outputs": torch.stack(list(merged.values()))}, path)
 
 
 # Teachers prepared in this process, by cache key: preparing is loading plus evaluating.
@@ -345,6 +336,7 @@ def _load_or_train(
             load_checkpoint(model, str(target))
             return "cache"
         model.to(device)
+        snapshot = target.with_suffix(".snapshot.pt")  # a killed training goes on from it
         fit(
             model,
             _log_probs,
@@ -359,9 +351,11 @@ def _load_or_train(
             on_epoch=on_epoch,
             precision=options.precision,
             schedule=options.schedule,
+            snapshot=snapshot,
         )
-        _save_atomically({k: v.cpu() for k, v in model.state_dict().items()}, target)
+        save_atomically({k: v.cpu() for k, v in model.state_dict().items()}, target)
         target.with_suffix(".json").write_text(json.dumps(meta, indent=2))
+        snapshot.unlink(missing_ok=True)
         return "trained"
 
 

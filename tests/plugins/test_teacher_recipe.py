@@ -3,13 +3,19 @@ when set (so the cells and teachers of configs written before them keep their id
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
 from kdbench.config import load_spec
 from kdbench.matrix import expand
 from kdbench.paths import data_dir
-from kdbench.teachers import cache_key, prepare_teacher
+from kdbench.plugins import registry as process_registry
+from kdbench.teachers import cache_key, forget_prepared, prepare_teacher
 from tests.helpers import TINY
 
 
@@ -100,3 +106,57 @@ def test_one_cycle_warms_up_and_anneals():
     peak = rates.index(max(rates))
     assert rates[0] < 0.01 / 10 and max(rates) == pytest.approx(0.01) and 2 <= peak <= 5
     assert rates[-1] < 0.01 / 100 and rates[peak:] == sorted(rates[peak:], reverse=True)
+
+
+# Three epochs (tests/run/test_distill.py resumes a network with dropout; LeNet has none).
+KILLABLE = '[teachers.lenet]\nbatch_size = 16\nepochs = 3\nschedule = "one-cycle"\n'
+
+KILLED_AT_EPOCH_2 = """
+import os, signal, sys
+from pathlib import Path
+from tests.plugins.test_teacher_recipe import prepare
+
+def kill_at_2(metrics):
+    if metrics.epoch == 2:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+prepare(Path(sys.argv[1]), Path(sys.argv[2]), kill_at_2)
+"""
+
+
+def prepare(config: Path, cache: Path, on_epoch=None):
+    spec = load_spec(str(config), process_registry())
+    return prepare_teacher(
+        spec.instance("teachers", "lenet"),
+        spec.instance("datasets", "mnist-0-2"),
+        data_dir(),
+        0,
+        cache,
+        members=lambda n: spec.instance("teachers", n),
+        on_epoch=on_epoch,
+    )
+
+
+def test_a_teacher_killed_mid_training_goes_on_from_its_last_epoch(write_config, tmp_path):
+    """A real SIGKILL after epoch 2 of 3: the next preparation trains epoch 3 alone and ends
+    with the weights of a training never stopped (one-cycle schedule, batch order and all)."""
+    config = write_config(TINY.format(name="r").replace("[teachers.lenet]\nepochs = 1\n", KILLABLE))
+    whole = prepare(config, tmp_path / "whole")
+    forget_prepared()
+    cache = tmp_path / "killed"
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_AT_EPOCH_2, str(config), str(cache)],
+        check=False,
+        cwd=Path(__file__).parents[2],
+    )
+    assert killed.returncode == -signal.SIGKILL
+    assert not list((cache / "teachers").glob("*[0-9a-f].pt"))  # no trained teacher yet
+    (snapshot,) = (cache / "teachers").glob("*.snapshot.pt")
+    epochs = []
+    resumed = prepare(config, cache, epochs.append)
+    assert resumed.source == "trained" and not snapshot.exists()
+    assert [m.epoch for m in epochs] == [1, 2, 3]  # 1-2 replayed from the snapshot
+    for a, b in zip(
+        resumed.network.state_dict().values(), whole.network.state_dict().values(), strict=True
+    ):
+        assert torch.equal(a, b)

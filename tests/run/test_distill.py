@@ -155,3 +155,76 @@ def test_the_paper_distiller_trains_bit_for_bit_like_the_loss_it_replaced():
     (history, state), (legacy_history, legacy_state) = runs
     assert history == legacy_history
     assert all(torch.equal(state[k], legacy_state[k]) for k in state)
+
+
+# -- a training stopped after an epoch goes on from its snapshot --
+
+
+def dropout_net() -> torch.nn.Module:
+    torch.manual_seed(1)
+    return torch.nn.Sequential(
+        torch.nn.Linear(6, 32), torch.nn.ReLU(), torch.nn.Dropout(0.3), torch.nn.Linear(32, 3)
+    )
+
+
+def train_dropout_net(net, snapshot=None, on_epoch=None):
+    generator = torch.Generator().manual_seed(2)
+    x, y = torch.randn(90, 6, generator=generator), torch.arange(90) % 3
+    torch.manual_seed(3)  # what dropout draws from, as a teacher's training seeds it
+    return fit(
+        net,
+        lambda m, v: torch.log_softmax(m(v), 1),
+        Split(x[:60], y[:60]),
+        Split(x[60:], y[60:]),
+        num_classes=3,
+        epochs=4,
+        batch_size=8,
+        lr=0.01,
+        seed=0,
+        schedule="one-cycle",
+        snapshot=snapshot,
+        on_epoch=on_epoch,
+    )
+
+
+class Stopped(Exception):
+    pass
+
+
+def test_a_stopped_training_goes_on_from_its_snapshot_to_the_same_weights(tmp_path):
+    whole = dropout_net()
+    uninterrupted = train_dropout_net(whole)
+
+    def stop_after_2(metrics):
+        if metrics.epoch == 2:
+            raise Stopped
+
+    snapshot = tmp_path / "t.snapshot.pt"
+    with pytest.raises(Stopped):
+        train_dropout_net(dropout_net(), snapshot, stop_after_2)
+    assert snapshot.exists()
+    seen = []
+    resumed_net = dropout_net()
+    with torch.no_grad():  # weights other than the ones it stopped at
+        for p in resumed_net.parameters():
+            p.fill_(0.5)
+    resumed = train_dropout_net(resumed_net, snapshot, seen.append)
+    # Epochs 1-2 replayed to on_epoch, 3-4 trained: the weights of a training never stopped.
+    assert [m.epoch for m in seen] == [1, 2, 3, 4]
+    assert [(m.train, m.val) for m in resumed.history] == [
+        (m.train, m.val) for m in uninterrupted.history
+    ]
+    assert resumed.best_epoch == uninterrupted.best_epoch
+    for a, b in zip(resumed_net.state_dict().values(), whole.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_an_unreadable_snapshot_means_training_from_the_start(tmp_path):
+    whole = dropout_net()
+    train_dropout_net(whole)
+    snapshot = tmp_path / "t.snapshot.pt"
+    snapshot.write_bytes(b"not a snapshot")
+    again = dropout_net()
+    train_dropout_net(again, snapshot)
+    for a, b in zip(again.state_dict().values(), whole.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
