@@ -54,6 +54,13 @@ def cpu_has_bfloat16() -> bool:
         return True
 
 
+def _cpu_autocast_enabled() -> bool:
+    try:
+        return torch.is_autocast_enabled("cpu")
+    except TypeError:  # torch < 2.4
+        return torch.is_autocast_cpu_enabled()
+
+
 def _rounded(value: Any) -> Any:
     """A floating-point tensor rounded to bfloat16 and held in float32; anything else as is."""
     if isinstance(value, torch.Tensor) and value.is_floating_point():
@@ -66,7 +73,7 @@ class _Float32Products(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        if func not in _LOWERED or not torch.is_autocast_enabled("cpu"):
+        if func not in _LOWERED or not _cpu_autocast_enabled():
             return func(*args, **kwargs)
         with torch.autocast("cpu", enabled=False):
             out = func(*map(_rounded, args), **{k: _rounded(v) for k, v in kwargs.items()})
