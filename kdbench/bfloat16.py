@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
 import torch
@@ -69,7 +70,20 @@ def _rounded(value: Any) -> Any:
 
 
 class _Float32Products(TorchFunctionMode):
-    """Autocast's bfloat16 matmuls and convolutions, computed in float32 (module docstring)."""
+    """Autocast's bfloat16 matmuls and convolutions, computed in float32 (module docstring);
+    entering it enters `cast`, the autocast it serves."""
+
+    def __init__(self, cast: torch.autocast):
+        super().__init__()
+        self.cast = cast
+
+    def __enter__(self):
+        self.cast.__enter__()
+        return super().__enter__()
+
+    def __exit__(self, *exc):
+        super().__exit__(*exc)
+        return self.cast.__exit__(*exc)
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -80,14 +94,12 @@ class _Float32Products(TorchFunctionMode):
         return out.to(torch.bfloat16)
 
 
-@contextlib.contextmanager
-def autocast(device: torch.device | str, enabled: bool = True) -> Iterator[None]:
+def autocast(device: torch.device | str, enabled: bool = True) -> AbstractContextManager:
     """torch.autocast to bfloat16 on `device` (nothing when not `enabled`), with its matmuls
-    and convolutions done in float32 on a CPU without bfloat16 arithmetic."""
+    and convolutions done in float32 on a CPU without bfloat16 arithmetic. Built once, it
+    may be entered again and again (a training loop's batches)."""
+    if not enabled:
+        return contextlib.nullcontext()
     kind = torch.device(device).type
-    with contextlib.ExitStack() as stack:
-        if enabled:
-            if kind == "cpu" and not cpu_has_bfloat16():
-                stack.enter_context(_Float32Products())
-            stack.enter_context(torch.autocast(kind, dtype=torch.bfloat16))
-        yield
+    cast = torch.autocast(kind, dtype=torch.bfloat16)
+    return _Float32Products(cast) if kind == "cpu" and not cpu_has_bfloat16() else cast

@@ -188,10 +188,8 @@ def _read_snapshot(path: Path) -> dict | None:
     """The snapshot at `path`; None where there is none, or none this version reads."""
     try:
         saved = torch.load(path, weights_only=True)
-    except FileNotFoundError:
-        return None
     except (OSError, RuntimeError, EOFError, pickle.UnpicklingError):
-        return None  # unreadable: training from the start is always right
+        return None  # none, or unreadable: training from the start is always right
     return saved if isinstance(saved, dict) and saved.get("version") == SNAPSHOT_VERSION else None
 
 
@@ -363,10 +361,15 @@ def fit(
         scheduler = torch.optim.lr_scheduler.OneCycleLR(
             optimizer, lr, total_steps=epochs * steps, pct_start=0.25
         )
+    autocast = bfloat16.autocast(device, enabled=precision == "bfloat16")
     result, done = FitResult(), 0
     state = {
-        "model": model, "optimizer": optimizer, "scheduler": scheduler, "hint": hint, "order": order
-    }  # fmt: skip
+        "model": model,
+        "optimizer": optimizer,
+        "scheduler": scheduler,
+        "hint": hint,
+        "order": order,
+    }
     if snapshot is not None and (saved := _read_snapshot(snapshot)) is not None:
         result, done = _resume(saved, state)
         if on_epoch is not None:
@@ -381,7 +384,7 @@ def fit(
         batches = torch.randperm(len(train.y), generator=order).split(batch_size)[:steps]
         for batch in batches:
             y = train.y[batch].to(device)
-            with bfloat16.autocast(device, enabled=precision == "bfloat16"):
+            with autocast:
                 out = log_probs(model, train.x[batch].to(device))
             if out.dtype == torch.bfloat16:  # autocast: the loss is taken in float32
                 out = out.float()

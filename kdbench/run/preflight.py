@@ -18,10 +18,7 @@ from kdbench.errors import KdbenchError, first_line
 from kdbench.matrix import Cell, digest, teacher_config
 from kdbench.memory import check_memory
 from kdbench.run.training import budget_epochs, student_context
-from kdbench.teachers import (
-    check_pools,
-    load_checkpoint,
-)
+from kdbench.teachers import check_pools, load_checkpoint
 
 
 def preflight(cells: Sequence[Cell], data_root: Path) -> None:
