@@ -39,8 +39,8 @@ from kdbench.tracking import (
 
 LEDGER_TAG = "kdbench.ledger"  # on an invocation run: how many cells its ledger lists
 LEDGER_FILE = "kdbench-ledger.json"
-# Raised whenever Result's fields change: a ledger of another version is not read (its
-# invocation's cell runs are).
+# Raised whenever Result's fields change (tests/run/test_ledger.py pins them): a ledger of
+# another version is not read (its invocation's cell runs are).
 LEDGER_VERSION = 1
 
 

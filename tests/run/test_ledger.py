@@ -5,13 +5,13 @@ cell never runs it twice nor calls it done when it is not."""
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, fields
 
 import pytest
 from mlflow.tracking import MlflowClient
 
 from kdbench.config import load_spec
-from kdbench.ledger import LEDGER_FILE, LEDGER_TAG, finished_results
+from kdbench.ledger import LEDGER_FILE, LEDGER_TAG, LEDGER_VERSION, finished_results
 from kdbench.results import Result
 from kdbench.run import Events
 from kdbench.tracking import ROLE_TAG, Tracker
@@ -44,6 +44,35 @@ def finished_runs(client: MlflowClient, experiment: str) -> list:
     return client.search_runs(
         [experiment], f"tags.`{ROLE_TAG}` = 'cell' and attributes.status = 'FINISHED'"
     )
+
+
+# The fields of Result (name: type) each ledger version stores: a change to Result fails the
+# test below until LEDGER_VERSION is raised and its fields are added here, so that no resume
+# reads an older kdbench's ledger as today's Result.
+LEDGER_FIELDS = {
+    1: [
+        "dataset: str",
+        "teacher: str",
+        "student: str",
+        "backend: str",
+        "distiller: str",
+        "seed: int",
+        "test_accuracy: float",
+        "teacher_test_accuracy: float | None",
+        "val_accuracy: float | None",
+        "sweep: Mapping[str, Any]",
+        "params: Mapping[str, str]",
+        "run_id: str | None",
+        "cell_id: str | None",
+        "collapsed: bool | None",
+        "also: Mapping[str, float]",
+        "also_loss: Mapping[str, float]",
+    ],
+}
+
+
+def test_the_ledger_version_names_the_fields_of_result():
+    assert [f"{f.name}: {f.type}" for f in fields(Result)] == LEDGER_FIELDS[LEDGER_VERSION]
 
 
 @pytest.mark.slow
