@@ -66,18 +66,18 @@ def test_the_timed_profiles_are_the_verdicts_own_cells(registry):
             "vqc-twin",
             "vqc-twin-mnist",
             "vqc-twin-lenet-taught",
+            "vqc-twin-all",
         )
     }
     assert timed["mnist-0-5"] == on_mnist and len(on_mnist) == 220
     assert timed["mnist-0-5-lenets"] < on_mnist and len(timed["mnist-0-5-lenets"]) == 160
     assert timed["vqc-twin"] < timed["mnist-0-5-lenets"] and len(timed["vqc-twin"]) == 60
-    # The vqc and twin rows with every teacher but AlexNet and the ensemble: on every data
-    # set, and on both MNIST sets.
+    # The vqc and twin rows: all of them; with every teacher but AlexNet and the ensemble,
+    # on every data set and on both MNIST sets.
+    all_rows = [c for c in verdict if c.student.name.startswith(("vqc", "twin"))]
+    assert timed["vqc-twin-all"] == {c.id for c in all_rows} and len(all_rows) == 840
     rows = [
-        c
-        for c in verdict
-        if c.student.name.startswith(("vqc", "twin"))
-        and (c.teacher is None or c.teacher.name not in ("alexnet", "ensemble"))
+        c for c in all_rows if c.teacher is None or c.teacher.name not in ("alexnet", "ensemble")
     ]
     assert timed["vqc-twin-lenet-taught"] == {c.id for c in rows} and len(rows) == 600
     on_mnist_rows = {c.id for c in rows if c.dataset.name.startswith("mnist")}
